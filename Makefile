@@ -1,0 +1,38 @@
+# Two commands a newcomer needs (see README):  `make demo`  and  `make test`.
+# Both create the virtual environment on first use; later runs reuse it.
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+EXTRAS ?= dev,crf,onnx
+
+.PHONY: install demo demo-quick test test-slow lint bench clean
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade pip
+	$(PY) -m pip install -c constraints.txt -e ".[$(EXTRAS)]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install
+	$(VENV)/bin/autoqvis demo
+
+demo-quick: install
+	$(VENV)/bin/autoqvis demo --quick
+
+test: install
+	$(PY) -m ruff check .
+	$(PY) -m pytest -q
+
+test-slow: install
+	$(PY) -m pytest -q -m slow
+
+lint: install
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

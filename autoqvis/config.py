@@ -1,0 +1,382 @@
+"""Configuration: one frozen dataclass per stage, YAML deltas and ``--set a.b=value`` overrides.
+
+The defaults are the official AutoQ-VIS settings (``docs/method.md``); a YAML file holds only the
+differences from them. Unknown keys are errors that name the nearest valid key, values are checked
+against the field's type, and the resolved configuration is written into every output directory.
+
+    cfg = load_config(["configs/tiny_cpu.yaml"], ["selection.quality_min=0.5"])
+    cfg.selection.quality_min  # 0.5
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import subprocess
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+__all__ = [
+    "Config",
+    "ConfigError",
+    "DiscoveryConfig",
+    "EvaluationConfig",
+    "InferenceConfig",
+    "ModelConfig",
+    "SelectionConfig",
+    "SynthesisConfig",
+    "TrainingConfig",
+    "apply_delta",
+    "config_to_dict",
+    "load_config",
+    "parse_override",
+    "save_config",
+]
+
+
+class ConfigError(ValueError):
+    """A configuration file or override that cannot be applied."""
+
+
+# ---------------------------------------------------------------------------------------------------
+# stage configurations
+
+
+@dataclass(frozen=True)
+class DiscoveryConfig:
+    """S0: self-supervised ViT features + normalised cuts (MaskCut) on unlabeled images."""
+
+    arch: str = "dinov2_vits14"  # dino_vits8 | dino_vits16 | dino_vitb8 | dino_vitb16 | dinov2_vit{s,b,l}14
+    weights: str | None = None  # safetensors/pth file; None: look in the weights cache folder
+    features: Literal["k", "tokens"] = "tokens"  # last-block keys (DINO v1 recipe) or normalised tokens
+    fixed_size: int = 480  # images are resized to fixed_size x fixed_size before the ViT
+    tau: float = 0.15  # affinity threshold: W_ij = 1 if cos > tau else eps
+    eps: float = 1e-5  # affinity of non-edges
+    num_masks: int = 3  # N: cuts per image
+    crf: bool = True  # dense-CRF refinement (needs the `crf` extra)
+    crf_min_iou: float = 0.5  # drop a mask whose CRF output has IoU < this with the cut
+    every: int = 1  # with --videos: use every k-th frame
+    batch_size: int = 8  # images per ViT forward
+
+
+@dataclass(frozen=True)
+class SynthesisConfig:
+    """S2: ImageCut2Video, images + pseudo-masks -> synthetic training clips with known tracks."""
+
+    num_frames: int = 3  # T per clip (SAMPLING_FRAME_NUM)
+    crop_min: int = 600  # per-frame absolute random crop, at full scale
+    crop_max: int = 720
+    short_sides: tuple[int, ...] = (360, 480)  # clip-wide choice of the resized short side
+    max_size: int = 1333
+    flip_prob: float = 0.5  # clip-wide horizontal flip
+    brightness: tuple[float, float] = (0.9, 1.1)  # per-frame
+    contrast: tuple[float, float] = (0.9, 1.1)  # per-frame
+    rotation: tuple[float, float] = (-15.0, 15.0)  # degrees, per-frame, expand=False
+    rotation_center: tuple[float, float] = (0.4, 0.6)  # relative centre range
+    copy_paste: bool = True  # paste a partner image's instances on every frame
+    paste_scale: tuple[float, float] = (0.8, 1.0)  # per-frame scale of the pasted layer
+    paste_max_overlap: float = 0.5  # no paste if a pasted mask covers >= this of a target object
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The class-agnostic VideoMask2Former with the quality (mask-IoU) head. Defaults: ``paper_r50``."""
+
+    preset: str = "paper_r50"  # paper_r50 | tiny; fields below override the preset when set in a file
+    backbone: Literal["resnet", "vit"] = "resnet"
+    weights: str | None = None  # initial weights (official .pth, or our safetensors)
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """Optimiser, schedule, losses and data mixing for every training stage."""
+
+    max_iters: int = 8000
+    batch_size: int = 2  # clips per iteration (global)
+    lr: float = 2e-5
+    weight_decay: float = 0.05  # 0 on norms and embeddings
+    backbone_lr_mult: float = 0.1
+    clip_grad_norm: float = 0.01  # full-model gradient-norm clipping
+    warmup_iters: int = 10
+    schedule: Literal["constant", "step"] = "constant"
+    steps: tuple[int, ...] = ()
+    gamma: float = 0.1
+    amp: Literal["off", "bf16", "fp16"] = "off"
+    grad_accum: int = 1
+    checkpoint_period: int = 1000
+    log_period: int = 20
+    seed: int = 0
+    num_workers: int = 0
+    # losses
+    num_points: int = 12544
+    oversample_ratio: float = 3.0
+    importance_sample_ratio: float = 0.75
+    class_weight: float = 2.0
+    mask_weight: float = 5.0
+    dice_weight: float = 5.0
+    quality_weight: float = 20.0
+    no_object_weight: float = 0.1
+    deep_supervision: bool = True
+    droploss: bool = False
+    droploss_tau: float = 0.01
+    quality_loss: Literal["all", "matched"] = "all"  # code: every query vs its best-mean-IoU GT; paper: matched
+    freeze_quality_head: bool = False
+
+
+@dataclass(frozen=True)
+class SelectionConfig:
+    """S4: pseudo-label selection, fusion and the self-training rounds (every Table-3 ablation is a field)."""
+
+    top_k: int = 10  # queries kept per video before NMS
+    nms_iou: float = 0.5  # two tracks are one object if mask IoU >= this in any frame
+    score_min: float = 0.25  # class-score threshold
+    quality_min: float = 0.75  # per-frame threshold on Q (0.3 for dense scenes, the paper's UVO setting)
+    selection_score: Literal["quality", "confidence"] = "quality"  # Q = s * IoU_hat, or s alone (ablation)
+    min_frames: int = 2  # keep an object only if selected in >= this many non-empty frames (paper: 1)
+    fusion: Literal["fuse", "replace"] = "fuse"  # adaptive fusion with earlier rounds, or replace (ablation)
+    fuse_iou: float = 0.5  # new and old label are one object if IoU >= this in any frame
+    min_eligible_frames: int = 2  # a video is used only with >= this many eligible frames
+    num_rounds: int = 2  # K self-training rounds
+    round_iters: int = 10000
+    round_batch_size: int = 4
+    reset_each_round: bool = True  # retrain from M0 each round (ablation: continue)
+    freeze_quality_head: bool = True  # ablation: train the head during self-training
+    droploss: bool = True  # ablation: vanilla mask loss
+    mix_prob: float = 0.5  # probability that a batch comes from the pseudo-labelled real videos
+    select_metric: str = "AP50"  # with a labelled validation set: keep the best round by this metric
+
+
+@dataclass(frozen=True)
+class InferenceConfig:
+    """Whole-video or streaming prediction and post-processing."""
+
+    short_side: int = 360
+    max_size: int = 1333
+    top_k: int = 10
+    window: int = 0  # frames per window in streaming mode; 0 = whole video in one clip (the reference)
+    overlap: int = 4  # frames shared by consecutive windows
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    amp: Literal["off", "bf16", "fp16"] = "off"
+
+
+@dataclass(frozen=True)
+class EvaluationConfig:
+    """YouTube-VIS AP/AR and DAVIS J&F."""
+
+    class_agnostic: bool = True
+    max_dets: tuple[int, ...] = (1, 10, 100)
+    area_small: float = 128.0**2  # small < this <= medium (on the mean per-frame area)
+    area_large: float = 256.0**2  # medium < this <= large
+    davis_keep_first_last: bool = False  # DAVIS-2016 excludes the first and last frame
+    davis_bound_th: float = 0.008  # boundary tolerance, fraction of the image diagonal
+    davis_max_proposals: int = 20  # DAVIS-2017 unsupervised: proposals per sequence
+
+
+@dataclass(frozen=True)
+class Config:
+    discovery: DiscoveryConfig = field(default_factory=DiscoveryConfig)
+    synthesis: SynthesisConfig = field(default_factory=SynthesisConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    selection: SelectionConfig = field(default_factory=SelectionConfig)
+    inference: InferenceConfig = field(default_factory=InferenceConfig)
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+
+
+# ---------------------------------------------------------------------------------------------------
+# loading, overriding, saving
+
+
+def load_config(
+    paths: Sequence[str | Path] = (), overrides: Sequence[str] = (), base: Config | None = None
+) -> Config:
+    """Defaults (or ``base``) + each YAML delta in order + each ``a.b=value`` override in order."""
+    cfg = base if base is not None else Config()
+    for path in paths:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} not found; pass an existing YAML file")
+        try:
+            delta = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{path} is not valid YAML: {err}") from err
+        if not isinstance(delta, Mapping):
+            raise ConfigError(f"{path} must hold a mapping of sections, got {type(delta).__name__}")
+        cfg = apply_delta(cfg, delta, source=str(path))
+    for text in overrides:
+        cfg = apply_delta(cfg, parse_override(text), source=f"--set {text}")
+    return cfg
+
+
+def parse_override(text: str) -> dict[str, Any]:
+    """``"a.b=0.5"`` -> ``{"a": {"b": 0.5}}``; the value is parsed as YAML (numbers, lists, null)."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"override must look like section.key=value, got {text!r}")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as err:
+        raise ConfigError(f"cannot parse the value of override {text!r}: {err}") from err
+    nested: dict[str, Any] = {}
+    node = nested
+    parts = key.strip().split(".")
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+    node[parts[-1]] = value
+    return nested
+
+
+def apply_delta(obj: Any, delta: Mapping[str, Any], source: str, prefix: str = "") -> Any:
+    """Return a copy of dataclass ``obj`` with ``delta`` applied; unknown keys and bad types raise."""
+    fields = {f.name: f for f in dataclasses.fields(obj)}
+    hints = typing.get_type_hints(type(obj))
+    changes = {}
+    for key, value in delta.items():
+        dotted = f"{prefix}{key}"
+        if key not in fields:
+            raise ConfigError(_unknown_key_message(dotted, source))
+        current = getattr(obj, key)
+        if dataclasses.is_dataclass(current):
+            if not isinstance(value, Mapping):
+                raise ConfigError(f"{source}: '{dotted}' is a section and needs a mapping, got {value!r}")
+            changes[key] = apply_delta(current, value, source, prefix=f"{dotted}.")
+        else:
+            changes[key] = _coerce(value, hints[key], dotted, source)
+    return dataclasses.replace(obj, **changes)
+
+
+def config_to_dict(obj: Any) -> dict[str, Any]:
+    """Plain nested dict (tuples become lists) for YAML/JSON."""
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, tuple | list):
+            return [plain(v) for v in value]
+        return value
+
+    return {
+        f.name: config_to_dict(v) if dataclasses.is_dataclass(v) else plain(v)
+        for f in dataclasses.fields(obj)
+        for v in [getattr(obj, f.name)]
+    }
+
+
+def config_from_dict(data: Mapping[str, Any]) -> Config:
+    """Inverse of :func:`config_to_dict` (validated like a YAML delta)."""
+    return apply_delta(Config(), data, source="saved config")
+
+
+def save_config(cfg: Config, directory: str | Path, name: str = "config.yaml") -> Path:
+    """Write the resolved configuration (and the git commit, when known) into ``directory``."""
+    from autoqvis.io.atomic import atomic_write_text
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    header = f"# resolved autoqvis configuration\n# git commit: {git_commit() or 'unknown'}\n"
+    text = header + yaml.safe_dump(config_to_dict(cfg), sort_keys=False)
+    return atomic_write_text(directory / name, text)
+
+
+def git_commit() -> str | None:
+    """The commit of the autoqvis source tree, if it is a git checkout."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def all_keys(obj: Any = None, prefix: str = "") -> list[str]:
+    """Every valid dotted key, e.g. ``selection.quality_min``."""
+    obj = Config() if obj is None else obj
+    keys = []
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if dataclasses.is_dataclass(value):
+            keys += all_keys(value, f"{prefix}{f.name}.")
+        else:
+            keys.append(f"{prefix}{f.name}")
+    return keys
+
+
+# ---------------------------------------------------------------------------------------------------
+# helpers
+
+
+def _unknown_key_message(dotted: str, source: str) -> str:
+    candidates = all_keys() + [f.name for f in dataclasses.fields(Config)]
+    nearest = difflib.get_close_matches(dotted, candidates, n=1, cutoff=0.0)
+    # prefer a key in the same section when the section exists
+    section = dotted.rpartition(".")[0]
+    same_section = [k for k in candidates if k.rpartition(".")[0] == section]
+    if same_section:
+        nearest = difflib.get_close_matches(dotted, same_section, n=1, cutoff=0.0) or nearest
+    hint = f"; did you mean '{nearest[0]}'?" if nearest else ""
+    return f"{source}: unknown config key '{dotted}'{hint}"
+
+
+def _coerce(value: Any, hint: Any, dotted: str, source: str) -> Any:
+    """Check ``value`` against the type hint; convert YAML lists to tuples and ints to floats."""
+
+    def fail(expected: str) -> ConfigError:
+        return ConfigError(f"{source}: '{dotted}' must be {expected}, got {value!r}")
+
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, dotted, source)
+            except ConfigError as err:
+                errors.append(err)
+        raise fail(" or ".join(_type_name(a) for a in args))
+    if origin is Literal:
+        if value not in args:
+            raise fail("one of " + ", ".join(repr(a) for a in args))
+        return value
+    if origin is tuple:
+        if not isinstance(value, list | tuple):
+            raise fail(f"a list ({_type_name(hint)})")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_coerce(v, args[0], dotted, source) for v in value)
+        if len(value) != len(args):
+            raise fail(f"a list of {len(args)} values")
+        return tuple(_coerce(v, a, dotted, source) for v, a in zip(value, args))
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise fail("true or false")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise fail("an integer")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise fail("a number")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise fail("a string")
+        return value
+    raise ConfigError(f"{source}: '{dotted}' has an unsupported type {hint}")  # internal: a new field type
+
+
+def _type_name(hint: Any) -> str:
+    return getattr(hint, "__name__", str(hint))

@@ -1,0 +1,76 @@
+"""Atomic file writes: write to a temporary file in the same folder, fsync, then rename.
+
+A reader (or a crash, or SIGKILL mid-write) sees either the old file or the complete new one, never a
+half-written file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any
+
+__all__ = ["atomic_path", "atomic_write_bytes", "atomic_write_json", "atomic_write_text"]
+
+
+@contextmanager
+def atomic_path(path: str | Path, suffix: str = "") -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; on success it replaces ``path`` atomically.
+
+    Use it for writers that want a file name (``torch.save``, ``safetensors``, ``Image.save``)::
+
+        with atomic_path(out / "model.safetensors") as tmp:
+            save_file(tensors, tmp)
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or ".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        _fsync_file(tmp)
+        os.replace(tmp, path)
+        _fsync_dir(path.parent)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    return _atomic_write(path, lambda f: f.write(data), mode="wb")
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    return _atomic_write(path, lambda f: f.write(text), mode="w")
+
+
+def atomic_write_json(path: str | Path, obj: Any, indent: int | None = None) -> Path:
+    return _atomic_write(path, lambda f: json.dump(obj, f, indent=indent), mode="w")
+
+
+def _atomic_write(path: str | Path, write: Callable[[IO], Any], mode: str) -> Path:
+    path = Path(path)
+    with atomic_path(path) as tmp, open(tmp, mode) as f:
+        write(f)
+    return path
+
+
+def _fsync_file(path: Path) -> None:
+    with open(path, "rb") as f:
+        os.fsync(f.fileno())
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:  # not supported on some platforms
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
