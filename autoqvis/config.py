@@ -22,6 +22,8 @@ from typing import Any, Literal
 
 import yaml
 
+from autoqvis.errors import AutoqvisError
+
 __all__ = [
     "Config",
     "ConfigError",
@@ -40,7 +42,7 @@ __all__ = [
 ]
 
 
-class ConfigError(ValueError):
+class ConfigError(AutoqvisError, ValueError):
     """A configuration file or override that cannot be applied."""
 
 
@@ -125,7 +127,8 @@ class TrainingConfig:
     deep_supervision: bool = True
     droploss: bool = False
     droploss_tau: float = 0.01
-    quality_loss: Literal["all", "matched"] = "all"  # code: every query vs its best-mean-IoU GT; paper: matched
+    # quality loss targets: "all" (code) every query vs its best-mean-IoU GT; "matched" (paper) matched only
+    quality_loss: Literal["all", "matched"] = "all"
     freeze_quality_head: bool = False
 
 

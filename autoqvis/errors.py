@@ -1,0 +1,18 @@
+"""The error types autoqvis raises for bad input. The CLI prints their message (no traceback)."""
+
+from __future__ import annotations
+
+__all__ = ["AutoqvisError", "CheckpointError", "DataError"]
+
+
+class AutoqvisError(Exception):
+    """Base class: a problem the user can fix. The message says what was expected, what arrived and
+    what to do."""
+
+
+class DataError(AutoqvisError, ValueError):
+    """Malformed or missing input data (JSON, frames, videos, masks)."""
+
+
+class CheckpointError(AutoqvisError, ValueError):
+    """A weights file that cannot be loaded."""
