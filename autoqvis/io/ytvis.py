@@ -1,0 +1,405 @@
+"""YouTube-VIS JSON: datasets (ground truth or pseudo-labels) and prediction results, read and written.
+
+Dataset file (YTVIS-2019 layout)::
+
+    {"videos": [{"id", "width", "height", "length", "file_names": [...]}, ...],
+     "annotations": [{"id", "video_id", "category_id", "iscrowd", "segmentations": [RLE | polygons | null per
+                      frame], "areas", "bboxes", ...}],
+     "categories": [{"id", "name"}]}
+
+Results file: a list of ``{"video_id", "score", "category_id", "segmentations": [RLE per frame]}``; ours adds
+``"predicted_ious"`` (per-frame quality-head output). Pseudo-label annotations add ``"score"``,
+``"predicted_ious"`` and ``"selected"`` (per-frame selection flags); other readers ignore these fields.
+
+Every problem raises :class:`~autoqvis.errors.DataError` naming the file, the video id and the field.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from autoqvis.errors import DataError
+from autoqvis.io import rle as rle_utils
+from autoqvis.io.atomic import atomic_write_json
+from autoqvis.io.video import FrameList, read_image
+from autoqvis.structures import Track, VideoInfo
+
+__all__ = [
+    "CLASS_AGNOSTIC_CATEGORIES",
+    "YTVISDataset",
+    "load_json",
+    "load_predictions",
+    "load_ytvis",
+    "predictions_to_json",
+    "save_predictions",
+    "save_ytvis",
+]
+
+CLASS_AGNOSTIC_CATEGORIES = [{"id": 1, "name": "object"}]
+
+
+@dataclass
+class YTVISDataset:
+    """Videos and their tracks. ``frames_root`` is where ``file_names`` are resolved (may be None)."""
+
+    videos: list[VideoInfo]
+    tracks: dict[int, list[Track]] = field(default_factory=dict)
+    categories: list[dict[str, Any]] = field(default_factory=lambda: list(CLASS_AGNOSTIC_CATEGORIES))
+    frames_root: Path | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self._by_id = {v.id: v for v in self.videos}
+        for v in self.videos:
+            self.tracks.setdefault(v.id, [])
+
+    def __len__(self) -> int:
+        return len(self.videos)
+
+    def video(self, video_id: int) -> VideoInfo:
+        try:
+            return self._by_id[video_id]
+        except KeyError:
+            raise DataError(f"video id {video_id} is not in this dataset") from None
+
+    def frame_paths(self, video_id: int) -> list[Path]:
+        if self.frames_root is None:
+            raise DataError(
+                "this dataset has no frames root; pass --frames DIR (the folder file_names are relative to)"
+            )
+        return [self.frames_root / name for name in self.video(video_id).file_names]
+
+    def open_video(self, video_id: int, short_side: int | None = None, max_size: int = 1333) -> FrameList:
+        """The video's frames, lazily; checks the first frame against the declared width and height."""
+        info = self.video(video_id)
+        paths = self.frame_paths(video_id)
+        first = read_image(paths[0])
+        if first.shape[:2] != (info.height, info.width):
+            raise DataError(
+                f"video {video_id}: frame {paths[0]} is {first.shape[1]}x{first.shape[0]} but the JSON declares "
+                f"width {info.width} and height {info.height}"
+            )
+        name = info.name or str(video_id)
+        return FrameList(name=name, short_side=short_side, max_size=max_size, paths=paths)
+
+    def num_tracks(self) -> int:
+        return sum(len(t) for t in self.tracks.values())
+
+    def to_json(self) -> dict[str, Any]:
+        videos = [
+            {
+                "id": v.id,
+                "width": v.width,
+                "height": v.height,
+                "length": v.length,
+                "file_names": list(v.file_names),
+            }
+            | ({"name": v.name} if v.name else {})
+            for v in self.videos
+        ]
+        annotations = []
+        for v in self.videos:
+            for track in self.tracks[v.id]:
+                annotations.append(_track_to_annotation(track, v, len(annotations) + 1))
+        return {
+            "info": self.info,
+            "videos": videos,
+            "annotations": annotations,
+            "categories": self.categories,
+        }
+
+
+# ---------------------------------------------------------------------------------------------------
+# reading
+
+
+def load_json(path: str | Path) -> Any:
+    """Parse a JSON file; a missing file or malformed JSON raises DataError with the position."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path} not found")
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except json.JSONDecodeError as err:
+        raise DataError(
+            f"{path} is not valid JSON: {err.msg} at line {err.lineno} column {err.colno}"
+        ) from err
+    except UnicodeDecodeError as err:
+        raise DataError(f"{path} is not a UTF-8 text file: {err}") from err
+
+
+def load_ytvis(
+    path: str | Path,
+    frames_root: str | Path | None = None,
+    class_agnostic: bool = True,
+    check_frames: bool = True,
+) -> YTVISDataset:
+    """Read and validate a YouTube-VIS dataset file.
+
+    With ``class_agnostic`` every category becomes 1 ("object"). With ``frames_root`` and ``check_frames``,
+    every frame file must exist.
+    """
+    path = Path(path)
+    data = load_json(path)
+    if not isinstance(data, dict):
+        raise DataError(
+            f"{path}: expected a JSON object with 'videos' and 'annotations', got {type(data).__name__}"
+        )
+    if "videos" not in data or not isinstance(data["videos"], list):
+        raise DataError(f"{path}: missing the 'videos' list; is this a YouTube-VIS dataset file?")
+    videos = [_parse_video(path, i, v) for i, v in enumerate(data["videos"])]
+    seen: set[int] = set()
+    for v in videos:
+        if v.id in seen:
+            raise DataError(f"{path}: video id {v.id} appears twice in 'videos'")
+        seen.add(v.id)
+    root = Path(frames_root) if frames_root is not None else None
+    dataset = YTVISDataset(videos=videos, frames_root=root, info=data.get("info") or {})
+    categories = data.get("categories") or list(CLASS_AGNOSTIC_CATEGORIES)
+    dataset.categories = list(CLASS_AGNOSTIC_CATEGORIES) if class_agnostic else categories
+    annotations = data.get("annotations", [])
+    if not isinstance(annotations, list):
+        raise DataError(f"{path}: 'annotations' must be a list, got {type(annotations).__name__}")
+    for i, ann in enumerate(annotations):
+        track = _parse_annotation(path, i, ann, dataset, class_agnostic)
+        dataset.tracks[ann["video_id"]].append(track)
+    if root is not None and check_frames:
+        _check_frames_exist(path, dataset)
+    return dataset
+
+
+def _parse_video(path: Path, index: int, v: Any) -> VideoInfo:
+    where = f"{path}: videos[{index}]"
+    if not isinstance(v, dict):
+        raise DataError(f"{where} must be an object, got {type(v).__name__}")
+    for key in ("id", "width", "height", "length"):
+        if not isinstance(v.get(key), int) or isinstance(v.get(key), bool):
+            raise DataError(
+                f"{where} (id {v.get('id')}): field '{key}' must be an integer, got {v.get(key)!r}"
+            )
+    where = f"{path}: video {v['id']}"
+    if v["width"] <= 0 or v["height"] <= 0 or v["length"] <= 0:
+        raise DataError(
+            f"{where}: width, height and length must be positive, got {v['width']}, {v['height']}, {v['length']}"
+        )
+    names = v.get("file_names")
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise DataError(f"{where}: field 'file_names' must be a list of relative frame paths")
+    if len(names) != v["length"]:
+        raise DataError(f"{where}: field 'file_names' has {len(names)} entries but 'length' is {v['length']}")
+    for name in names:
+        _check_relative(name, f"{where}: field 'file_names'")
+    return VideoInfo(
+        id=v["id"],
+        width=v["width"],
+        height=v["height"],
+        length=v["length"],
+        file_names=names,
+        name=v.get("name", ""),
+    )
+
+
+def _check_relative(name: str, where: str) -> None:
+    """A frame path must stay inside the dataset root: relative, no ``..`` escaping it."""
+    norm = os.path.normpath(name)
+    if os.path.isabs(name) or norm == ".." or norm.startswith(".." + os.sep) or name.startswith(("/", "\\")):
+        raise DataError(
+            f"{where}: entry {name!r} escapes the dataset root; frame paths must be relative to it"
+        )
+
+
+def _parse_annotation(path: Path, index: int, ann: Any, dataset: YTVISDataset, class_agnostic: bool) -> Track:
+    where = f"{path}: annotations[{index}]"
+    if not isinstance(ann, dict):
+        raise DataError(f"{where} must be an object, got {type(ann).__name__}")
+    video_id = ann.get("video_id")
+    if video_id not in dataset._by_id:
+        raise DataError(f"{where}: field 'video_id' is {video_id!r}, which is not a video in 'videos'")
+    info = dataset._by_id[video_id]
+    where = f"{path}: video {video_id}, annotation {ann.get('id', index)}"
+    segs = ann.get("segmentations")
+    if not isinstance(segs, list) or len(segs) != info.length:
+        got = f"{len(segs)} entries" if isinstance(segs, list) else repr(type(segs).__name__)
+        raise DataError(
+            f"{where}: field 'segmentations' must be a list of {info.length} entries (one per frame), got {got}"
+        )
+    masks = []
+    for t, seg in enumerate(segs):
+        if seg is None:
+            masks.append(None)
+            continue
+        try:
+            masks.append(rle_utils.to_compressed(seg, info.height, info.width))
+        except (ValueError, TypeError) as err:
+            raise DataError(f"{where}: field 'segmentations' frame {t}: {err}") from err
+    return Track(
+        masks=masks,
+        score=float(ann.get("score", 1.0)),
+        category_id=1 if class_agnostic else int(ann.get("category_id", 1)),
+        predicted_iou=_optional_floats(
+            ann.get("predicted_ious"), info.length, f"{where}: field 'predicted_ious'"
+        ),
+        selected=_optional_bools(ann.get("selected"), info.length, f"{where}: field 'selected'"),
+        id=ann.get("id"),
+        iscrowd=int(ann.get("iscrowd", 0) or 0),
+    )
+
+
+def _optional_floats(values: Any, length: int, where: str) -> list[float] | None:
+    if values is None:
+        return None
+    if not isinstance(values, list) or len(values) != length:
+        raise DataError(f"{where} must be a list of {length} numbers (one per frame)")
+    return [float(v[0] if isinstance(v, list) else v) for v in values]
+
+
+def _optional_bools(values: Any, length: int, where: str) -> list[bool] | None:
+    if values is None:
+        return None
+    if not isinstance(values, list) or len(values) != length:
+        raise DataError(f"{where} must be a list of {length} true/false values (one per frame)")
+    return [bool(v) for v in values]
+
+
+def _check_frames_exist(path: Path, dataset: YTVISDataset) -> None:
+    for v in dataset.videos:
+        for t, file_path in enumerate(dataset.frame_paths(v.id)):
+            if not file_path.is_file():
+                raise DataError(
+                    f"{path}: video {v.id}: field 'file_names' frame {t}: {file_path} not found under the frames "
+                    f"root {dataset.frames_root}; pass the folder the file names are relative to"
+                )
+
+
+def load_predictions(path: str | Path, dataset: YTVISDataset | None = None) -> dict[int, list[Track]]:
+    """Read a results file into tracks per video id; with ``dataset``, check ids, lengths and sizes."""
+    path = Path(path)
+    data = load_json(path)
+    if isinstance(data, dict) and "annotations" in data:
+        data = data["annotations"]  # a dataset-style file of predictions (with scores) is accepted too
+    if not isinstance(data, list):
+        raise DataError(f"{path}: expected a list of predictions, got {type(data).__name__}")
+    result: dict[int, list[Track]] = {v.id: [] for v in dataset.videos} if dataset else {}
+    for i, pred in enumerate(data):
+        where = f"{path}: predictions[{i}]"
+        if not isinstance(pred, dict):
+            raise DataError(f"{where} must be an object, got {type(pred).__name__}")
+        for key in ("video_id", "score", "segmentations"):
+            if key not in pred:
+                raise DataError(f"{where}: missing field '{key}'")
+        video_id = pred["video_id"]
+        segs = pred["segmentations"]
+        if not isinstance(segs, list):
+            raise DataError(
+                f"{where} (video {video_id}): field 'segmentations' must be a list, one entry per frame"
+            )
+        if dataset is not None:
+            if video_id not in dataset._by_id:
+                raise DataError(f"{where}: video_id {video_id!r} is not in the ground-truth videos")
+            info = dataset.video(video_id)
+            if len(segs) != info.length:
+                raise DataError(
+                    f"{where} (video {video_id}): {len(segs)} segmentations but the video has {info.length} frames"
+                )
+        masks = []
+        for t, seg in enumerate(segs):
+            if seg is None:
+                masks.append(None)
+                continue
+            try:
+                h, w = (
+                    (dataset.video(video_id).height, dataset.video(video_id).width)
+                    if dataset
+                    else seg["size"]
+                )
+                masks.append(rle_utils.to_compressed(seg, int(h), int(w)))
+            except (ValueError, TypeError, KeyError) as err:
+                raise DataError(
+                    f"{where} (video {video_id}): field 'segmentations' frame {t}: {err}"
+                ) from err
+        track = Track(
+            masks=masks,
+            score=float(pred["score"]),
+            category_id=int(pred.get("category_id", 1)),
+            predicted_iou=_optional_floats(
+                pred.get("predicted_ious"), len(segs), f"{where}: field 'predicted_ious'"
+            ),
+        )
+        result.setdefault(video_id, []).append(track)
+    return result
+
+
+# ---------------------------------------------------------------------------------------------------
+# writing
+
+
+def save_ytvis(dataset: YTVISDataset, path: str | Path) -> Path:
+    """Write a dataset file atomically."""
+    return atomic_write_json(path, dataset.to_json())
+
+
+def predictions_to_json(predictions: dict[int, list[Track]]) -> list[dict[str, Any]]:
+    """Tracks per video -> the results list (empty frames as all-zero RLE, as the official writer does)."""
+    out = []
+    for video_id, tracks in predictions.items():
+        for track in tracks:
+            segs = []
+            for m in track.masks:
+                if m is None:
+                    raise ValueError(
+                        f"video {video_id}: a prediction needs a mask in every frame (None found)"
+                    )
+                segs.append(m)
+            entry = {
+                "video_id": video_id,
+                "score": track.score,
+                "category_id": track.category_id,
+                "segmentations": segs,
+            }
+            if track.predicted_iou is not None:
+                entry["predicted_ious"] = list(track.predicted_iou)
+            out.append(entry)
+    return out
+
+
+def save_predictions(predictions: dict[int, list[Track]], path: str | Path) -> Path:
+    return atomic_write_json(path, predictions_to_json(predictions))
+
+
+def _track_to_annotation(track: Track, video: VideoInfo, ann_id: int) -> dict[str, Any]:
+    areas = [None if m is None else rle_utils.area(m) for m in track.masks]
+    bboxes = [None if m is None else _bbox(m) for m in track.masks]
+    ann: dict[str, Any] = {
+        "id": track.id if track.id is not None else ann_id,
+        "video_id": video.id,
+        "category_id": track.category_id,
+        "iscrowd": track.iscrowd,
+        "segmentations": list(track.masks),
+        "areas": areas,
+        "bboxes": bboxes,
+        "width": video.width,
+        "height": video.height,
+        "length": video.length,
+    }
+    if track.score != 1.0:
+        ann["score"] = track.score
+    if track.predicted_iou is not None:
+        ann["predicted_ious"] = list(track.predicted_iou)
+    if track.selected is not None:
+        ann["selected"] = list(track.selected)
+    return ann
+
+
+def _bbox(rle: dict) -> list[float]:
+    from pycocotools import mask as mask_utils
+
+    counts = rle["counts"]
+    box = mask_utils.toBbox(
+        {"size": rle["size"], "counts": counts.encode("ascii") if isinstance(counts, str) else counts}
+    )
+    return [float(x) for x in box]

@@ -1,0 +1,50 @@
+import numpy as np
+import pytest
+from pycocotools import mask as mask_utils
+
+from autoqvis.io import rle
+
+from .rle_helpers import uncompressed_counts
+
+
+def test_encode_decode_round_trip_and_area():
+    rng = np.random.default_rng(0)
+    masks = rng.random((4, 17, 23)) > 0.6
+    encoded = rle.encode_stack(masks)
+    assert all(isinstance(r["counts"], str) and r["size"] == [17, 23] for r in encoded)
+    np.testing.assert_array_equal(rle.decode_stack(encoded), masks)
+    assert [rle.area(r) for r in encoded] == [int(m.sum()) for m in masks]
+    assert rle.encode(masks[1]) == encoded[1]
+
+
+def test_iou_matrix_gives_exact_pixel_counts():
+    rng = np.random.default_rng(1)
+    a, b = rng.random((3, 30, 40)) > 0.5, rng.random((2, 30, 40)) > 0.7
+    inter, union = rle.iou_matrix(rle.encode_stack(a), rle.encode_stack(b))
+    for i in range(3):
+        for j in range(2):
+            assert inter[i, j] == (a[i] & b[j]).sum()
+            assert union[i, j] == (a[i] | b[j]).sum()
+
+
+def test_to_compressed_accepts_uncompressed_polygons_and_checks_size():
+    mask = np.zeros((10, 12), dtype=bool)
+    mask[2:6, 3:9] = True
+    compressed = rle.encode(mask)
+    assert (
+        mask_utils.decode(
+            mask_utils.frPyObjects({"size": [10, 12], "counts": uncompressed_counts(mask)}, 10, 12)
+        ).sum()
+        == mask.sum()
+    )
+    uncompressed = {"size": [10, 12], "counts": uncompressed_counts(mask)}
+    assert rle.to_compressed(uncompressed, 10, 12) == compressed
+    assert rle.to_compressed(compressed, 10, 12) == compressed
+    polygon = [[3.0, 2.0, 9.0, 2.0, 9.0, 6.0, 3.0, 6.0]]
+    assert rle.area(rle.to_compressed(polygon, 10, 12)) > 0
+    with pytest.raises(ValueError, match=r"RLE size \[10, 12\] disagrees with the video size \[10, 13\]"):
+        rle.to_compressed(compressed, 10, 13)
+    with pytest.raises(ValueError, match="counts sum to"):
+        rle.to_compressed({"size": [10, 12], "counts": [5, 5]}, 10, 12)
+    with pytest.raises(ValueError, match="must be a polygon list"):
+        rle.to_compressed("nonsense", 10, 12)

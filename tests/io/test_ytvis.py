@@ -1,0 +1,165 @@
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from autoqvis.errors import DataError
+from autoqvis.io import rle
+from autoqvis.io.ytvis import load_predictions, load_ytvis, save_predictions, save_ytvis
+from autoqvis.structures import Track
+
+from .rle_helpers import uncompressed_counts
+
+
+def make_dataset(tmp_path, length=3, h=12, w=16, write_frames=True):
+    """One video with two tracks; track 2 absent in frame 1; frames written under tmp_path/frames."""
+    masks = np.zeros((2, length, h, w), bool)
+    masks[0, :, 2:6, 3:8] = True
+    masks[1, 0, 7:11, 9:14] = True
+    masks[1, 2, 6:10, 8:13] = True
+    names = [f"vid/{t:05d}.jpg" for t in range(length)]
+    if write_frames:
+        (tmp_path / "frames" / "vid").mkdir(parents=True)
+        for name in names:
+            Image.fromarray(np.zeros((h, w, 3), np.uint8)).save(tmp_path / "frames" / name)
+    segs = [[rle.encode(m) if m.any() else None for m in track] for track in masks]
+    data = {
+        "videos": [{"id": 7, "width": w, "height": h, "length": length, "file_names": names}],
+        "annotations": [
+            {"id": 1, "video_id": 7, "category_id": 3, "iscrowd": 0, "segmentations": segs[0]},
+            {"id": 2, "video_id": 7, "category_id": 5, "iscrowd": 0, "segmentations": segs[1]},
+        ],
+        "categories": [{"id": 3, "name": "cat"}, {"id": 5, "name": "dog"}],
+    }
+    path = tmp_path / "gt.json"
+    path.write_text(json.dumps(data))
+    return path, data, masks
+
+
+def test_load_class_agnostic_and_round_trip(tmp_path):
+    path, _, masks = make_dataset(tmp_path)
+    ds = load_ytvis(path, tmp_path / "frames")
+    assert ds.categories == [{"id": 1, "name": "object"}]
+    tracks = ds.tracks[7]
+    assert [t.category_id for t in tracks] == [1, 1]
+    assert tracks[1].masks[1] is None
+    np.testing.assert_array_equal(tracks[1].decode(2), masks[1, 2])
+    assert tracks[1].mean_area() == pytest.approx(20.0)
+    keep = load_ytvis(path, class_agnostic=False)
+    assert [t.category_id for t in keep.tracks[7]] == [3, 5]
+    tracks[0].selected = [True, False, True]
+    tracks[0].predicted_iou = [0.9, 0.2, 0.8]
+    save_ytvis(ds, tmp_path / "copy.json")
+    again = load_ytvis(tmp_path / "copy.json", tmp_path / "frames")
+    assert again.tracks[7][0].selected == [True, False, True]
+    assert again.tracks[7][0].predicted_iou == [0.9, 0.2, 0.8]
+    assert [t.masks for t in again.tracks[7]] == [t.masks for t in tracks]
+    frames = list(again.open_video(7))
+    assert len(frames) == 3 and frames[0].shape == (12, 16, 3)
+
+
+def test_uncompressed_and_polygon_segmentations(tmp_path):
+    path, data, masks = make_dataset(tmp_path, write_frames=False)
+    dense = masks[0, 0]
+    data["annotations"][0]["segmentations"][0] = {"size": [12, 16], "counts": uncompressed_counts(dense)}
+    data["annotations"][0]["segmentations"][1] = [[3, 2, 8, 2, 8, 6, 3, 6]]
+    path.write_text(json.dumps(data))
+    ds = load_ytvis(path)
+    np.testing.assert_array_equal(ds.tracks[7][0].decode(0), dense)
+    assert ds.tracks[7][0].areas()[1] > 0
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda d: d.pop("videos"), "missing the 'videos' list"),
+        (
+            lambda d: d["videos"][0].update(length=4),
+            r"video 7: field 'file_names' has 3 entries but 'length' is 4",
+        ),
+        (
+            lambda d: d["videos"][0].update(width="16"),
+            r"videos\[0\] \(id 7\): field 'width' must be an integer",
+        ),
+        (
+            lambda d: d["videos"][0]["file_names"].__setitem__(1, "../../etc/passwd"),
+            r"video 7: field 'file_names'.*escapes the dataset root",
+        ),
+        (lambda d: d["videos"][0]["file_names"].__setitem__(1, "/abs/00001.jpg"), "escapes the dataset root"),
+        (lambda d: d["annotations"][0].update(video_id=99), r"annotations\[0\]: field 'video_id' is 99"),
+        (
+            lambda d: d["annotations"][1]["segmentations"].pop(),
+            r"video 7, annotation 2: field 'segmentations' must be a list of 3 entries",
+        ),
+        (
+            lambda d: d["annotations"][0]["segmentations"][2].update(size=[12, 17]),
+            r"video 7, annotation 1: field 'segmentations' frame 2: RLE size \[12, 17\] disagrees with the video size \[12, 16\]",
+        ),
+        (lambda d: d["videos"].append(dict(d["videos"][0])), "video id 7 appears twice"),
+    ],
+)
+def test_bad_dataset_files_name_file_video_and_field(tmp_path, mutate, message):
+    path, data, _ = make_dataset(tmp_path, write_frames=False)
+    mutate(data)
+    path.write_text(json.dumps(data))
+    with pytest.raises(DataError, match=message) as err:
+        load_ytvis(path)
+    assert "gt.json" in str(err.value)
+
+
+def test_malformed_json_and_missing_frames(tmp_path):
+    path, data, _ = make_dataset(tmp_path)
+    path.write_text(json.dumps(data)[:-20])
+    with pytest.raises(DataError, match=r"gt\.json is not valid JSON: .* line 1 column"):
+        load_ytvis(path)
+    path.write_text(json.dumps(data))
+    (tmp_path / "frames" / "vid" / "00001.jpg").unlink()
+    with pytest.raises(DataError, match=r"video 7: field 'file_names' frame 1: .*00001\.jpg not found"):
+        load_ytvis(path, tmp_path / "frames")
+    ds = load_ytvis(path, tmp_path / "frames", check_frames=False)
+    with pytest.raises(DataError, match=r"00001\.jpg not found"):
+        list(ds.open_video(7))
+
+
+def test_frame_size_disagreeing_with_json(tmp_path):
+    path, _, _ = make_dataset(tmp_path)
+    Image.fromarray(np.zeros((10, 16, 3), np.uint8)).save(tmp_path / "frames" / "vid" / "00000.jpg")
+    ds = load_ytvis(path, tmp_path / "frames")
+    with pytest.raises(
+        DataError, match=r"video 7: frame .*00000\.jpg is 16x10 but the JSON declares width 16 and height 12"
+    ):
+        ds.open_video(7)
+
+
+def test_predictions_round_trip_and_validation(tmp_path):
+    path, _, masks = make_dataset(tmp_path, write_frames=False)
+    ds = load_ytvis(path)
+    pred = Track(masks=rle.encode_stack(masks[1]), score=0.8, predicted_iou=[0.5, 0.0, 0.7])
+    save_predictions({7: [pred]}, tmp_path / "pred.json")
+    loaded = load_predictions(tmp_path / "pred.json", ds)
+    assert loaded[7][0].score == 0.8 and loaded[7][0].predicted_iou == [0.5, 0.0, 0.7]
+    assert loaded[7][0].masks == pred.masks
+    entries = json.loads((tmp_path / "pred.json").read_text())
+    entries[0]["video_id"] = 8
+    (tmp_path / "bad.json").write_text(json.dumps(entries))
+    with pytest.raises(
+        DataError, match=r"bad\.json: predictions\[0\]: video_id 8 is not in the ground-truth videos"
+    ):
+        load_predictions(tmp_path / "bad.json", ds)
+    entries[0]["video_id"] = 7
+    entries[0]["segmentations"] = entries[0]["segmentations"][:2]
+    (tmp_path / "bad.json").write_text(json.dumps(entries))
+    with pytest.raises(DataError, match=r"\(video 7\): 2 segmentations but the video has 3 frames"):
+        load_predictions(tmp_path / "bad.json", ds)
+    (tmp_path / "bad.json").write_text(json.dumps({"x": 1}))
+    with pytest.raises(DataError, match="expected a list of predictions"):
+        load_predictions(tmp_path / "bad.json")
+
+
+def test_fixture_gt_files_load():
+    from tests.conftest import fixture_file
+
+    for name in ("pair0_gt.json", "pair1_gt.json"):  # uncompressed and compressed RLE
+        ds = load_ytvis(fixture_file("ytvis_eval", name))
+        assert ds.num_tracks() > 0

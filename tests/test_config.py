@@ -1,0 +1,82 @@
+import pytest
+import yaml
+
+from autoqvis.config import Config, ConfigError, config_from_dict, config_to_dict, load_config, save_config
+
+
+def test_defaults_are_the_official_settings():
+    cfg = Config()
+    assert cfg.selection.quality_min == 0.75
+    assert cfg.selection.score_min == 0.25
+    assert cfg.selection.min_frames == 2
+    assert cfg.training.clip_grad_norm == 0.01
+    assert cfg.inference.short_side == 360
+
+
+def test_yaml_delta_and_overrides(tmp_path):
+    delta = tmp_path / "small.yaml"
+    delta.write_text("selection:\n  quality_min: 0.3\n  num_rounds: 3\ninference:\n  top_k: 5\n")
+    cfg = load_config([delta], ["selection.quality_min=0.5", "synthesis.short_sides=[96, 128]"])
+    assert cfg.selection.quality_min == 0.5  # the override wins over the file
+    assert cfg.selection.num_rounds == 3
+    assert cfg.inference.top_k == 5
+    assert cfg.synthesis.short_sides == (96, 128)
+    assert cfg.training == Config().training  # untouched sections keep their defaults
+
+
+def test_unknown_key_names_the_nearest(tmp_path):
+    with pytest.raises(
+        ConfigError, match=r"unknown config key 'selection.quality_mn'; did you mean 'selection.quality_min'"
+    ):
+        load_config(overrides=["selection.quality_mn=0.5"])
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("trainng:\n  lr: 0.1\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml: unknown config key 'trainng'; did you mean 'training'"):
+        load_config([bad])
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("training.amp=fp8", "must be one of 'off', 'bf16', 'fp16'"),
+        ("training.max_iters=1.5", "must be an integer"),
+        ("selection.quality_min=high", "must be a number"),
+        ("synthesis.brightness=[0.9]", "must be a list of 2 values"),
+        ("selection=3", "is a section and needs a mapping"),
+        ("selection.droploss=1", "must be true or false"),
+        ("novalue", "must look like section.key=value"),
+    ],
+)
+def test_bad_values_are_rejected(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(overrides=[override])
+
+
+def test_int_is_accepted_for_float_and_null_for_optional():
+    cfg = load_config(
+        overrides=["selection.quality_min=1", "discovery.weights=null", "discovery.weights=w.pt"]
+    )
+    assert cfg.selection.quality_min == 1.0 and isinstance(cfg.selection.quality_min, float)
+    assert cfg.discovery.weights == "w.pt"
+
+
+def test_saved_config_round_trips(tmp_path):
+    cfg = load_config(overrides=["selection.quality_min=0.3", "synthesis.short_sides=[64]"])
+    path = save_config(cfg, tmp_path / "run")
+    text = path.read_text()
+    assert text.startswith("# resolved autoqvis configuration")
+    assert config_from_dict(yaml.safe_load(text)) == cfg
+    assert config_to_dict(cfg)["synthesis"]["short_sides"] == [64]
+
+
+def test_missing_or_malformed_file(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_config([tmp_path / "nope.yaml"])
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("selection: [1, 2\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config([bad])
+    scalar = tmp_path / "scalar.yaml"
+    scalar.write_text("3\n")
+    with pytest.raises(ConfigError, match="must hold a mapping"):
+        load_config([scalar])
