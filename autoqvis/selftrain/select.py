@@ -1,0 +1,115 @@
+"""Pseudo-label selection for one video, one small named step each (``docs/method.md`` §4.3-4.4).
+
+A video's predictions arrive as top-k tracks sorted by score (``Track.masks`` per frame, empty frames as
+``None`` or an empty RLE; ``score``; per-frame ``predicted_iou``). The steps, in the official order:
+
+1. :func:`nms_any_frame`    suppress a track whose mask IoU with a kept, higher-scoring one is >= 0.5 in any frame
+2. :func:`keep_confident`   keep tracks with score >= 0.25
+3. :func:`mark_selected`    frame t of a track is selected iff its quality Q_t = s * IoU_hat_t >= tau (or the
+                            frame is empty); the confidence-only ablation thresholds s instead
+4. :func:`drop_rarely_selected` keep a track only if selected in >= 2 non-empty frames (paper: 1)
+
+Retained tracks keep all their frames with the per-frame flags in ``Track.selected``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import Literal
+
+import numpy as np
+from pycocotools import mask as mask_utils
+
+from autoqvis.io import rle as rle_utils
+from autoqvis.structures import Track
+
+__all__ = [
+    "drop_rarely_selected",
+    "frame_ious",
+    "keep_confident",
+    "mark_selected",
+    "max_frame_iou",
+    "nms_any_frame",
+    "normalise_empty",
+]
+
+
+def normalise_empty(track: Track) -> Track:
+    """Empty masks become ``None`` (the official ``get_one_anno_info``: area < 1 -> no segmentation)."""
+    masks = [m if m is not None and rle_utils.area(m) > 0 else None for m in track.masks]
+    return replace(track, masks=masks)
+
+
+def frame_ious(a: Sequence[Track], b: Sequence[Track]) -> np.ndarray:
+    """(len(a), len(b), T) per-frame mask IoU; 0 where either mask is absent or the union is empty."""
+    if not a or not b:
+        return np.zeros((len(a), len(b), a[0].num_frames if a else 0))
+    T = a[0].num_frames
+    out = np.zeros((len(a), len(b), T))
+    for t in range(T):
+        ia = [i for i, track in enumerate(a) if track.masks[t] is not None]
+        ib = [j for j, track in enumerate(b) if track.masks[t] is not None]
+        if not ia or not ib:
+            continue
+        ra = [_bytes(a[i].masks[t]) for i in ia]
+        rb = [_bytes(b[j].masks[t]) for j in ib]
+        out[np.ix_(ia, ib, [t])] = np.asarray(mask_utils.iou(ra, rb, [0] * len(rb))).reshape(
+            len(ia), len(ib), 1
+        )
+    return out
+
+
+def max_frame_iou(a: Sequence[Track], b: Sequence[Track]) -> np.ndarray:
+    """(len(a), len(b)) the largest per-frame IoU of each pair (the 'IoU in any frame' test)."""
+    ious = frame_ious(a, b)
+    return ious.max(axis=2) if ious.shape[2] else np.zeros(ious.shape[:2])
+
+
+def nms_any_frame(tracks: Sequence[Track], iou_threshold: float = 0.5) -> list[Track]:
+    """Spatio-temporal NMS (``apply_nmsV2``): in descending score order, drop every track whose IoU with a
+    kept track is >= ``iou_threshold`` in at least one frame."""
+    order = sorted(range(len(tracks)), key=lambda i: -tracks[i].score)  # stable: ties keep input order
+    ordered = [tracks[i] for i in order]
+    overlap = max_frame_iou(ordered, ordered)
+    keep: list[int] = []
+    suppressed = np.zeros(len(ordered), dtype=bool)
+    for i in range(len(ordered)):
+        if suppressed[i]:
+            continue
+        keep.append(i)
+        suppressed[i + 1 :] |= overlap[i, i + 1 :] >= iou_threshold
+    return [ordered[i] for i in keep]
+
+
+def keep_confident(tracks: Sequence[Track], score_min: float = 0.25) -> list[Track]:
+    """Tracks with video-level confidence >= ``score_min``."""
+    return [t for t in tracks if t.score >= score_min]
+
+
+def mark_selected(
+    tracks: Sequence[Track], threshold: float = 0.75, score: Literal["quality", "confidence"] = "quality"
+) -> list[Track]:
+    """Set ``Track.selected``: frame t is selected iff the mask is empty or the metric >= ``threshold``.
+
+    The metric is the quality ``Q_t = s * IoU_hat_t`` (AutoQ-VIS) or the confidence ``s`` (the ablation
+    without the quality predictor).
+    """
+    out = []
+    for track in tracks:
+        metric = track.quality() if score == "quality" else np.full(track.num_frames, track.score)
+        selected = [m is None or bool(q >= threshold) for m, q in zip(track.masks, metric)]
+        out.append(replace(track, selected=selected))
+    return out
+
+
+def drop_rarely_selected(tracks: Sequence[Track], min_frames: int = 2) -> list[Track]:
+    """Keep a track only if it is selected in at least ``min_frames`` non-empty frames."""
+    return [
+        t for t in tracks if sum(s and m is not None for s, m in zip(t.selected or [], t.masks)) >= min_frames
+    ]
+
+
+def _bytes(rle: dict) -> dict:
+    counts = rle["counts"]
+    return {"size": rle["size"], "counts": counts.encode("ascii") if isinstance(counts, str) else counts}
