@@ -106,6 +106,7 @@ class TrainingConfig:
     backbone_lr_mult: float = 0.1
     clip_grad_norm: float = 0.01  # full-model gradient-norm clipping
     warmup_iters: int = 10
+    warmup_factor: float = 1.0  # linear warm-up starts at this factor (official 1.0: no warm-up in effect)
     schedule: Literal["constant", "step"] = "constant"
     steps: tuple[int, ...] = ()
     gamma: float = 0.1
