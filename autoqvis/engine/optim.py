@@ -43,7 +43,7 @@ def build_optimizer(model: nn.Module, cfg: TrainingConfig) -> torch.optim.AdamW:
                 continue
             seen.add(id(param))
             lr = cfg.lr * (cfg.backbone_lr_mult if "backbone" in module_name else 1.0)
-            no_decay = isinstance(module, NORM_TYPES | (nn.Embedding,)) or param_name in (
+            no_decay = isinstance(module, (*NORM_TYPES, nn.Embedding)) or param_name in (
                 "relative_position_bias_table",
                 "absolute_pos_embed",
             )

@@ -1,0 +1,127 @@
+"""The training loop's mechanics on a toy model with the VideoMaskFormer interface (fast)."""
+
+import json
+
+import pytest
+import torch
+from torch import nn
+
+from autoqvis.config import TrainingConfig
+from autoqvis.engine.trainer import Trainer, TrainingDivergedError
+from autoqvis.structures import Clip
+
+
+class ToyCriterion(nn.Module):
+    def forward(self, outputs, targets):
+        pred = outputs["pred"]
+        target = torch.stack([t["mean"] for t in targets])
+        noise = torch.rand(()) * 1e-3  # the real criterion draws random points: resume must restore the RNG
+        return {"loss_a": ((pred - target) ** 2).mean() + noise, "loss_b": pred.abs().mean() * 0.1}
+
+
+class ToyModel(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.backbone = nn.Conv2d(3, 4, 3, padding=1)
+        self.norm = nn.GroupNorm(2, 4)
+        self.head = nn.Linear(4, 1)
+        self.dropout = nn.Dropout(0.2)
+        self.criterion = ToyCriterion()
+
+    def preprocess(self, videos):
+        images = torch.stack([v.float() / 255 for v in videos])
+        return images, [tuple(v.shape[-2:]) for v in videos]
+
+    def prepare_targets(self, clips, padded_hw):
+        return [{"mean": c.masks.float().mean()} for c in clips]
+
+    def forward(self, images):
+        B, T = images.shape[:2]
+        x = self.norm(self.backbone(images.flatten(0, 1))).mean((2, 3))
+        return {"pred": self.head(self.dropout(x)).view(B, T).mean(1)}
+
+
+class Source:
+    def __init__(self, n, poison_at=None):
+        self.n, self.poison_at = n, poison_at
+
+    def __len__(self):
+        return self.n
+
+    def clip(self, index, seed):
+        g = torch.Generator().manual_seed(seed)
+        frames = torch.randint(0, 256, (2, 3, 8, 8), dtype=torch.uint8, generator=g)
+        if index == self.poison_at:
+            frames = frames * 0
+        masks = torch.rand(1, 2, 8, 8, generator=g) > 0.5
+        return Clip(frames=frames, masks=masks, ids=torch.zeros(1, 2, dtype=torch.long))
+
+
+def make(tmp, iters, **kw):
+    torch.manual_seed(0)
+    cfg = TrainingConfig(
+        max_iters=iters, batch_size=2, lr=1e-2, checkpoint_period=5, log_period=5, clip_grad_norm=1.0, **kw
+    )
+    return Trainer(ToyModel(), [Source(7), Source(5)], [0.5, 0.5], cfg, tmp, torch.device("cpu"))
+
+
+def test_resume_is_exact(tmp_path):
+    straight = make(tmp_path / "a", 20)
+    straight.train()
+    first = make(tmp_path / "b", 20)
+    first.cfg = TrainingConfig(**{**first.cfg.__dict__, "max_iters": 10})
+    first.train()
+    # a different process would start with different global RNG state: resume must restore it
+    torch.manual_seed(123)
+    second = make(tmp_path / "b", 20)
+    second.train(resume=True)
+    assert second.iteration == 20
+    for k, v in straight.model.state_dict().items():
+        torch.testing.assert_close(second.model.state_dict()[k], v, rtol=0, atol=0)
+    log_a = [json.loads(x) for x in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
+    log_b = [json.loads(x) for x in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["iteration"] for r in log_b] == [5, 10, 15, 20]
+    assert [r["total"] for r in log_a] == [r["total"] for r in log_b]
+
+
+def test_metrics_written_after_the_checkpoint_are_replaced_on_resume(tmp_path):
+    run = make(tmp_path, 10)
+    run.train()
+    with open(tmp_path / "metrics.jsonl", "a") as f:
+        f.write(
+            '{"iteration": 15, "total": 1.0}\n{"iteration": 2'
+        )  # logged after the checkpoint, then a torn line
+    again = make(tmp_path, 12)
+    again.train()
+    assert [json.loads(x)["iteration"] for x in (tmp_path / "metrics.jsonl").read_text().splitlines()] == [
+        5,
+        10,
+        12,
+    ]
+
+
+def test_nan_loss_stops_with_terms_and_keeps_checkpoint(tmp_path):
+    run = make(tmp_path, 30)
+
+    def poisoned(clips):
+        losses = Trainer.forward_losses(run, clips)
+        if run.iteration >= 7:
+            losses["loss_b"] = losses["loss_b"] * float("nan")
+        return losses
+
+    run.forward_losses = poisoned
+    with pytest.raises(
+        TrainingDivergedError,
+        match=r"loss is nan at iteration 8 \(loss_a=.*, loss_b=nan\); the last good checkpoint .*last\.pt is kept",
+    ):
+        run.train()
+    assert torch.load(tmp_path / "last.pt", weights_only=True)["iteration"] == 5
+
+
+def test_optimizer_groups_follow_the_official_rules(tmp_path):
+    run = make(tmp_path, 1)
+    groups = {g["name"]: g for g in run.optimizer.param_groups}
+    assert groups["backbone.weight"]["lr"] == pytest.approx(1e-3)  # backbone x0.1
+    assert groups["head.weight"]["lr"] == pytest.approx(1e-2)
+    assert groups["norm.weight"]["weight_decay"] == 0.0  # no decay on norms
+    assert groups["head.weight"]["weight_decay"] == 0.05
