@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 __all__ = [
+    "SIGMOID_HALF_LOGIT",
     "best_track_iou_targets",
     "binary_frame_ious",
     "quality_loss_all",
@@ -31,13 +32,17 @@ __all__ = [
 ]
 
 _CHUNK_ELEMENTS = 1 << 24  # upsampled mask elements handled at once (bounds memory at full resolution)
+# float32 torch.sigmoid(x) > 0.5 holds exactly when x > 1.5 * 2**-24 (checked over every float32 near the
+# boundary on CPU, tests/losses/test_quality.py); comparing the logit skips a sigmoid per upsampled pixel.
+# Another sigmoid implementation could only disagree for logits within ~1e-7 of zero.
+SIGMOID_HALF_LOGIT = 1.5 * 2**-24
 
 
 def _binarise(masks: Tensor, size: tuple[int, int]) -> Tensor:
-    """(R, T, h, w) logits -> (R, T, H*W) float 0/1 masks at ``size`` (bilinear, sigmoid > 0.5)."""
+    """(R, T, h, w) logits -> (R, T, H*W) float32 0/1 masks at ``size`` (bilinear, then sigmoid > 0.5)."""
     R, T = masks.shape[:2]
     up = F.interpolate(masks.float().flatten(0, 1)[:, None], size=size, mode="bilinear", align_corners=False)
-    return (up.sigmoid() > 0.5).to(torch.float32).view(R, T, -1)  # (R, T, H*W)
+    return up.gt_(SIGMOID_HALF_LOGIT).view(R, T, -1)  # (R, T, H*W), 1.0 where sigmoid(logit) > 0.5
 
 
 def binary_frame_ious(pred_masks: Tensor, target_masks: Tensor) -> Tensor:

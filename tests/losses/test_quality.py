@@ -20,6 +20,7 @@ from autoqvis.losses.criterion import VideoSetCriterion
 from autoqvis.losses.matcher import VideoHungarianMatcher
 from autoqvis.losses.point_sampling import make_rand
 from autoqvis.losses.quality import (
+    SIGMOID_HALF_LOGIT,
     best_track_iou_targets,
     binary_frame_ious,
     quality_loss_all,
@@ -137,3 +138,13 @@ def test_quality_targets_carry_no_gradient() -> None:
     assert outputs["pred_masks"].grad is None  # the IoU targets are computed without gradient
     expected = 2 * (PRED_IOU - TARGET_IOU) / 6  # d/dp mean((p - t)^2)
     assert torch.allclose(outputs["pred_maskiou"].grad[0, :, :, 0], expected, atol=1e-6)
+
+
+def test_logit_threshold_equals_sigmoid_rule_in_float32() -> None:
+    """The binarisation compares logits with SIGMOID_HALF_LOGIT instead of sigmoid > 0.5 (the reference)."""
+    boundary = torch.tensor([SIGMOID_HALF_LOGIT], dtype=torch.float32).view(torch.int32).item()
+    bits = torch.arange(boundary - 200_000, boundary + 200_000, dtype=torch.int32)
+    near = torch.cat([bits.view(torch.float32), -bits.view(torch.float32)])  # every float32 near ±threshold
+    wide = torch.randn(100_000, generator=torch.Generator().manual_seed(0)) * torch.logspace(-9, 2, 100_000)
+    for x in (near, wide, torch.tensor([0.0, -0.0, 1e-30, -1e-30])):
+        assert torch.equal(x > SIGMOID_HALF_LOGIT, torch.sigmoid(x) > 0.5)
