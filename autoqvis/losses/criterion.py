@@ -138,7 +138,7 @@ class VideoSetCriterion(nn.Module):
             rand: ``torch.rand``-like callable; default: the global torch RNG.
         """
         rand = torch.rand if rand is None else rand
-        _check_inputs(outputs, targets, self.num_classes)
+        _check_inputs(outputs, targets, self.num_classes, self.deep_supervision)
         rounds = [("", outputs)]
         if self.deep_supervision:
             rounds += [(f"_{i}", aux) for i, aux in enumerate(outputs.get("aux_outputs", []))]
@@ -293,26 +293,44 @@ def criterion_flags_from_reference(losses: list[str]) -> dict:
     return flags
 
 
-def _check_inputs(outputs: dict, targets: list[dict], num_classes: int) -> None:
-    """Shapes that every loss relies on; errors say what arrived."""
-    for key in ("pred_logits", "pred_masks"):
-        if key not in outputs:
-            raise ValueError(f"outputs need '{key}', got keys {sorted(outputs)}")
-    logits, masks = outputs["pred_logits"], outputs["pred_masks"]
-    if logits.dim() != 3 or logits.shape[-1] != num_classes + 1:
-        raise ValueError(f"pred_logits must be (B, Q, {num_classes + 1}), got {tuple(logits.shape)}")
-    if masks.dim() != 5 or masks.shape[:2] != logits.shape[:2]:
-        raise ValueError(
-            f"pred_masks must be (B, Q, T, h, w) with B, Q of pred_logits, got {tuple(masks.shape)}"
-        )
-    if len(targets) != logits.shape[0]:
-        raise ValueError(f"expected one target dict per video ({logits.shape[0]}), got {len(targets)}")
-    T = masks.shape[2]
-    for b, t in enumerate(targets):
-        labels, tmasks = t["labels"], t["masks"]
-        if tmasks.dim() != 4 or tmasks.shape[:2] != (len(labels), T):
+def _check_inputs(outputs: dict, targets: list[dict], num_classes: int, deep_supervision: bool) -> None:
+    """Shapes that every loss relies on, for each supervised round; errors say what arrived."""
+    _check_round(outputs, num_classes, "outputs")
+    for i, aux in enumerate(outputs.get("aux_outputs", []) if deep_supervision else []):
+        _check_round(aux, num_classes, f"aux_outputs[{i}]")
+        if aux["pred_masks"].shape[:3] != outputs["pred_masks"].shape[:3]:
+            expected = tuple(outputs["pred_masks"].shape[:3])
             raise ValueError(
-                f"targets[{b}]['masks'] must be (N={len(labels)}, T={T}, H, W), got {tuple(tmasks.shape)}"
+                f"aux_outputs[{i}]['pred_masks'] must share (B, Q, T) = {expected} with the final output, "
+                f"got {tuple(aux['pred_masks'].shape)}"
+            )
+    B, _, T = outputs["pred_masks"].shape[:3]
+    if len(targets) != B:
+        raise ValueError(f"expected one target dict per video ({B}), got {len(targets)}")
+    for b, t in enumerate(targets):
+        labels, masks = t["labels"], t["masks"]
+        if masks.dim() != 4 or masks.shape[:2] != (len(labels), T):
+            raise ValueError(
+                f"targets[{b}]['masks'] must be (N={len(labels)}, T={T}, H, W), got {tuple(masks.shape)}"
             )
         if len(labels) and (labels.min() < 0 or labels.max() >= num_classes):
             raise ValueError(f"targets[{b}]['labels'] must lie in [0, {num_classes}), got {labels.tolist()}")
+
+
+def _check_round(out: dict, num_classes: int, name: str) -> None:
+    for key in ("pred_logits", "pred_masks"):
+        if key not in out:
+            raise ValueError(f"{name} need '{key}', got keys {sorted(out)}")
+    logits, masks = out["pred_logits"], out["pred_masks"]
+    if logits.dim() != 3 or logits.shape[-1] != num_classes + 1:
+        raise ValueError(
+            f"{name}['pred_logits'] must be (B, Q, {num_classes + 1}), got {tuple(logits.shape)}"
+        )
+    if masks.dim() != 5 or masks.shape[:2] != logits.shape[:2]:
+        raise ValueError(
+            f"{name}['pred_masks'] must be (B, Q, T, h, w) with the B, Q of pred_logits, "
+            f"got {tuple(masks.shape)}"
+        )
+    iou = out.get("pred_maskiou")
+    if iou is not None and tuple(iou.shape) != (*masks.shape[:3], 1):
+        raise ValueError(f"{name}['pred_maskiou'] must be {(*masks.shape[:3], 1)}, got {tuple(iou.shape)}")

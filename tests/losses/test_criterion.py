@@ -172,15 +172,22 @@ def test_reference_loss_lists() -> None:
         criterion_flags_from_reference(["masks"])
 
 
+def _drop_last_frame(out: dict) -> None:
+    out.update(pred_masks=out["pred_masks"][:, :, :-1], pred_maskiou=out["pred_maskiou"][:, :, :-1])
+
+
 @pytest.mark.parametrize(
     ("mutate", "message"),
     [
-        (lambda o, t: o.update(pred_logits=o["pred_logits"][..., :1]), "pred_logits must be"),
-        (lambda o, t: o.update(pred_masks=o["pred_masks"][:, :, 0]), "pred_masks must be"),
+        (lambda o, t: o.update(pred_logits=o["pred_logits"][..., :1]), r"pred_logits'\] must be"),
+        (lambda o, t: o.update(pred_masks=o["pred_masks"][:, :, 0]), r"pred_masks'\] must be"),
         (lambda o, t: t.pop(), "one target dict per video"),
         (lambda o, t: t[0].update(masks=t[0]["masks"][:, :2]), r"targets\[0\]\['masks'\]"),
         (lambda o, t: t[1].update(labels=torch.tensor([1])), r"must lie in \[0, 1\)"),
         (lambda o, t: o.pop("pred_masks"), "outputs need 'pred_masks'"),
+        (lambda o, t: o["aux_outputs"][1].pop("pred_logits"), r"aux_outputs\[1\] need 'pred_logits'"),
+        (lambda o, t: _drop_last_frame(o["aux_outputs"][0]), "must share"),
+        (lambda o, t: o.update(pred_maskiou=o["pred_maskiou"][..., 0]), r"pred_maskiou'\] must be"),
     ],
 )
 def test_bad_inputs_raise_clear_errors(mutate, message) -> None:
