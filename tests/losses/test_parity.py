@@ -20,7 +20,7 @@ from autoqvis.losses.criterion import build_criterion, criterion_flags_from_refe
 from tests.conftest import fixture_file
 
 FOLDER = "video_maskformer_small"
-REL_TOL = 1e-5
+REL_TOL = 1e-6  # replay is exact here (README: max |Δ| = 0); 1 vs 2 threads moved losses <= 3.1e-7
 
 
 def _meta() -> dict:
