@@ -20,7 +20,7 @@ def make_inputs(root):
 def test_cache_videos_resumable_and_skips_bad_ones(tmp_path):
     make_inputs(tmp_path / "in")
     paths = find_videos(tmp_path / "in")
-    with pytest.raises(DataError, match="broken.mp4"):
+    with pytest.raises(DataError, match=r"broken\.mp4"):
         cache_videos(paths, tmp_path / "run0", short_side=24)
     dataset, report = cache_videos(paths, tmp_path / "run", short_side=24, skip_bad=True)
     assert [name for name, _ in report.skipped] == [str(tmp_path / "in" / "broken.mp4")]
