@@ -78,6 +78,7 @@ class Track:
     selected: list[bool] | None = None
     id: int | None = None
     iscrowd: int = 0
+    annotated_areas: list[float | None] | None = None  # the file's own ``areas`` field (ground truth)
 
     @property
     def num_frames(self) -> int:
@@ -88,7 +89,13 @@ class Track:
         return np.array([0.0 if m is None else float(rle_utils.area(m)) for m in self.masks])
 
     def mean_area(self) -> float:
-        """Mean per-frame area over the frames where the object is present (the YTVIS area rule)."""
+        """Mean per-frame area over the frames where the object is present (the YTVIS area rule).
+
+        Ground truth read from a file with an ``areas`` field uses those values, as the official evaluator
+        does."""
+        if self.annotated_areas is not None:
+            given = [float(a) for a in self.annotated_areas if a]
+            return float(np.mean(given)) if given else 0.0
         areas = self.areas()
         present = areas > 0
         return float(areas[present].mean()) if present.any() else 0.0

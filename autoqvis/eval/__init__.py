@@ -1,1 +1,1 @@
-
+"""Evaluation: YouTube-VIS metrics, DAVIS J&F and quality-predictor analysis."""

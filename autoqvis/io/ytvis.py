@@ -247,7 +247,20 @@ def _parse_annotation(path: Path, index: int, ann: Any, dataset: YTVISDataset, c
         selected=_optional_bools(ann.get("selected"), info.length, f"{where}: field 'selected'"),
         id=ann.get("id"),
         iscrowd=int(ann.get("iscrowd", 0) or 0),
+        annotated_areas=_optional_areas(ann.get("areas"), info.length, f"{where}: field 'areas'"),
     )
+
+
+def _optional_areas(values: Any, length: int, where: str) -> list[float | None] | None:
+    if values is None:
+        return None
+    if not isinstance(values, list) or len(values) != length:
+        got = f"{len(values)} entries" if isinstance(values, list) else type(values).__name__
+        raise DataError(f"{where} must be a list of {length} numbers or nulls (one per frame), got {got}")
+    try:
+        return [None if v is None else float(v) for v in values]
+    except (TypeError, ValueError) as err:
+        raise DataError(f"{where} must hold numbers or nulls: {err}") from err
 
 
 def _optional_floats(values: Any, length: int, where: str) -> list[float] | None:
