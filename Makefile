@@ -30,6 +30,9 @@ test: install
 test-slow: install
 	$(PY) -m pytest -q -m slow
 
+bench: install
+	$(PY) bench/eval_speed.py
+
 lint: install
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .

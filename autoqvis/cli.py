@@ -19,6 +19,7 @@ from autoqvis.errors import AutoqvisError
 # (command name, module under autoqvis.commands, one-line help), in the order `--help` lists them
 COMMANDS: list[tuple[str, str, str]] = [
     ("config", "config", "print the resolved configuration"),
+    ("demo", "demo", "run the main job on a generated example and write a report"),
     ("evaluate", "evaluate", "YouTube-VIS AP/AR or DAVIS J&F of predictions"),
 ]
 

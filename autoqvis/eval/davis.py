@@ -263,6 +263,7 @@ def evaluate_davis_folders(
     protocol: str = "2016",
     config: EvaluationConfig | None = None,
     sequences: Sequence[str] | None = None,
+    progress: bool = True,
 ) -> DavisResult:
     """Evaluate ``pred_root/<seq>/<frame>.png`` against a DAVIS root's annotations.
 
@@ -284,7 +285,7 @@ def evaluate_davis_folders(
             "expected one folder of PNG masks per sequence"
         )
     result = DavisResult(protocol)
-    with progress_bar("DAVIS J&F", total=len(names)) as bar:
+    with progress_bar("DAVIS J&F", total=len(names), enabled=progress) as bar:
         for seq in names:
             gt, frames = read_id_masks(gt_folder / seq)
             pred, _ = read_id_masks(pred_root / seq, frames)

@@ -87,8 +87,8 @@ def calibration_by_size(
     thresholds: Sequence[float] = (128.0**2, 256.0**2),
     bins: int = 10,
 ) -> dict[str, dict]:
-    """Per size bin (small < 128^2 <= medium < 256^2 <= large by default): sample count, Pearson, Spearman,
-    mean absolute error and the reliability table."""
+    """Per size bin (small < 128^2 <= medium < 256^2 <= large by default) and over all samples: count,
+    Pearson, Spearman, mean absolute error, mean predicted and mean true value, and the reliability table."""
     x, y = np.asarray(predicted, np.float64).ravel(), np.asarray(true, np.float64).ravel()
     a = np.asarray(areas, np.float64).ravel()
     if not (x.shape == y.shape == a.shape):
@@ -108,6 +108,8 @@ def calibration_by_size(
             "pearson": pearson(xs, ys),
             "spearman": spearman(xs, ys),
             "mae": float(np.abs(xs - ys).mean()) if sel.any() else float("nan"),
+            "mean_predicted": float(xs.mean()) if sel.any() else float("nan"),
+            "mean_true": float(ys.mean()) if sel.any() else float("nan"),
             "bins": calibration(xs, ys, bins),
         }
     return out
