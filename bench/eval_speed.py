@@ -22,8 +22,8 @@ import numpy as np
 from pycocotools import mask as mask_utils
 
 from autoqvis.eval.ytvis import evaluate_files, evaluate_tracks, format_table
-from autoqvis.io.ytvis import load_predictions, load_ytvis
 from autoqvis.io.atomic import atomic_write_json
+from autoqvis.io.ytvis import load_predictions, load_ytvis
 
 
 def ellipse(cx, cy, rx, ry, n=48):
@@ -41,7 +41,13 @@ def generate(num_videos, frames, h, w, gts, preds, seed=0):
     videos, annotations, results = [], [], []
     for v in range(1, num_videos + 1):
         videos.append(
-            {"id": v, "width": w, "height": h, "length": frames, "file_names": [f"{v}/{t:05d}.jpg" for t in range(frames)]}
+            {
+                "id": v,
+                "width": w,
+                "height": h,
+                "length": frames,
+                "file_names": [f"{v}/{t:05d}.jpg" for t in range(frames)],
+            }
         )
         objects = []
         for _ in range(gts):
@@ -52,10 +58,17 @@ def generate(num_videos, frames, h, w, gts, preds, seed=0):
             objects.append((start, speed, radii, first, max(last, first + 3)))
         for start, speed, radii, first, last in objects:
             segs = [
-                rle_of(ellipse(*(start + speed * t), *radii), h, w) if first <= t <= last else None for t in range(frames)
+                rle_of(ellipse(*(start + speed * t), *radii), h, w) if first <= t <= last else None
+                for t in range(frames)
             ]
             annotations.append(
-                {"id": len(annotations) + 1, "video_id": v, "category_id": 1, "iscrowd": 0, "segmentations": segs}
+                {
+                    "id": len(annotations) + 1,
+                    "video_id": v,
+                    "category_id": 1,
+                    "iscrowd": 0,
+                    "segmentations": segs,
+                }
             )
         for k in range(preds):
             start, speed, radii, first, last = objects[k % gts]
@@ -67,7 +80,9 @@ def generate(num_videos, frames, h, w, gts, preds, seed=0):
                 else rle_of([0, 0, 0, 0, 0, 0], h, w)
                 for t in range(frames)
             ]
-            results.append({"video_id": v, "score": float(rng.random()), "category_id": 1, "segmentations": segs})
+            results.append(
+                {"video_id": v, "score": float(rng.random()), "category_id": 1, "segmentations": segs}
+            )
     gt = {"videos": videos, "annotations": annotations, "categories": [{"id": 1, "name": "object"}]}
     return gt, results
 
@@ -95,7 +110,9 @@ def official_rule_ious(gt_tracks, pred_tracks):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--videos", type=int, default=300)
     parser.add_argument("--frames", type=int, default=36)
     parser.add_argument("--height", type=int, default=720)
@@ -106,7 +123,9 @@ def main() -> None:
     args = parser.parse_args()
 
     t0 = time.perf_counter()
-    gt, results = generate(args.videos, args.frames, args.height, args.width, args.gt_per_video, args.preds_per_video)
+    gt, results = generate(
+        args.videos, args.frames, args.height, args.width, args.gt_per_video, args.preds_per_video
+    )
     with tempfile.TemporaryDirectory() as tmp:
         gt_path, pred_path = Path(tmp) / "gt.json", Path(tmp) / "pred.json"
         atomic_write_json(gt_path, gt)
