@@ -1,0 +1,306 @@
+"""The video masked-attention transformer decoder (VideoMask2Former) and the quality (mask-IoU) head.
+
+Queries attend to one feature level per layer, round-robin from the coarsest, through cross-attention masked
+by the previous round's predicted masks (sigmoid < 0.5 is blocked; a query whose every position is blocked
+sees everything instead), then self-attention and an FFN, all post-norm. Every round predicts class logits
+(foreground, no-object) and per-frame mask logits from the normalised queries; positions carry a 3-D sine
+encoding over (t, h, w). State-dict names are the official ones.
+
+Legend: ``B`` videos, ``T`` frames, ``Q`` queries, ``C`` hidden width, ``h, w`` level / mask-feature grid.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = ["MLP", "QualityHead", "VideoMaskedDecoder", "sine_position_3d"]
+
+
+def sine_position_3d(x: Tensor, num_pos_feats: int, temperature: float = 10000.0) -> Tensor:
+    """(B, T, C, H, W) -> (B, T, 2*num_pos_feats, H, W): 2-D sine encoding of (y, x) plus a temporal one."""
+    B, T, _, H, W = x.shape
+    scale, eps = 2 * math.pi, 1e-6
+    ones = torch.ones(B, T, H, W, device=x.device, dtype=torch.float32)
+    z = ones.cumsum(1)
+    y = ones.cumsum(2)
+    xx = ones.cumsum(3)
+    z = z / (z[:, -1:] + eps) * scale
+    y = y / (y[:, :, -1:] + eps) * scale
+    xx = xx / (xx[:, :, :, -1:] + eps) * scale
+    dim_t = torch.arange(num_pos_feats, dtype=torch.float32, device=x.device)
+    dim_t = temperature ** (2 * (dim_t // 2) / num_pos_feats)
+    pos_x = xx[..., None] / dim_t
+    pos_y = y[..., None] / dim_t
+    pos_x = torch.stack((pos_x[..., 0::2].sin(), pos_x[..., 1::2].cos()), dim=5).flatten(4)
+    pos_y = torch.stack((pos_y[..., 0::2].sin(), pos_y[..., 1::2].cos()), dim=5).flatten(4)
+    pos = torch.cat((pos_y, pos_x), dim=4).permute(0, 1, 4, 2, 3)
+    dim_tz = torch.arange(num_pos_feats * 2, dtype=torch.float32, device=x.device)
+    dim_tz = temperature ** (2 * (dim_tz // 2) / (num_pos_feats * 2))
+    pos_z = z[..., None] / dim_tz
+    pos_z = (
+        torch.stack((pos_z[..., 0::2].sin(), pos_z[..., 1::2].cos()), dim=5).flatten(4).permute(0, 1, 4, 2, 3)
+    )
+    return pos + pos_z
+
+
+class SelfAttentionLayer(nn.Module):
+    def __init__(self, d_model: int, nhead: int):
+        super().__init__()
+        self.self_attn = nn.MultiheadAttention(d_model, nhead, dropout=0.0)
+        self.norm = nn.LayerNorm(d_model)
+        _xavier_matrices(self)
+
+    def forward(self, tgt: Tensor, query_pos: Tensor) -> Tensor:
+        q = k = tgt + query_pos
+        return self.norm(tgt + self.self_attn(q, k, value=tgt, need_weights=False)[0])
+
+
+class CrossAttentionLayer(nn.Module):
+    def __init__(self, d_model: int, nhead: int):
+        super().__init__()
+        self.multihead_attn = nn.MultiheadAttention(d_model, nhead, dropout=0.0)
+        self.norm = nn.LayerNorm(d_model)
+        _xavier_matrices(self)
+
+    def forward(
+        self, tgt: Tensor, memory: Tensor, attn_mask: Tensor | None, pos: Tensor, query_pos: Tensor
+    ) -> Tensor:
+        out = self.multihead_attn(
+            query=tgt + query_pos, key=memory + pos, value=memory, attn_mask=attn_mask, need_weights=False
+        )[0]
+        return self.norm(tgt + out)
+
+
+class FFNLayer(nn.Module):
+    def __init__(self, d_model: int, dim_feedforward: int):
+        super().__init__()
+        self.linear1 = nn.Linear(d_model, dim_feedforward)
+        self.linear2 = nn.Linear(dim_feedforward, d_model)
+        self.norm = nn.LayerNorm(d_model)
+        _xavier_matrices(self)
+
+    def forward(self, tgt: Tensor) -> Tensor:
+        return self.norm(tgt + self.linear2(F.relu(self.linear1(tgt))))
+
+
+def _xavier_matrices(module: nn.Module) -> None:
+    for p in module.parameters():
+        if p.dim() > 1:
+            nn.init.xavier_uniform_(p)
+
+
+class MLP(nn.Module):
+    """Linear layers with ReLU between them (keys ``layers.{i}``)."""
+
+    def __init__(self, input_dim: int, hidden_dim: int, output_dim: int, num_layers: int):
+        super().__init__()
+        dims = [input_dim] + [hidden_dim] * (num_layers - 1)
+        self.layers = nn.ModuleList(
+            nn.Linear(a, b) for a, b in zip(dims, [*dims[1:], output_dim], strict=True)
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        for i, layer in enumerate(self.layers):
+            x = F.relu(layer(x)) if i < len(self.layers) - 1 else layer(x)
+        return x
+
+
+class QualityHead(nn.Module):
+    """Mask-Scoring IoU head: predicts each query's per-frame mask IoU.
+
+    The stride-32 feature of each frame, resized to 14x14, and the query's mask logits, resized to 28x28 and
+    max-pooled to 14x14, are concatenated; three 3x3 convs, a 3x3 stride-2 conv (7x7) and three FC layers give
+    one raw value (no sigmoid; clamp to [0, 1] when reporting). Widths ``(in_channels, conv_channels, fc_dim)``
+    default to the official (257, 256, 1024).
+    """
+
+    def __init__(self, in_channels: int = 257, conv_channels: int = 256, fc_dim: int = 1024):
+        super().__init__()
+        self.maskiou_fcn1 = nn.Conv2d(in_channels, conv_channels, 3, 1, 1)
+        self.maskiou_fcn2 = nn.Conv2d(conv_channels, conv_channels, 3, 1, 1)
+        self.maskiou_fcn3 = nn.Conv2d(conv_channels, conv_channels, 3, 1, 1)
+        self.maskiou_fcn4 = nn.Conv2d(conv_channels, conv_channels, 3, 2, 1)
+        self.maskiou_fc1 = nn.Linear(conv_channels * 7 * 7, fc_dim)
+        self.maskiou_fc2 = nn.Linear(fc_dim, fc_dim)
+        self.maskiou_fc3 = nn.Linear(fc_dim, 1)
+        for conv in (self.maskiou_fcn1, self.maskiou_fcn2, self.maskiou_fcn3, self.maskiou_fcn4):
+            nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")
+            nn.init.constant_(conv.bias, 0)
+        for fc in (self.maskiou_fc1, self.maskiou_fc2):
+            nn.init.kaiming_uniform_(fc.weight, a=1)
+            nn.init.constant_(fc.bias, 0)
+        nn.init.normal_(self.maskiou_fc3.weight, mean=0, std=0.01)
+        nn.init.constant_(self.maskiou_fc3.bias, 0)
+
+    def forward(self, features: Tensor, masks: Tensor, chunk: int = 0) -> Tensor:
+        """features ((B*T), C, h, w), masks (B, Q, T, H, W) logits -> (B, Q, T, 1).
+
+        ``chunk`` > 0 scores that many (query, frame) pairs at a time (bounded memory, same numbers)."""
+        B, Q, T = masks.shape[:3]
+        feats = F.interpolate(
+            features, size=(14, 14), mode="bilinear", align_corners=False
+        )  # (B*T, C, 14, 14)
+        feats = (
+            feats.view(B, 1, T, *feats.shape[1:]).expand(B, Q, T, -1, -1, -1).reshape(B * Q * T, -1, 14, 14)
+        )
+        m = masks.reshape(B * Q * T, 1, *masks.shape[-2:])
+        n = m.shape[0]
+        step = chunk if chunk > 0 else n
+        out = [self._score(feats[i : i + step], m[i : i + step]) for i in range(0, n, step)]
+        return torch.cat(out).view(B, Q, T, 1)
+
+    def _score(self, feats: Tensor, masks: Tensor) -> Tensor:
+        masks = F.max_pool2d(F.interpolate(masks, size=(28, 28), mode="bilinear", align_corners=False), 2, 2)
+        x = torch.cat((feats, masks), 1)
+        x = F.relu(self.maskiou_fcn1(x))
+        x = F.relu(self.maskiou_fcn2(x))
+        x = F.relu(self.maskiou_fcn3(x))
+        x = F.relu(self.maskiou_fcn4(x))
+        x = F.relu(self.maskiou_fc1(x.flatten(1)))
+        x = F.relu(self.maskiou_fc2(x))
+        return self.maskiou_fc3(x)
+
+
+class VideoMaskedDecoder(nn.Module):
+    """Keys: ``query_feat``, ``query_embed``, ``level_embed``, ``transformer_{self,cross}_attention_layers``,
+    ``transformer_ffn_layers``, ``decoder_norm``, ``class_embed``, ``mask_embed``, ``input_proj``,
+    ``maskiou_feature_extractor`` (the quality head, when present)."""
+
+    def __init__(
+        self,
+        in_channels: int = 256,
+        hidden_dim: int = 256,
+        num_queries: int = 100,
+        nheads: int = 8,
+        dim_feedforward: int = 2048,
+        dec_layers: int = 9,
+        mask_dim: int = 256,
+        num_classes: int = 1,
+        num_feature_levels: int = 3,
+        enforce_input_project: bool = False,
+        quality_head: tuple[int, int, int] | None = (257, 256, 1024),
+        num_frames: int = 3,
+    ):
+        super().__init__()
+        self.num_heads, self.num_layers, self.num_queries = nheads, dec_layers, num_queries
+        self.num_feature_levels, self.num_frames = num_feature_levels, num_frames
+        self.hidden_dim = hidden_dim
+        self.transformer_self_attention_layers = nn.ModuleList(
+            SelfAttentionLayer(hidden_dim, nheads) for _ in range(dec_layers)
+        )
+        self.transformer_cross_attention_layers = nn.ModuleList(
+            CrossAttentionLayer(hidden_dim, nheads) for _ in range(dec_layers)
+        )
+        self.transformer_ffn_layers = nn.ModuleList(
+            FFNLayer(hidden_dim, dim_feedforward) for _ in range(dec_layers)
+        )
+        self.decoder_norm = nn.LayerNorm(hidden_dim)
+        self.query_feat = nn.Embedding(num_queries, hidden_dim)
+        self.query_embed = nn.Embedding(num_queries, hidden_dim)
+        self.level_embed = nn.Embedding(num_feature_levels, hidden_dim)
+        self.input_proj = nn.ModuleList()
+        for _ in range(num_feature_levels):
+            if in_channels != hidden_dim or enforce_input_project:
+                conv = nn.Conv2d(in_channels, hidden_dim, kernel_size=1)
+                nn.init.kaiming_uniform_(conv.weight, a=1)
+                nn.init.constant_(conv.bias, 0)
+                self.input_proj.append(conv)
+            else:
+                self.input_proj.append(nn.Sequential())
+        self.class_embed = nn.Linear(hidden_dim, num_classes + 1)
+        self.mask_embed = MLP(hidden_dim, hidden_dim, mask_dim, 3)
+        self.maskiou_feature_extractor = QualityHead(*quality_head) if quality_head is not None else None
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        old = prefix + "static_query.weight"  # older checkpoints
+        if old in state_dict and prefix + "query_feat.weight" not in state_dict:
+            state_dict[prefix + "query_feat.weight"] = state_dict.pop(old)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def forward(
+        self,
+        x: list[Tensor],
+        mask_features: Tensor,
+        num_videos: int | None = None,
+        score_quality: str = "all",
+        record: dict | None = None,
+    ) -> dict:
+        """x: the multi-scale features ((B*T), C, h, w) each, coarsest first; mask_features ((B*T), C, H, W).
+
+        ``num_videos``: B (default: the training batch has ``num_frames`` frames per video; eval is one video).
+        ``score_quality``: ``"all"`` runs the quality head on every round (training), ``"last"`` on the final
+        round only, ``"none"`` skips it (frozen head in training, or post-processing scores the kept queries).
+        ``record``: if given, receives per-round attention masks (before the un-blocking rule) for tests.
+        """
+        bt, c_m, h_m, w_m = mask_features.shape
+        bs = num_videos if num_videos is not None else (bt // self.num_frames if self.training else 1)
+        t = bt // bs
+        mask_features = mask_features.view(bs, t, c_m, h_m, w_m)
+        src, pos, sizes = [], [], []
+        for i in range(self.num_feature_levels):
+            h, w = x[i].shape[-2:]
+            sizes.append((h, w))
+            p = sine_position_3d(x[i].view(bs, t, -1, h, w), self.hidden_dim // 2).flatten(3)
+            s = self.input_proj[i](x[i]).flatten(2) + self.level_embed.weight[i][None, :, None]
+            c = s.shape[1]
+            # (B*T, C, hw) -> (T*hw, B, C)
+            pos.append(p.view(bs, t, c, h * w).permute(1, 3, 0, 2).flatten(0, 1))
+            src.append(s.view(bs, t, c, h * w).permute(1, 3, 0, 2).flatten(0, 1))
+        query_embed = self.query_embed.weight.unsqueeze(1).repeat(1, bs, 1)
+        output = self.query_feat.weight.unsqueeze(1).repeat(1, bs, 1)
+        classes, masks = [], []
+        cls, mask, attn_mask = self.prediction_heads(output, mask_features, sizes[0])
+        classes.append(cls)
+        masks.append(mask)
+        for i in range(self.num_layers):
+            level = i % self.num_feature_levels
+            if record is not None:
+                record[f"attn_mask.{i}"] = attn_mask
+            attn_mask[torch.where(attn_mask.sum(-1) == attn_mask.shape[-1])] = False
+            output = self.transformer_cross_attention_layers[i](
+                output, src[level], attn_mask, pos[level], query_embed
+            )
+            output = self.transformer_self_attention_layers[i](output, query_embed)
+            output = self.transformer_ffn_layers[i](output)
+            cls, mask, attn_mask = self.prediction_heads(
+                output, mask_features, sizes[(i + 1) % self.num_feature_levels]
+            )
+            classes.append(cls)
+            masks.append(mask)
+        if record is not None:
+            record[f"attn_mask.{self.num_layers}"] = attn_mask
+        head = self.maskiou_feature_extractor
+        ious: list[Tensor | None] = [None] * len(masks)
+        if head is not None and score_quality == "all":
+            ious = [head(x[0], m) for m in masks]
+        elif head is not None and score_quality == "last":
+            ious[-1] = head(x[0], masks[-1])
+        out = {
+            "pred_logits": classes[-1],
+            "pred_masks": masks[-1],
+            "pred_maskiou": ious[-1],
+            "aux_outputs": [
+                {"pred_logits": a, "pred_masks": b, "pred_maskiou": c}
+                for a, b, c in zip(classes[:-1], masks[:-1], ious[:-1], strict=True)
+            ],
+        }
+        if record is not None:
+            record["rounds"] = list(zip(classes, masks, strict=True))
+        return out
+
+    def prediction_heads(
+        self, output: Tensor, mask_features: Tensor, target_size: tuple[int, int]
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        decoded = self.decoder_norm(output).transpose(0, 1)
+        classes = self.class_embed(decoded)
+        embed = self.mask_embed(decoded)
+        masks = torch.einsum("bqc,btchw->bqthw", embed, mask_features)
+        b, q, t = masks.shape[:3]
+        attn = F.interpolate(masks.flatten(0, 1), size=target_size, mode="bilinear", align_corners=False)
+        attn = attn.view(b, q, t * target_size[0] * target_size[1])
+        blocked = (attn.sigmoid() < 0.5).unsqueeze(1).repeat(1, self.num_heads, 1, 1).flatten(0, 1).detach()
+        return classes, masks, blocked

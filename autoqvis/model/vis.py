@@ -1,0 +1,238 @@
+"""The class-agnostic VideoMask2Former with the quality head: preprocessing, forward, targets, post-processing.
+
+State-dict layout is the official one: ``backbone.*``, ``sem_seg_head.pixel_decoder.*``,
+``sem_seg_head.predictor.*`` (including ``maskiou_feature_extractor.*``) and ``criterion.empty_weight``.
+
+Eval post-processing equals the official ``inference_video``: softmax scores without the no-object column,
+top-k (sorted), bilinear upsampling of the kept masks to the padded input size, crop to the frame size, resize
+to the output size, ``> 0``; predicted IoUs clamped to [0, 1]. Only the kept queries are upsampled and scored
+by the quality head (the official model upsamples and scores all of them; the kept outputs are the same).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from autoqvis.model.decoder import VideoMaskedDecoder
+from autoqvis.model.pixel_decoder import MSDeformAttnPixelDecoder
+from autoqvis.model.resnet import ResNet
+
+__all__ = ["ModelSpec", "VideoMaskFormer", "VideoOutput"]
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Every architecture number (official names in comments). ``paper_r50`` is the default."""
+
+    depth: int = 50  # MODEL.RESNETS.DEPTH
+    stem_out_channels: int = 64
+    width_per_group: int = 64
+    res2_out_channels: int = 256
+    conv_dim: int = 256  # SEM_SEG_HEAD.CONVS_DIM
+    mask_dim: int = 256
+    encoder_layers: int = 6  # SEM_SEG_HEAD.TRANSFORMER_ENC_LAYERS
+    encoder_ffn: int = 1024  # hard-coded in the official pixel decoder
+    encoder_dropout: float = 0.0  # MASK_FORMER.DROPOUT (official 0.0 in the video configs)
+    hidden_dim: int = 256
+    num_queries: int = 100
+    nheads: int = 8
+    dim_feedforward: int = 2048
+    dec_layers: int = 9  # masked-attention layers (= MASK_FORMER.DEC_LAYERS - 1)
+    num_classes: int = 1
+    quality_head: tuple[int, int, int] | None = (257, 256, 1024)  # (in, conv, fc) widths; None: no head
+    num_frames: int = 3  # training clip length
+    size_divisibility: int = 32
+    pixel_mean: tuple[float, float, float] = (123.675, 116.28, 103.53)  # RGB, 0..255
+    pixel_std: tuple[float, float, float] = (58.395, 57.12, 57.375)
+    test_topk: int = 10
+    extra: dict = field(default_factory=dict, compare=False)
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        d.pop("extra")
+        return d
+
+    @classmethod
+    def from_json(cls, data: dict) -> ModelSpec:
+        known = {f for f in cls.__dataclass_fields__ if f != "extra"}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown model spec fields {sorted(unknown)}; known: {sorted(known)}")
+        data = dict(data)
+        for key in ("quality_head", "pixel_mean", "pixel_std"):
+            if data.get(key) is not None:
+                data[key] = tuple(data[key])
+        return cls(**data)
+
+
+@dataclass
+class VideoOutput:
+    """Post-processed predictions of one video (``K`` kept queries)."""
+
+    scores: Tensor  # (K,)
+    labels: Tensor  # (K,)
+    masks: Tensor  # (K, T, H, W) bool at the output size
+    ious: Tensor | None  # (K, T) predicted IoU in [0, 1]
+    query_index: Tensor  # (K,)
+
+
+class SemSegHead(nn.Module):
+    """Container giving the official key prefix ``sem_seg_head.{pixel_decoder, predictor}``."""
+
+    def __init__(self, pixel_decoder: nn.Module, predictor: VideoMaskedDecoder):
+        super().__init__()
+        self.pixel_decoder = pixel_decoder
+        self.predictor = predictor
+
+
+class VideoMaskFormer(nn.Module):
+    def __init__(
+        self, spec: ModelSpec, backbone: nn.Module | None = None, criterion: nn.Module | None = None
+    ):
+        super().__init__()
+        self.spec = spec
+        self.backbone = backbone or ResNet(
+            spec.depth, spec.stem_out_channels, spec.width_per_group, spec.res2_out_channels
+        )
+        pixel_decoder = MSDeformAttnPixelDecoder(
+            self.backbone.channels,
+            self.backbone.strides,
+            conv_dim=spec.conv_dim,
+            mask_dim=spec.mask_dim,
+            encoder_layers=spec.encoder_layers,
+            n_heads=spec.nheads,
+            d_ffn=spec.encoder_ffn,
+            dropout=spec.encoder_dropout,
+        )
+        predictor = VideoMaskedDecoder(
+            in_channels=spec.conv_dim,
+            hidden_dim=spec.hidden_dim,
+            num_queries=spec.num_queries,
+            nheads=spec.nheads,
+            dim_feedforward=spec.dim_feedforward,
+            dec_layers=spec.dec_layers,
+            mask_dim=spec.mask_dim,
+            num_classes=spec.num_classes,
+            quality_head=spec.quality_head,
+            num_frames=spec.num_frames,
+        )
+        self.sem_seg_head = SemSegHead(pixel_decoder, predictor)
+        if criterion is not None:
+            self.criterion = criterion
+        self.register_buffer("pixel_mean", torch.tensor(spec.pixel_mean).view(-1, 1, 1), persistent=False)
+        self.register_buffer("pixel_std", torch.tensor(spec.pixel_std).view(-1, 1, 1), persistent=False)
+        self.train_quality_head = spec.quality_head is not None
+
+    # ----------------------------------------------------------------------------------------------
+    # pieces
+
+    @property
+    def predictor(self) -> VideoMaskedDecoder:
+        return self.sem_seg_head.predictor
+
+    @property
+    def quality_head(self) -> nn.Module | None:
+        return self.predictor.maskiou_feature_extractor
+
+    def freeze_quality_head(self, frozen: bool = True) -> None:
+        """A frozen head gets no gradient and does not run in training (it only scores at inference)."""
+        if self.quality_head is not None:
+            self.quality_head.requires_grad_(not frozen)
+        self.train_quality_head = self.quality_head is not None and not frozen
+
+    def preprocess(self, videos: Sequence[Tensor]) -> tuple[Tensor, list[tuple[int, int]]]:
+        """uint8 RGB videos (T, 3, H, W) each -> normalised frames ((B*T), 3, Hp, Wp), zero-padded bottom/right
+        to a multiple of ``size_divisibility`` (after normalisation), and each video's (H, W)."""
+        frames = [f for v in videos for f in v]
+        if not frames:
+            raise ValueError("no frames to preprocess")
+        div = self.spec.size_divisibility
+        hp = max(f.shape[-2] for f in frames)
+        wp = max(f.shape[-1] for f in frames)
+        hp, wp = (hp + div - 1) // div * div, (wp + div - 1) // div * div
+        device = self.pixel_mean.device
+        batch = torch.zeros(len(frames), 3, hp, wp, device=device)
+        for i, f in enumerate(frames):
+            f = f.to(device)
+            batch[i, :, : f.shape[-2], : f.shape[-1]] = (f.float() - self.pixel_mean) / self.pixel_std
+        return batch, [tuple(v.shape[-2:]) for v in videos]
+
+    def features(self, images: Tensor) -> tuple[dict[str, Tensor], Tensor, list[Tensor]]:
+        """Backbone features, mask features and the multi-scale features (coarsest first)."""
+        feats = self.backbone(images)
+        mask_features, multi_scale = self.sem_seg_head.pixel_decoder(feats)
+        return feats, mask_features, multi_scale
+
+    def forward(self, images: Tensor, num_videos: int | None = None, record: dict | None = None) -> dict:
+        """Head outputs for ((B*T), 3, Hp, Wp) frames. Training: ``num_frames`` frames per video and the quality
+        head on every round unless frozen; eval: one video, the quality head left to :meth:`inference`."""
+        _, mask_features, multi_scale = self.features(images)
+        if record is not None:
+            record["mask_features"], record["multi_scale"] = mask_features, multi_scale
+        score = ("all" if self.train_quality_head else "none") if self.training else "none"
+        return self.predictor(
+            multi_scale, mask_features, num_videos=num_videos, score_quality=score, record=record
+        )
+
+    # ----------------------------------------------------------------------------------------------
+    # inference
+
+    @torch.no_grad()
+    def inference(
+        self,
+        frames: Tensor,
+        output_size: tuple[int, int] | None = None,
+        top_k: int | None = None,
+        record: dict | None = None,
+    ) -> VideoOutput:
+        """One video's frames (T, 3, H, W) uint8 RGB -> the top-k tracks, masks at ``output_size`` (default H, W)."""
+        images, sizes = self.preprocess([frames])
+        _, mask_features, multi_scale = self.features(images)
+        if record is not None:
+            record["mask_features"], record["multi_scale"] = mask_features, multi_scale
+        out = self.predictor(multi_scale, mask_features, num_videos=1, score_quality="none", record=record)
+        return self.postprocess(
+            out, images.shape[-2:], sizes[0], output_size or sizes[0], top_k, multi_scale, record
+        )
+
+    def postprocess(
+        self,
+        out: dict,
+        padded_size: Sequence[int],
+        image_size: Sequence[int],
+        output_size: Sequence[int],
+        top_k: int | None = None,
+        multi_scale: list[Tensor] | None = None,
+        record: dict | None = None,
+    ) -> VideoOutput:
+        """Scores, top-k, upsampling and quality scoring of the kept queries only."""
+        k = top_k or self.spec.test_topk
+        logits, masks = out["pred_logits"][0], out["pred_masks"][0]  # (Q, K+1), (Q, T, h, w)
+        num_classes = logits.shape[-1] - 1
+        scores = F.softmax(logits, dim=-1)[:, :-1]
+        k = min(k, scores.numel())
+        top_scores, top_idx = scores.flatten().topk(k, sorted=True)
+        labels = top_idx % num_classes
+        query = top_idx // num_classes
+        kept = masks[query]
+        ious = None
+        if self.quality_head is not None and multi_scale is not None:
+            raw = (
+                out["pred_maskiou"][0][query]
+                if out.get("pred_maskiou") is not None
+                else self.quality_head(multi_scale[0], kept[None])[0]
+            )
+            if record is not None:
+                record["pred_maskiou_kept"] = raw
+            ious = raw[..., 0].clamp(0, 1)
+        up = F.interpolate(kept, size=tuple(padded_size), mode="bilinear", align_corners=False)
+        up = up[:, :, : image_size[0], : image_size[1]]
+        up = F.interpolate(up, size=tuple(output_size), mode="bilinear", align_corners=False)
+        if record is not None:
+            record["post_logits"] = up
+        return VideoOutput(top_scores, labels, up > 0, ious, query)
