@@ -14,6 +14,7 @@ Checkpoints: official detectron2 ``.pth`` files (``{"model": state_dict}``) read
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import pickle
@@ -104,8 +105,11 @@ def build_model(
         if name not in PRESETS:
             raise CheckpointError(f"unknown model preset {name!r}; choose one of {sorted(PRESETS)}")
         spec = PRESETS[name]
-    model = VideoMaskFormer(spec, criterion=build_criterion(config.training, spec.num_classes))
-    if config.training.freeze_quality_head:
+    training_cfg = config.training
+    if spec.quality_head is None and not training_cfg.freeze_quality_head:
+        training_cfg = dataclasses.replace(training_cfg, freeze_quality_head=True)  # no head, no quality loss
+    model = VideoMaskFormer(spec, criterion=build_criterion(training_cfg, spec.num_classes))
+    if training_cfg.freeze_quality_head:
         model.freeze_quality_head()
     if model_cfg is not None and model_cfg.weights:
         load_weights(model, model_cfg.weights)

@@ -259,7 +259,7 @@ class VideoMaskedDecoder(nn.Module):
         for i in range(self.num_layers):
             level = i % self.num_feature_levels
             if record is not None:
-                record[f"attn_mask.{i}"] = attn_mask
+                record[f"attn_mask.{i}"] = attn_mask.clone()
             attn_mask[torch.where(attn_mask.sum(-1) == attn_mask.shape[-1])] = False
             output = self.transformer_cross_attention_layers[i](
                 output, src[level], attn_mask, pos[level], query_embed

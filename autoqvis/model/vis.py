@@ -162,6 +162,26 @@ class VideoMaskFormer(nn.Module):
             batch[i, :, : f.shape[-2], : f.shape[-1]] = (f.float() - self.pixel_mean) / self.pixel_std
         return batch, [tuple(v.shape[-2:]) for v in videos]
 
+    def prepare_targets(self, clips: Sequence, padded_size: Sequence[int]) -> list[dict[str, Tensor]]:
+        """Criterion targets from :class:`~autoqvis.structures.Clip` objects: masks zero-padded to the input
+        size, tracks absent in every frame dropped (as the official ``prepare_targets``), class 0."""
+        device = self.pixel_mean.device
+        targets = []
+        for clip in clips:
+            ids = clip.ids.to(device)
+            N, T, H, W = clip.masks.shape
+            masks = torch.zeros(N, T, *padded_size, dtype=torch.bool, device=device)
+            masks[:, :, :H, :W] = clip.masks.to(device)
+            valid = (ids != -1).any(dim=-1)
+            targets.append(
+                {
+                    "labels": torch.zeros(int(valid.sum()), dtype=torch.long, device=device),
+                    "ids": ids[valid],
+                    "masks": masks[valid].float(),
+                }
+            )
+        return targets
+
     def features(self, images: Tensor) -> tuple[dict[str, Tensor], Tensor, list[Tensor]]:
         """Backbone features, mask features and the multi-scale features (coarsest first)."""
         feats = self.backbone(images)

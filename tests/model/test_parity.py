@@ -1,0 +1,170 @@
+"""Parity with the official VideoMask2Former on the small fixture: every eval tensor, post-processing, training
+outputs, losses with the recorded draws replayed, and gradients. Sizes come from the fixture's config."""
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from autoqvis.losses.criterion import build_criterion
+from autoqvis.model import VideoMaskFormer, load_weights, spec_from_reference_config
+from autoqvis.model.vis import ModelSpec
+from autoqvis.structures import Clip
+from tests.conftest import fixture_file
+from tests.losses.test_parity import Replay, _draws, _training_config
+
+TOL = {"atol": 1e-4, "rtol": 1e-4}
+
+
+def _spec() -> ModelSpec:
+    return spec_from_reference_config(
+        json.loads(fixture_file("video_maskformer_small", "config.json").read_text())
+    )
+
+
+def _model(training_cfg=None) -> VideoMaskFormer:
+    spec = _spec()
+    criterion = build_criterion(training_cfg) if training_cfg is not None else None
+    model = VideoMaskFormer(spec, criterion=criterion)
+    if criterion is None:
+        model.criterion = build_criterion(_training_config(next(iter(_train_meta()["configs"].values()))))
+    load_weights(model, fixture_file("video_maskformer_small", "weights.safetensors"), strict=True)
+    return model
+
+
+def _eval_meta() -> dict:
+    return json.loads(fixture_file("video_maskformer_small", "eval_meta.json").read_text())
+
+
+def _train_meta() -> dict:
+    return json.loads(fixture_file("video_maskformer_small", "train_meta.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def eval_tensors() -> dict:
+    return load_file(str(fixture_file("video_maskformer_small", "eval.safetensors")))
+
+
+@pytest.fixture(scope="module")
+def train_tensors() -> dict:
+    return load_file(str(fixture_file("video_maskformer_small", "train.safetensors")))
+
+
+def _clips():
+    clips = _eval_meta()["clips"]
+    assert clips, "eval_meta.json lists no clips"
+    return sorted(clips)
+
+
+@pytest.mark.parametrize("clip", _clips())
+def test_eval_tensors_and_postprocessing(eval_tensors, clip):
+    meta = _eval_meta()["clips"][clip]
+    E = {k[len(clip) + 1 :]: v for k, v in eval_tensors.items() if k.startswith(clip + ".")}
+    model = _model().eval()
+    frames = E["input.frames_uint8_rgb"]
+    record = {}
+    out = model.inference(frames, tuple(meta["output_height_width"]), record=record)
+    images, _ = model.preprocess([frames])
+    assert list(images.shape[-2:]) == meta["padded_hw"]
+    if "backbone.res2" in E:
+        feats = model.backbone(images)
+        for name, value in feats.items():
+            torch.testing.assert_close(value, E[f"backbone.{name}"], **TOL)
+        torch.testing.assert_close(record["mask_features"], E["pixel_decoder.mask_features"], **TOL)
+        for i, f in enumerate(record["multi_scale"]):
+            torch.testing.assert_close(f, E[f"pixel_decoder.multi_scale_features.{i}"], **TOL)
+    rounds = record["rounds"]
+    assert len(rounds) == len([k for k in E if k.endswith(".pred_logits") and k.startswith("layer")])
+    heads = model.spec.nheads
+    for i, (logits, masks) in enumerate(rounds):
+        torch.testing.assert_close(logits, E[f"layer{i}.pred_logits"], **TOL)
+        torch.testing.assert_close(masks, E[f"layer{i}.pred_masks"], **TOL)
+        blocked = record[f"attn_mask.{i}"][0::heads].to(torch.uint8)
+        assert torch.equal(blocked, E[f"layer{i}.attn_mask_head0_uint8"]), f"attention mask of round {i}"
+    torch.testing.assert_close(rounds[-1][0], E["raw.pred_logits"], **TOL)
+    torch.testing.assert_close(rounds[-1][1], E["raw.pred_masks"], **TOL)
+    # post-processing
+    assert torch.equal(out.query_index, E["post.topk_query_indices"])
+    assert torch.equal(out.labels, E["post.pred_labels"])
+    torch.testing.assert_close(out.scores, E["post.pred_scores"], **TOL)
+    assert out.scores.tolist() == pytest.approx(meta["pred_scores"], abs=1e-4)
+    torch.testing.assert_close(record["pred_maskiou_kept"], E["raw.pred_maskiou"][0][out.query_index], **TOL)
+    torch.testing.assert_close(out.ious, E["post.pred_ious"][..., 0], **TOL)
+    expected = E["post.pred_masks"].bool()
+    assert out.masks.shape == expected.shape and list(out.masks.shape[-2:]) == meta["output_height_width"]
+    decided = record["post_logits"].abs() > 1e-4
+    assert torch.equal(out.masks[decided], expected[decided])
+
+
+def test_scoring_only_kept_queries_equals_scoring_all(eval_tensors):
+    clip = _clips()[0]
+    model = _model().eval()
+    frames = eval_tensors[f"{clip}.input.frames_uint8_rgb"]
+    with torch.no_grad():
+        images, _ = model.preprocess([frames])
+        _, mask_features, multi_scale = model.features(images)
+        full = model.predictor(multi_scale, mask_features, num_videos=1, score_quality="last")
+    torch.testing.assert_close(full["pred_maskiou"], eval_tensors[f"{clip}.raw.pred_maskiou"], **TOL)
+    record = {}
+    out = model.inference(frames, record=record)
+    torch.testing.assert_close(
+        record["pred_maskiou_kept"], full["pred_maskiou"][0][out.query_index], atol=1e-6, rtol=0
+    )
+
+
+def _batch_clips(T: dict) -> list[Clip]:
+    clips = []
+    for k in range(len({key.split(".")[1] for key in T if key.startswith("batch.video")})):
+        p = f"batch.video{k}."
+        clips.append(
+            Clip(frames=T[p + "frames_uint8_rgb"], masks=T[p + "gt_masks"].bool(), ids=T[p + "gt_ids"])
+        )
+    return clips
+
+
+@pytest.mark.parametrize(
+    "cfg",
+    sorted(json.loads(fixture_file("video_maskformer_small", "train_meta.json").read_text())["configs"]),
+)
+def test_training_forward_losses_and_gradients(train_tensors, cfg):
+    meta = _train_meta()["configs"][cfg]
+    training = _training_config(meta)
+    model = _model(training)
+    if training.freeze_quality_head:
+        model.freeze_quality_head()
+    model.train()
+    clips = _batch_clips(train_tensors)
+    images, _ = model.preprocess([c.frames for c in clips])
+    targets = model.prepare_targets(clips, images.shape[-2:])
+    for k, target in enumerate(targets):
+        for key in ("labels", "ids", "masks"):
+            expected = train_tensors[f"{cfg}.targets.{k}.{key}"]
+            assert torch.equal(target[key].to(expected.dtype), expected), f"targets[{k}].{key}"
+    outputs = model(images)
+    prefix = f"{cfg}.train_out."
+    torch.testing.assert_close(outputs["pred_logits"], train_tensors[prefix + "pred_logits"], **TOL)
+    torch.testing.assert_close(outputs["pred_masks"], train_tensors[prefix + "pred_masks"], **TOL)
+    if not training.freeze_quality_head:
+        torch.testing.assert_close(outputs["pred_maskiou"], train_tensors[prefix + "pred_maskiou"], **TOL)
+    else:
+        assert outputs["pred_maskiou"] is None  # the frozen head does not run in training
+    replay = Replay(_draws(train_tensors, cfg, meta["rand_calls"]), meta["rand_calls"])
+    result = model.criterion.compute(outputs, targets, rand=replay)
+    for key, value in meta["losses_weighted_as_returned_by_model"].items():
+        assert float(result.weighted[key].detach()) == pytest.approx(value, rel=1e-4, abs=1e-6), key
+    assert float(result.total.detach()) == pytest.approx(meta["total_loss"], rel=1e-4)
+    matches = [[[s.tolist(), t.tolist()] for s, t in r] for r in result.indices]
+    assert matches == meta["matcher_indices_in_call_order"]
+    result.total.backward()
+    params = dict(model.named_parameters())
+    recorded = meta["grads_recorded_for"]
+    assert recorded
+    for name in recorded:
+        expected = train_tensors[f"{cfg}.grad.{name}"]
+        if training.freeze_quality_head and ".maskiou_feature_extractor." in name:
+            assert params[name].grad is None or not params[name].grad.any()
+            continue
+        torch.testing.assert_close(
+            params[name].grad, expected, atol=1e-4, rtol=1e-3, msg=lambda m, n=name: f"{n}: {m}"
+        )

@@ -1,0 +1,174 @@
+"""Full-size presets against the official key list, the full-width quality head, checkpoints, properties."""
+
+import hashlib
+import json
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from autoqvis.config import Config, TrainingConfig
+from autoqvis.errors import CheckpointError
+from autoqvis.losses.criterion import build_criterion, criterion_flags_from_reference
+from autoqvis.model import PRESETS, VideoMaskFormer, build_model, load_weights, save_model
+from autoqvis.model.build import load_model
+from autoqvis.model.decoder import QualityHead
+from autoqvis.model.msdeform import ms_deform_attn_core, ms_deform_attn_reference
+from tests.conftest import fixture_file
+
+
+def _official_configs() -> dict:
+    data = json.loads(fixture_file("video_maskformer_r50_keys.json").read_text())
+    assert data, "the key list holds no configs"
+    return data
+
+
+@pytest.mark.parametrize(
+    "name", sorted(json.loads(fixture_file("video_maskformer_r50_keys.json").read_text()))
+)
+def test_full_preset_keys_shapes_and_trainability_equal_the_official_list(name):
+    official = _official_configs()[name]
+    entries = official["state_dict"]
+    has_head = any(".maskiou_feature_extractor." in e["key"] for e in entries)
+    flags = criterion_flags_from_reference(official["criterion_losses"])
+    training = TrainingConfig(
+        droploss=flags["droploss"],
+        quality_loss=flags["quality_loss"] or TrainingConfig.quality_loss,
+        freeze_quality_head=not has_head or flags["quality_loss"] is None,  # no head: no quality loss
+    )
+    spec = PRESETS["paper_r50" if has_head else "videocutler_r50"]
+    with torch.device("meta"):
+        model = VideoMaskFormer(spec, criterion=build_criterion(training))
+    if has_head and training.freeze_quality_head:
+        model.freeze_quality_head()
+    state = model.state_dict(keep_vars=True)
+    assert len(state) == official["num_state_dict_entries"]
+    assert [e["key"] for e in entries] == list(state), "key order"
+    params = dict(model.named_parameters())
+    for e in entries:
+        tensor = state[e["key"]]
+        assert list(tensor.shape) == e["shape"], e["key"]
+        assert str(tensor.dtype).removeprefix("torch.") == e["dtype"], e["key"]
+        assert (e["key"] in params) == (e["kind"] == "parameter"), e["key"]
+        assert tensor.requires_grad == e["requires_grad"], e["key"]
+    assert sum(p.numel() for p in params.values()) == official["num_parameters"]
+    assert sum(p.numel() for p in params.values() if p.requires_grad) == official["num_trainable_parameters"]
+    assert (model.criterion.quality_loss is not None) == any(
+        "maskiou" in x for x in official["criterion_losses"]
+    )
+
+
+def test_full_width_quality_head_matches_the_official_output():
+    meta = json.loads(fixture_file("maskiou_head_official", "meta.json").read_text())
+    io = load_file(str(fixture_file("maskiou_head_official", "io.safetensors")))
+    recipe = meta["weights_recipe"]
+    fcn1 = next(r for r in recipe if r["key"] == "maskiou_fcn1.weight")["shape"]
+    fc1 = next(r for r in recipe if r["key"] == "maskiou_fc1.weight")["shape"]
+    head = QualityHead(in_channels=fcn1[1], conv_channels=fcn1[0], fc_dim=fc1[0])
+    state = {}
+    for r in recipe:
+        g = torch.Generator().manual_seed(r["generator_seed"])
+        t = (torch.rand(r["shape"], generator=g, dtype=torch.float32) * 2 - 1) * r["scale"] + r["offset"]
+        assert hashlib.sha256(t.numpy().astype("<f4").tobytes()).hexdigest() == r["sha256_float32_le"], r[
+            "key"
+        ]
+        state[r["key"]] = t
+    head.load_state_dict(state, strict=True)
+    assert sum(p.numel() for p in head.parameters()) == meta["num_parameters"]
+    with torch.no_grad():
+        out = head(io["x"], io["mask"])
+        chunked = head(io["x"], io["mask"], chunk=5)
+    torch.testing.assert_close(out, io["out"], atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(chunked, out, atol=1e-6, rtol=0)
+
+
+def test_deformable_attention_equals_its_float64_twin():
+    g = torch.Generator().manual_seed(0)
+    shapes = [(3, 4), (5, 2), (2, 2)]
+    N, M, D, Lq, P = 2, 2, 3, 5, 3
+    value = torch.randn(N, sum(h * w for h, w in shapes), M, D, generator=g)
+    # locations spread beyond [0, 1] to exercise the zero padding
+    locations = torch.rand(N, Lq, M, len(shapes), P, 2, generator=g) * 1.4 - 0.2
+    weights = torch.softmax(torch.randn(N, Lq, M, len(shapes) * P, generator=g), -1).view(
+        N, Lq, M, len(shapes), P
+    )
+    fast = ms_deform_attn_core(value, shapes, locations, weights)
+    slow = ms_deform_attn_reference(value, shapes, locations, weights)
+    torch.testing.assert_close(fast.double(), slow, atol=1e-5, rtol=1e-5)
+
+
+def test_permuting_the_queries_permutes_the_outputs():
+    torch.manual_seed(0)
+    model = build_model("tiny").eval()
+    frames = torch.randint(0, 256, (2, 3, 64, 96), dtype=torch.uint8)
+    with torch.no_grad():
+        images, _ = model.preprocess([frames])
+        _, mf, ms = model.features(images)
+        ref = model.predictor(ms, mf, num_videos=1, score_quality="last")
+        perm = torch.randperm(model.spec.num_queries)
+        for name in ("query_feat", "query_embed"):
+            getattr(model.predictor, name).weight.copy_(getattr(model.predictor, name).weight[perm])
+        out = model.predictor(ms, mf, num_videos=1, score_quality="last")
+    for key in ("pred_logits", "pred_masks", "pred_maskiou"):
+        torch.testing.assert_close(out[key], ref[key][:, perm], atol=1e-5, rtol=1e-4)
+
+
+def test_checkpoints_round_trip_and_report_keys(tmp_path, caplog):
+    torch.manual_seed(0)
+    model = build_model("tiny")
+    save_model(model, tmp_path / "m")
+    again = load_model(tmp_path / "m")
+    for (k, a), (_, b) in zip(model.state_dict().items(), again.state_dict().items(), strict=True):
+        assert torch.equal(a, b), k
+    # an official-style .pth without the quality head (VideoCutLER) loads and names what is missing
+    state = {k: v for k, v in model.state_dict().items() if ".maskiou_feature_extractor." not in k}
+    torch.save({"model": state, "iteration": 5}, tmp_path / "videocutler.pth")
+    fresh = build_model("tiny")
+    report = load_weights(fresh, tmp_path / "videocutler.pth")
+    assert report.missing and all("maskiou_feature_extractor" in k for k in report.missing)
+    with pytest.raises(CheckpointError, match="missing keys"):
+        load_weights(fresh, tmp_path / "videocutler.pth", strict=True)
+    # a wrong preset is a shape error naming the tensor
+    with pytest.raises(CheckpointError, match="wrong shape"):
+        load_weights(
+            VideoMaskFormer(
+                PRESETS["tiny"].__class__(
+                    **{**PRESETS["tiny"].to_json(), "hidden_dim": 32, "quality_head": None}
+                )
+            ),
+            tmp_path / "m",
+        )
+
+
+class _Evil:
+    def __reduce__(self):
+        return (print, ("this should never run",))
+
+
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
+def test_a_pickle_needing_code_is_refused(tmp_path):
+    path = tmp_path / "evil.pth"
+    with open(path, "wb") as f:
+        pickle.dump({"model": {"x": _Evil()}}, f)
+    with pytest.raises(CheckpointError, match="refuses"):
+        load_weights(build_model("tiny"), path)
+    (tmp_path / "junk.safetensors").write_bytes(b"garbage")
+    with pytest.raises(CheckpointError, match="not a readable safetensors"):
+        load_weights(build_model("tiny"), tmp_path / "junk.safetensors")
+
+
+def test_build_model_from_config_with_frozen_head():
+    from autoqvis.config import load_config
+
+    cfg = load_config([], ["model.preset=tiny", "training.freeze_quality_head=true"])
+    model = build_model(cfg)
+    assert not model.train_quality_head
+    assert not any(p.requires_grad for p in model.quality_head.parameters())
+    model.train()
+    frames = torch.randint(0, 256, (3, 3, 64, 64), dtype=torch.uint8)
+    images, _ = model.preprocess([frames])
+    out = model(images)
+    assert out["pred_maskiou"] is None and np.isfinite(out["pred_masks"].detach().numpy()).all()
+    assert isinstance(Config(), Config)
