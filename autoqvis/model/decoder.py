@@ -252,27 +252,32 @@ class VideoMaskedDecoder(nn.Module):
             src.append(s.view(bs, t, c, h * w).permute(1, 3, 0, 2).flatten(0, 1))
         query_embed = self.query_embed.weight.unsqueeze(1).repeat(1, bs, 1)
         output = self.query_feat.weight.unsqueeze(1).repeat(1, bs, 1)
+        # (B, C, T*H*W) once, so that every round's masks are one batched matmul without re-permuting
+        mask_flat = mask_features.transpose(1, 2).reshape(bs, c_m, t * h_m * w_m)
+        grid = (t, h_m, w_m)
         classes, masks = [], []
-        cls, mask, attn_mask = self.prediction_heads(output, mask_features, sizes[0])
+        cls, mask, blocked = self.prediction_heads(output, mask_flat, grid, sizes[0])
         classes.append(cls)
         masks.append(mask)
         for i in range(self.num_layers):
             level = i % self.num_feature_levels
             if record is not None:
-                record[f"attn_mask.{i}"] = attn_mask.clone()
-            attn_mask[torch.where(attn_mask.sum(-1) == attn_mask.shape[-1])] = False
+                record[f"attn_mask.{i}"] = blocked.clone()
+            blocked[blocked.all(-1)] = False  # a query blocked everywhere attends everywhere instead
+            # every head uses the same mask: one (Q, S) mask serves them all when there is one video
+            attn_mask = blocked[0] if bs == 1 else blocked.repeat_interleave(self.num_heads, dim=0)
             output = self.transformer_cross_attention_layers[i](
                 output, src[level], attn_mask, pos[level], query_embed
             )
             output = self.transformer_self_attention_layers[i](output, query_embed)
             output = self.transformer_ffn_layers[i](output)
-            cls, mask, attn_mask = self.prediction_heads(
-                output, mask_features, sizes[(i + 1) % self.num_feature_levels]
+            cls, mask, blocked = self.prediction_heads(
+                output, mask_flat, grid, sizes[(i + 1) % self.num_feature_levels]
             )
             classes.append(cls)
             masks.append(mask)
         if record is not None:
-            record[f"attn_mask.{self.num_layers}"] = attn_mask
+            record[f"attn_mask.{self.num_layers}"] = blocked
         head = self.maskiou_feature_extractor
         ious: list[Tensor | None] = [None] * len(masks)
         if head is not None and score_quality == "all":
@@ -293,14 +298,16 @@ class VideoMaskedDecoder(nn.Module):
         return out
 
     def prediction_heads(
-        self, output: Tensor, mask_features: Tensor, target_size: tuple[int, int]
+        self, output: Tensor, mask_flat: Tensor, grid: tuple[int, int, int], target_size: tuple[int, int]
     ) -> tuple[Tensor, Tensor, Tensor]:
+        """Class logits (B, Q, K+1), mask logits (B, Q, T, H, W) and the next round's blocked positions
+        (B, Q, T*h*w) at ``target_size`` (sigmoid < 0.5)."""
         decoded = self.decoder_norm(output).transpose(0, 1)
         classes = self.class_embed(decoded)
         embed = self.mask_embed(decoded)
-        masks = torch.einsum("bqc,btchw->bqthw", embed, mask_features)
-        b, q, t = masks.shape[:3]
+        b, q = embed.shape[:2]
+        masks = torch.bmm(embed, mask_flat).view(b, q, *grid)
+        t = grid[0]
         attn = F.interpolate(masks.flatten(0, 1), size=target_size, mode="bilinear", align_corners=False)
-        attn = attn.view(b, q, t * target_size[0] * target_size[1])
-        blocked = (attn.sigmoid() < 0.5).unsqueeze(1).repeat(1, self.num_heads, 1, 1).flatten(0, 1).detach()
+        blocked = (attn.view(b, q, t * target_size[0] * target_size[1]).sigmoid() < 0.5).detach()
         return classes, masks, blocked

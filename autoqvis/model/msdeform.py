@@ -16,14 +16,42 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["MSDeformAttn", "ms_deform_attn_core", "ms_deform_attn_reference"]
+__all__ = ["MSDeformAttn", "ms_deform_attn_core", "ms_deform_attn_reference", "ms_deform_attn_stacked"]
 
 
 def ms_deform_attn_core(
     value: Tensor, shapes: list[tuple[int, int]], locations: Tensor, weights: Tensor
 ) -> Tensor:
     """value (N, S, M, D), locations (N, Lq, M, L, P, 2) in [0, 1] (x, y), weights (N, Lq, M, L, P)
-    -> (N, Lq, M*D)."""
+    -> (N, Lq, M*D).
+
+    Each level's samples are weighted and accumulated in place, point by point, instead of stacking all
+    levels and points into one (N*M, D, Lq, L*P) tensor and reducing it (the official fallback): the same sum
+    in a different order, without the two largest temporaries of the layer.
+    """
+    N, _, M, D = value.shape
+    _, Lq, _, L, P, _ = locations.shape
+    values = value.split([h * w for h, w in shapes], dim=1)
+    # sample into (N*M, D, P, Lq) so that each point's values are contiguous over the queries
+    grids = (2 * locations - 1).permute(0, 2, 3, 4, 1, 5)  # (N, M, L, P, Lq, 2)
+    w = weights.permute(0, 2, 3, 4, 1).reshape(N * M, 1, L, P, Lq)
+    out = None
+    for level, (h, wd) in enumerate(shapes):
+        v = values[level].flatten(2).transpose(1, 2).reshape(N * M, D, h, wd)
+        g = grids[:, :, level].reshape(N * M, P, Lq, 2)
+        sampled = F.grid_sample(v, g, mode="bilinear", padding_mode="zeros", align_corners=False)  # (N*M, D, P, Lq)
+        for p in range(P):
+            if out is None:
+                out = sampled[:, :, p] * w[:, :, level, p]
+            else:
+                out.addcmul_(sampled[:, :, p], w[:, :, level, p])
+    return out.view(N, M * D, Lq).transpose(1, 2).contiguous()
+
+
+def ms_deform_attn_stacked(
+    value: Tensor, shapes: list[tuple[int, int]], locations: Tensor, weights: Tensor
+) -> Tensor:
+    """The official fallback's formulation (stack every sample, multiply, reduce); kept for the benchmark."""
     N, _, M, D = value.shape
     _, Lq, _, L, P, _ = locations.shape
     values = value.split([h * w for h, w in shapes], dim=1)
@@ -31,7 +59,7 @@ def ms_deform_attn_core(
     sampled = []
     for level, (h, w) in enumerate(shapes):
         v = values[level].flatten(2).transpose(1, 2).reshape(N * M, D, h, w)
-        g = grids[:, :, :, level].transpose(1, 2).flatten(0, 1)  # (N*M, Lq, P, 2)
+        g = grids[:, :, :, level].transpose(1, 2).flatten(0, 1)
         sampled.append(F.grid_sample(v, g, mode="bilinear", padding_mode="zeros", align_corners=False))
     w = weights.transpose(1, 2).reshape(N * M, 1, Lq, L * P)
     out = (torch.stack(sampled, dim=-2).flatten(-2) * w).sum(-1).view(N, M * D, Lq)
