@@ -139,24 +139,34 @@ class QualityHead(nn.Module):
     def forward(self, features: Tensor, masks: Tensor, chunk: int = 0) -> Tensor:
         """features ((B*T), C, h, w), masks (B, Q, T, H, W) logits -> (B, Q, T, 1).
 
+        The first conv is linear in its input, so its feature part is computed once per frame and shared by
+        every query (the official head repeats it per query); only the mask part runs per (query, frame).
         ``chunk`` > 0 scores that many (query, frame) pairs at a time (bounded memory, same numbers)."""
         B, Q, T = masks.shape[:3]
-        feats = F.interpolate(
-            features, size=(14, 14), mode="bilinear", align_corners=False
-        )  # (B*T, C, 14, 14)
-        feats = (
-            feats.view(B, 1, T, *feats.shape[1:]).expand(B, Q, T, -1, -1, -1).reshape(B * Q * T, -1, 14, 14)
-        )
-        m = masks.reshape(B * Q * T, 1, *masks.shape[-2:])
-        n = m.shape[0]
-        step = chunk if chunk > 0 else n
-        out = [self._score(feats[i : i + step], m[i : i + step]) for i in range(0, n, step)]
+        C = features.shape[1]
+        conv1 = self.maskiou_fcn1
+        if conv1.in_channels != C + 1:
+            raise ValueError(f"the quality head expects {conv1.in_channels - 1} feature channels, got {C}")
+        feats = F.interpolate(features, size=(14, 14), mode="bilinear", align_corners=False)
+        shared = F.conv2d(feats, conv1.weight[:, :C], conv1.bias, padding=1)  # (B*T, K, 14, 14)
+        shared = shared.view(B, 1, T, *shared.shape[1:])
+        m = masks.reshape(B, Q * T, 1, *masks.shape[-2:])
+        out = []
+        for b in range(B):
+            step = chunk if chunk > 0 else Q * T
+            for i in range(0, Q * T, step):
+                part = m[b, i : i + step]
+                frame = (
+                    torch.arange(i, i + part.shape[0], device=masks.device) % T
+                )  # pairs are (q, t), t fastest
+                out.append(self._score(shared[b, 0, frame], part))
         return torch.cat(out).view(B, Q, T, 1)
 
-    def _score(self, feats: Tensor, masks: Tensor) -> Tensor:
+    def _score(self, shared: Tensor, masks: Tensor) -> Tensor:
+        """shared: the feature part of the first conv for each pair's frame; masks: (n, 1, H, W) logits."""
         masks = F.max_pool2d(F.interpolate(masks, size=(28, 28), mode="bilinear", align_corners=False), 2, 2)
-        x = torch.cat((feats, masks), 1)
-        x = F.relu(self.maskiou_fcn1(x))
+        C = self.maskiou_fcn1.in_channels - 1
+        x = F.relu(shared + F.conv2d(masks, self.maskiou_fcn1.weight[:, C:], None, padding=1))
         x = F.relu(self.maskiou_fcn2(x))
         x = F.relu(self.maskiou_fcn3(x))
         x = F.relu(self.maskiou_fcn4(x))

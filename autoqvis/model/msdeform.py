@@ -39,7 +39,9 @@ def ms_deform_attn_core(
     for level, (h, wd) in enumerate(shapes):
         v = values[level].flatten(2).transpose(1, 2).reshape(N * M, D, h, wd)
         g = grids[:, :, level].reshape(N * M, P, Lq, 2)
-        sampled = F.grid_sample(v, g, mode="bilinear", padding_mode="zeros", align_corners=False)  # (N*M, D, P, Lq)
+        sampled = F.grid_sample(
+            v, g, mode="bilinear", padding_mode="zeros", align_corners=False
+        )  # (N*M, D, P, Lq)
         for p in range(P):
             if out is None:
                 out = sampled[:, :, p] * w[:, :, level, p]
