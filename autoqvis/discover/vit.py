@@ -354,9 +354,10 @@ def load_vit(
     arch: str, weights: str | Path | None = None, device: str | torch.device = "cpu"
 ) -> VisionTransformer:
     """A released model with its weights loaded strictly, in eval mode, on ``device``."""
-    model = build_vit(arch)
     path = resolve_weights(arch, weights)
     state = load_state_dict_file(path)
+    with torch.device("meta"):  # no random initialisation: every tensor comes from the file
+        model = build_vit(arch)
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
@@ -372,6 +373,6 @@ def load_vit(
             f"{path} does not fit {arch}: {k} is {tuple(state[k].shape)}, expected "
             f"{tuple(expected[k].shape)} ({len(bad)} mismatched); check discovery.arch"
         )
-    model.load_state_dict({k: v.float() for k, v in state.items()}, strict=True)
+    model.load_state_dict({k: v.float().contiguous() for k, v in state.items()}, strict=True, assign=True)
     log.info("loaded %s weights from %s", arch, path)
     return model.eval().to(device)
