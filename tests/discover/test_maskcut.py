@@ -15,9 +15,11 @@ from autoqvis.discover.maskcut import (
     maskcut,
     maskcut_batch,
     maskcut_forward,
+    preprocess,
     refine,
     resize_mask,
 )
+from autoqvis.errors import DataError
 from tests.conftest import fixture_file
 from tests.discover.test_vit import _fixture_model
 
@@ -143,3 +145,23 @@ def test_tokens_features_and_no_crf_path():
     (result,) = maskcut_batch([image[:100, :90]], vit, cfg)  # non-square original: resized back
     assert result.crf_maps is None and all(m.shape == (100, 90) for m in result.masks)
     assert result.scores == [1.0] * len(result.masks)
+
+
+def test_fixed_size_not_a_multiple_of_the_patch():
+    """CutLER's resize_pil: the ViT sees the nearest multiple of the patch (Python round), the cuts are
+    upsampled back to fixed_size x fixed_size."""
+    vit = _fixture_model()
+    ref = load_file(fixture_file("maskcut", "maskcut.safetensors"))
+    patch = vit.patch_size
+    fixed = patch * 12 + patch // 2  # round() of x.5 goes to the even side: 12 patches
+    small, x = preprocess(ref["images_uint8_hwc"][1], fixed, patch)
+    assert small.shape == (fixed, fixed, 3) and x.shape == (3, 12 * patch, 12 * patch)
+    cfg = DiscoveryConfig(fixed_size=fixed, crf=False)
+    (result,) = maskcut_batch([ref["images_uint8_hwc"][1]], vit, cfg)
+    assert result.bipartitions.shape == (cfg.num_masks, fixed, fixed)
+    assert all(c.mask.shape == (12, 12) for c in result.cuts)
+
+
+def test_bad_image_is_a_data_error():
+    with pytest.raises(DataError, match="uint8"):
+        preprocess(np.zeros((8, 8, 3), np.float32), 16, 8)
