@@ -265,8 +265,21 @@ class VideoMaskedDecoder(nn.Module):
         # (B, C, T*H*W) once, so that every round's masks are one batched matmul without re-permuting
         mask_flat = mask_features.transpose(1, 2).reshape(bs, c_m, t * h_m * w_m)
         grid = (t, h_m, w_m)
+        # The attention masks are the mask logits resized to a level. Resizing is linear, so resizing the mask
+        # features once per level and projecting them gives the same logits without computing full-resolution
+        # masks in rounds whose masks are not returned (eval) and without resizing (Q, T, H, W) every round.
+        level_flat = [
+            F.interpolate(mask_features.flatten(0, 1), size=size, mode="bilinear", align_corners=False)
+            .view(bs, t, c_m, size[0] * size[1])
+            .transpose(1, 2)
+            .reshape(bs, c_m, t * size[0] * size[1])
+            for size in sizes
+        ]
+        full_every_round = self.training or record is not None
         classes, masks = [], []
-        cls, mask, blocked = self.prediction_heads(output, mask_flat, grid, sizes[0])
+        cls, mask, blocked = self.prediction_heads(
+            output, mask_flat if full_every_round else None, grid, level_flat[0]
+        )
         classes.append(cls)
         masks.append(mask)
         for i in range(self.num_layers):
@@ -281,8 +294,12 @@ class VideoMaskedDecoder(nn.Module):
             )
             output = self.transformer_self_attention_layers[i](output, query_embed)
             output = self.transformer_ffn_layers[i](output)
+            last = i == self.num_layers - 1
             cls, mask, blocked = self.prediction_heads(
-                output, mask_flat, grid, sizes[(i + 1) % self.num_feature_levels]
+                output,
+                mask_flat if (full_every_round or last) else None,
+                grid,
+                level_flat[(i + 1) % self.num_feature_levels],
             )
             classes.append(cls)
             masks.append(mask)
@@ -290,6 +307,8 @@ class VideoMaskedDecoder(nn.Module):
             record[f"attn_mask.{self.num_layers}"] = blocked
         head = self.maskiou_feature_extractor
         ious: list[Tensor | None] = [None] * len(masks)
+        if score_quality == "all" and not full_every_round:
+            raise ValueError("score_quality='all' needs every round's masks: use it in training mode")
         if head is not None and score_quality == "all":
             ious = [head(x[0], m) for m in masks]
         elif head is not None and score_quality == "last":
@@ -308,16 +327,14 @@ class VideoMaskedDecoder(nn.Module):
         return out
 
     def prediction_heads(
-        self, output: Tensor, mask_flat: Tensor, grid: tuple[int, int, int], target_size: tuple[int, int]
-    ) -> tuple[Tensor, Tensor, Tensor]:
-        """Class logits (B, Q, K+1), mask logits (B, Q, T, H, W) and the next round's blocked positions
-        (B, Q, T*h*w) at ``target_size`` (sigmoid < 0.5)."""
+        self, output: Tensor, mask_flat: Tensor | None, grid: tuple[int, int, int], level_flat: Tensor
+    ) -> tuple[Tensor, Tensor | None, Tensor]:
+        """Class logits (B, Q, K+1), mask logits (B, Q, T, H, W) (None when ``mask_flat`` is None) and the next
+        round's blocked positions (B, Q, T*h*w) from the mask features at that level (sigmoid < 0.5)."""
         decoded = self.decoder_norm(output).transpose(0, 1)
         classes = self.class_embed(decoded)
         embed = self.mask_embed(decoded)
         b, q = embed.shape[:2]
-        masks = torch.bmm(embed, mask_flat).view(b, q, *grid)
-        t = grid[0]
-        attn = F.interpolate(masks.flatten(0, 1), size=target_size, mode="bilinear", align_corners=False)
-        blocked = (attn.view(b, q, t * target_size[0] * target_size[1]).sigmoid() < 0.5).detach()
+        masks = torch.bmm(embed, mask_flat).view(b, q, *grid) if mask_flat is not None else None
+        blocked = (torch.bmm(embed, level_flat).sigmoid() < 0.5).detach()
         return classes, masks, blocked
