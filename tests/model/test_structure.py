@@ -172,3 +172,15 @@ def test_build_model_from_config_with_frozen_head():
     out = model(images)
     assert out["pred_maskiou"] is None and np.isfinite(out["pred_masks"].detach().numpy()).all()
     assert isinstance(Config(), Config)
+
+
+def test_weights_inspect_command(tmp_path, capsys):
+    from autoqvis.cli import main
+
+    model = build_model("tiny")
+    state = {k: v for k, v in model.state_dict().items() if ".maskiou_feature_extractor." not in k}
+    torch.save({"model": state}, tmp_path / "m.pth")
+    assert main(["weights", "inspect", str(tmp_path / "m.pth"), "--preset", "tiny"]) == 0
+    out = capsys.readouterr().out
+    assert "missing keys (14)" in out and "maskiou_fcn1.weight" in out and "unexpected keys (0)" in out
+    assert main(["weights", "inspect", str(tmp_path / "nope.pth"), "--preset", "tiny"]) == 2
