@@ -20,6 +20,7 @@ from autoqvis.errors import AutoqvisError
 COMMANDS: list[tuple[str, str, str]] = [
     ("config", "config", "print the resolved configuration"),
     ("demo", "demo", "run the main job on a generated example and write a report"),
+    ("discover", "discover", "MaskCut pseudo-masks for a folder of images or videos"),
     ("weights", "weights", "import offline DINOv2 weights; inspect a checkpoint"),
     ("evaluate", "evaluate", "YouTube-VIS AP/AR or DAVIS J&F of predictions"),
 ]

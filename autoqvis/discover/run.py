@@ -1,0 +1,273 @@
+"""Object discovery over a folder of images or videos: MaskCut pseudo-masks written as COCO-style JSON.
+
+Output (``pseudo.json``)::
+
+    {"info": {"discovery": {...config...}, "frames_root": "..."},
+     "images": [{"id", "file_name", "height", "width"}],
+     "annotations": [{"id", "image_id", "category_id": 1, "segmentation": RLE, "area", "bbox", "score",
+                      "iscrowd": 0}],
+     "categories": [{"id": 1, "name": "object"}]}
+
+``file_name`` is relative to the frames root: the images folder itself, or, for videos, ``<out>.frames/``
+where the sampled frames are written as JPEG. Resumable: each finished image is appended (and fsynced) to
+``<out>.partial.jsonl``; a rerun with the same settings skips those images, and the final JSON is written
+atomically before the partial file is removed. An image without any mask is still listed (no annotation).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from autoqvis.config import DiscoveryConfig, config_to_dict
+from autoqvis.errors import DataError
+from autoqvis.io import rle
+from autoqvis.io.atomic import atomic_path, atomic_write_json
+from autoqvis.io.video import (
+    FRAME_SUFFIXES,
+    SkipReport,
+    find_videos,
+    natural_key,
+    open_video,
+    read_image,
+    skip_bad_input,
+)
+from autoqvis.progress import progress_bar
+
+__all__ = ["DiscoveryItem", "discover", "image_items", "video_items"]
+
+log = logging.getLogger("autoqvis")
+
+
+@dataclass
+class DiscoveryItem:
+    """One image to cut: its name (relative file name in the output) and how to load it."""
+
+    name: str
+    load: object  # () -> (H, W, 3) uint8 RGB
+
+
+def image_items(root: str | Path) -> list[DiscoveryItem]:
+    """Every image under ``root`` (recursively, natural order)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"{root} is not a folder; --images expects a folder of .jpg/.png images")
+    files = sorted(
+        (p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in FRAME_SUFFIXES),
+        key=lambda p: natural_key(str(p.relative_to(root))),
+    )
+    if not files:
+        raise DataError(f"{root} holds no images ({', '.join(FRAME_SUFFIXES)})")
+    return [DiscoveryItem(p.relative_to(root).as_posix(), lambda p=p: read_image(p)) for p in files]
+
+
+def video_items(root: str | Path, every: int, frames_root: Path) -> Iterator[DiscoveryItem]:
+    """Every ``every``-th frame of every video under ``root``; each is saved as JPEG under ``frames_root``
+    (so that the JSON's file names resolve) when it is loaded."""
+    if every < 1:
+        raise DataError(f"--every must be >= 1, got {every}")
+    for path in find_videos(root):
+        video = open_video(path)
+        name = video.name
+
+        def frames(video=video):
+            for index, frame in enumerate(video):
+                if index % every == 0:
+                    yield index, frame
+
+        for index, frame in frames():
+            yield DiscoveryItem(
+                f"{name}/{index:05d}.jpg",
+                lambda f=frame, n=f"{name}/{index:05d}.jpg": _save_frame(f, frames_root / n),
+            )
+
+
+def _save_frame(frame: np.ndarray, path: Path) -> np.ndarray:
+    if not path.is_file():
+        from PIL import Image
+
+        with atomic_path(path, suffix=".jpg") as tmp:
+            Image.fromarray(frame).save(tmp, format="JPEG", quality=95)
+    return frame
+
+
+def _fingerprint(cfg: DiscoveryConfig, source: str) -> str:
+    data = json.dumps({"cfg": config_to_dict(cfg), "source": source}, sort_keys=True, default=str)
+    return hashlib.sha256(data.encode()).hexdigest()[:16]
+
+
+def _read_partial(path: Path, fingerprint: str) -> dict[str, dict]:
+    """Finished images of an interrupted run (a torn last line is ignored)."""
+    if not path.is_file():
+        return {}
+    done: dict[str, dict] = {}
+    with open(path, encoding="utf-8") as f:
+        lines = f.read().splitlines()
+    if not lines:
+        return {}
+    header = json.loads(lines[0])
+    if header.get("fingerprint") != fingerprint:
+        raise DataError(
+            f"{path} is from a run with other settings or inputs; delete it to start over, or rerun with the "
+            "same --images/--videos, --every and --set values to resume"
+        )
+    for line in lines[1:]:
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError:
+            break  # the run stopped while writing this line
+        done[entry["file_name"]] = entry
+    return done
+
+
+def discover(
+    items: Iterator[DiscoveryItem] | list[DiscoveryItem],
+    out: str | Path,
+    cfg: DiscoveryConfig,
+    vit,
+    *,
+    source: str,
+    frames_root: str | Path,
+    skip_bad: bool = False,
+    total: int | None = None,
+) -> dict:
+    """Run MaskCut on every item, resumably; write ``out`` and return the dataset dict."""
+    from autoqvis.discover.maskcut import maskcut_batch
+
+    out = Path(out)
+    partial = out.with_name(out.name + ".partial.jsonl")
+    fingerprint = _fingerprint(cfg, source)
+    done = _read_partial(partial, fingerprint)
+    if done:
+        log.info("resuming: %d images already done in %s", len(done), partial)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    report = SkipReport()
+    entries: list[dict] = []
+    fresh = not partial.is_file() or not done
+    with (
+        open(partial, "w" if fresh else "a", encoding="utf-8") as log_file,
+        progress_bar("discover", total=total) as bar,
+    ):
+        if fresh:
+            log_file.write(json.dumps({"fingerprint": fingerprint}) + "\n")
+        batch: list[tuple[str, np.ndarray]] = []
+
+        def flush() -> None:
+            results = maskcut_batch([img for _, img in batch], vit, cfg)
+            for (name, img), result in zip(batch, results, strict=True):
+                entry = {
+                    "file_name": name,
+                    "height": int(img.shape[0]),
+                    "width": int(img.shape[1]),
+                    "masks": [rle.encode(m) for m in result.masks],
+                    "scores": [float(s) for s in result.scores],
+                }
+                log_file.write(json.dumps(entry) + "\n")
+                entries.append(entry)
+            log_file.flush()
+            os.fsync(log_file.fileno())
+            bar.advance(len(batch))
+            batch.clear()
+
+        for item in items:
+            if item.name in done:
+                entries.append(done[item.name])
+                bar.advance()
+                continue
+            with skip_bad_input(item.name, report, skip_bad):
+                batch.append((item.name, item.load()))
+            if len(batch) >= cfg.batch_size:
+                flush()
+        if batch:
+            flush()
+    if not entries:
+        raise DataError("no image could be processed" + (f"\n{report.summary()}" if report else ""))
+    dataset = _to_coco(entries, cfg, frames_root)
+    atomic_write_json(out, dataset)
+    partial.unlink()
+    if report:
+        log.warning(report.summary())
+    return dataset
+
+
+def _to_coco(entries: list[dict], cfg: DiscoveryConfig, frames_root: str | Path) -> dict:
+    images, annotations = [], []
+    for image_id, entry in enumerate(entries, start=1):
+        images.append(
+            {
+                "id": image_id,
+                "file_name": entry["file_name"],
+                "height": entry["height"],
+                "width": entry["width"],
+            }
+        )
+        for mask, score in zip(entry["masks"], entry["scores"], strict=True):
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": image_id,
+                    "category_id": 1,
+                    "segmentation": mask,
+                    "area": int(rle.area(mask)),
+                    "bbox": _bbox(mask),
+                    "score": score,
+                    "iscrowd": 0,
+                }
+            )
+    return {
+        "info": {
+            "description": "autoqvis MaskCut pseudo-masks",
+            "discovery": config_to_dict(cfg),
+            "frames_root": str(frames_root),
+        },
+        "images": images,
+        "annotations": annotations,
+        "categories": [{"id": 1, "name": "object"}],
+    }
+
+
+def _bbox(mask: dict) -> list[float]:
+    m = rle.decode(mask)
+    ys, xs = np.nonzero(m)
+    if not len(xs):
+        return [0.0, 0.0, 0.0, 0.0]
+    return [float(xs.min()), float(ys.min()), float(xs.max() - xs.min() + 1), float(ys.max() - ys.min() + 1)]
+
+
+def write_preview(dataset: dict, frames_root: str | Path, path: str | Path, count: int = 8) -> Path:
+    """A PNG grid of the first ``count`` images with their pseudo-masks overlaid (one colour per mask)."""
+    from PIL import Image
+
+    from autoqvis.io.davis import DAVIS_PALETTE
+
+    frames_root = Path(frames_root)
+    by_image: dict[int, list[dict]] = {}
+    for ann in dataset["annotations"]:
+        by_image.setdefault(ann["image_id"], []).append(ann)
+    tiles = []
+    for image in dataset["images"][:count]:
+        img = read_image(frames_root / image["file_name"]).astype(np.float32)
+        for k, ann in enumerate(by_image.get(image["id"], [])):
+            m = rle.decode(ann["segmentation"])
+            img[m] = 0.45 * img[m] + 0.55 * DAVIS_PALETTE[k + 1]
+        tile = Image.fromarray(img.astype(np.uint8))
+        tile.thumbnail((320, 320))
+        tiles.append(tile)
+    if not tiles:
+        raise DataError("no images to preview")
+    cols = min(4, len(tiles))
+    rows = (len(tiles) + cols - 1) // cols
+    tw, th = max(t.width for t in tiles), max(t.height for t in tiles)
+    sheet = Image.new("RGB", (cols * tw, rows * th), (255, 255, 255))
+    for i, tile in enumerate(tiles):
+        sheet.paste(tile, ((i % cols) * tw, (i // cols) * th))
+    with atomic_path(path, suffix=".png") as tmp:
+        sheet.save(tmp, format="PNG")
+    return Path(path)
