@@ -97,6 +97,10 @@ class ModelConfig:
     preset: str = "paper_r50"  # paper_r50 | tiny; fields below override the preset when set in a file
     backbone: Literal["resnet", "vit"] = "resnet"
     weights: str | None = None  # initial weights (official .pth, or our safetensors)
+    # backbone=vit: a DINO/DINOv2 ViT through a simple feature pyramid (CPU / offline path)
+    vit_arch: str = "dinov2_vits14_imgfocus"
+    vit_weights: str | None = None  # ViT weights file (default: the weights cache)
+    freeze_vit: bool = True  # a frozen ViT runs without autograd
 
 
 @dataclass(frozen=True)

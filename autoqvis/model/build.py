@@ -105,12 +105,21 @@ def build_model(
         if name not in PRESETS:
             raise CheckpointError(f"unknown model preset {name!r}; choose one of {sorted(PRESETS)}")
         spec = PRESETS[name]
+    if model_cfg is not None and model_cfg.backbone != spec.backbone:
+        spec = dataclasses.replace(
+            spec, backbone=model_cfg.backbone, vit_arch=model_cfg.vit_arch, freeze_vit=model_cfg.freeze_vit
+        )
     training_cfg = config.training
     if spec.quality_head is None and not training_cfg.freeze_quality_head:
         training_cfg = dataclasses.replace(training_cfg, freeze_quality_head=True)  # no head, no quality loss
     model = VideoMaskFormer(spec, criterion=build_criterion(training_cfg, spec.num_classes))
     if training_cfg.freeze_quality_head:
         model.freeze_quality_head()
+    if spec.backbone == "vit" and model_cfg is not None and not model_cfg.weights:
+        from autoqvis.discover.vit import load_vit
+
+        vit = load_vit(spec.vit_arch, model_cfg.vit_weights)
+        model.backbone.vit.load_state_dict(vit.state_dict())
     if model_cfg is not None and model_cfg.weights:
         load_weights(model, model_cfg.weights)
     return model

@@ -50,6 +50,9 @@ class ModelSpec:
     pixel_mean: tuple[float, float, float] = (123.675, 116.28, 103.53)  # RGB, 0..255
     pixel_std: tuple[float, float, float] = (58.395, 57.12, 57.375)
     test_topk: int = 10
+    backbone: str = "resnet"  # resnet | vit (then vit_arch through a simple feature pyramid)
+    vit_arch: str = "dinov2_vits14_imgfocus"
+    freeze_vit: bool = True
     extra: dict = field(default_factory=dict, compare=False)
 
     def to_json(self) -> dict:
@@ -96,9 +99,18 @@ class VideoMaskFormer(nn.Module):
     ):
         super().__init__()
         self.spec = spec
-        self.backbone = backbone or ResNet(
-            spec.depth, spec.stem_out_channels, spec.width_per_group, spec.res2_out_channels
-        ).to(memory_format=torch.channels_last)
+        if backbone is None and spec.backbone == "vit":
+            from autoqvis.model.vit_backbone import ViTBackbone
+
+            backbone = ViTBackbone(spec.vit_arch, frozen=spec.freeze_vit)
+        elif backbone is None:
+            backbone = ResNet(
+                spec.depth, spec.stem_out_channels, spec.width_per_group, spec.res2_out_channels
+            )
+            backbone = backbone.to(memory_format=torch.channels_last)
+        elif spec.backbone not in ("resnet", "vit"):
+            raise ValueError(f"model backbone must be 'resnet' or 'vit', got {spec.backbone!r}")
+        self.backbone = backbone
         pixel_decoder = MSDeformAttnPixelDecoder(
             self.backbone.channels,
             self.backbone.strides,
@@ -185,7 +197,9 @@ class VideoMaskFormer(nn.Module):
     def features(self, images: Tensor) -> tuple[dict[str, Tensor], Tensor, list[Tensor]]:
         """Backbone features, mask features and the multi-scale features (coarsest first)."""
         # channels-last convolutions are ~15% faster on CPU (oneDNN) and no slower on GPU; same numbers
-        feats = self.backbone(images.contiguous(memory_format=torch.channels_last))
+        if isinstance(self.backbone, ResNet):
+            images = images.contiguous(memory_format=torch.channels_last)
+        feats = self.backbone(images)
         mask_features, multi_scale = self.sem_seg_head.pixel_decoder(feats)
         return feats, mask_features, multi_scale
 

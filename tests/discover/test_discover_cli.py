@@ -162,3 +162,18 @@ def test_videos_every_k_frames_and_bad_images(tmp_path, weights, capsys):
         == 0
     )
     assert len(json.loads((tmp_path / "b.json").read_text())["images"]) == 1
+
+
+def test_vis_model_with_the_imported_vit_backbone(weights):
+    import torch
+
+    from autoqvis.config import load_config
+    from autoqvis.discover.vit import load_vit
+    from autoqvis.model import build_model
+
+    cfg = load_config([], ["model.preset=tiny", "model.backbone=vit", f"model.vit_weights={weights}"])
+    model = build_model(cfg)
+    reference = load_vit("dinov2_vits14_imgfocus", weights)
+    assert torch.equal(model.backbone.vit.blocks[3].attn.qkv.weight, reference.blocks[3].attn.qkv.weight)
+    out = model.eval().inference(torch.randint(0, 256, (2, 3, 64, 64), dtype=torch.uint8))
+    assert out.masks.shape == (model.spec.test_topk, 2, 64, 64) and out.ious is not None

@@ -16,6 +16,7 @@ from autoqvis.model import PRESETS, VideoMaskFormer, build_model, load_weights, 
 from autoqvis.model.build import load_model
 from autoqvis.model.decoder import QualityHead
 from autoqvis.model.msdeform import ms_deform_attn_core, ms_deform_attn_reference
+from autoqvis.structures import Clip
 from tests.conftest import fixture_file
 
 
@@ -184,3 +185,33 @@ def test_weights_inspect_command(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "missing keys (14)" in out and "maskiou_fcn1.weight" in out and "unexpected keys (0)" in out
     assert main(["weights", "inspect", str(tmp_path / "nope.pth"), "--preset", "tiny"]) == 2
+
+
+def test_vit_backbone_pyramid_frozen_and_trainable_parts():
+    from autoqvis.model.vis import ModelSpec
+    from autoqvis.model.vit_backbone import ViTBackbone
+
+    spec = ModelSpec(**{**PRESETS["tiny"].to_json(), "backbone": "vit", "vit_arch": "dino_vits16"})
+    torch.manual_seed(0)
+    model = VideoMaskFormer(spec, criterion=build_criterion(TrainingConfig(num_points=64)))
+    assert isinstance(model.backbone, ViTBackbone)
+    frames = torch.randint(0, 256, (3, 3, 64, 96), dtype=torch.uint8)
+    images, _ = model.preprocess([frames])
+    feats = model.backbone(images)
+    for name, stride in model.backbone.strides.items():
+        assert feats[name].shape[-2:] == (images.shape[-2] // stride, images.shape[-1] // stride), name
+        assert feats[name].shape[1] == model.backbone.channels[name]
+    model.train()
+    assert not model.backbone.vit.training  # a frozen ViT stays in eval mode
+    clip = Clip(
+        frames=frames,
+        masks=torch.zeros(1, 3, 64, 96, dtype=torch.bool),
+        ids=torch.zeros(1, 3, dtype=torch.long),
+    )
+    clip.masks[0, :, 10:40, 20:60] = True
+    loss = sum(model.criterion(model(images), model.prepare_targets([clip], images.shape[-2:])).values())
+    loss.backward()
+    assert all(p.grad is None for p in model.backbone.vit.parameters())
+    assert all(p.grad is not None for p in model.backbone.pyramid.parameters())
+    out = model.eval().inference(frames)
+    assert out.masks.shape[1:] == (3, 64, 96)

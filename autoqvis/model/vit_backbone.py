@@ -1,0 +1,81 @@
+"""A ViT backbone for the VIS model through a simple feature pyramid (ViTDet style).
+
+For the CPU / offline path: a DINO or DINOv2 ViT (``autoqvis.discover.vit``, e.g. the imported DINOv2 ViT-S/14)
+gives one map of last-layer tokens at stride 16 (the input is resized by patch/16 first, so a patch-14 model
+also lands on stride 16); transposed convs and a max-pool turn it into ``res2..res5`` (strides 4, 8, 16, 32)
+for the pixel decoder. A frozen ViT runs without autograd, so training never back-propagates through it.
+
+Keys: ``vit.*`` (the ViT's own names) and ``pyramid.res{2..5}.*``.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from autoqvis.discover.vit import ARCHS, build_vit, load_vit
+
+__all__ = ["ViTBackbone"]
+
+
+def _norm(channels: int) -> nn.GroupNorm:
+    return nn.GroupNorm(min(32, channels), channels)
+
+
+class ViTBackbone(nn.Module):
+    def __init__(
+        self,
+        arch: str = "dinov2_vits14_imgfocus",
+        weights: str | None = None,
+        out_channels: tuple[int, int, int, int] | None = None,
+        frozen: bool = True,
+    ):
+        super().__init__()
+        self.vit = load_vit(arch, weights) if weights else build_vit(arch)
+        self.patch_size = ARCHS[arch].patch_size
+        D = self.vit.embed_dim
+        c2, c3, c4, c5 = out_channels or (D // 4, D // 2, D, D)
+        self.channels = {"res2": c2, "res3": c3, "res4": c4, "res5": c5}
+        self.strides = {"res2": 4, "res3": 8, "res4": 16, "res5": 32}
+        self.pyramid = nn.ModuleDict(
+            {
+                "res2": nn.Sequential(
+                    nn.ConvTranspose2d(D, D // 2, 2, 2),
+                    _norm(D // 2),
+                    nn.GELU(),
+                    nn.ConvTranspose2d(D // 2, D // 4, 2, 2),
+                    nn.Conv2d(D // 4, c2, 1),
+                    _norm(c2),
+                ),
+                "res3": nn.Sequential(
+                    nn.ConvTranspose2d(D, D // 2, 2, 2), nn.Conv2d(D // 2, c3, 1), _norm(c3)
+                ),
+                "res4": nn.Sequential(nn.Conv2d(D, c4, 1), _norm(c4)),
+                "res5": nn.Sequential(nn.MaxPool2d(2), nn.Conv2d(D, c5, 1), _norm(c5)),
+            }
+        )
+        self.frozen = frozen
+        if frozen:
+            self.vit.requires_grad_(False)
+
+    def train(self, mode: bool = True) -> ViTBackbone:
+        super().train(mode)
+        if self.frozen:
+            self.vit.eval()
+        return self
+
+    def forward(self, images: Tensor) -> dict[str, Tensor]:
+        """images: normalised (B, 3, H, W) with H, W multiples of 32 -> res2..res5."""
+        B, _, H, W = images.shape
+        h, w = H // 16, W // 16
+        x = images
+        if self.patch_size != 16:
+            x = F.interpolate(
+                x, size=(h * self.patch_size, w * self.patch_size), mode="bilinear", align_corners=False
+            )
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.frozen):
+            tokens = self.vit.get_intermediate_layers(x.float(), n=1)[0]
+        first = 1 + self.vit.num_register_tokens
+        grid = tokens[:, first:].transpose(1, 2).reshape(B, -1, h, w)
+        return {name: layer(grid) for name, layer in self.pyramid.items()}
