@@ -33,6 +33,9 @@ test-slow: install
 
 bench: install
 	$(PY) bench/eval_speed.py
+	$(PY) bench/model_speed.py
+	$(PY) bench/maskcut_speed.py
+	$(PY) bench/maskcut_davis.py
 
 lint: install
 	$(PY) -m ruff check .

@@ -317,6 +317,7 @@ class VideoMaskedDecoder(nn.Module):
             "pred_logits": classes[-1],
             "pred_masks": masks[-1],
             "pred_maskiou": ious[-1],
+            "pred_embeds": self.decoder_norm(output).transpose(0, 1),  # (B, Q, C) final query features
             "aux_outputs": [
                 {"pred_logits": a, "pred_masks": b, "pred_maskiou": c}
                 for a, b, c in zip(classes[:-1], masks[:-1], ious[:-1], strict=True)

@@ -82,6 +82,7 @@ class VideoOutput:
     masks: Tensor  # (K, T, H, W) bool at the output size
     ious: Tensor | None  # (K, T) predicted IoU in [0, 1]
     query_index: Tensor  # (K,)
+    embeddings: Tensor | None = None  # (K, C) final normalised query features (for linking windows)
 
 
 class SemSegHead(nn.Module):
@@ -217,6 +218,24 @@ class VideoMaskFormer(nn.Module):
     # ----------------------------------------------------------------------------------------------
     # inference
 
+    def segment(
+        self, video, window: int = 0, overlap: int = 2, short_side: int = 360, top_k: int | None = None
+    ):
+        """Every object in a video (a path or a :class:`~autoqvis.io.video.VideoSource`): a
+        :class:`~autoqvis.structures.VideoTracks` with per-frame RLE masks at the original size, scores and
+        per-frame predicted quality. ``window`` > 0 streams the video in overlapping windows."""
+        from autoqvis.inference.predict import PredictOptions, segment_video
+
+        device = str(self.pixel_mean.device)
+        options = PredictOptions(
+            window=window,
+            overlap=overlap,
+            short_side=short_side,
+            top_k=top_k or self.spec.test_topk,
+            device=device,
+        )
+        return segment_video(self.eval(), video, options)
+
     @torch.no_grad()
     def inference(
         self,
@@ -270,4 +289,5 @@ class VideoMaskFormer(nn.Module):
         up = F.interpolate(up, size=tuple(output_size), mode="bilinear", align_corners=False)
         if record is not None:
             record["post_logits"] = up
-        return VideoOutput(top_scores, labels, up > 0, ious, query)
+        embeds = out["pred_embeds"][0][query] if out.get("pred_embeds") is not None else None
+        return VideoOutput(top_scores, labels, up > 0, ious, query, embeds)

@@ -1,0 +1,73 @@
+"""Segment and track every object in videos: YouTube-VIS results JSON, DAVIS palette PNGs, overlay videos.
+
+    autoqvis predict INPUT --weights W --out DIR [--window 36 --overlap 4] [--device cuda]
+
+INPUT: a video file, a frame folder, a folder of them, or a DAVIS root. W: a folder written by autoqvis
+(model.safetensors + model.json), or an official VideoCutLER / AutoQ-VIS ``.pth`` (with ``--preset``).
+``--window 0`` (default) runs each video as one clip like the reference; a window bounds memory for long
+videos. Finished videos are skipped on a rerun.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from autoqvis.commands.common import add_config_arguments, config_from_args
+from autoqvis.config import save_config
+
+log = logging.getLogger("autoqvis")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("input", type=Path, help="video file, frame folder, folder of them, or DAVIS root")
+    parser.add_argument(
+        "--weights", type=Path, required=True, help="model folder or official .pth/.safetensors"
+    )
+    parser.add_argument("--preset", default=None, help="preset for a weights file (default: model.preset)")
+    parser.add_argument("--out", type=Path, required=True, help="output folder")
+    parser.add_argument("--window", type=int, default=0, help="frames per window (0: whole video)")
+    parser.add_argument("--overlap", type=int, default=2, help="frames shared by consecutive windows")
+    parser.add_argument("--short-side", type=int, default=360, help="input short side (INPUT.MIN_SIZE_TEST)")
+    parser.add_argument("--top-k", type=int, default=10, help="tracks kept per window")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    parser.add_argument("--no-overlay", action="store_true", help="skip the overlay videos")
+    add_config_arguments(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from autoqvis.api import load_model
+    from autoqvis.engine import dist
+    from autoqvis.inference.predict import PredictOptions, predict_videos
+    from autoqvis.io.video import find_videos
+
+    cfg = config_from_args(args)
+    videos = find_videos(args.input)
+    dist.init_from_env(torch.device(args.device))
+    model = load_model(args.weights, preset=args.preset or cfg.model.preset, device=args.device)
+    options = PredictOptions(
+        window=args.window,
+        overlap=args.overlap,
+        short_side=args.short_side,
+        top_k=args.top_k,
+        device=args.device,
+    )
+    rank, world = dist.rank(), dist.world_size()
+    if rank == 0:
+        save_config(cfg, args.out)
+    results = predict_videos(
+        model, videos, args.out, options, overlays=not args.no_overlay, rank=rank, world_size=world
+    )
+    if world > 1:
+        dist.barrier()
+        if rank == 0:
+            results = predict_videos(
+                model, videos, args.out, options, overlays=False
+            )  # gathers what all ranks wrote
+    if rank == 0:
+        print(f"{len(videos)} video(s), {len(results)} tracks -> {args.out / 'predictions.json'}")
+    dist.shutdown()
+    return 0

@@ -1,0 +1,275 @@
+"""Segment and track every object in videos: whole-video or streaming inference, and the files it writes.
+
+Whole-video mode is the reference's: every frame (resized to short side 360) in one clip, the top-k queries
+as tracks, masks at the original size. Streaming mode cuts long videos into overlapping windows linked by
+:mod:`autoqvis.inference.streaming`; memory is bounded by the window, not the video.
+
+Per video, ``autoqvis predict`` writes into ``OUT``:
+
+- ``results/<video>.json``: YouTube-VIS results (RLE per frame, score, per-frame predicted quality), written
+  atomically when the video is done (a rerun skips finished videos); ``predictions.json`` gathers them all
+  with ``video_id`` = the video's position and ``video_name``;
+- ``masks/<video>/<frame>.png``: DAVIS palette PNGs, track k+1 painted with the k-th best score on top
+  (at most 20 tracks, as the DAVIS-2017 unsupervised protocol reads them);
+- ``overlays/<video>.mp4`` (and ``.gif`` for videos of at most 60 frames): each track in a stable colour with
+  its id and score.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from autoqvis.inference.streaming import StreamingLinker, WindowResult, stream_windows
+from autoqvis.io import rle
+from autoqvis.io.atomic import atomic_path, atomic_write_json
+from autoqvis.io.davis import DAVIS_PALETTE, write_mask_png
+from autoqvis.io.video import VideoSource, open_video
+from autoqvis.io.ytvis import load_json
+from autoqvis.structures import Track, VideoInfo, VideoTracks
+
+__all__ = ["PredictOptions", "predict_videos", "segment_video", "write_davis_masks", "write_overlay"]
+
+log = logging.getLogger("autoqvis")
+
+
+@dataclass(frozen=True)
+class PredictOptions:
+    window: int = 0  # frames per window; 0: the whole video in one clip (the reference's mode)
+    overlap: int = 2  # frames shared by consecutive windows
+    short_side: int = 360  # INPUT.MIN_SIZE_TEST
+    max_size: int = 1333
+    top_k: int = 10
+    device: str = "cpu"
+    max_png_tracks: int = 20
+
+
+def window_segmenter(
+    model, options: PredictOptions, output_hw: tuple[int, int]
+) -> Callable[[np.ndarray], WindowResult]:
+    """``segment((T, H, W, 3) uint8 frames) -> WindowResult`` with masks at ``output_hw``."""
+    device = torch.device(options.device)
+
+    def segment(frames: np.ndarray) -> WindowResult:
+        clip = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).to(device)
+        out = model.inference(clip, output_size=output_hw, top_k=options.top_k)
+        return WindowResult(
+            scores=out.scores.float().cpu().numpy(),
+            masks=out.masks.cpu().numpy(),
+            embeddings=None if out.embeddings is None else out.embeddings.float().cpu().numpy(),
+            predicted_iou=None if out.ious is None else out.ious.float().cpu().numpy(),
+        )
+
+    return segment
+
+
+@torch.no_grad()
+def segment_video(
+    model,
+    video: VideoSource | str | Path,
+    options: PredictOptions = PredictOptions(),
+    on_window: Callable[[], None] | None = None,
+) -> VideoTracks:
+    """Tracks of one video (RLE at the original frame size), whole-video or streaming.
+
+    ``video``: a path (opened at ``options.short_side``) or a :class:`VideoSource` used as given."""
+    resized = (
+        video if isinstance(video, VideoSource) else open_video(video, options.short_side, options.max_size)
+    )
+    original = resized.frame_size()
+    source = resized
+    num_frames = len(resized)
+    window = options.window if 0 < options.window < num_frames else num_frames
+    overlap = min(options.overlap, window - 1) if window < num_frames else 0
+    segment = window_segmenter(model, options, original)
+    linker = StreamingLinker(num_frames, original)
+    frames = iter(resized)
+    buffer: list[np.ndarray] = []
+    next_index = 0
+    for start, end in stream_windows(num_frames, window, overlap):
+        buffer = buffer[len(buffer) - (next_index - start) :] if next_index > start else []
+        while next_index < end:
+            buffer.append(next(frames))
+            next_index += 1
+        linker.add(start, end, segment(np.stack(buffer)))
+        if on_window is not None:
+            on_window()
+    tracks = sorted(linker.finish(), key=lambda t: -t.score)
+    for k, t in enumerate(tracks):
+        t.id = k + 1
+    info = VideoInfo(id=0, width=original[1], height=original[0], length=num_frames, name=source.name)
+    return VideoTracks(video=info, tracks=tracks)
+
+
+def results_json(video_tracks: VideoTracks, video_id: int) -> list[dict]:
+    """YouTube-VIS result entries (an empty frame is an all-zero RLE, as the official writer does)."""
+    info = video_tracks.video
+    empty = rle.encode(np.zeros((info.height, info.width), bool))
+    return [
+        {
+            "video_id": video_id,
+            "video_name": info.name,
+            "track_id": t.id,
+            "score": float(t.score),
+            "category_id": 1,
+            "segmentations": [m if m is not None else empty for m in t.masks],
+            **(
+                {"predicted_ious": [float(v) for v in t.predicted_iou]} if t.predicted_iou is not None else {}
+            ),
+        }
+        for t in video_tracks.tracks
+    ]
+
+
+def _id_map(tracks: list[Track], t: int, hw: tuple[int, int], max_tracks: int) -> np.ndarray:
+    ids = np.zeros(hw, np.uint8)
+    for k in reversed(range(min(len(tracks), max_tracks))):  # best score painted last, on top
+        m = tracks[k].masks[t]
+        if m is not None:
+            ids[rle.decode(m)] = k + 1
+    return ids
+
+
+def write_davis_masks(video_tracks: VideoTracks, folder: Path, max_tracks: int = 20) -> None:
+    info = video_tracks.video
+    for t in range(info.length):
+        write_mask_png(
+            folder / f"{t:05d}.png", _id_map(video_tracks.tracks, t, (info.height, info.width), max_tracks)
+        )
+
+
+def _color(track_id: int) -> np.ndarray:
+    return DAVIS_PALETTE[1 + (track_id - 1) % 254].astype(np.float32)
+
+
+def overlay_frames(frames: Iterable[np.ndarray], video_tracks: VideoTracks, max_tracks: int = 20):
+    """Frames (H, W, 3) uint8 with every track drawn in a stable colour with its id and score."""
+    tracks = video_tracks.tracks[:max_tracks]
+    for t, frame in enumerate(frames):
+        img = frame.astype(np.float32)
+        labels = []
+        for track in reversed(tracks):
+            m = track.masks[t]
+            if m is None:
+                continue
+            mask = rle.decode(m)
+            if not mask.any():
+                continue
+            img[mask] = 0.5 * img[mask] + 0.5 * _color(track.id)
+            ys, xs = np.nonzero(mask)
+            labels.append((track, int(xs.min()), int(ys.min())))
+        out = img.astype(np.uint8)
+        for track, x, y in labels:
+            text = f"{track.id} {track.score:.2f}"
+            color = tuple(int(c) for c in _color(track.id))
+            cv2.putText(
+                out, text, (x, max(y - 4, 12)), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 3, cv2.LINE_AA
+            )
+            cv2.putText(out, text, (x, max(y - 4, 12)), cv2.FONT_HERSHEY_SIMPLEX, 0.5, color, 1, cv2.LINE_AA)
+        yield out
+
+
+def write_overlay(
+    frames: Iterable[np.ndarray], video_tracks: VideoTracks, path: Path, fps: float = 10.0, gif: bool = False
+) -> Path:
+    """An MP4 (H.264 via PyAV; even frame sizes) of the overlay; with ``gif`` also a GIF beside it."""
+    import av
+    from PIL import Image
+
+    gif_frames = []
+    with atomic_path(path, suffix=".mp4") as tmp, av.open(str(tmp), mode="w", format="mp4") as container:
+        stream = None
+        for img in overlay_frames(frames, video_tracks):
+            h, w = (
+                img.shape[:2]
+                if img.shape[0] % 2 == 0 and img.shape[1] % 2 == 0
+                else (img.shape[0] // 2 * 2, img.shape[1] // 2 * 2)
+            )
+            if stream is None:
+                stream = container.add_stream("libx264", rate=round(fps))
+                stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+            container.mux(
+                stream.encode(
+                    av.VideoFrame.from_ndarray(np.ascontiguousarray(img[:h, :w]), format="rgb24")
+                )
+            )
+            if gif:
+                small = Image.fromarray(img)
+                small.thumbnail((480, 480))
+                gif_frames.append(small)
+        if stream is not None:
+            container.mux(stream.encode(None))
+    if gif and gif_frames:
+        with atomic_path(path.with_suffix(".gif"), suffix=".gif") as tmp:
+            gif_frames[0].save(
+                tmp,
+                format="GIF",
+                save_all=True,
+                append_images=gif_frames[1:],
+                duration=int(1000 / fps),
+                loop=0,
+            )
+    return path
+
+
+def predict_videos(
+    model,
+    videos: list[Path],
+    out: Path,
+    options: PredictOptions,
+    overlays: bool = True,
+    rank: int = 0,
+    world_size: int = 1,
+) -> list[dict]:
+    """Segment every video (this rank's share), writing per-video outputs; rank 0 gathers ``predictions.json``.
+
+    A video whose ``results/<name>.json`` exists is skipped (resume)."""
+    from autoqvis.progress import progress_bar
+
+    out = Path(out)
+    names = [open_video(v).name for v in videos]
+    if len(set(names)) != len(names):
+        dup = next(n for n in names if names.count(n) > 1)
+        raise ValueError(f"two inputs are both named {dup!r}; give the videos distinct names")
+    for index in range(rank, len(videos), world_size):
+        name = names[index]
+        result_path = out / "results" / f"{name}.json"
+        if result_path.is_file():
+            log.info("%s: already done, skipping", name)
+            continue
+        source = open_video(videos[index], options.short_side, options.max_size)
+        n = len(source)
+        windows = len(
+            stream_windows(
+                n,
+                options.window if 0 < options.window < n else n,
+                min(options.overlap, max(options.window - 1, 0)) if 0 < options.window < n else 0,
+            )
+        )
+        with progress_bar(f"{name}", total=windows) as bar:
+            vt = segment_video(model, videos[index], options, on_window=bar.advance)
+        write_davis_masks(vt, out / "masks" / name, options.max_png_tracks)
+        if overlays:
+            write_overlay(
+                iter(open_video(videos[index])),
+                vt,
+                out / "overlays" / f"{name}.mp4",
+                gif=vt.video.length <= 60,
+            )
+        atomic_write_json(result_path, results_json(vt, index + 1))
+        log.info("%s: %d frames, %d tracks", name, vt.video.length, len(vt.tracks))
+    if rank != 0:
+        return []
+    gathered = []
+    for name in names:
+        path = out / "results" / f"{name}.json"
+        if path.is_file():
+            gathered.extend(load_json(path))
+    atomic_write_json(out / "predictions.json", gathered)
+    return gathered

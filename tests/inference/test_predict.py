@@ -1,0 +1,74 @@
+"""`autoqvis predict` and the Python API on a tiny model: whole-video vs streaming, files written, resume."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import autoqvis
+from autoqvis.cli import main
+from autoqvis.demo.world import WorldConfig, render_video
+from autoqvis.inference.predict import PredictOptions, segment_video
+from autoqvis.io.davis import read_mask_png
+from autoqvis.io.rle import decode
+from autoqvis.model import build_model, save_model
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("model")
+    save_model(build_model("tiny"), folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory):
+    root = tmp_path_factory.mktemp("videos")
+    rng = np.random.default_rng(0)
+    for name, frames in (("clip_a", 6), ("clip_b", 4)):
+        video = render_video(rng, WorldConfig(height=48, width=64, num_frames=frames))
+        (root / name).mkdir()
+        for t, frame in enumerate(video.frames):
+            Image.fromarray(frame).save(root / name / f"{t:05d}.jpg", quality=95)
+    return root
+
+
+def test_streaming_with_one_window_equals_whole_video(model_dir, videos):
+    model = autoqvis.load_model(model_dir)
+    whole = segment_video(model, videos / "clip_a", PredictOptions(short_side=48))
+    one_window = segment_video(model, videos / "clip_a", PredictOptions(short_side=48, window=6))
+    assert [t.score for t in whole.tracks] == [t.score for t in one_window.tracks]
+    assert [t.masks for t in whole.tracks] == [t.masks for t in one_window.tracks]
+    streamed = model.segment(videos / "clip_a", window=3, overlap=1, short_side=48)
+    assert streamed.video.length == 6 and (streamed.video.height, streamed.video.width) == (48, 64)
+    assert all(len(t.masks) == 6 and len(t.predicted_iou) == 6 for t in streamed.tracks)
+    assert all(0 <= v <= 1 for t in streamed.tracks for v in t.predicted_iou)
+
+
+def test_predict_command_writes_results_masks_overlays_and_resumes(model_dir, videos, tmp_path, capsys):
+    out = tmp_path / "out"
+    args = ["predict", str(videos), "--weights", str(model_dir), "--out", str(out), "--short-side", "48", "--window", "4", "--overlap", "1"]
+    assert main(args) == 0
+    results = json.loads((out / "predictions.json").read_text())
+    assert {r["video_name"] for r in results} == {"clip_a", "clip_b"}
+    first = next(r for r in results if r["video_name"] == "clip_a")
+    assert len(first["segmentations"]) == 6 and len(first["predicted_ious"]) == 6
+    assert decode(first["segmentations"][0]).shape == (48, 64)
+    assert sorted(p.name for p in (out / "masks" / "clip_b").iterdir()) == [f"{t:05d}.png" for t in range(4)]
+    ids = read_mask_png(out / "masks" / "clip_a" / "00000.png")
+    assert ids.shape == (48, 64) and ids.max() <= 20
+    assert (out / "overlays" / "clip_a.mp4").stat().st_size > 0 and (out / "overlays" / "clip_a.gif").is_file()
+    assert (out / "config.yaml").is_file()
+    stamp = (out / "results" / "clip_a.json").stat().st_mtime_ns
+    assert main(args) == 0  # finished videos are skipped
+    assert (out / "results" / "clip_a.json").stat().st_mtime_ns == stamp
+    assert "2 video(s)" in capsys.readouterr().out
+
+
+def test_predict_errors_are_clear(tmp_path, model_dir, capsys):
+    assert main(["predict", str(tmp_path / "missing"), "--weights", str(model_dir), "--out", str(tmp_path / "o")]) == 2
+    assert "not found" in capsys.readouterr().err
+    assert main(["predict", str(tmp_path), "--weights", str(tmp_path / "nope"), "--out", str(tmp_path / "o")]) == 2
