@@ -1,0 +1,122 @@
+"""Memory and speed of streaming inference on long videos.
+
+Writes synthetic videos (moving textured disks, MP4) of 50, 200 and 1000 frames and runs ``model.segment`` on
+each in its own process, printing seconds per frame and peak RSS. Streaming keeps memory bounded by the
+window: peak RSS at 1000 frames should be within 10% of 50 frames. The reference keeps the whole video and
+grows about 0.26 GB per frame.
+
+    python bench/long_video.py                       # tiny preset, 96x160, window 16
+    python bench/long_video.py --preset paper_r50 --height 360 --width 640 --lengths 50 200 --window 36
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def write_video(path: Path, frames: int, height: int, width: int) -> None:
+    import av
+
+    rng = np.random.default_rng(0)
+    ys, xs = np.mgrid[:height, :width]
+    background = (rng.random((height, width, 3)) * 60 + 80).astype(np.uint8)
+    discs = [
+        (
+            rng.uniform(0.2, 0.8) * width,
+            rng.uniform(0.2, 0.8) * height,
+            rng.uniform(-2, 2, 2),
+            rng.integers(0, 255, 3),
+            rng.uniform(0.08, 0.18) * height,
+        )
+        for _ in range(3)
+    ]
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        for t in range(frames):
+            img = background.copy()
+            for x, y, v, colour, r in discs:
+                cx, cy = (x + v[0] * t) % width, (y + v[1] * t) % height
+                img[(xs - cx) ** 2 + (ys - cy) ** 2 <= r * r] = colour
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")))
+        container.mux(stream.encode(None))
+
+
+def worker(args) -> dict:
+    import torch
+
+    from autoqvis.api import load_model
+
+    torch.set_num_threads(2)
+    torch.manual_seed(0)
+    model = load_model(args.preset)
+    start = time.perf_counter()
+    result = model.segment(args.video, window=args.window, overlap=args.overlap, short_side=args.height)
+    elapsed = time.perf_counter() - start
+    return {
+        "frames": result.video.length,
+        "tracks": len(result.tracks),
+        "s_per_frame": elapsed / result.video.length,
+        "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--preset", default="tiny")
+    parser.add_argument("--height", type=int, default=96)
+    parser.add_argument("--width", type=int, default=160)
+    parser.add_argument("--lengths", type=int, nargs="+", default=[50, 200, 1000])
+    parser.add_argument("--window", type=int, default=16)
+    parser.add_argument("--overlap", type=int, default=2)
+    parser.add_argument("--video", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.video:
+        print(json.dumps(worker(args)))
+        return
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for n in args.lengths:
+            path = Path(tmp) / f"video_{n}.mp4"
+            write_video(path, n, args.height, args.width)
+            cmd = [
+                sys.executable,
+                __file__,
+                "--video",
+                str(path),
+                "--preset",
+                args.preset,
+                "--height",
+                str(args.height),
+                "--window",
+                str(args.window),
+                "--overlap",
+                str(args.overlap),
+            ]
+            out = subprocess.run(cmd, capture_output=True, text=True, check=True)
+            rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    print(
+        f"streaming inference, {args.preset} at {args.height}x{args.width}, window {args.window}, overlap {args.overlap}, 2 threads:"
+    )
+    for r in rows:
+        print(
+            f"  {r['frames']:5d} frames: {r['s_per_frame']:.3f} s/frame, peak RSS {r['peak_rss_gb']:.2f} GB, {r['tracks']} tracks"
+        )
+    print(
+        f"  peak RSS at {rows[-1]['frames']} frames / at {rows[0]['frames']} frames: {rows[-1]['peak_rss_gb'] / rows[0]['peak_rss_gb']:.3f}"
+    )
+
+
+if __name__ == "__main__":
+    main()
