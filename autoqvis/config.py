@@ -123,6 +123,9 @@ class TrainingConfig:
     checkpoint_period: int = 1000
     log_period: int = 20
     seed: int = 0
+    # deterministic kernels: bit-exact reruns and resumes (some multithreaded CPU backward kernels and CUDA
+    # atomics otherwise reorder float sums, ~1e-5 after a few steps); costs some speed
+    deterministic: bool = False
     num_workers: int = 0
     # losses
     num_points: int = 12544

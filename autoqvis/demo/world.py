@@ -249,3 +249,33 @@ def render_image(rng: np.random.Generator, cfg: WorldConfig) -> tuple[np.ndarray
     """A still photo of the world: (H, W, 3) uint8 and its (N, H, W) object masks (for inspection only)."""
     video = render_video(rng, cfg, moving=False)
     return video.frames[0], video.masks[:, 0]
+
+
+class WorldClipSource:
+    """A :class:`~autoqvis.engine.data.ClipSource` of demo-world clips with their true tracks: clip ``index``
+    with ``seed`` is always the same (for tests and the demo, where it stands in for real training data)."""
+
+    def __init__(self, size: int, cfg: WorldConfig | None = None, num_frames: int = 3):
+        self.size, self.cfg = size, cfg or WorldConfig(num_frames=num_frames)
+        if num_frames != self.cfg.num_frames:
+            self.cfg = WorldConfig(**{**self.cfg.__dict__, "num_frames": num_frames})
+
+    def __len__(self) -> int:
+        return self.size
+
+    def clip(self, index: int, seed: int):
+        import torch
+
+        from autoqvis.structures import Clip
+
+        video = render_video(np.random.default_rng([index, seed]), self.cfg)
+        keep = video.present.any(axis=1)
+        masks = video.masks[keep]
+        ids = np.where(video.present[keep], np.arange(int(keep.sum()))[:, None], -1)
+        return Clip(
+            frames=torch.from_numpy(video.frames).permute(0, 3, 1, 2).contiguous(),
+            masks=torch.from_numpy(masks),
+            ids=torch.from_numpy(ids.astype(np.int64)),
+            source="synthetic",
+            video_id=index,
+        )

@@ -65,6 +65,8 @@ class Trainer:
         run_config: dict[str, Any] | None = None,
     ):
         self.cfg, self.device, self.out_dir = cfg, device, Path(out_dir)
+        if cfg.deterministic:
+            torch.use_deterministic_algorithms(True, warn_only=True)
         self.sources, self.probs = list(sources), list(probs)
         self.run_config = run_config or {}
         self.model = model.to(device)

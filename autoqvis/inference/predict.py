@@ -195,9 +195,7 @@ def write_overlay(
                 stream = container.add_stream("libx264", rate=round(fps))
                 stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
             container.mux(
-                stream.encode(
-                    av.VideoFrame.from_ndarray(np.ascontiguousarray(img[:h, :w]), format="rgb24")
-                )
+                stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(img[:h, :w]), format="rgb24"))
             )
             if gif:
                 small = Image.fromarray(img)

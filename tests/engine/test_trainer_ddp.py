@@ -32,7 +32,9 @@ def _model() -> ToyModel:
 
 
 def _cfg() -> TrainingConfig:
-    return TrainingConfig(max_iters=6, batch_size=4, lr=1e-2, checkpoint_period=3, log_period=3, clip_grad_norm=1.0)
+    return TrainingConfig(
+        max_iters=6, batch_size=4, lr=1e-2, checkpoint_period=3, log_period=3, clip_grad_norm=1.0
+    )
 
 
 def _free_port() -> int:
@@ -52,11 +54,15 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
         dist.destroy_process_group()
 
 
-@pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(), reason="needs torch.distributed gloo")
+@pytest.mark.skipif(
+    not dist.is_available() or not dist.is_gloo_available(), reason="needs torch.distributed gloo"
+)
 def test_two_process_ddp_matches_a_single_process(tmp_path):
     ddp_dir = tmp_path / "ddp"
     mp.spawn(_worker, args=(2, _free_port(), str(ddp_dir)), nprocs=2, join=True)
-    single = Trainer(_model(), [Source(7), Source(5)], [0.5, 0.5], _cfg(), tmp_path / "single", torch.device("cpu"))
+    single = Trainer(
+        _model(), [Source(7), Source(5)], [0.5, 0.5], _cfg(), tmp_path / "single", torch.device("cpu")
+    )
     single.train()
     ddp = torch.load(ddp_dir / "ddp_weights.pt")
     for k, v in single.model.state_dict().items():

@@ -50,7 +50,20 @@ def test_streaming_with_one_window_equals_whole_video(model_dir, videos):
 
 def test_predict_command_writes_results_masks_overlays_and_resumes(model_dir, videos, tmp_path, capsys):
     out = tmp_path / "out"
-    args = ["predict", str(videos), "--weights", str(model_dir), "--out", str(out), "--short-side", "48", "--window", "4", "--overlap", "1"]
+    args = [
+        "predict",
+        str(videos),
+        "--weights",
+        str(model_dir),
+        "--out",
+        str(out),
+        "--short-side",
+        "48",
+        "--window",
+        "4",
+        "--overlap",
+        "1",
+    ]
     assert main(args) == 0
     results = json.loads((out / "predictions.json").read_text())
     assert {r["video_name"] for r in results} == {"clip_a", "clip_b"}
@@ -60,7 +73,9 @@ def test_predict_command_writes_results_masks_overlays_and_resumes(model_dir, vi
     assert sorted(p.name for p in (out / "masks" / "clip_b").iterdir()) == [f"{t:05d}.png" for t in range(4)]
     ids = read_mask_png(out / "masks" / "clip_a" / "00000.png")
     assert ids.shape == (48, 64) and ids.max() <= 20
-    assert (out / "overlays" / "clip_a.mp4").stat().st_size > 0 and (out / "overlays" / "clip_a.gif").is_file()
+    assert (out / "overlays" / "clip_a.mp4").stat().st_size > 0 and (
+        out / "overlays" / "clip_a.gif"
+    ).is_file()
     assert (out / "config.yaml").is_file()
     stamp = (out / "results" / "clip_a.json").stat().st_mtime_ns
     assert main(args) == 0  # finished videos are skipped
@@ -69,6 +84,14 @@ def test_predict_command_writes_results_masks_overlays_and_resumes(model_dir, vi
 
 
 def test_predict_errors_are_clear(tmp_path, model_dir, capsys):
-    assert main(["predict", str(tmp_path / "missing"), "--weights", str(model_dir), "--out", str(tmp_path / "o")]) == 2
+    assert (
+        main(
+            ["predict", str(tmp_path / "missing"), "--weights", str(model_dir), "--out", str(tmp_path / "o")]
+        )
+        == 2
+    )
     assert "not found" in capsys.readouterr().err
-    assert main(["predict", str(tmp_path), "--weights", str(tmp_path / "nope"), "--out", str(tmp_path / "o")]) == 2
+    assert (
+        main(["predict", str(tmp_path), "--weights", str(tmp_path / "nope"), "--out", str(tmp_path / "o")])
+        == 2
+    )
