@@ -22,6 +22,7 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("demo", "demo", "run the main job on a generated example and write a report"),
     ("discover", "discover", "MaskCut pseudo-masks for a folder of images or videos"),
     ("weights", "weights", "import offline DINOv2 weights; inspect a checkpoint"),
+    ("train", "train", "train the VIS model (synthetic clips and/or video datasets), resumable, DDP"),
     ("predict", "predict", "segment and track every object in videos"),
     ("evaluate", "evaluate", "YouTube-VIS AP/AR or DAVIS J&F of predictions"),
 ]

@@ -27,10 +27,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--preset", default=None, help="preset for a weights file (default: model.preset)")
     parser.add_argument("--out", type=Path, required=True, help="output folder")
-    parser.add_argument("--window", type=int, default=0, help="frames per window (0: whole video)")
-    parser.add_argument("--overlap", type=int, default=2, help="frames shared by consecutive windows")
-    parser.add_argument("--short-side", type=int, default=360, help="input short side (INPUT.MIN_SIZE_TEST)")
-    parser.add_argument("--top-k", type=int, default=10, help="tracks kept per window")
+    parser.add_argument("--window", type=int, help="frames per window, 0: whole video (inference.window)")
+    parser.add_argument(
+        "--overlap", type=int, help="frames shared by consecutive windows (inference.overlap)"
+    )
+    parser.add_argument("--short-side", type=int, help="input short side (inference.short_side, 360)")
+    parser.add_argument("--top-k", type=int, help="tracks kept per window (inference.top_k, 10)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     parser.add_argument("--no-overlay", action="store_true", help="skip the overlay videos")
     add_config_arguments(parser)
@@ -48,11 +50,13 @@ def run(args: argparse.Namespace) -> int:
     videos = find_videos(args.input)
     dist.init_from_env(torch.device(args.device))
     model = load_model(args.weights, preset=args.preset or cfg.model.preset, device=args.device)
+    inf = cfg.inference
     options = PredictOptions(
-        window=args.window,
-        overlap=args.overlap,
-        short_side=args.short_side,
-        top_k=args.top_k,
+        window=inf.window if args.window is None else args.window,
+        overlap=inf.overlap if args.overlap is None else args.overlap,
+        short_side=inf.short_side if args.short_side is None else args.short_side,
+        max_size=inf.max_size,
+        top_k=inf.top_k if args.top_k is None else args.top_k,
         device=args.device,
     )
     rank, world = dist.rank(), dist.world_size()

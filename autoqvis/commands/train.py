@@ -1,0 +1,60 @@
+"""Train the VIS model on synthetic clips and/or video datasets; resumable; one or many processes.
+
+    autoqvis train --out RUN --world 200                          # demo-world clips (no data needed)
+    autoqvis train --out RUN --videos train.json --frames-root DIR  # YouTube-VIS ground truth or pseudo-labels
+    torchrun --nproc-per-node 2 -m autoqvis train --out RUN ...      # DistributedDataParallel
+
+With several sources, batches are drawn from the video datasets with probability ``selection.mix_prob`` and
+from the synthetic ones otherwise. ``--init`` gives the initial weights (official .pth or a model folder).
+A rerun of the same command resumes from ``RUN/last.pt``; ``--no-resume`` starts over.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from autoqvis.commands.common import add_config_arguments, config_from_args
+from autoqvis.errors import DataError
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", type=Path, required=True, help="run folder")
+    parser.add_argument("--world", type=int, default=0, metavar="N", help="N procedural demo-world clips")
+    parser.add_argument("--videos", type=Path, action="append", default=[], help="YouTube-VIS dataset JSON")
+    parser.add_argument(
+        "--frames-root", type=Path, action="append", default=[], help="frames root of each --videos"
+    )
+    parser.add_argument("--init", type=Path, help="initial weights (model folder, .pth or .safetensors)")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda")
+    parser.add_argument("--no-resume", action="store_true", help="start over even if RUN/last.pt exists")
+    add_config_arguments(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from autoqvis.engine import dist
+    from autoqvis.engine.run import train_stage
+    from autoqvis.engine.sources import video_sources, world_source
+
+    cfg = config_from_args(args)
+    device = torch.device(args.device)
+    if device.type == "cuda" and dist.local_rank():
+        device = torch.device("cuda", dist.local_rank())
+    dist.init_from_env(device)
+    synthetic = [world_source(args.world, cfg)] if args.world else []
+    real = video_sources(args.videos, args.frames_root, cfg)
+    if not synthetic and not real:
+        raise DataError("nothing to train on: pass --world N and/or --videos DATASET.json --frames-root DIR")
+    sources = synthetic + real
+    if synthetic and real:
+        p = cfg.selection.mix_prob
+        probs = [(1 - p) / len(synthetic)] * len(synthetic) + [p / len(real)] * len(real)
+    else:
+        probs = [1 / len(sources)] * len(sources)
+    folder = train_stage(cfg, sources, probs, args.out, device, init=args.init, resume=not args.no_resume)
+    if dist.is_main():
+        print(f"model: {folder}")
+    dist.shutdown()
+    return 0
