@@ -23,6 +23,7 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("discover", "discover", "MaskCut pseudo-masks for a folder of images or videos"),
     ("weights", "weights", "import offline DINOv2 weights; inspect a checkpoint"),
     ("train", "train", "train the VIS model (synthetic clips and/or video datasets), resumable, DDP"),
+    ("selftrain", "selftrain", "quality-guided self-training on your own unlabeled videos"),
     ("predict", "predict", "segment and track every object in videos"),
     ("evaluate", "evaluate", "YouTube-VIS AP/AR or DAVIS J&F of predictions"),
 ]

@@ -46,6 +46,7 @@ def train_stage(
         log.info("%s already holds a finished model; skipping training", final)
         return final
     init = init or cfg.model.weights
+    torch.manual_seed(training.seed)  # the same initial weights in every process and on every rerun
     model = build_model(dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, weights=None)))
     model.criterion = build_criterion(
         training

@@ -26,9 +26,9 @@ def video_sources(datasets: Sequence[Path], roots: Sequence[Path], cfg: Config) 
         )
     if not datasets:
         return []
+    from autoqvis.engine.augment import clip_augment
     from autoqvis.engine.video_source import VideoClipSource
     from autoqvis.io.ytvis import load_ytvis
-    from autoqvis.synth.augment import clip_augment
 
     augment = clip_augment(cfg.synthesis)
     return [

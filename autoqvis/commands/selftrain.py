@@ -1,0 +1,111 @@
+"""Quality-guided self-training (AutoQ-VIS) on your own unlabeled videos; no annotation needed anywhere.
+
+    autoqvis selftrain --videos DIR --world 2000 --out RUN [--init videocutler.pth] [--val GT.json --val-frames DIR]
+
+DIR: video files or frame folders. Synthetic clips for the initial stage and for mixing: ``--world N``
+(procedural demo-world clips). ``--init`` starts the initial stage from a checkpoint (VideoCutLER or AutoQ-VIS);
+``--skip-initial`` uses ``--init`` as M0 directly. With ``--val`` every model is scored (YouTube-VIS AP/AR).
+Each round writes ``RUN/round_k/`` (predictions, pseudo-labels, selection counts, model); rerunning the same
+command continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from autoqvis.commands.common import add_config_arguments, config_from_args
+from autoqvis.errors import DataError
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--videos", type=Path, required=True, help="unlabeled videos: files or frame folders")
+    parser.add_argument("--out", type=Path, required=True, help="run folder")
+    parser.add_argument("--world", type=int, default=0, metavar="N", help="N procedural synthetic clips")
+    parser.add_argument("--init", type=Path, help="initial weights (model folder or official checkpoint)")
+    parser.add_argument("--skip-initial", action="store_true", help="use --init as M0 (no initial stage)")
+    parser.add_argument("--val", type=Path, help="YouTube-VIS ground truth to score every model")
+    parser.add_argument("--val-frames", type=Path, help="frames root of --val")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--skip-bad", action="store_true", help="skip unreadable videos and report them")
+    add_config_arguments(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from autoqvis.config import save_config
+    from autoqvis.engine import dist
+    from autoqvis.engine.sources import world_source
+    from autoqvis.io.video import find_videos
+    from autoqvis.selftrain.loop import SelfTrainRun
+    from autoqvis.selftrain.videos import cache_videos
+
+    cfg = config_from_args(args)
+    if not args.world:
+        raise DataError("self-training mixes in synthetic clips: pass --world N (procedural clips)")
+    if args.skip_initial and not args.init:
+        raise DataError("--skip-initial needs --init (the M0 model to start from)")
+    if bool(args.val) != bool(args.val_frames):
+        raise DataError("--val and --val-frames go together")
+    dist.init_from_env(torch.device(args.device))
+    videos, report = cache_videos(
+        find_videos(args.videos), args.out, cfg.inference.short_side, skip_bad=args.skip_bad
+    )
+    if dist.is_main():
+        save_config(cfg, args.out)
+    run = SelfTrainRun(cfg, args.out, videos, [world_source(args.world, cfg)], args.device)
+    evaluate = _evaluator(cfg, args) if args.val else None
+    if args.skip_initial:
+        run.initial_stage = lambda init=None: Path(args.init)  # M0 given
+    rows = run.run(init=args.init, evaluate=evaluate)
+    if dist.is_main():
+        _print_table(rows)
+        if report:
+            print(report.summary())
+    dist.shutdown()
+    return 0
+
+
+def _evaluator(cfg, args):
+    from autoqvis.api import load_model
+    from autoqvis.eval.ytvis import evaluate_tracks
+    from autoqvis.inference.predict import PredictOptions, segment_video
+    from autoqvis.io.video import FrameList
+    from autoqvis.io.ytvis import load_ytvis
+
+    gt = load_ytvis(args.val, frames_root=args.val_frames)
+
+    def evaluate(model_dir: Path) -> dict:
+        model = load_model(model_dir, device=args.device)
+        inf = cfg.inference
+        options = PredictOptions(
+            window=inf.window,
+            overlap=inf.overlap,
+            short_side=inf.short_side,
+            top_k=inf.top_k,
+            device=args.device,
+        )
+        predictions = {}
+        for info in gt.videos:
+            source = FrameList(
+                name=info.name or str(info.id),
+                short_side=inf.short_side,
+                max_size=inf.max_size,
+                paths=gt.frame_paths(info.id),
+            )
+            predictions[info.id] = segment_video(model, source, options).tracks
+        result = evaluate_tracks(gt.tracks, predictions)
+        return {k: (None if v != v else v) for k, v in result.metrics.items()}
+
+    return evaluate
+
+
+def _print_table(rows: list[dict]) -> None:
+    keys = ("AP", "AP50", "AP75", "AR10")
+    print(f"{'model':22s} " + " ".join(f"{k:>6s}" for k in keys) + "  pseudo-labels")
+    for row in rows:
+        m = row.get("metrics") or {}
+        values = " ".join(f"{m[k]:6.2f}" if m.get(k) is not None else "     -" for k in keys)
+        print(f"{row['model']:22s} {values}  {row.get('pseudo_labels', '-')}")
+    print("per-round details: summary.json and round_k/selection.json in the run folder")

@@ -1,0 +1,123 @@
+"""`autoqvis selftrain` end to end on tiny data (M0 + two rounds, scored on ground truth), and resumption after
+SIGKILL at several points giving the same pseudo-labels and metrics as an uninterrupted run."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from autoqvis.demo.world import WorldConfig, render_video
+from autoqvis.io import rle
+from autoqvis.io.ytvis import YTVISDataset, save_ytvis
+from autoqvis.structures import Track, VideoInfo
+
+SETTINGS = [
+    "model.preset=tiny",
+    "training.max_iters=3",
+    "training.batch_size=2",
+    "training.num_points=256",
+    "training.checkpoint_period=1",
+    "training.deterministic=true",
+    "selection.round_iters=3",
+    "selection.round_batch_size=2",
+    "inference.short_side=64",
+    "synthesis.short_sides=[64]",
+    "selection.score_min=0",
+    "selection.quality_min=0",
+]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    rng = np.random.default_rng(0)
+    infos, tracks = [], {}
+    for v in range(1, 4):
+        video = render_video(rng, WorldConfig(height=64, width=80, num_frames=6))
+        names = []
+        for t, frame in enumerate(video.frames):
+            (root / "videos" / f"v{v}").mkdir(parents=True, exist_ok=True)
+            Image.fromarray(frame).save(root / "videos" / f"v{v}" / f"{t:05d}.jpg")
+            names.append(f"v{v}/{t:05d}.jpg")
+        infos.append(VideoInfo(id=v, width=80, height=64, length=6, file_names=names, name=f"v{v}"))
+        tracks[v] = [
+            Track(masks=[rle.encode(m) if m.any() else None for m in obj]) for obj in video.masks if obj.any()
+        ]
+    save_ytvis(YTVISDataset(videos=infos, tracks=tracks), root / "gt.json")
+    return root
+
+
+def _cmd(data: Path, out: Path) -> list[str]:
+    cmd = [
+        sys.executable,
+        "-m",
+        "autoqvis",
+        "selftrain",
+        "--videos",
+        str(data / "videos"),
+        "--world",
+        "8",
+        "--out",
+        str(out),
+        "--val",
+        str(data / "gt.json"),
+        "--val-frames",
+        str(data / "videos"),
+        "-q",
+    ]
+    for s in SETTINGS:
+        cmd += ["--set", s]
+    return cmd
+
+
+def _kill_when(cmd: list[str], marker: Path, timeout: float = 120) -> None:
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=Path(__file__).parents[2]
+    )
+    deadline = time.time() + timeout
+    while not marker.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    if proc.poll() is None:
+        os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+def _result(out: Path) -> tuple:
+    labels = json.loads((out / "round_2" / "pseudo_labels.json").read_text())
+    summary = json.loads((out / "summary.json").read_text())
+    return labels["annotations"], [(r["model"], r.get("pseudo_labels"), r["metrics"]) for r in summary]
+
+
+def test_two_rounds_end_to_end_and_resume_after_sigkill(data, tmp_path):
+    straight = tmp_path / "straight"
+    done = subprocess.run(_cmd(data, straight), capture_output=True, text=True, cwd=Path(__file__).parents[2])
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "round 2" in done.stdout and "AP50" in done.stdout
+    for k in (1, 2):
+        r = straight / f"round_{k}"
+        for name in (
+            "pseudo_labels.json",
+            "training_set.json",
+            "selection.json",
+            "metrics.json",
+            "model/model.json",
+        ):
+            assert (r / name).is_file(), f"round_{k}/{name}"
+        stats = json.loads((r / "selection.json").read_text())
+        assert list(stats)[:5] == ["predicted", "nms", "score", "quality", "min_frames"]
+    # killed while pseudo-labelling, while training round 1, and while selecting round 2
+    killed = tmp_path / "killed"
+    for marker in ("round_1/predictions/1.json", "round_1/last.pt", "round_2/predictions/3.json"):
+        _kill_when(_cmd(data, killed), killed / marker)
+    finished = subprocess.run(
+        _cmd(data, killed), capture_output=True, text=True, cwd=Path(__file__).parents[2]
+    )
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    assert _result(killed) == _result(straight)
