@@ -21,6 +21,7 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("config", "config", "print the resolved configuration"),
     ("demo", "demo", "run the main job on a generated example and write a report"),
     ("discover", "discover", "MaskCut pseudo-masks for a folder of images or videos"),
+    ("synthesize", "synthesize", "ImageCut2Video clips from images + pseudo-masks, with previews"),
     ("weights", "weights", "import offline DINOv2 weights; inspect a checkpoint"),
     ("train", "train", "train the VIS model (synthetic clips and/or video datasets), resumable, DDP"),
     ("selftrain", "selftrain", "quality-guided self-training on your own unlabeled videos"),

@@ -1,9 +1,11 @@
 """Quality-guided self-training (AutoQ-VIS) on your own unlabeled videos; no annotation needed anywhere.
 
-    autoqvis selftrain --videos DIR --world 2000 --out RUN [--init videocutler.pth] [--val GT.json --val-frames DIR]
+    autoqvis discover --videos DIR --every 10 --out RUN/pseudo_masks.json --config configs/offline_dinov2s.yaml
+    autoqvis selftrain --videos DIR --synthetic-masks RUN/pseudo_masks.json --out RUN [--init videocutler.pth]
 
-DIR: video files or frame folders. Synthetic clips for the initial stage and for mixing: ``--world N``
-(procedural demo-world clips). ``--init`` starts the initial stage from a checkpoint (VideoCutLER or AutoQ-VIS);
+DIR: video files or frame folders. Synthetic clips for the initial stage and for mixing: ImageCut2Video clips
+from ``--synthetic-masks`` (MaskCut pseudo-masks of your frames or images) and/or ``--world N`` (procedural
+demo-world clips). ``--val GT.json --val-frames DIR`` scores every model. ``--init`` starts the initial stage from a checkpoint (VideoCutLER or AutoQ-VIS);
 ``--skip-initial`` uses ``--init`` as M0 directly. With ``--val`` every model is scored (YouTube-VIS AP/AR).
 Each round writes ``RUN/round_k/`` (predictions, pseudo-labels, selection counts, model); rerunning the same
 command continues where it stopped.
@@ -21,6 +23,10 @@ from autoqvis.errors import DataError
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--videos", type=Path, required=True, help="unlabeled videos: files or frame folders")
     parser.add_argument("--out", type=Path, required=True, help="run folder")
+    parser.add_argument(
+        "--synthetic-masks", type=Path, help="pseudo-mask JSON (autoqvis discover) for ImageCut2Video"
+    )
+    parser.add_argument("--synthetic-images", type=Path, help="images root of --synthetic-masks")
     parser.add_argument("--world", type=int, default=0, metavar="N", help="N procedural synthetic clips")
     parser.add_argument("--init", type=Path, help="initial weights (model folder or official checkpoint)")
     parser.add_argument("--skip-initial", action="store_true", help="use --init as M0 (no initial stage)")
@@ -36,14 +42,17 @@ def run(args: argparse.Namespace) -> int:
 
     from autoqvis.config import save_config
     from autoqvis.engine import dist
-    from autoqvis.engine.sources import world_source
+    from autoqvis.engine.sources import synthetic_source, world_source
     from autoqvis.io.video import find_videos
     from autoqvis.selftrain.loop import SelfTrainRun
     from autoqvis.selftrain.videos import cache_videos
 
     cfg = config_from_args(args)
-    if not args.world:
-        raise DataError("self-training mixes in synthetic clips: pass --world N (procedural clips)")
+    if not args.world and not args.synthetic_masks:
+        raise DataError(
+            "self-training mixes in synthetic clips: pass --synthetic-masks pseudo.json (from autoqvis discover on "
+            "your images or video frames) and/or --world N (procedural clips)"
+        )
     if args.skip_initial and not args.init:
         raise DataError("--skip-initial needs --init (the M0 model to start from)")
     if bool(args.val) != bool(args.val_frames):
@@ -54,7 +63,10 @@ def run(args: argparse.Namespace) -> int:
     )
     if dist.is_main():
         save_config(cfg, args.out)
-    run = SelfTrainRun(cfg, args.out, videos, [world_source(args.world, cfg)], args.device)
+    synthetic = [world_source(args.world, cfg)] if args.world else []
+    if args.synthetic_masks:
+        synthetic.append(synthetic_source(args.synthetic_masks, args.synthetic_images, cfg))
+    run = SelfTrainRun(cfg, args.out, videos, synthetic, args.device)
     evaluate = _evaluator(cfg, args) if args.val else None
     if args.skip_initial:
         run.initial_stage = lambda init=None: Path(args.init)  # M0 given

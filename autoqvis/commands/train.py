@@ -1,5 +1,6 @@
 """Train the VIS model on synthetic clips and/or video datasets; resumable; one or many processes.
 
+    autoqvis train --out RUN --masks pseudo.json                  # ImageCut2Video clips from discovery
     autoqvis train --out RUN --world 200                          # demo-world clips (no data needed)
     autoqvis train --out RUN --videos train.json --frames-root DIR  # YouTube-VIS ground truth or pseudo-labels
     torchrun --nproc-per-node 2 -m autoqvis train --out RUN ...      # DistributedDataParallel
@@ -20,6 +21,10 @@ from autoqvis.errors import DataError
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, required=True, help="run folder")
+    parser.add_argument(
+        "--masks", type=Path, help="pseudo-mask JSON (autoqvis discover): ImageCut2Video clips"
+    )
+    parser.add_argument("--images", type=Path, help="images root of --masks (default: recorded in the JSON)")
     parser.add_argument("--world", type=int, default=0, metavar="N", help="N procedural demo-world clips")
     parser.add_argument("--videos", type=Path, action="append", default=[], help="YouTube-VIS dataset JSON")
     parser.add_argument(
@@ -36,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
 
     from autoqvis.engine import dist
     from autoqvis.engine.run import train_stage
-    from autoqvis.engine.sources import video_sources, world_source
+    from autoqvis.engine.sources import synthetic_source, video_sources, world_source
 
     cfg = config_from_args(args)
     device = torch.device(args.device)
@@ -44,9 +49,14 @@ def run(args: argparse.Namespace) -> int:
         device = torch.device("cuda", dist.local_rank())
     dist.init_from_env(device)
     synthetic = [world_source(args.world, cfg)] if args.world else []
+    if args.masks:
+        synthetic.append(synthetic_source(args.masks, args.images, cfg))
     real = video_sources(args.videos, args.frames_root, cfg)
     if not synthetic and not real:
-        raise DataError("nothing to train on: pass --world N and/or --videos DATASET.json --frames-root DIR")
+        raise DataError(
+            "nothing to train on: pass --masks pseudo.json (ImageCut2Video), --world N and/or "
+            "--videos DATASET.json --frames-root DIR"
+        )
     sources = synthetic + real
     if synthetic and real:
         p = cfg.selection.mix_prob

@@ -8,7 +8,7 @@ from pathlib import Path
 from autoqvis.config import Config
 from autoqvis.errors import DataError
 
-__all__ = ["video_sources", "world_source"]
+__all__ = ["synthetic_source", "video_sources", "world_source"]
 
 
 def world_source(size: int, cfg: Config, height: int = 128, width: int = 160):
@@ -35,3 +35,10 @@ def video_sources(datasets: Sequence[Path], roots: Sequence[Path], cfg: Config) 
         VideoClipSource(load_ytvis(path, frames_root=root), augment, num_frames=cfg.synthesis.num_frames)
         for path, root in zip(datasets, roots, strict=True)
     ]
+
+
+def synthetic_source(masks_json: Path, images_root: Path | None, cfg: Config):
+    """ImageCut2Video clips from a pseudo-mask JSON (``autoqvis discover``) and its images."""
+    from autoqvis.synth.imagecut2video import ImageCut2Video, PseudoMaskImages
+
+    return ImageCut2Video(PseudoMaskImages(masks_json, images_root), cfg.synthesis, seed=cfg.training.seed)

@@ -66,7 +66,9 @@ class SelfTrainRun:
     device: str = "cpu"
 
     def __post_init__(self) -> None:
-        if self.cfg.training.deterministic:  # for every stage, inference included, so that a resumed run is exact
+        if (
+            self.cfg.training.deterministic
+        ):  # for every stage, inference included, so that a resumed run is exact
             import torch
 
             torch.use_deterministic_algorithms(True, warn_only=True)

@@ -1,0 +1,171 @@
+"""ImageCut2Video: training clips with known tracks from unlabeled images and their pseudo-masks.
+
+Each clip repeats one image ``T`` times; the official per-frame augmentation (independent crops, rotations,
+brightness and contrast; clip-wide resize and flip: :mod:`autoqvis.engine.augment`) makes the frames differ
+like a moving camera. Then (``copy_and_paste`` of the official training loop) every instance of a random frame
+of a partner clip is pasted onto **every** frame, with a new scale r ~ U(0.8, 1.0) of the frame size and a
+new random position per frame, so the pasted objects move and change size; pasted masks occlude the clip's
+own objects. Rules as the official code:
+
+- if at frame 0 a pasted mask covers >= ``paste_max_overlap`` of one of the clip's objects (intersection over
+  that object's area), nothing is pasted;
+- if pasting would make an object vanish in some frames but not in others (the instance count would change
+  across frames), the clip is kept without pasting; an object hidden in every frame is removed.
+
+Track ids: the clip's objects keep 0..N-1, pasted ones follow; ``-1`` where an object has no pixels.
+A clip is a pure function of ``(index, seed)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from autoqvis.config import SynthesisConfig
+from autoqvis.engine.augment import clip_augment
+from autoqvis.errors import DataError
+from autoqvis.io import rle
+from autoqvis.io.video import read_image
+from autoqvis.io.ytvis import load_json
+from autoqvis.structures import Clip
+
+__all__ = ["ImageCut2Video", "PseudoMaskImages", "copy_paste"]
+
+
+@dataclass
+class _Entry:
+    file_name: str
+    height: int
+    width: int
+    segmentations: list
+
+
+class PseudoMaskImages:
+    """Images and their pseudo-masks from a COCO-style JSON (``autoqvis discover`` output) + images root."""
+
+    def __init__(self, masks_json: str | Path, images_root: str | Path | None = None, min_masks: int = 1):
+        path = Path(masks_json)
+        data = load_json(path)
+        if not isinstance(data, dict) or "images" not in data or "annotations" not in data:
+            raise DataError(
+                f"{path}: expected a COCO-style JSON with 'images' and 'annotations' (autoqvis discover writes one)"
+            )
+        root = images_root or data.get("info", {}).get("frames_root")
+        if root is None:
+            raise DataError(f"{path} names no frames root; pass the images folder")
+        self.root = Path(root)
+        by_image: dict[int, list] = {}
+        for i, ann in enumerate(data["annotations"]):
+            if "image_id" not in ann or "segmentation" not in ann:
+                raise DataError(f"{path}: annotations[{i}] needs 'image_id' and 'segmentation'")
+            by_image.setdefault(ann["image_id"], []).append(ann["segmentation"])
+        self.entries = []
+        for i, img in enumerate(data["images"]):
+            for key in ("id", "file_name", "height", "width"):
+                if key not in img:
+                    raise DataError(f"{path}: images[{i}] is missing '{key}'")
+            segs = by_image.get(img["id"], [])
+            if len(segs) >= min_masks:
+                self.entries.append(_Entry(img["file_name"], int(img["height"]), int(img["width"]), segs))
+        if not self.entries:
+            raise DataError(f"{path}: no image has at least {min_masks} pseudo-mask(s)")
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def load(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """(H, W, 3) uint8 image and (N, H, W) bool masks."""
+        e = self.entries[index]
+        image = read_image(self.root / e.file_name)
+        if image.shape[:2] != (e.height, e.width):
+            raise DataError(
+                f"{self.root / e.file_name} is {image.shape[1]}x{image.shape[0]}, the JSON says {e.width}x{e.height}"
+            )
+        masks = np.stack([rle.decode(rle.to_compressed(s, e.height, e.width)) for s in e.segmentations])
+        return image, masks
+
+
+def copy_paste(
+    frames: torch.Tensor,
+    masks: torch.Tensor,
+    layer: np.ndarray,
+    layer_masks: np.ndarray,
+    cfg: SynthesisConfig,
+    rng: np.random.Generator,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Paste ``layer`` (H, W, 3) with its instances (M, H, W) onto every frame of a clip (official rules)."""
+    T, _, H, W = frames.shape
+    if not len(layer_masks):
+        return frames, masks
+    video = frames.permute(0, 2, 3, 1).numpy().copy()
+    own = masks.numpy().copy()
+    pasted = np.zeros((len(layer_masks), T, H, W), bool)
+    for t in range(T):
+        r = rng.uniform(*cfg.paste_scale)
+        h, w = max(1, round(r * H)), max(1, round(r * W))
+        y0, x0 = int(rng.integers(0, H - h + 1)), int(rng.integers(0, W - w + 1))
+        img = cv2.resize(layer, (w, h), interpolation=cv2.INTER_LINEAR)
+        for i, m in enumerate(layer_masks):
+            pasted[i, t, y0 : y0 + h, x0 : x0 + w] = (
+                cv2.resize(m.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST) > 0
+            )
+        alpha = pasted[:, t].any(0)
+        if t == 0 and len(own):
+            area = own[:, 0].sum((1, 2))
+            for i in range(len(layer_masks)):
+                covered = (own[:, 0] & pasted[i, 0]).sum((1, 2))
+                if np.any((area > 0) & (covered >= cfg.paste_max_overlap * np.maximum(area, 1))):
+                    return frames, masks  # the overlap rule: no paste in this clip
+        region = video[t, y0 : y0 + h, x0 : x0 + w]
+        region[alpha[y0 : y0 + h, x0 : x0 + w]] = img[alpha[y0 : y0 + h, x0 : x0 + w]]
+        own[:, t] &= ~alpha
+    before = masks.numpy().any((2, 3))
+    after = own.any((2, 3))
+    if np.any((after != before) & before.any(1, keepdims=True) & after.any(1, keepdims=True)):
+        return frames, masks  # an object would vanish in some frames only: keep the clip as it was
+    keep = after.any(1) | ~before.any(1)
+    merged = np.concatenate([own[keep], pasted[pasted.any((1, 2, 3))]])
+    return torch.from_numpy(video).permute(0, 3, 1, 2).contiguous(), torch.from_numpy(merged)
+
+
+class ImageCut2Video:
+    """A :class:`~autoqvis.engine.data.ClipSource` (and map-style dataset) of synthetic clips."""
+
+    def __init__(self, images: PseudoMaskImages, cfg: SynthesisConfig | None = None, seed: int = 0):
+        if len(images) < 1:
+            raise DataError("ImageCut2Video needs at least one image with pseudo-masks")
+        self.images, self.cfg, self.seed = images, cfg or SynthesisConfig(), seed
+        self.augment = clip_augment(self.cfg)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> Clip:
+        return self.clip(index, self.seed)
+
+    def _base(self, index: int, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        image, masks = self.images.load(index)
+        T = self.cfg.num_frames
+        return self.augment([image] * T, np.repeat(masks[:, None], T, axis=1), rng)
+
+    def clip(self, index: int, seed: int) -> Clip:
+        rng = np.random.default_rng([index, seed, 1])
+        frames, masks = self._base(index, rng)
+        if self.cfg.copy_paste and len(self) > 1:
+            partner = int((index + 1 + rng.integers(len(self) - 1)) % len(self))
+            p_frames, p_masks = self._base(partner, np.random.default_rng([partner, seed, 2]))
+            f = int(rng.integers(p_frames.shape[0]))
+            layer_masks = p_masks[:, f].numpy()
+            layer_masks = layer_masks[layer_masks.any((1, 2))]
+            frames, masks = copy_paste(
+                frames, masks, p_frames[f].permute(1, 2, 0).numpy(), layer_masks, self.cfg, rng
+            )
+        present = masks.any(dim=(2, 3))
+        ids = torch.where(
+            present, torch.arange(masks.shape[0])[:, None], torch.full_like(present, -1, dtype=torch.long)
+        )
+        return Clip(frames=frames, masks=masks, ids=ids.long(), source="synthetic", video_id=index)
