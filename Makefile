@@ -36,6 +36,7 @@ bench: install
 	$(PY) bench/model_speed.py
 	$(PY) bench/maskcut_speed.py
 	$(PY) bench/maskcut_davis.py
+	$(PY) bench/long_video.py
 
 lint: install
 	$(PY) -m ruff check .

@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 import torch
 
-from autoqvis.inference.streaming import StreamingLinker, WindowResult, stream_windows
+from autoqvis.inference.streaming import WindowResult, run_streaming, stream_windows
 from autoqvis.io import rle
 from autoqvis.io.atomic import atomic_path, atomic_write_json
 from autoqvis.io.davis import DAVIS_PALETTE, write_mask_png
@@ -88,19 +88,8 @@ def segment_video(
     window = options.window if 0 < options.window < num_frames else num_frames
     overlap = min(options.overlap, window - 1) if window < num_frames else 0
     segment = window_segmenter(model, options, original)
-    linker = StreamingLinker(num_frames, original)
-    frames = iter(resized)
-    buffer: list[np.ndarray] = []
-    next_index = 0
-    for start, end in stream_windows(num_frames, window, overlap):
-        buffer = buffer[len(buffer) - (next_index - start) :] if next_index > start else []
-        while next_index < end:
-            buffer.append(next(frames))
-            next_index += 1
-        linker.add(start, end, segment(np.stack(buffer)))
-        if on_window is not None:
-            on_window()
-    tracks = sorted(linker.finish(), key=lambda t: -t.score)
+    tracks = run_streaming(iter(resized), num_frames, segment, window, overlap, original, on_window)
+    tracks = sorted(tracks, key=lambda t: -t.score)
     for k, t in enumerate(tracks):
         t.id = k + 1
     info = VideoInfo(id=0, width=original[1], height=original[0], length=num_frames, name=source.name)

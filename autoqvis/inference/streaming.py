@@ -173,8 +173,10 @@ def run_streaming(
     window: int,
     overlap: int,
     hw: tuple[int, int],
+    on_window: Callable[[], None] | None = None,
 ) -> list[Track]:
-    """Decode lazily, segment each window with ``segment((T, H, W, 3) uint8)``, link, return tracks."""
+    """Decode lazily, segment each window with ``segment((T, H, W, 3) uint8)``, link, return tracks.
+    ``on_window`` is called after each window (progress)."""
     linker = StreamingLinker(num_frames, hw)
     buffer: list[np.ndarray] = []
     iterator: Iterator[np.ndarray] = iter(frames)
@@ -185,4 +187,6 @@ def run_streaming(
             buffer.append(next(iterator))
             next_index += 1
         linker.add(start, end, segment(np.stack(buffer)))
+        if on_window is not None:
+            on_window()
     return linker.finish()

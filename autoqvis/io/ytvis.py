@@ -228,15 +228,7 @@ def _parse_annotation(path: Path, index: int, ann: Any, dataset: YTVISDataset, c
         raise DataError(
             f"{where}: field 'segmentations' must be a list of {info.length} entries (one per frame), got {got}"
         )
-    masks = []
-    for t, seg in enumerate(segs):
-        if seg is None:
-            masks.append(None)
-            continue
-        try:
-            masks.append(rle_utils.to_compressed(seg, info.height, info.width))
-        except (ValueError, TypeError) as err:
-            raise DataError(f"{where}: field 'segmentations' frame {t}: {err}") from err
+    masks = _segmentations(segs, info.height, info.width, where)
     return Track(
         masks=masks,
         score=float(ann.get("score", 1.0)),
@@ -261,6 +253,20 @@ def _optional_areas(values: Any, length: int, where: str) -> list[float | None] 
         return [None if v is None else float(v) for v in values]
     except (TypeError, ValueError) as err:
         raise DataError(f"{where} must hold numbers or nulls: {err}") from err
+
+
+def _segmentations(segs: list, height: int, width: int, where: str) -> list:
+    """Per-frame compressed RLE (None where absent); a bad entry raises DataError naming the frame."""
+    masks = []
+    for t, seg in enumerate(segs):
+        if seg is None:
+            masks.append(None)
+            continue
+        try:
+            masks.append(rle_utils.to_compressed(seg, height, width))
+        except (ValueError, TypeError, KeyError) as err:
+            raise DataError(f"{where}: field 'segmentations' frame {t}: {err}") from err
+    return masks
 
 
 def _optional_floats(values: Any, length: int, where: str) -> list[float] | None:
@@ -319,22 +325,16 @@ def load_predictions(path: str | Path, dataset: YTVISDataset | None = None) -> d
                 raise DataError(
                     f"{where} (video {video_id}): {len(segs)} segmentations but the video has {info.length} frames"
                 )
-        masks = []
-        for t, seg in enumerate(segs):
-            if seg is None:
-                masks.append(None)
-                continue
-            try:
-                h, w = (
-                    (dataset.video(video_id).height, dataset.video(video_id).width)
-                    if dataset
-                    else seg["size"]
-                )
-                masks.append(rle_utils.to_compressed(seg, int(h), int(w)))
-            except (ValueError, TypeError, KeyError) as err:
+        if dataset is not None:
+            h, w = dataset.video(video_id).height, dataset.video(video_id).width
+        else:
+            sizes = [seg["size"] for seg in segs if isinstance(seg, dict) and "size" in seg]
+            if not sizes:
                 raise DataError(
-                    f"{where} (video {video_id}): field 'segmentations' frame {t}: {err}"
-                ) from err
+                    f"{where} (video {video_id}): no segmentation carries a 'size'; pass the ground truth"
+                )
+            h, w = sizes[0]
+        masks = _segmentations(segs, int(h), int(w), f"{where} (video {video_id})")
         track = Track(
             masks=masks,
             score=float(pred["score"]),

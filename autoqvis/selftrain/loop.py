@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from autoqvis.config import Config, TrainingConfig
+from autoqvis.config import Config, TrainingConfig, config_to_dict
 from autoqvis.engine import dist
 from autoqvis.engine.data import ClipSource
 from autoqvis.engine.run import train_stage
@@ -142,7 +142,10 @@ class SelfTrainRun:
             folder / "selection.json",
             folder / "training_set.json",
         )
-        if train_path.is_file() and labels_path.is_file() and stats_path.is_file():
+        settings_path = folder / "selection_settings.json"
+        settings = config_to_dict(self.cfg)["selection"]
+        reuse = settings_path.is_file() and load_json(settings_path) == settings
+        if reuse and train_path.is_file() and labels_path.is_file() and stats_path.is_file():
             labels = load_ytvis(labels_path, check_frames=False).tracks
             return (
                 labels,
@@ -170,6 +173,7 @@ class SelfTrainRun:
             )
             save_ytvis(training_set, train_path)
             atomic_write_json(stats_path, stats.to_json())
+            atomic_write_json(settings_path, settings)
         dist.barrier()
         return labels, stats, training_set
 
@@ -213,6 +217,21 @@ class SelfTrainRun:
         for k in range(1, self.cfg.selection.num_rounds + 1):
             predictions = self.pseudo_label(k, model)
             labels, stats, training_set = self.select_and_fuse(k, predictions, labels)
+            if not training_set.videos:
+                log.warning(
+                    "round %d: no video kept %d selected frames (see round_%d/selection.json); the round keeps the "
+                    "previous model. Lower selection.quality_min or train the initial stage longer.",
+                    k,
+                    self.cfg.selection.min_eligible_frames,
+                    k,
+                )
+                rows.append(
+                    {
+                        **self._row(f"round {k}", model, stats, evaluate),
+                        "note": "no pseudo-labels kept; previous model",
+                    }
+                )
+                continue
             start = m0 if self.cfg.selection.reset_each_round else model
             model = self.retrain(k, training_set, start)
             rows.append(self._row(f"round {k}", model, stats, evaluate))

