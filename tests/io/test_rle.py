@@ -48,3 +48,15 @@ def test_to_compressed_accepts_uncompressed_polygons_and_checks_size():
         rle.to_compressed({"size": [10, 12], "counts": [5, 5]}, 10, 12)
     with pytest.raises(ValueError, match="must be a polygon list"):
         rle.to_compressed("nonsense", 10, 12)
+
+
+def test_atomic_files_get_the_usual_permissions(tmp_path):
+    import os
+    import stat
+
+    from autoqvis.io.atomic import atomic_write_text
+
+    path = atomic_write_text(tmp_path / "a.txt", "x")
+    mask = os.umask(0)
+    os.umask(mask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~mask
