@@ -49,3 +49,12 @@ def shared_data(*parts: str) -> Path:
 @pytest.fixture
 def fixtures_dir() -> Path:
     return fixture_root()
+
+
+def fixture_params(read) -> list:
+    """Values to parametrize over, read from the fixture folder by ``read()``; when the default folder is absent,
+    one skipped case instead (a folder named by AUTOQVIS_FIXTURES that is incomplete still fails)."""
+    try:
+        return list(read())
+    except pytest.skip.Exception as err:
+        return [pytest.param(None, marks=pytest.mark.skip(reason=str(err)))]

@@ -11,7 +11,7 @@ from autoqvis.losses.criterion import build_criterion
 from autoqvis.model import VideoMaskFormer, load_weights, spec_from_reference_config
 from autoqvis.model.vis import ModelSpec
 from autoqvis.structures import Clip
-from tests.conftest import fixture_file
+from tests.conftest import fixture_file, fixture_params
 from tests.losses.test_parity import Replay, _draws, _training_config
 
 TOL = {"atol": 1e-4, "rtol": 1e-4}
@@ -57,7 +57,7 @@ def _clips():
     return sorted(clips)
 
 
-@pytest.mark.parametrize("clip", _clips())
+@pytest.mark.parametrize("clip", fixture_params(_clips))
 def test_eval_tensors_and_postprocessing(eval_tensors, clip):
     meta = _eval_meta()["clips"][clip]
     E = {k[len(clip) + 1 :]: v for k, v in eval_tensors.items() if k.startswith(clip + ".")}
@@ -122,10 +122,7 @@ def _batch_clips(T: dict) -> list[Clip]:
     return clips
 
 
-@pytest.mark.parametrize(
-    "cfg",
-    sorted(json.loads(fixture_file("video_maskformer_small", "train_meta.json").read_text())["configs"]),
-)
+@pytest.mark.parametrize("cfg", fixture_params(lambda: sorted(_train_meta()["configs"])))
 def test_training_forward_losses_and_gradients(train_tensors, cfg):
     meta = _train_meta()["configs"][cfg]
     training = _training_config(meta)

@@ -17,7 +17,7 @@ from autoqvis.model.build import load_model
 from autoqvis.model.decoder import QualityHead
 from autoqvis.model.msdeform import ms_deform_attn_core, ms_deform_attn_reference
 from autoqvis.structures import Clip
-from tests.conftest import fixture_file
+from tests.conftest import fixture_file, fixture_params
 
 
 def _official_configs() -> dict:
@@ -26,9 +26,7 @@ def _official_configs() -> dict:
     return data
 
 
-@pytest.mark.parametrize(
-    "name", sorted(json.loads(fixture_file("video_maskformer_r50_keys.json").read_text()))
-)
+@pytest.mark.parametrize("name", fixture_params(lambda: sorted(_official_configs())))
 def test_full_preset_keys_shapes_and_trainability_equal_the_official_list(name):
     official = _official_configs()[name]
     entries = official["state_dict"]
