@@ -3,7 +3,7 @@
 Discovery (MaskCut with the offline DINOv2-S features) on still photos, ImageCut2Video, the initial stage with
 the quality head, two self-training rounds on unlabeled videos and the confidence-only ablation, each model
 scored on held-out videos (YouTube-VIS AP/AR, DAVIS J&F, quality correlation); writes ``OUT/report.html``.
-Default about 10 minutes on 2 CPU cores, ``--quick`` about 2. A rerun continues where it stopped.
+Default about 10 minutes on 2 CPU cores, ``--quick`` about 1. A rerun continues where it stopped.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--out", type=Path, default=Path("runs/demo"), help="output folder (default runs/demo)"
     )
-    parser.add_argument("--quick", action="store_true", help="a smaller world and shorter training (~2 min)")
+    parser.add_argument("--quick", action="store_true", help="a smaller world and shorter training (about 1 min)")
     parser.add_argument("--seed", type=int, default=0, help="random seed of the generated world")
     parser.add_argument("--config", action="append", default=[], metavar="FILE", help="YAML config deltas")
     parser.add_argument(
