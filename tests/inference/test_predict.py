@@ -95,3 +95,24 @@ def test_predict_errors_are_clear(tmp_path, model_dir, capsys):
         main(["predict", str(tmp_path), "--weights", str(tmp_path / "nope"), "--out", str(tmp_path / "o")])
         == 2
     )
+
+
+def test_predict_on_an_mp4_file(model_dir, tmp_path):
+    import av
+
+    path = tmp_path / "clip.mp4"
+    video = render_video(np.random.default_rng(1), WorldConfig(height=48, width=64, num_frames=5))
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for frame in video.frames:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        container.mux(stream.encode(None))
+    out = tmp_path / "out"
+    assert (
+        main(["predict", str(path), "--weights", str(model_dir), "--out", str(out), "--short-side", "48"])
+        == 0
+    )
+    results = json.loads((out / "predictions.json").read_text())
+    assert results and all(len(r["segmentations"]) == 5 for r in results)
+    assert (out / "overlays" / "clip.mp4").is_file()

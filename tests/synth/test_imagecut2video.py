@@ -151,3 +151,50 @@ def test_train_on_imagecut2video_clips(pseudo, tmp_path):
     ]
     assert main(args) == 0
     assert (tmp_path / "run" / "model" / "model.safetensors").is_file()
+
+
+def test_train_on_a_youtube_vis_video_dataset(pseudo, tmp_path):
+    out = tmp_path / "syn"
+    assert (
+        main(
+            [
+                "synthesize",
+                "--masks",
+                str(pseudo),
+                "--out",
+                str(out),
+                "--num",
+                "3",
+                "--preview",
+                "0",
+                "--set",
+                "synthesis.short_sides=[96]",
+            ]
+        )
+        == 0
+    )
+    args = [
+        "train",
+        "--out",
+        str(tmp_path / "run"),
+        "--videos",
+        str(out / "synthetic.json"),
+        "--frames-root",
+        str(out / "frames"),
+        "--set",
+        "model.preset=tiny",
+        "--set",
+        "training.max_iters=2",
+        "--set",
+        "training.batch_size=2",
+        "--set",
+        "training.num_points=256",
+        "--set",
+        "synthesis.short_sides=[96]",
+        "--set",
+        "synthesis.crop_min=80",
+        "--set",
+        "synthesis.crop_max=96",
+    ]
+    assert main(args) == 0
+    assert (tmp_path / "run" / "model" / "model.json").is_file()
