@@ -17,8 +17,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--out", type=Path, default=Path("runs/demo"), help="output folder (default runs/demo)"
     )
-    parser.add_argument("--quick", action="store_true", help="a smaller world and shorter training (about 1 min)")
+    parser.add_argument(
+        "--quick", action="store_true", help="a smaller world and shorter training (about 1 min)"
+    )
     parser.add_argument("--seed", type=int, default=0, help="random seed of the generated world")
+    parser.add_argument("--videos", type=Path, help="run on your own videos instead of the generated world")
+    parser.add_argument(
+        "--gt", type=Path, help="with --videos: YouTube-VIS ground truth of held-out videos to score"
+    )
+    parser.add_argument("--gt-frames", type=Path, help="frames root of --gt")
+    parser.add_argument("--every", type=int, default=5, help="with --videos: discovery on every k-th frame")
     parser.add_argument("--config", action="append", default=[], metavar="FILE", help="YAML config deltas")
     parser.add_argument(
         "--set",
@@ -35,6 +43,22 @@ def run(args: argparse.Namespace) -> int:
 
     start = time.perf_counter()
     out = args.out if args.out != Path("runs/demo") or not args.quick else Path("runs/demo-quick")
-    run_demo(out, quick=args.quick, seed=args.seed, overrides=args.overrides, config_files=args.config)
+    if bool(args.gt) != bool(args.gt_frames):
+        from autoqvis.errors import DataError
+
+        raise DataError(
+            "--gt and --gt-frames go together (the ground-truth JSON and the folder its file names are in)"
+        )
+    run_demo(
+        out,
+        quick=args.quick,
+        seed=args.seed,
+        overrides=args.overrides,
+        config_files=args.config,
+        videos=args.videos,
+        gt=args.gt,
+        gt_frames=args.gt_frames,
+        every=args.every,
+    )
     print(f"demo finished in {time.perf_counter() - start:.0f} s; open {out / 'report.html'}")
     return 0

@@ -174,6 +174,27 @@ def ensure_dinov2_weights() -> Path:
     return path
 
 
+def discover_video_frames(videos: Path, every: int, out: Path, cfg: Config, weights: Path) -> Path:
+    """MaskCut on every ``every``-th frame of the user's videos (the frames are saved beside the JSON)."""
+    from autoqvis.discover.run import discover, video_items
+    from autoqvis.discover.vit import load_vit
+
+    path = out / "pseudo_masks.json"
+    if path.is_file():
+        return path
+    frames_root = (out / "pseudo_masks.frames").resolve()
+    d = dataclasses.replace(cfg.discovery, weights=str(weights))
+    discover(
+        video_items(videos, every, frames_root),
+        path,
+        d,
+        load_vit(d.arch, weights),
+        source=f"videos:{videos.resolve()}:{every}",
+        frames_root=frames_root,
+    )
+    return path
+
+
 def discover_stills(stills: Path, out: Path, cfg: Config, weights: Path) -> Path:
     from autoqvis.discover.run import discover, image_items, write_preview
     from autoqvis.discover.vit import load_vit
@@ -274,7 +295,13 @@ def run_demo(
     seed: int = 0,
     overrides: list[str] | None = None,
     config_files: list[str] | None = None,
+    videos: str | Path | None = None,
+    gt: str | Path | None = None,
+    gt_frames: str | Path | None = None,
+    every: int = 5,
 ) -> list[dict]:
+    """The demo on the generated world, or with ``videos`` on the user's own footage (``gt`` + ``gt_frames``:
+    an optional YouTube-VIS ground truth of held-out videos for scoring; without it nothing is scored)."""
     from autoqvis.io.video import find_videos
     from autoqvis.selftrain.loop import SelfTrainRun
     from autoqvis.selftrain.videos import cache_videos
@@ -283,6 +310,8 @@ def run_demo(
 
     out = Path(out)
     plan = DemoPlan.quick() if quick else DemoPlan()
+    if videos is not None:  # real footage: a larger working resolution (short side 160)
+        plan = dataclasses.replace(plan, height=160, width=213)
     cfg = demo_config(plan, overrides, config_files)
     save_config(cfg, out)
     print(f"autoqvis demo ({'quick' if quick else 'default'}): {plan.describe()}")
@@ -295,15 +324,28 @@ def run_demo(
     def done(name: str):
         timings[name] = time.perf_counter() - timings[name]
 
-    stage("1/6 generate the world")
-    paths = make_world(out / "data", plan, seed)
-    done("1/6 generate the world")
+    if videos is None:
+        stage("1/6 generate the world")
+        paths = make_world(out / "data", plan, seed)
+        done("1/6 generate the world")
+    else:
+        stage("1/6 your videos")
+        paths = {
+            "unlabeled": Path(videos),
+            "gt": Path(gt) if gt else None,
+            "test": Path(gt_frames) if gt_frames else None,
+        }
+        paths["stills"] = out / "discovery" / "pseudo_masks.frames"
+        done("1/6 your videos")
 
-    stage("2/6 discover objects in the stills (MaskCut, DINOv2-S)")
+    stage("2/6 discover objects (MaskCut, DINOv2-S)")
     weights = ensure_dinov2_weights()
     cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, vit_weights=str(weights)))
-    pseudo = discover_stills(paths["stills"], out / "discovery", cfg, weights)
-    done("2/6 discover objects in the stills (MaskCut, DINOv2-S)")
+    if videos is None:
+        pseudo = discover_stills(paths["stills"], out / "discovery", cfg, weights)
+    else:
+        pseudo = discover_video_frames(Path(videos), every, out / "discovery", cfg, weights)
+    done("2/6 discover objects (MaskCut, DINOv2-S)")
 
     stage("3/6 synthesize clips (ImageCut2Video)")
     synthetic = ImageCut2Video(
@@ -318,6 +360,9 @@ def run_demo(
 
     def evaluate(model_dir: Path) -> dict:
         return evaluate_model(model_dir, gt_path, test_root, cfg)
+
+    if gt_path is None:
+        evaluate = None
 
     stage("4-5/6 initial stage (M0) and two self-training rounds")
     videos, _ = cache_videos(find_videos(paths["unlabeled"]), out / "selftrain", None)
@@ -338,12 +383,14 @@ def run_demo(
     all_rows = rows + ablation_rows
     table = _table(all_rows)
     print(table)
-    final = rows[-1]["metrics"]
-    line = (
-        f"quality predictor (final model, test videos): Spearman with the true IoU {final['spearman_quality']:.3f} "
-        f"(quality Q = score x predicted IoU) vs {final['spearman_confidence']:.3f} (confidence alone); paper: 0.57 vs 0.42"
-    )
-    print(line)
+    final = rows[-1].get("metrics")
+    if final:
+        print(
+            f"quality predictor (final model, test videos): Spearman with the true IoU {final['spearman_quality']:.3f} "
+            f"(quality Q = score x predicted IoU) vs {final['spearman_confidence']:.3f} (confidence alone); paper: 0.57 vs 0.42"
+        )
+    else:
+        print("no ground truth given: models are not scored (pass --gt and --gt-frames to score them)")
     report_path = _report(out, all_rows, cfg, main_run, plan, timings)
     done("6/6 report")
     atomic_write_json(
@@ -391,13 +438,14 @@ def _report(out: Path, rows: list[dict], cfg: Config, run, plan: DemoPlan, timin
         )
         for r in rows
     ]
-    final = rows[
-        [r["model"] for r in rows].index("round 2") if "round 2" in [r["model"] for r in rows] else -1
-    ]["metrics"]
-    samples = final["samples"]
-    q, s, true, area = (np.asarray(samples[k], float) for k in ("quality", "confidence", "true_iou", "area"))
-    quality = None
-    if len(q) > 1:
+    names = [r["model"] for r in rows]
+    final = rows[names.index("round 2") if "round 2" in names else -1].get("metrics")
+    quality, quality_by_round = None, {}
+    if final and len(final["samples"]["quality"]) > 1:
+        samples = final["samples"]
+        q, s, true, area = (
+            np.asarray(samples[k], float) for k in ("quality", "confidence", "true_iou", "area")
+        )
         by_size = calibration_by_size(q, true, area, (cfg.evaluation.area_small, cfg.evaluation.area_large))
         quality = QualityAnalysis(
             predicted=q,
@@ -411,6 +459,18 @@ def _report(out: Path, rows: list[dict], cfg: Config, run, plan: DemoPlan, timin
                 {"name": n, **{k: v for k, v in b.items() if k != "bins"}} for n, b in by_size.items()
             ],
         )
+    else:  # no ground truth: the distribution of Q over the pseudo-labelling predictions of each round
+        for k in range(1, cfg.selection.num_rounds + 1):
+            values = []
+            for path in sorted((run.out / f"round_{k}" / "predictions").glob("*.json")):
+                for t in json.loads(path.read_text()):
+                    values += [
+                        t["score"] * v
+                        for v, m in zip(t["predicted_iou"] or [], t["masks"], strict=False)
+                        if m
+                    ]
+            if values:
+                quality_by_round[f"round {k}"] = np.asarray(values)
     funnels = {}
     for k in range(1, cfg.selection.num_rounds + 1):
         path = run.out / f"round_{k}" / "selection.json"
@@ -434,6 +494,8 @@ def _report(out: Path, rows: list[dict], cfg: Config, run, plan: DemoPlan, timin
         models=models,
         config_yaml=yaml.safe_dump(config_to_dict(cfg), sort_keys=False),
         quality=quality,
+        quality_by_round=quality_by_round,
+        quality_threshold=cfg.selection.quality_min,
         funnels=funnels,
         gallery=[GalleryItem(title, qv, gif) for title, qv, gif in gallery],
         loss_curves=curves,

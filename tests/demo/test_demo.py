@@ -42,3 +42,39 @@ def test_quick_demo_end_to_end(tmp_path, monkeypatch, capsys):
     stamp = (out / "selftrain" / "m0" / "model" / "model.safetensors").stat().st_mtime_ns
     assert main(["demo", "--quick", "--out", str(out)]) == 0
     assert (out / "selftrain" / "m0" / "model" / "model.safetensors").stat().st_mtime_ns == stamp
+
+
+def test_demo_on_your_own_videos_without_ground_truth(tmp_path, monkeypatch, capsys):
+    import shutil
+
+    from tests.conftest import shared_data
+
+    monkeypatch.setenv("AUTOQVIS_HOME", str(tmp_path / "home"))
+    src = shared_data("davis2016-dev", "JPEGImages", "480p")
+    for seq in ("blackswan", "dog"):
+        (tmp_path / "videos" / seq).mkdir(parents=True)
+        for t in range(6):
+            shutil.copy(src / seq / f"{t:05d}.jpg", tmp_path / "videos" / seq / f"{t:05d}.jpg")
+    out = tmp_path / "mine"
+    args = [
+        "demo",
+        "--quick",
+        "--videos",
+        str(tmp_path / "videos"),
+        "--every",
+        "3",
+        "--out",
+        str(out),
+        "--set",
+        "training.max_iters=6",
+        "--set",
+        "selection.round_iters=4",
+        "--set",
+        "selection.quality_min=0",
+    ]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "no ground truth given" in printed
+    assert (out / "discovery" / "pseudo_masks.json").is_file()
+    assert (out / "selftrain" / "round_2" / "pseudo_labels.json").is_file()
+    assert "Quality of the pseudo-labels" in (out / "report.html").read_text()
