@@ -315,14 +315,15 @@ def run_demo(
     cfg = demo_config(plan, overrides, config_files)
     save_config(cfg, out)
     print(f"autoqvis demo ({'quick' if quick else 'default'}): {plan.describe()}")
-    timings: dict[str, float] = {}
+    timings: dict[str, float] = {}  # finished stages: seconds
+    started: dict[str, float] = {}
 
     def stage(name: str):
         print(f"== {name}")
-        timings[name] = time.perf_counter()
+        started[name] = time.perf_counter()
 
     def done(name: str):
-        timings[name] = time.perf_counter() - timings[name]
+        timings[name] = time.perf_counter() - started[name]
 
     if videos is None:
         stage("1/6 generate the world")
