@@ -12,6 +12,8 @@ import argparse
 import time
 from pathlib import Path
 
+from autoqvis.commands.common import add_config_arguments
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
@@ -27,15 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--gt-frames", type=Path, help="frames root of --gt")
     parser.add_argument("--every", type=int, default=5, help="with --videos: discovery on every k-th frame")
-    parser.add_argument("--config", action="append", default=[], metavar="FILE", help="YAML config deltas")
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config value",
-    )
+    add_config_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:

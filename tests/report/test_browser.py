@@ -40,7 +40,9 @@ def test_demo_report_renders_in_headless_chromium(tmp_path, monkeypatch):
     html = dom.stdout
     source = report.read_text()
     assert html.count("<img") == source.count("<img")  # every image of the file is in the rendered page
-    assert html.count('src="data:image/png') >= 3  # at least the AP chart, the quality figure, the loss curves
+    assert (
+        html.count('src="data:image/png') >= 3
+    )  # at least the AP chart, the quality figure, the loss curves
     if "Pseudo-labelled clips" in source:
         assert 'src="data:image/gif' in html
     shot = tmp_path / "report.png"
