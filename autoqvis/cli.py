@@ -19,7 +19,7 @@ from autoqvis.errors import AutoqvisError
 # (command name, module under autoqvis.commands, one-line help), in the order `--help` lists them
 COMMANDS: list[tuple[str, str, str]] = [
     ("config", "config", "print the resolved configuration"),
-    ("demo", "demo", "run the main job on a generated example and write a report"),
+    ("demo", "demo", "the whole method on a generated world (or your videos), with a report"),
     ("discover", "discover", "MaskCut pseudo-masks for a folder of images or videos"),
     ("synthesize", "synthesize", "ImageCut2Video clips from images + pseudo-masks, with previews"),
     ("weights", "weights", "import offline DINOv2 weights; inspect a checkpoint"),
