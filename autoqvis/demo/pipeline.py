@@ -48,8 +48,8 @@ class DemoPlan:
     height: int = 96
     width: int = 128
     stills: int = 48
-    unlabeled_videos: int = 8
-    test_videos: int = 6
+    unlabeled_videos: int = 24
+    test_videos: int = 10
     frames: int = 12
     m0_iters: int = 500
     round_iters: int = 250
