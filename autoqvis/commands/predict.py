@@ -50,14 +50,13 @@ def run(args: argparse.Namespace) -> int:
     videos = find_videos(args.input)
     dist.init_from_env(torch.device(args.device))
     model = load_model(args.weights, preset=args.preset or cfg.model.preset, device=args.device)
-    inf = cfg.inference
-    options = PredictOptions(
-        window=inf.window if args.window is None else args.window,
-        overlap=inf.overlap if args.overlap is None else args.overlap,
-        short_side=inf.short_side if args.short_side is None else args.short_side,
-        max_size=inf.max_size,
-        top_k=inf.top_k if args.top_k is None else args.top_k,
-        device=args.device,
+    options = PredictOptions.from_config(
+        cfg.inference,
+        args.device,
+        window=args.window,
+        overlap=args.overlap,
+        short_side=args.short_side,
+        top_k=args.top_k,
     )
     rank, world = dist.rank(), dist.world_size()
     if rank == 0:

@@ -91,13 +91,7 @@ def _evaluator(cfg, args):
     def evaluate(model_dir: Path) -> dict:
         model = load_model(model_dir, device=args.device)
         inf = cfg.inference
-        options = PredictOptions(
-            window=inf.window,
-            overlap=inf.overlap,
-            short_side=inf.short_side,
-            top_k=inf.top_k,
-            device=args.device,
-        )
+        options = PredictOptions.from_config(inf, args.device)
         predictions = {}
         for info in gt.videos:
             source = FrameList(

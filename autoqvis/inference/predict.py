@@ -49,6 +49,19 @@ class PredictOptions:
     device: str = "cpu"
     max_png_tracks: int = 20
 
+    @classmethod
+    def from_config(cls, inf, device: str = "cpu", **overrides) -> PredictOptions:
+        """Options from an :class:`~autoqvis.config.InferenceConfig`; ``overrides`` that are not None win."""
+        values = dict(
+            window=inf.window,
+            overlap=inf.overlap,
+            short_side=inf.short_side,
+            max_size=inf.max_size,
+            top_k=inf.top_k,
+        )
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(device=device, **values)
+
 
 def window_segmenter(
     model, options: PredictOptions, output_hw: tuple[int, int]

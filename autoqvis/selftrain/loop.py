@@ -102,14 +102,7 @@ class SelfTrainRun:
         folder = self.out / f"round_{k}" / "predictions"
         model = load_model(model_dir, device=self.device)
         inf = self.cfg.inference
-        options = PredictOptions(
-            window=inf.window,
-            overlap=inf.overlap,
-            short_side=inf.short_side,
-            max_size=inf.max_size,
-            top_k=self.cfg.selection.top_k,
-            device=self.device,
-        )
+        options = PredictOptions.from_config(inf, self.device, top_k=self.cfg.selection.top_k)
         todo = [v for i, v in enumerate(self.videos.videos) if i % dist.world_size() == dist.rank()]
         with progress_bar(f"round {k}: pseudo-label", total=len(todo), enabled=dist.is_main()) as bar:
             for info in todo:
