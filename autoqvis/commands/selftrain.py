@@ -6,8 +6,10 @@
 DIR: video files or frame folders. Synthetic clips for the initial stage and for mixing: ImageCut2Video clips
 from ``--synthetic-masks`` (MaskCut pseudo-masks of your frames or images) and/or ``--world N`` (procedural
 demo-world clips). ``--val GT.json --val-frames DIR`` scores every model. ``--init`` starts the initial stage from a checkpoint (VideoCutLER or AutoQ-VIS);
-``--skip-initial`` uses ``--init`` as M0 directly. With ``--val`` every model is scored (YouTube-VIS AP/AR).
-Each round writes ``RUN/round_k/`` (predictions, pseudo-labels, selection counts, model); rerunning the same
+``--skip-initial`` uses ``--init`` as M0 directly. With ``--val`` every model is scored (YouTube-VIS AP/AR,
+DAVIS-2017 unsupervised J&F, quality-vs-true-IoU correlation) and the best by ``selection.select_metric`` is the
+selected model (``RUN/best.json``; without ``--val``: the last round). Each round writes ``RUN/round_k/``
+(predictions, pseudo-labels, selection counts, model); ``RUN/report.html`` shows it all. Rerunning the same
 command continues where it stopped.
 """
 
@@ -44,6 +46,8 @@ def run(args: argparse.Namespace) -> int:
     from autoqvis.engine import dist
     from autoqvis.engine.sources import synthetic_source, world_source
     from autoqvis.io.video import find_videos
+    from autoqvis.report.run import write_run_report
+    from autoqvis.selftrain.evaluate import ModelEvaluator
     from autoqvis.selftrain.loop import SelfTrainRun
     from autoqvis.selftrain.videos import cache_videos
 
@@ -67,51 +71,43 @@ def run(args: argparse.Namespace) -> int:
     if args.synthetic_masks:
         synthetic.append(synthetic_source(args.synthetic_masks, args.synthetic_images, cfg))
     run = SelfTrainRun(cfg, args.out, videos, synthetic, args.device)
-    evaluate = _evaluator(cfg, args) if args.val else None
+    evaluate = ModelEvaluator(args.val, args.val_frames, cfg, args.device) if args.val else None
     if args.skip_initial:
         run.initial_stage = lambda init=None: Path(args.init)  # M0 given
     rows = run.run(init=args.init, evaluate=evaluate)
     if dist.is_main():
         _print_table(rows)
+        best = next(r for r in rows if r.get("best"))
+        why = (
+            f"best {cfg.selection.select_metric} on --val"
+            if args.val
+            else "the last round; no --val to choose by"
+        )
+        print(f"selected model: {best['model']} ({why}): {best['path']}")
+        page = write_run_report(
+            args.out / "report.html",
+            rows,
+            cfg,
+            run,
+            f"autoqvis selftrain: {args.videos.name}",
+            notes=[
+                f"{len(videos.videos)} unlabeled videos from {args.videos}",
+                "scored on " + (str(args.val) if args.val else "nothing (no --val given)"),
+            ],
+        )
+        print(f"report: {page}")
         if report:
             print(report.summary())
     dist.shutdown()
     return 0
 
 
-def _evaluator(cfg, args):
-    from autoqvis.api import load_model
-    from autoqvis.eval.ytvis import evaluate_tracks
-    from autoqvis.inference.predict import PredictOptions, segment_video
-    from autoqvis.io.video import FrameList
-    from autoqvis.io.ytvis import load_ytvis
-
-    gt = load_ytvis(args.val, frames_root=args.val_frames)
-
-    def evaluate(model_dir: Path) -> dict:
-        model = load_model(model_dir, device=args.device)
-        inf = cfg.inference
-        options = PredictOptions.from_config(inf, args.device)
-        predictions = {}
-        for info in gt.videos:
-            source = FrameList(
-                name=info.name or str(info.id),
-                short_side=inf.short_side,
-                max_size=inf.max_size,
-                paths=gt.frame_paths(info.id),
-            )
-            predictions[info.id] = segment_video(model, source, options).tracks
-        result = evaluate_tracks(gt.tracks, predictions)
-        return {k: (None if v != v else v) for k, v in result.metrics.items()}
-
-    return evaluate
-
-
 def _print_table(rows: list[dict]) -> None:
     keys = ("AP", "AP50", "AP75", "AR10")
     print(f"{'model':22s} " + " ".join(f"{k:>6s}" for k in keys) + "  pseudo-labels")
     for row in rows:
-        m = row.get("metrics") or {}
+        m = (row.get("metrics") or {}).get("ytvis") or {}
         values = " ".join(f"{m[k]:6.2f}" if m.get(k) is not None else "     -" for k in keys)
-        print(f"{row['model']:22s} {values}  {row.get('pseudo_labels', '-')}")
+        mark = " (selected)" if row.get("best") else ""
+        print(f"{row['model']:22s} {values}  {row.get('pseudo_labels', '-')}{mark}")
     print("per-round details: summary.json and round_k/selection.json in the run folder")

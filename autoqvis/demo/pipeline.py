@@ -18,22 +18,20 @@ Stages (each resumable; a rerun of ``autoqvis demo`` continues where it stopped)
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import yaml
 from PIL import Image
 
-from autoqvis.config import Config, config_to_dict, load_config, save_config
+from autoqvis.config import Config, load_config, save_config
 from autoqvis.demo.world import WorldConfig, render_image, render_video
 from autoqvis.errors import CheckpointError
 from autoqvis.io import rle
 from autoqvis.io.atomic import atomic_write_json
-from autoqvis.io.ytvis import YTVISDataset, load_ytvis, save_ytvis
+from autoqvis.io.ytvis import YTVISDataset, save_ytvis
 from autoqvis.structures import Track, VideoInfo
 
 __all__ = ["DemoPlan", "run_demo"]
@@ -49,7 +47,7 @@ class DemoPlan:
     width: int = 128
     stills: int = 48
     unlabeled_videos: int = 24
-    test_videos: int = 10
+    test_videos: int = 40
     frames: int = 12
     m0_iters: int = 500
     round_iters: int = 250
@@ -84,6 +82,7 @@ def demo_config(
     deltas = [
         "model.preset=tiny",
         "model.backbone=vit",
+        "model.vit_image_stem=true",
         "discovery.arch=dinov2_vits14_imgfocus",
         "discovery.features=tokens",
         "discovery.fixed_size=224",
@@ -219,73 +218,6 @@ def discover_stills(stills: Path, out: Path, cfg: Config, weights: Path) -> Path
 
 
 # ---------------------------------------------------------------------------------------------------
-# evaluation of one model on the test videos
-
-
-def evaluate_model(model_dir: Path, gt_path: Path, frames_root: Path, cfg: Config) -> dict:
-    """YouTube-VIS metrics, DAVIS-2017 unsupervised J&F and per-frame quality samples of one model."""
-    from autoqvis.api import load_model
-    from autoqvis.eval.davis import DavisResult, evaluate_sequence_unsupervised
-    from autoqvis.eval.quality import pearson, spearman
-    from autoqvis.eval.ytvis import evaluate_tracks, track_ious
-    from autoqvis.inference.predict import PredictOptions, segment_video
-    from autoqvis.io.video import FrameList
-
-    gt = load_ytvis(gt_path, frames_root=frames_root)
-    model = load_model(model_dir)
-    inf = cfg.inference
-    options = PredictOptions(short_side=inf.short_side, top_k=inf.top_k)
-    predictions, davis = {}, DavisResult("2017-unsupervised")
-    q_all, s_all, true_all, area_all = [], [], [], []
-    for info in gt.videos:
-        source = FrameList(name=info.name, short_side=inf.short_side, paths=gt.frame_paths(info.id))
-        tracks = segment_video(model, source, options).tracks
-        predictions[info.id] = tracks
-        hw = (info.height, info.width)
-        gt_ids = np.zeros((info.length, *hw), np.uint8)
-        for k, g in enumerate(gt.tracks[info.id]):
-            for t, m in enumerate(g.masks):
-                if m is not None:
-                    gt_ids[t][rle.decode(m)] = k + 1
-        proposals = np.zeros_like(gt_ids)
-        for k in reversed(range(min(len(tracks), 20))):
-            for t, m in enumerate(tracks[k].masks):
-                if m is not None:
-                    proposals[t][rle.decode(m)] = k + 1
-        davis.objects.extend(evaluate_sequence_unsupervised(info.name, gt_ids, proposals))
-        if tracks and gt.tracks[info.id] and tracks[0].predicted_iou is not None:
-            best = track_ious(gt.tracks[info.id], tracks).argmax(axis=1)
-            for track, g in zip(tracks, best, strict=True):
-                g_track = gt.tracks[info.id][g]
-                for t, m in enumerate(track.masks):
-                    if m is None or rle.area(m) == 0:
-                        continue
-                    a, b = (
-                        rle.decode(m),
-                        (
-                            rle.decode(g_track.masks[t])
-                            if g_track.masks[t] is not None
-                            else np.zeros(hw, bool)
-                        ),
-                    )
-                    true_all.append(float((a & b).sum() / max((a | b).sum(), 1)))
-                    q_all.append(track.score * track.predicted_iou[t])
-                    s_all.append(track.score)
-                    area_all.append(float(a.sum()))
-    ytvis = evaluate_tracks(gt.tracks, predictions)
-    summary = davis.summary()
-    return {
-        "ytvis": {k: (None if v != v else v) for k, v in ytvis.metrics.items()},
-        "jf": 100 * summary["J&F-Mean"] if summary else None,
-        "spearman_quality": spearman(q_all, true_all),
-        "spearman_confidence": spearman(s_all, true_all),
-        "pearson_quality": pearson(q_all, true_all),
-        "pearson_confidence": pearson(s_all, true_all),
-        "samples": {"quality": q_all, "confidence": s_all, "true_iou": true_all, "area": area_all},
-    }
-
-
-# ---------------------------------------------------------------------------------------------------
 # the whole job
 
 
@@ -299,17 +231,21 @@ def run_demo(
     gt: str | Path | None = None,
     gt_frames: str | Path | None = None,
     every: int = 5,
+    plan: DemoPlan | None = None,
 ) -> list[dict]:
     """The demo on the generated world, or with ``videos`` on the user's own footage (``gt`` + ``gt_frames``:
     an optional YouTube-VIS ground truth of held-out videos for scoring; without it nothing is scored)."""
     from autoqvis.io.video import find_videos
-    from autoqvis.selftrain.loop import SelfTrainRun
+    from autoqvis.report.run import write_run_report
+    from autoqvis.selftrain.evaluate import ModelEvaluator
+    from autoqvis.selftrain.loop import SelfTrainRun, summary_row
     from autoqvis.selftrain.videos import cache_videos
     from autoqvis.synth.imagecut2video import ImageCut2Video, PseudoMaskImages
     from autoqvis.synth.write import write_previews
 
     out = Path(out)
-    plan = DemoPlan.quick() if quick else DemoPlan()
+    if plan is None:
+        plan = DemoPlan.quick() if quick else DemoPlan()
     if videos is not None:  # real footage: a larger working resolution (short side 160)
         plan = dataclasses.replace(plan, height=160, width=213)
     cfg = demo_config(plan, overrides, config_files)
@@ -359,11 +295,7 @@ def run_demo(
 
     gt_path, test_root = paths["gt"], paths["test"]
 
-    def evaluate(model_dir: Path) -> dict:
-        return evaluate_model(model_dir, gt_path, test_root, cfg)
-
-    if gt_path is None:
-        evaluate = None
+    evaluate = ModelEvaluator(gt_path, test_root, cfg) if gt_path is not None else None
 
     stage("4-5/6 initial stage (M0) and two self-training rounds")
     videos, _ = cache_videos(find_videos(paths["unlabeled"]), out / "selftrain", None)
@@ -378,10 +310,13 @@ def run_demo(
     ablation_rows = ablation.run(evaluate=evaluate)[1:]
     for r in ablation_rows:
         r["model"] = f"confidence-only, {r['model']}"
+
     done("4-5/6 initial stage (M0) and two self-training rounds")
 
     stage("6/6 report")
     all_rows = rows + ablation_rows
+    for r in all_rows:  # the demo scores on its test videos: no model is "selected" on them
+        r.pop("best", None)
     table = _table(all_rows)
     print(table)
     final = rows[-1].get("metrics")
@@ -392,17 +327,25 @@ def run_demo(
         )
     else:
         print("no ground truth given: models are not scored (pass --gt and --gt-frames to score them)")
-    report_path = _report(out, all_rows, cfg, main_run, plan, timings)
+    report_path = write_run_report(
+        out / "report.html",
+        all_rows,
+        cfg,
+        main_run,
+        "autoqvis demo: unsupervised video instance segmentation on a generated world",
+        notes=[
+            plan.describe(),
+            "Ground-truth tracks of the test videos are used for scoring only; no stage sees them.",
+            "Wall time per stage (this invocation; resumed stages take ~0 s): "
+            + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items()),
+        ],
+    )
     done("6/6 report")
     atomic_write_json(
         out / "results.json",
         {
             "plan": dataclasses.asdict(plan),
-            "rows": [
-                {k: v for k, v in r.items() if k != "metrics"}
-                | {"metrics": {k: v for k, v in (r.get("metrics") or {}).items() if k != "samples"}}
-                for r in all_rows
-            ],
+            "rows": [summary_row(r) for r in all_rows],
             "seconds": timings,
         },
     )
@@ -424,130 +367,3 @@ def _table(rows: list[dict]) -> str:
             f"{r['model']:34s} {f(y.get('AP'))} {f(y.get('AP50'))} {f(y.get('AP75'))} {f(y.get('AR10'))} {f(m.get('jf'))}  {r.get('pseudo_labels', '-')}"
         )
     return "\n".join(lines)
-
-
-def _report(out: Path, rows: list[dict], cfg: Config, run, plan: DemoPlan, timings: dict) -> Path:
-    from autoqvis.eval.quality import calibration_by_size
-    from autoqvis.report.html import GalleryItem, ModelRow, QualityAnalysis, RunReport, render_report
-
-    models = [
-        ModelRow(
-            r["model"],
-            metrics=(r.get("metrics") or {}).get("ytvis"),
-            jf=(r.get("metrics") or {}).get("jf"),
-            pseudo_labels=r.get("pseudo_labels"),
-        )
-        for r in rows
-    ]
-    names = [r["model"] for r in rows]
-    final = rows[names.index("round 2") if "round 2" in names else -1].get("metrics")
-    quality, quality_by_round = None, {}
-    if final and len(final["samples"]["quality"]) > 1:
-        samples = final["samples"]
-        q, s, true, area = (
-            np.asarray(samples[k], float) for k in ("quality", "confidence", "true_iou", "area")
-        )
-        by_size = calibration_by_size(q, true, area, (cfg.evaluation.area_small, cfg.evaluation.area_large))
-        quality = QualityAnalysis(
-            predicted=q,
-            confidence=s,
-            true_iou=true,
-            spearman_quality=final["spearman_quality"],
-            spearman_confidence=final["spearman_confidence"],
-            pearson_quality=final["pearson_quality"],
-            pearson_confidence=final["pearson_confidence"],
-            calibration=[
-                {"name": n, **{k: v for k, v in b.items() if k != "bins"}} for n, b in by_size.items()
-            ],
-        )
-    else:  # no ground truth: the distribution of Q over the pseudo-labelling predictions of each round
-        for k in range(1, cfg.selection.num_rounds + 1):
-            values = []
-            for path in sorted((run.out / f"round_{k}" / "predictions").glob("*.json")):
-                for t in json.loads(path.read_text()):
-                    values += [
-                        t["score"] * v
-                        for v, m in zip(t["predicted_iou"] or [], t["masks"], strict=False)
-                        if m
-                    ]
-            if values:
-                quality_by_round[f"round {k}"] = np.asarray(values)
-    funnels = {}
-    for k in range(1, cfg.selection.num_rounds + 1):
-        path = run.out / f"round_{k}" / "selection.json"
-        if path.is_file():
-            stats = json.loads(path.read_text())
-            funnels[f"round {k}"] = [
-                (name, stats[name]["objects"])
-                for name in ("predicted", "nms", "score", "quality", "min_frames", "fused", "eligible")
-            ]
-    curves = {}
-    for name, folder in [("M0", run.out / "m0")] + [
-        (f"round {k}", run.out / f"round_{k}") for k in range(1, cfg.selection.num_rounds + 1)
-    ]:
-        metrics = folder / "metrics.jsonl"
-        if metrics.is_file():
-            lines = [json.loads(x) for x in metrics.read_text().splitlines() if x.strip()]
-            curves[name] = ([x["iteration"] for x in lines], [x["total"] for x in lines])
-    gallery = _gallery(run, cfg)
-    report = RunReport(
-        title="autoqvis demo: unsupervised video instance segmentation on a generated world",
-        models=models,
-        config_yaml=yaml.safe_dump(config_to_dict(cfg), sort_keys=False),
-        quality=quality,
-        quality_by_round=quality_by_round,
-        quality_threshold=cfg.selection.quality_min,
-        funnels=funnels,
-        gallery=[GalleryItem(title, qv, gif) for title, qv, gif in gallery],
-        loss_curves=curves,
-        notes=[
-            plan.describe(),
-            "Ground-truth tracks of the test videos are used for scoring only; no stage sees them.",
-            "Wall time per stage (this invocation; resumed stages take ~0 s): "
-            + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items()),
-        ],
-    )
-    return render_report(report, out / "report.html")
-
-
-def _gallery(run, cfg: Config) -> list[tuple[str, float, bytes]]:
-    """Pseudo-labelled clips of the last round, best and worst by mean quality, as animated GIFs."""
-    import io
-
-    from autoqvis.io.davis import DAVIS_PALETTE
-    from autoqvis.io.video import read_image
-
-    k = cfg.selection.num_rounds
-    path = run.out / f"round_{k}" / "pseudo_labels.json"
-    if not path.is_file():
-        return []
-    labels = load_ytvis(path, frames_root=run.videos.frames_root, check_frames=False)
-    scored = []
-    for info in labels.videos:
-        tracks = labels.tracks[info.id]
-        qs = [
-            t.score * v
-            for t in tracks
-            if t.predicted_iou
-            for v, m in zip(t.predicted_iou, t.masks, strict=True)
-            if m is not None
-        ]
-        if qs:
-            scored.append((float(np.mean(qs)), info))
-    scored.sort(key=lambda x: -x[0])
-    chosen = scored[:2] + scored[-2:] if len(scored) > 4 else scored
-    items = []
-    for quality, info in chosen:
-        frames = []
-        for t, p in enumerate(run.videos.frame_paths(info.id)):
-            img = read_image(p).astype(np.float32)
-            for j, track in enumerate(labels.tracks[info.id]):
-                m = track.masks[t]
-                if m is not None:
-                    mask = rle.decode(m)
-                    img[mask] = 0.5 * img[mask] + 0.5 * DAVIS_PALETTE[j + 1]
-            frames.append(Image.fromarray(img.astype(np.uint8)))
-        buf = io.BytesIO()
-        frames[0].save(buf, format="GIF", save_all=True, append_images=frames[1:], duration=250, loop=0)
-        items.append((info.name, quality, buf.getvalue()))
-    return items

@@ -34,7 +34,14 @@ from autoqvis.io.video import VideoSource, open_video
 from autoqvis.io.ytvis import load_json
 from autoqvis.structures import Track, VideoInfo, VideoTracks
 
-__all__ = ["PredictOptions", "predict_videos", "segment_video", "write_davis_masks", "write_overlay"]
+__all__ = [
+    "PredictOptions",
+    "id_map",
+    "predict_videos",
+    "segment_video",
+    "write_davis_masks",
+    "write_overlay",
+]
 
 log = logging.getLogger("autoqvis")
 
@@ -129,7 +136,8 @@ def results_json(video_tracks: VideoTracks, video_id: int) -> list[dict]:
     ]
 
 
-def _id_map(tracks: list[Track], t: int, hw: tuple[int, int], max_tracks: int) -> np.ndarray:
+def id_map(tracks: list[Track], t: int, hw: tuple[int, int], max_tracks: int = 20) -> np.ndarray:
+    """Frame ``t`` of ``tracks`` as an id map: track k is painted with k + 1, the first track on top."""
     ids = np.zeros(hw, np.uint8)
     for k in reversed(range(min(len(tracks), max_tracks))):  # best score painted last, on top
         m = tracks[k].masks[t]
@@ -142,7 +150,7 @@ def write_davis_masks(video_tracks: VideoTracks, folder: Path, max_tracks: int =
     info = video_tracks.video
     for t in range(info.length):
         write_mask_png(
-            folder / f"{t:05d}.png", _id_map(video_tracks.tracks, t, (info.height, info.width), max_tracks)
+            folder / f"{t:05d}.png", id_map(video_tracks.tracks, t, (info.height, info.width), max_tracks)
         )
 
 

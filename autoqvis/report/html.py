@@ -30,6 +30,7 @@ class ModelRow:
     metrics: dict[str, float] | None = None  # YTVIS metrics x100
     jf: float | None = None  # DAVIS J&F x100
     pseudo_labels: int | None = None  # pseudo-label tracks the model was trained on
+    best: bool = False  # the model the run selected (by the validation metric, else the last round)
 
 
 @dataclass
@@ -132,7 +133,8 @@ def _table(models: Sequence[ModelRow]) -> str:
     for m in models:
         cells = [_fmt((m.metrics or {}).get(k)) for k in TABLE_KEYS]
         cells += [_fmt(m.jf), "–" if m.pseudo_labels is None else str(m.pseudo_labels)]
-        rows.append(f"<tr><td>{html.escape(m.name)}</td>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+        name = html.escape(m.name) + (" <strong>(selected)</strong>" if m.best else "")
+        rows.append(f"<tr><td>{name}</td>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
     return _section("Models", "<table>" + head + "".join(rows) + "</table>")
 
 

@@ -10,8 +10,10 @@
 Everything a round produces lives in ``round_k/``: ``predictions/<video>.json`` (one per video, written as
 soon as the video is done), ``pseudo_labels.json`` (YouTube-VIS, with per-frame ``selected`` flags),
 ``training_set.json`` (eligible frames only), ``selection.json`` (counts after each step), the training run
-(``last.pt``, ``metrics.jsonl``, ``model/``) and ``metrics.json`` when a validation set is given. A rerun
-continues from the last finished unit: a finished video, a finished selection, a training checkpoint.
+(``last.pt``, ``metrics.jsonl``, ``model/``) and ``metrics.json`` when a validation set is given. The run
+folder gets ``summary.json`` (one row per model) and ``best.json``: the model to use, the best by
+``selection.select_metric`` on the validation set (M0 included), else the last round. A rerun continues from
+the last finished unit: a finished video, a finished selection, a training checkpoint.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from autoqvis.engine.run import train_stage
 from autoqvis.io.atomic import atomic_write_json
 from autoqvis.io.ytvis import YTVISDataset, load_json, load_ytvis, save_ytvis
 from autoqvis.progress import progress_bar
+from autoqvis.selftrain.evaluate import metric_value, pick_best
 from autoqvis.selftrain.fuse import fuse_labels, replace_labels
 from autoqvis.selftrain.pseudo_label import (
     SelectionStats,
@@ -39,7 +42,7 @@ from autoqvis.selftrain.pseudo_label import (
 )
 from autoqvis.structures import Track
 
-__all__ = ["SelfTrainRun", "round_training_config"]
+__all__ = ["SelfTrainRun", "round_training_config", "summary_row"]
 
 log = logging.getLogger("autoqvis")
 
@@ -228,8 +231,24 @@ class SelfTrainRun:
             start = m0 if self.cfg.selection.reset_each_round else model
             model = self.retrain(k, training_set, start)
             rows.append(self._row(f"round {k}", model, stats, evaluate))
+        best = pick_best(rows, self.cfg.selection.select_metric)
+        rows[best]["best"] = True
         if dist.is_main():
-            atomic_write_json(self.out / "summary.json", rows)
+            atomic_write_json(self.out / "summary.json", [summary_row(r) for r in rows])
+            atomic_write_json(
+                self.out / "best.json",
+                {
+                    "model": rows[best]["model"],
+                    "path": rows[best]["path"],
+                    "metric": self.cfg.selection.select_metric if evaluate is not None else None,
+                    "value": metric_value(rows[best].get("metrics"), self.cfg.selection.select_metric),
+                    "rule": (
+                        f"highest {self.cfg.selection.select_metric} on the validation set"
+                        if evaluate is not None
+                        else "no validation set: the last round"
+                    ),
+                },
+            )
         return rows
 
     def _row(self, name: str, model: Path, stats: SelectionStats | None, evaluate) -> dict:
@@ -246,6 +265,14 @@ class SelfTrainRun:
                 if dist.is_main():
                     atomic_write_json(cache, row["metrics"])
         return row
+
+
+def summary_row(row: dict) -> dict:
+    """``row`` without the per-frame evaluation samples (they stay in the round's ``metrics.json``)."""
+    metrics = row.get("metrics")
+    if not metrics:
+        return row
+    return row | {"metrics": {k: v for k, v in metrics.items() if k != "samples"}}
 
 
 def _track_json(t: Track) -> dict:

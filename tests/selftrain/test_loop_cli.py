@@ -99,7 +99,17 @@ def test_two_rounds_end_to_end_and_resume_after_sigkill(data, tmp_path):
     straight = tmp_path / "straight"
     done = subprocess.run(_cmd(data, straight), capture_output=True, text=True, cwd=Path(__file__).parents[2])
     assert done.returncode == 0, done.stderr[-2000:]
-    assert "round 2" in done.stdout and "AP50" in done.stdout
+    assert "round 2" in done.stdout and "AP50" in done.stdout and "selected model:" in done.stdout
+    summary = json.loads((straight / "summary.json").read_text())
+    best = json.loads((straight / "best.json").read_text())
+    ap50 = [r["metrics"]["ytvis"]["AP50"] for r in summary]
+    assert best["metric"] == "AP50" and best["value"] == max(ap50)
+    assert [r["model"] for r in summary if r.get("best")] == [best["model"]]
+    assert "samples" not in summary[0]["metrics"]  # they stay in the round's metrics.json
+    page = (straight / "report.html").read_text()
+    assert (
+        "(selected)" in page and "selection funnel" in page and "Quality predictor" in page and "<img" in page
+    )
     for k in (1, 2):
         r = straight / f"round_{k}"
         for name in (

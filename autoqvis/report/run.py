@@ -1,0 +1,154 @@
+"""``report.html`` of a self-training run (``autoqvis selftrain`` and ``autoqvis demo``): everything is read
+from the run folder (``round_k/``) and the rows :meth:`SelfTrainRun.run` returned."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import yaml
+from PIL import Image
+
+from autoqvis.config import Config, config_to_dict
+from autoqvis.io import rle
+from autoqvis.io.ytvis import load_ytvis
+from autoqvis.report.html import GalleryItem, ModelRow, QualityAnalysis, RunReport, render_report
+
+__all__ = ["write_run_report"]
+
+FUNNEL_STEPS = ("predicted", "nms", "score", "quality", "min_frames", "fused", "eligible")
+
+
+def write_run_report(
+    path: str | Path, rows: list[dict], cfg: Config, run, title: str, notes: list[str] | None = None
+) -> Path:
+    """The report of ``run`` (a :class:`~autoqvis.selftrain.loop.SelfTrainRun`); ``rows`` may include rows of
+    other runs (the demo's confidence-only ablation). The quality scatter uses the last round's scores on the
+    validation set; without one, the distribution of Q in each round's pseudo-labelling predictions."""
+    models = [
+        ModelRow(
+            r["model"],
+            metrics=(r.get("metrics") or {}).get("ytvis"),
+            jf=(r.get("metrics") or {}).get("jf"),
+            pseudo_labels=r.get("pseudo_labels"),
+            best=bool(r.get("best")),
+        )
+        for r in rows
+    ]
+    names = [r["model"] for r in rows]
+    last = f"round {cfg.selection.num_rounds}"
+    final = rows[names.index(last) if last in names else -1].get("metrics")
+    report = RunReport(
+        title=title,
+        models=models,
+        config_yaml=yaml.safe_dump(config_to_dict(cfg), sort_keys=False),
+        quality=_quality(final, cfg),
+        quality_by_round={} if final else _quality_by_round(run, cfg),
+        quality_threshold=cfg.selection.quality_min,
+        funnels=_funnels(run, cfg),
+        gallery=[GalleryItem(*item) for item in _gallery(run, cfg)],
+        loss_curves=_loss_curves(run, cfg),
+        notes=list(notes or []),
+    )
+    return render_report(report, path)
+
+
+def _rounds(cfg: Config) -> range:
+    return range(1, cfg.selection.num_rounds + 1)
+
+
+def _quality(metrics: dict | None, cfg: Config) -> QualityAnalysis | None:
+    from autoqvis.eval.quality import calibration_by_size
+
+    if not metrics or len((metrics.get("samples") or {}).get("quality", [])) < 2:
+        return None
+    samples = metrics["samples"]
+    q, s, true, area = (np.asarray(samples[k], float) for k in ("quality", "confidence", "true_iou", "area"))
+    by_size = calibration_by_size(q, true, area, (cfg.evaluation.area_small, cfg.evaluation.area_large))
+    return QualityAnalysis(
+        predicted=q,
+        confidence=s,
+        true_iou=true,
+        spearman_quality=metrics["spearman_quality"],
+        spearman_confidence=metrics["spearman_confidence"],
+        pearson_quality=metrics["pearson_quality"],
+        pearson_confidence=metrics["pearson_confidence"],
+        calibration=[{"name": n, **{k: v for k, v in b.items() if k != "bins"}} for n, b in by_size.items()],
+    )
+
+
+def _quality_by_round(run, cfg: Config) -> dict[str, np.ndarray]:
+    """Q of every non-empty predicted mask in each round's pseudo-labelling predictions."""
+    out = {}
+    for k in _rounds(cfg):
+        values = []
+        for path in sorted((run.out / f"round_{k}" / "predictions").glob("*.json")):
+            for t in json.loads(path.read_text()):
+                values += [
+                    t["score"] * v for v, m in zip(t["predicted_iou"] or [], t["masks"], strict=False) if m
+                ]
+        if values:
+            out[f"round {k}"] = np.asarray(values)
+    return out
+
+
+def _funnels(run, cfg: Config) -> dict[str, list[tuple[str, int]]]:
+    funnels = {}
+    for k in _rounds(cfg):
+        path = run.out / f"round_{k}" / "selection.json"
+        if path.is_file():
+            stats = json.loads(path.read_text())
+            funnels[f"round {k}"] = [(name, stats[name]["objects"]) for name in FUNNEL_STEPS]
+    return funnels
+
+
+def _loss_curves(run, cfg: Config) -> dict[str, tuple[list[int], list[float]]]:
+    curves = {}
+    folders = [("M0", run.out / "m0")] + [(f"round {k}", run.out / f"round_{k}") for k in _rounds(cfg)]
+    for name, folder in folders:
+        metrics = folder / "metrics.jsonl"
+        if metrics.is_file():
+            lines = [json.loads(x) for x in metrics.read_text().splitlines() if x.strip()]
+            curves[name] = ([x["iteration"] for x in lines], [x["total"] for x in lines])
+    return curves
+
+
+def _gallery(run, cfg: Config, per_end: int = 2) -> list[tuple[str, float, bytes]]:
+    """Pseudo-labelled clips of the last round, best and worst by mean quality, as animated GIFs."""
+    from autoqvis.io.davis import DAVIS_PALETTE
+    from autoqvis.io.video import read_image
+
+    path = run.out / f"round_{cfg.selection.num_rounds}" / "pseudo_labels.json"
+    if not path.is_file():
+        return []
+    labels = load_ytvis(path, frames_root=run.videos.frames_root, check_frames=False)
+    scored = []
+    for info in labels.videos:
+        qs = [
+            t.score * v
+            for t in labels.tracks[info.id]
+            if t.predicted_iou
+            for v, m in zip(t.predicted_iou, t.masks, strict=True)
+            if m is not None
+        ]
+        if qs:
+            scored.append((float(np.mean(qs)), info))
+    scored.sort(key=lambda x: -x[0])
+    chosen = scored[:per_end] + scored[-per_end:] if len(scored) > 2 * per_end else scored
+    items = []
+    for quality, info in chosen:
+        frames = []
+        for t, p in enumerate(run.videos.frame_paths(info.id)):
+            img = read_image(p).astype(np.float32)
+            for j, track in enumerate(labels.tracks[info.id]):
+                m = track.masks[t]
+                if m is not None:
+                    mask = rle.decode(m)
+                    img[mask] = 0.5 * img[mask] + 0.5 * DAVIS_PALETTE[j + 1]
+            frames.append(Image.fromarray(img.astype(np.uint8)))
+        buf = io.BytesIO()
+        frames[0].save(buf, format="GIF", save_all=True, append_images=frames[1:], duration=250, loop=0)
+        items.append((info.name or str(info.id), quality, buf.getvalue()))
+    return items
