@@ -101,6 +101,8 @@ class ModelConfig:
     vit_arch: str = "dinov2_vits14_imgfocus"
     vit_weights: str | None = None  # ViT weights file (default: the weights cache)
     freeze_vit: bool = True  # a frozen ViT runs without autograd
+    # a small trainable conv stem on the image added to the stride-4/8 maps: edges the stride-16 tokens lack
+    vit_image_stem: bool = False
 
 
 @dataclass(frozen=True)
@@ -164,7 +166,8 @@ class SelectionConfig:
     freeze_quality_head: bool = True  # ablation: train the head during self-training
     droploss: bool = True  # ablation: vanilla mask loss
     mix_prob: float = 0.5  # probability that a batch comes from the pseudo-labelled real videos
-    select_metric: str = "AP50"  # with a labelled validation set: keep the best round by this metric
+    # with a labelled validation set: the best model (M0 or a round) by this metric is reported as the result
+    select_metric: Literal["AP", "AP50", "AP75", "AR1", "AR10", "JF"] = "AP50"
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ MaskCut per frame (first mask), M0, round 1 and round 2, with the top-scoring tr
 separately, the best-matching of the top 20 tracks (DAVIS-2017 unsupervised matching).
 
     python bench/davis.py [--out runs/bench_davis] [--short-side 160] [--m0-iters 400] [--round-iters 200]
+        [--quality-min 0.5] [--no-image-stem]
 """
 
 from __future__ import annotations
@@ -60,6 +61,17 @@ def main() -> None:
     parser.add_argument("--short-side", type=int, default=160)
     parser.add_argument("--m0-iters", type=int, default=400)
     parser.add_argument("--round-iters", type=int, default=200)
+    parser.add_argument(
+        "--quality-min",
+        type=float,
+        default=0.5,
+        help="pseudo-label threshold tau on Q (paper 0.75; at 0.75 the small M0 keeps about one object)",
+    )
+    parser.add_argument(
+        "--no-image-stem",
+        action="store_true",
+        help="the ViT backbone without the image stem (stride-16 tokens only)",
+    )
     args = parser.parse_args()
 
     from autoqvis.api import load_model
@@ -78,6 +90,8 @@ def main() -> None:
         [
             "model.preset=tiny",
             "model.backbone=vit",
+            f"model.vit_image_stem={str(not args.no_image_stem).lower()}",
+            f"selection.quality_min={args.quality_min}",
             "discovery.arch=dinov2_vits14_imgfocus",
             "discovery.features=tokens",
             f"synthesis.short_sides=[{s}]",
@@ -163,7 +177,10 @@ def main() -> None:
         rows[name] = per
     times["evaluation"] = time.perf_counter() - start
 
-    print(f"DAVIS-2016 protocol on {len(seqs)} sequences of {args.root} (x100); model input short side {s}")
+    print(
+        f"DAVIS-2016 protocol on {len(seqs)} sequences of {args.root} (x100); model input short side {s}; "
+        f"image stem {'off' if args.no_image_stem else 'on'}; tau {args.quality_min}"
+    )
     for mode in ("top", "best"):
         print(
             f"-- foreground = {'top-scoring track' if mode == 'top' else 'best-matching of the top 20 tracks'}"

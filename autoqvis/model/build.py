@@ -109,6 +109,8 @@ def build_model(
         spec = dataclasses.replace(
             spec, backbone=model_cfg.backbone, vit_arch=model_cfg.vit_arch, freeze_vit=model_cfg.freeze_vit
         )
+    if model_cfg is not None and model_cfg.vit_image_stem != spec.vit_image_stem:
+        spec = dataclasses.replace(spec, vit_image_stem=model_cfg.vit_image_stem)
     training_cfg = config.training
     if spec.quality_head is None and not training_cfg.freeze_quality_head:
         training_cfg = dataclasses.replace(training_cfg, freeze_quality_head=True)  # no head, no quality loss

@@ -53,6 +53,9 @@ class ModelSpec:
     backbone: str = "resnet"  # resnet | vit (then vit_arch through a simple feature pyramid)
     vit_arch: str = "dinov2_vits14_imgfocus"
     freeze_vit: bool = True
+    # backbone=vit: add a small trainable conv stem on the image to the stride-4 and stride-8 maps (the ViT's
+    # tokens alone are stride 16: at low resolution masks come out blobby)
+    vit_image_stem: bool = False
     extra: dict = field(default_factory=dict, compare=False)
 
     def to_json(self) -> dict:
@@ -103,7 +106,7 @@ class VideoMaskFormer(nn.Module):
         if backbone is None and spec.backbone == "vit":
             from autoqvis.model.vit_backbone import ViTBackbone
 
-            backbone = ViTBackbone(spec.vit_arch, frozen=spec.freeze_vit)
+            backbone = ViTBackbone(spec.vit_arch, frozen=spec.freeze_vit, image_stem=spec.vit_image_stem)
         elif backbone is None:
             backbone = ResNet(
                 spec.depth, spec.stem_out_channels, spec.width_per_group, spec.res2_out_channels

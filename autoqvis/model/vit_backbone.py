@@ -5,7 +5,10 @@ gives one map of last-layer tokens at stride 16 (the input is resized by patch/1
 also lands on stride 16); transposed convs and a max-pool turn it into ``res2..res5`` (strides 4, 8, 16, 32)
 for the pixel decoder. A frozen ViT runs without autograd, so training never back-propagates through it.
 
-Keys: ``vit.*`` (the ViT's own names) and ``pyramid.res{2..5}.*``.
+With ``image_stem``, a small trainable conv stem on the image adds stride-4 and stride-8 detail to ``res2`` and
+``res3`` (the tokens alone give blobby masks at low resolution).
+
+Keys: ``vit.*`` (the ViT's own names), ``pyramid.res{2..5}.*`` and, with the stem, ``stem.*``.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ class ViTBackbone(nn.Module):
         weights: str | None = None,
         out_channels: tuple[int, int, int, int] | None = None,
         frozen: bool = True,
+        image_stem: bool = False,
     ):
         super().__init__()
         self.vit = load_vit(arch, weights) if weights else build_vit(arch)
@@ -55,6 +59,27 @@ class ViTBackbone(nn.Module):
                 "res5": nn.Sequential(nn.MaxPool2d(2), nn.Conv2d(D, c5, 1), _norm(c5)),
             }
         )
+        # optional image stem: two stride-2 convs give stride-4 detail, a third stride 8; each adds to the
+        # pyramid's map through a 1x1 projection
+        self.stem = (
+            nn.ModuleDict(
+                {
+                    "s4": nn.Sequential(
+                        nn.Conv2d(3, 32, 3, 2, 1),
+                        _norm(32),
+                        nn.GELU(),
+                        nn.Conv2d(32, 64, 3, 2, 1),
+                        _norm(64),
+                        nn.GELU(),
+                    ),
+                    "s8": nn.Sequential(nn.Conv2d(64, 128, 3, 2, 1), _norm(128), nn.GELU()),
+                    "res2": nn.Sequential(nn.Conv2d(64, c2, 1), _norm(c2)),
+                    "res3": nn.Sequential(nn.Conv2d(128, c3, 1), _norm(c3)),
+                }
+            )
+            if image_stem
+            else None
+        )
         self.frozen = frozen
         if frozen:
             self.vit.requires_grad_(False)
@@ -78,4 +103,9 @@ class ViTBackbone(nn.Module):
             tokens = self.vit.get_intermediate_layers(x.float(), n=1)[0]
         first = 1 + self.vit.num_register_tokens
         grid = tokens[:, first:].transpose(1, 2).reshape(B, -1, h, w)
-        return {name: layer(grid) for name, layer in self.pyramid.items()}
+        out = {name: layer(grid) for name, layer in self.pyramid.items()}
+        if self.stem is not None:
+            s4 = self.stem["s4"](images)
+            out["res2"] = out["res2"] + self.stem["res2"](s4)
+            out["res3"] = out["res3"] + self.stem["res3"](self.stem["s8"](s4))
+        return out

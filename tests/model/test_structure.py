@@ -185,11 +185,19 @@ def test_weights_inspect_command(tmp_path, capsys):
     assert main(["weights", "inspect", str(tmp_path / "nope.pth"), "--preset", "tiny"]) == 2
 
 
-def test_vit_backbone_pyramid_frozen_and_trainable_parts():
+@pytest.mark.parametrize("image_stem", [False, True])
+def test_vit_backbone_pyramid_frozen_and_trainable_parts(image_stem, tmp_path):
     from autoqvis.model.vis import ModelSpec
     from autoqvis.model.vit_backbone import ViTBackbone
 
-    spec = ModelSpec(**{**PRESETS["tiny"].to_json(), "backbone": "vit", "vit_arch": "dino_vits16"})
+    spec = ModelSpec(
+        **{
+            **PRESETS["tiny"].to_json(),
+            "backbone": "vit",
+            "vit_arch": "dino_vits16",
+            "vit_image_stem": image_stem,
+        }
+    )
     torch.manual_seed(0)
     model = VideoMaskFormer(spec, criterion=build_criterion(TrainingConfig(num_points=64)))
     assert isinstance(model.backbone, ViTBackbone)
@@ -211,5 +219,13 @@ def test_vit_backbone_pyramid_frozen_and_trainable_parts():
     loss.backward()
     assert all(p.grad is None for p in model.backbone.vit.parameters())
     assert all(p.grad is not None for p in model.backbone.pyramid.parameters())
+    stem_keys = [k for k in model.state_dict() if k.startswith("backbone.stem.")]
+    assert bool(stem_keys) == image_stem
+    if image_stem:
+        assert all(p.grad is not None for p in model.backbone.stem.parameters())
     out = model.eval().inference(frames)
     assert out.masks.shape[1:] == (3, 64, 96)
+    save_model(model, tmp_path / "m")  # the stem is part of the saved spec and weights
+    again = load_model(tmp_path / "m")
+    assert again.spec.vit_image_stem == image_stem
+    torch.testing.assert_close(again.eval().inference(frames).scores, out.scores)
