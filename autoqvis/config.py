@@ -117,7 +117,9 @@ class TrainingConfig:
     clip_grad_norm: float = 0.01  # full-model gradient-norm clipping
     warmup_iters: int = 10
     warmup_factor: float = 1.0  # linear warm-up starts at this factor (official 1.0: no warm-up in effect)
-    schedule: Literal["constant", "step"] = "constant"
+    # constant (official; STEPS at the last iteration), step (at ``steps``), cosine (1 -> 0 over max_iters:
+    # every stage, self-training rounds included, ends annealed; steadier short CPU runs)
+    schedule: Literal["constant", "step", "cosine"] = "constant"
     steps: tuple[int, ...] = ()
     gamma: float = 0.1
     amp: Literal["off", "bf16", "fp16"] = "off"

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Iterable
 
 import torch
@@ -66,12 +67,18 @@ def clip_full_model(params: Iterable[torch.nn.Parameter], max_norm: float) -> to
 
 
 def lr_factor(iteration: int, cfg: TrainingConfig) -> float:
-    """Multiplier of the base learning rates at ``iteration`` (0-based): warm-up x step decay."""
+    """Multiplier of the base learning rates at ``iteration`` (0-based): warm-up x decay (none, the official
+    steps, or a cosine from 1 to 0 over ``max_iters``)."""
     warmup = 1.0
     if iteration < cfg.warmup_iters:
         alpha = iteration / cfg.warmup_iters
         warmup = cfg.warmup_factor * (1 - alpha) + alpha
-    decay = cfg.gamma ** sum(iteration >= s for s in cfg.steps) if cfg.schedule == "step" else 1.0
+    if cfg.schedule == "step":
+        decay = cfg.gamma ** sum(iteration >= s for s in cfg.steps)
+    elif cfg.schedule == "cosine":
+        decay = 0.5 * (1 + math.cos(math.pi * min(iteration / max(cfg.max_iters, 1), 1.0)))
+    else:
+        decay = 1.0
     return warmup * decay
 
 

@@ -1,5 +1,6 @@
 """The training loop's mechanics on a toy model with the VideoMaskFormer interface (fast)."""
 
+import dataclasses
 import json
 
 import pytest
@@ -125,3 +126,16 @@ def test_optimizer_groups_follow_the_official_rules(tmp_path):
     assert groups["head.weight"]["lr"] == pytest.approx(1e-2)
     assert groups["norm.weight"]["weight_decay"] == 0.0  # no decay on norms
     assert groups["head.weight"]["weight_decay"] == 0.05
+
+
+def test_learning_rate_schedules():
+    from autoqvis.engine.optim import lr_factor
+
+    base = TrainingConfig(max_iters=100, warmup_iters=10, warmup_factor=0.001)
+    assert lr_factor(0, base) == pytest.approx(0.001) and lr_factor(10, base) == 1.0
+    assert lr_factor(99, base) == 1.0  # constant: the official schedule (its step is at the last iteration)
+    step = dataclasses.replace(base, schedule="step", steps=(50, 80), gamma=0.1)
+    assert [lr_factor(i, step) for i in (49, 50, 80)] == pytest.approx([1.0, 0.1, 0.01])
+    cosine = dataclasses.replace(base, schedule="cosine", warmup_iters=0)
+    assert [lr_factor(i, cosine) for i in (0, 50, 100)] == pytest.approx([1.0, 0.5, 0.0], abs=1e-12)
+    assert lr_factor(100, cosine) <= lr_factor(99, cosine) < lr_factor(98, cosine)
