@@ -7,7 +7,7 @@ Stages (each resumable; a rerun of ``autoqvis demo`` continues where it stopped)
    held-out test videos whose ground truth is used for scoring only;
 2. discovery: MaskCut with the offline DINOv2 ViT-S/14 features on the stills;
 3. ImageCut2Video clips from the stills and their pseudo-masks;
-4. M0: the VIS model (frozen DINOv2-S backbone through a feature pyramid, small decoder) trained jointly with
+4. M0: the VIS model (frozen DINOv2-S backbone through a feature pyramid plus an image stem, small decoder) trained jointly with
    the quality head on the synthetic clips;
 5. two self-training rounds on the unlabeled videos with quality-guided selection, and the confidence-only
    ablation from the same M0;
@@ -69,7 +69,7 @@ class DemoPlan:
     def describe(self) -> str:
         return (
             f"{self.stills} stills, {self.unlabeled_videos} unlabeled + {self.test_videos} test videos of "
-            f"{self.frames} frames at {self.height}x{self.width}; tiny decoder on a frozen DINOv2-S backbone; "
+            f"{self.frames} frames at {self.height}x{self.width}; tiny decoder on a frozen DINOv2-S backbone with an image stem; "
             f"M0 {self.m0_iters} iterations, {self.round_iters} per round, batch {self.batch_size}"
         )
 
