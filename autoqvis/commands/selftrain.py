@@ -2,6 +2,7 @@
 
     autoqvis discover --videos DIR --every 10 --out RUN/pseudo_masks.json --config configs/offline_dinov2s.yaml
     autoqvis selftrain --videos DIR --synthetic-masks RUN/pseudo_masks.json --out RUN [--init videocutler.pth]
+    autoqvis selftrain --videos DIR --synthetic-images PHOTOS --out RUN --config configs/offline_dinov2s.yaml
 
 DIR: video files or frame folders. Synthetic clips for the initial stage and for mixing: ImageCut2Video clips
 from ``--synthetic-masks`` (MaskCut pseudo-masks of your frames or images) and/or ``--world N`` (procedural
@@ -26,9 +27,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--videos", type=Path, required=True, help="unlabeled videos: files or frame folders")
     parser.add_argument("--out", type=Path, required=True, help="run folder")
     parser.add_argument(
-        "--synthetic-masks", type=Path, help="pseudo-mask JSON (autoqvis discover) for ImageCut2Video"
+        "--synthetic-masks",
+        "--pseudo-masks",
+        type=Path,
+        help="pseudo-mask JSON (autoqvis discover) for ImageCut2Video",
     )
-    parser.add_argument("--synthetic-images", type=Path, help="images root of --synthetic-masks")
+    parser.add_argument(
+        "--synthetic-images",
+        type=Path,
+        help="images for ImageCut2Video: the images root of --synthetic-masks, or alone: MaskCut runs on them "
+        "first (RUN/discovery/pseudo_masks.json, resumable; ViT weights from discovery.weights or the cache)",
+    )
     parser.add_argument("--world", type=int, default=0, metavar="N", help="N procedural synthetic clips")
     parser.add_argument("--init", type=Path, help="initial weights (model folder or official checkpoint)")
     parser.add_argument("--skip-initial", action="store_true", help="use --init as M0 (no initial stage)")
@@ -52,10 +61,11 @@ def run(args: argparse.Namespace) -> int:
     from autoqvis.selftrain.videos import cache_videos
 
     cfg = config_from_args(args)
-    if not args.world and not args.synthetic_masks:
+    if not args.world and not args.synthetic_masks and not args.synthetic_images:
         raise DataError(
-            "self-training mixes in synthetic clips: pass --synthetic-masks pseudo.json (from autoqvis discover on "
-            "your images or video frames) and/or --world N (procedural clips)"
+            "self-training mixes in synthetic clips: pass --synthetic-images DIR (MaskCut runs on them), "
+            "--synthetic-masks pseudo.json (from autoqvis discover on your images or video frames) and/or "
+            "--world N (procedural clips)"
         )
     if args.skip_initial and not args.init:
         raise DataError("--skip-initial needs --init (the M0 model to start from)")
@@ -68,8 +78,11 @@ def run(args: argparse.Namespace) -> int:
     if dist.is_main():
         save_config(cfg, args.out)
     synthetic = [world_source(args.world, cfg)] if args.world else []
-    if args.synthetic_masks:
-        synthetic.append(synthetic_source(args.synthetic_masks, args.synthetic_images, cfg))
+    masks = args.synthetic_masks
+    if masks is None and args.synthetic_images:
+        masks = _discover_images(args.synthetic_images, args.out / "discovery", cfg, args.device)
+    if masks:
+        synthetic.append(synthetic_source(masks, args.synthetic_images, cfg))
     run = SelfTrainRun(cfg, args.out, videos, synthetic, args.device)
     evaluate = ModelEvaluator(args.val, args.val_frames, cfg, args.device) if args.val else None
     if args.skip_initial:
@@ -100,6 +113,29 @@ def run(args: argparse.Namespace) -> int:
             print(report.summary())
     dist.shutdown()
     return 0
+
+
+def _discover_images(images: Path, out: Path, cfg, device: str) -> Path:
+    """MaskCut pseudo-masks of ``images`` (rank 0; the others wait), reused when already there."""
+    from autoqvis.discover.run import discover, image_items
+    from autoqvis.discover.vit import load_vit
+    from autoqvis.engine import dist
+
+    path = out / "pseudo_masks.json"
+    if dist.is_main() and not path.is_file():
+        items = image_items(images)
+        vit = load_vit(cfg.discovery.arch, cfg.discovery.weights, device=device)
+        discover(
+            items,
+            path,
+            cfg.discovery,
+            vit,
+            source=f"images:{images.resolve()}",
+            frames_root=images.resolve(),
+            total=len(items),
+        )
+    dist.barrier()
+    return path
 
 
 def _print_table(rows: list[dict]) -> None:

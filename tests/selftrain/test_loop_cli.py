@@ -131,3 +131,32 @@ def test_two_rounds_end_to_end_and_resume_after_sigkill(data, tmp_path):
     )
     assert finished.returncode == 0, finished.stderr[-2000:]
     assert _result(killed) == _result(straight)
+
+
+def test_selftrain_from_unlabeled_videos_and_plain_images(data, tmp_path):
+    """No pseudo-mask file: MaskCut runs on --synthetic-images first (here a random ViT-S/16), then M0 and a
+    round; no ground truth anywhere, so the last round is the selected model."""
+    import torch
+    from safetensors.torch import save_file
+
+    from autoqvis.discover.vit import build_vit
+
+    torch.manual_seed(0)
+    save_file(build_vit("dino_vits16").state_dict(), tmp_path / "vit.safetensors")
+    images = tmp_path / "photos"
+    images.mkdir()
+    for i, frame in enumerate(sorted((data / "videos" / "v1").glob("*.jpg"))[:3]):
+        (images / f"p{i}.jpg").write_bytes(frame.read_bytes())
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "autoqvis", "selftrain", "--videos", str(data / "videos")]
+    cmd += ["--synthetic-images", str(images), "--out", str(out), "-q"]
+    for s in [*SETTINGS, "selection.num_rounds=1", "discovery.arch=dino_vits16", "discovery.fixed_size=128"]:
+        cmd += ["--set", s]
+    cmd += ["--set", f"discovery.weights={tmp_path / 'vit.safetensors'}", "--set", "discovery.crf=false"]
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=Path(__file__).parents[2])
+    assert done.returncode == 0, done.stderr[-2000:]
+    masks = json.loads((out / "discovery" / "pseudo_masks.json").read_text())
+    assert len(masks["images"]) == 3 and masks["annotations"]
+    best = json.loads((out / "best.json").read_text())
+    assert best["model"] == "round 1" and best["metric"] is None
+    assert "selected model: round 1" in done.stdout and (out / "report.html").is_file()
