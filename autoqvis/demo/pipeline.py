@@ -38,6 +38,11 @@ __all__ = ["DemoPlan", "run_demo"]
 
 log = logging.getLogger("autoqvis")
 
+NOISE_NOTE = (
+    "Read one run with care: retraining with the same settings moves AP50 by 3-6 points on this CPU scale; "
+    "bench/demo_seeds.py gives means and paired differences over seeds (README: what to expect)."
+)
+
 
 @dataclass(frozen=True)
 class DemoPlan:
@@ -319,6 +324,7 @@ def run_demo(
         r.pop("best", None)
     table = _table(all_rows)
     print(table)
+    print(NOISE_NOTE)
     final = rows[-1].get("metrics")
     if final:
         print(
@@ -336,6 +342,7 @@ def run_demo(
         notes=[
             plan.describe(),
             "Ground-truth tracks of the test videos are used for scoring only; no stage sees them.",
+            NOISE_NOTE,
             "Wall time per stage (this invocation; resumed stages take ~0 s): "
             + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items()),
         ],
