@@ -117,23 +117,12 @@ def run(args: argparse.Namespace) -> int:
 
 def _discover_images(images: Path, out: Path, cfg, device: str) -> Path:
     """MaskCut pseudo-masks of ``images`` (rank 0; the others wait), reused when already there."""
-    from autoqvis.discover.run import discover, image_items
-    from autoqvis.discover.vit import load_vit
+    from autoqvis.discover.run import discover_images
     from autoqvis.engine import dist
 
     path = out / "pseudo_masks.json"
     if dist.is_main() and not path.is_file():
-        items = image_items(images)
-        vit = load_vit(cfg.discovery.arch, cfg.discovery.weights, device=device)
-        discover(
-            items,
-            path,
-            cfg.discovery,
-            vit,
-            source=f"images:{images.resolve()}",
-            frames_root=images.resolve(),
-            total=len(items),
-        )
+        discover_images(images, path, cfg.discovery, device)
     dist.barrier()
     return path
 

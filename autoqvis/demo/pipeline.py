@@ -200,24 +200,12 @@ def discover_video_frames(videos: Path, every: int, out: Path, cfg: Config, weig
 
 
 def discover_stills(stills: Path, out: Path, cfg: Config, weights: Path) -> Path:
-    from autoqvis.discover.run import discover, image_items, write_preview
-    from autoqvis.discover.vit import load_vit
+    from autoqvis.discover.run import discover_images, write_preview
 
     path = out / "pseudo_masks.json"
     if path.is_file():
         return path
-    d = dataclasses.replace(cfg.discovery, weights=str(weights))
-    vit = load_vit(d.arch, weights)
-    items = image_items(stills)
-    dataset = discover(
-        items,
-        path,
-        d,
-        vit,
-        source=f"images:{stills.resolve()}",
-        frames_root=stills.resolve(),
-        total=len(items),
-    )
+    dataset = discover_images(stills, path, dataclasses.replace(cfg.discovery, weights=str(weights)))
     write_preview(dataset, stills, out / "pseudo_masks.preview.png", 8)
     return path
 
@@ -315,7 +303,6 @@ def run_demo(
     ablation_rows = ablation.run(evaluate=evaluate)[1:]
     for r in ablation_rows:
         r["model"] = f"confidence-only, {r['model']}"
-
     done("4-5/6 initial stage (M0) and two self-training rounds")
 
     stage("6/6 report")

@@ -41,7 +41,7 @@ from autoqvis.io.video import (
 )
 from autoqvis.progress import progress_bar
 
-__all__ = ["DiscoveryItem", "discover", "image_items", "video_items"]
+__all__ = ["DiscoveryItem", "discover", "discover_images", "image_items", "video_items"]
 
 log = logging.getLogger("autoqvis")
 
@@ -195,6 +195,17 @@ def discover(
     if report:
         log.warning(report.summary())
     return dataset
+
+
+def discover_images(images: str | Path, out: str | Path, cfg: DiscoveryConfig, device: str = "cpu") -> dict:
+    """MaskCut on every image under ``images`` with the ViT ``cfg`` names (weights from ``cfg.weights`` or the
+    cache), resumably; write ``out`` and return the dataset dict."""
+    from autoqvis.discover.vit import load_vit
+
+    root = Path(images).resolve()
+    items = image_items(root)
+    vit = load_vit(cfg.arch, cfg.weights, device=device)
+    return discover(items, out, cfg, vit, source=f"images:{root}", frames_root=root, total=len(items))
 
 
 def _to_coco(entries: list[dict], cfg: DiscoveryConfig, frames_root: str | Path) -> dict:

@@ -105,12 +105,16 @@ def build_model(
         if name not in PRESETS:
             raise CheckpointError(f"unknown model preset {name!r}; choose one of {sorted(PRESETS)}")
         spec = PRESETS[name]
-    if model_cfg is not None and model_cfg.backbone != spec.backbone:
+    if model_cfg is not None and (
+        model_cfg.backbone != spec.backbone or model_cfg.vit_image_stem != spec.vit_image_stem
+    ):
         spec = dataclasses.replace(
-            spec, backbone=model_cfg.backbone, vit_arch=model_cfg.vit_arch, freeze_vit=model_cfg.freeze_vit
+            spec,
+            backbone=model_cfg.backbone,
+            vit_arch=model_cfg.vit_arch,
+            freeze_vit=model_cfg.freeze_vit,
+            vit_image_stem=model_cfg.vit_image_stem,
         )
-    if model_cfg is not None and model_cfg.vit_image_stem != spec.vit_image_stem:
-        spec = dataclasses.replace(spec, vit_image_stem=model_cfg.vit_image_stem)
     training_cfg = config.training
     if spec.quality_head is None and not training_cfg.freeze_quality_head:
         training_cfg = dataclasses.replace(training_cfg, freeze_quality_head=True)  # no head, no quality loss
