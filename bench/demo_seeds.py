@@ -7,7 +7,8 @@ new training seed; ~11 min each on 2 cores; finished seeds are reused) and print
 standard deviation of AP, AP50, AP75, AR10, J&F and the pseudo-labels kept, then the paired differences that
 the paper's claims are about: round k - M0, and quality-guided - confidence-only round k.
 
-    python bench/demo_seeds.py [--seeds 3] [--out runs/demo_seeds] [--quick] [--set key=value ...]
+    python bench/demo_seeds.py [--seeds 3] [--out runs/demo_seeds] [--quick] [--footage real|clean]
+                               [--set key=value ...]
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ KEYS = ("AP", "AP50", "AP75", "AR10")
 def values(row: dict) -> dict[str, float]:
     m = row.get("metrics") or {}
     out = {k: (m.get("ytvis") or {}).get(k) for k in KEYS} | {"J&F": m.get("jf")}
+    out["AP50 alt"] = (m.get("ytvis_alt") or {}).get("AP50")  # the other track ranking (quality)
     out["labels"] = row.get("pseudo_labels")
     return {k: float("nan") if v is None else float(v) for k, v in out.items()}
 
@@ -38,6 +40,7 @@ def main() -> None:
     parser.add_argument("--first-seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("runs/demo_seeds"))
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--footage", choices=("real", "clean"), default="real")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     args = parser.parse_args()
 
@@ -45,12 +48,18 @@ def main() -> None:
     for seed in range(args.first_seed, args.first_seed + args.seeds):
         out = args.out / f"seed_{seed}"
         if not (out / "results.json").is_file():
-            run_demo(out, quick=args.quick, seed=seed, overrides=[f"training.seed={seed}", *args.overrides])
+            run_demo(
+                out,
+                quick=args.quick,
+                seed=seed,
+                footage=args.footage,
+                overrides=[f"training.seed={seed}", *args.overrides],
+            )
         rows = json.loads((out / "results.json").read_text())["rows"]
         runs.append({r["model"]: values(r) for r in rows})
     models = list(runs[0])
-    columns = (*KEYS, "J&F", "labels")
-    print(f"{len(runs)} seeds; mean +- std over seeds")
+    columns = (*KEYS, "J&F", "AP50 alt", "labels")
+    print(f"{len(runs)} seeds; mean +- std over seeds (AP50 alt: tracks ranked by the other score, quality)")
     print(f"{'model':34s} " + " ".join(f"{c:>13s}" for c in columns))
     for name in models:
         cells = []
@@ -62,7 +71,7 @@ def main() -> None:
     def paired(a: str, b: str) -> None:
         if a not in models or b not in models:
             return
-        diffs = {c: np.array([r[a][c] - r[b][c] for r in runs]) for c in (*KEYS, "J&F")}
+        diffs = {c: np.array([r[a][c] - r[b][c] for r in runs]) for c in (*KEYS, "J&F", "AP50 alt")}
         wins = int((diffs["AP50"] > 0).sum())
         print(
             f"{a + ' - ' + b:60s} "

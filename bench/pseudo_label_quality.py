@@ -10,12 +10,13 @@ pseudo-label frame marked ``selected`` reports the IoU with the best-overlapping
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 import numpy as np
 
 from autoqvis.demo.pipeline import DemoPlan
-from autoqvis.demo.world import WorldConfig, render_image, render_video
+from autoqvis.demo.world import render_image, render_video
 from autoqvis.io import rle
 from autoqvis.io.ytvis import load_ytvis
 
@@ -23,7 +24,7 @@ from autoqvis.io.ytvis import load_ytvis
 def true_masks(plan: DemoPlan, seed: int) -> list[np.ndarray]:
     """(N, T, H, W) true masks of each unlabeled video, generated exactly as the demo does."""
     rng = np.random.default_rng(seed)
-    world = WorldConfig(height=plan.height, width=plan.width, num_frames=plan.frames)
+    world = plan.world()
     for _ in range(plan.stills):
         render_image(rng, world)
     return [render_video(rng, world).masks for _ in range(plan.unlabeled_videos)]
@@ -35,9 +36,15 @@ def main() -> None:
     )
     parser.add_argument("run", type=Path)
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, help="the world's seed (default: the run's, else 0)")
     args = parser.parse_args()
     plan = DemoPlan.quick() if args.quick else DemoPlan()
+    results = args.run / "results.json"
+    if results.is_file():  # the run's own plan (sizes, footage) and seed
+        saved = json.loads(results.read_text())
+        plan = DemoPlan(**saved["plan"])
+        args.seed = saved.get("seed", 0) if args.seed is None else args.seed
+    args.seed = args.seed or 0
     truth = true_masks(plan, args.seed)
     print(f"{'run':34s} {'objects':>8s} {'sel. frames':>11s} {'mean IoU':>9s} {'IoU>=0.5':>9s}")
     for name, folder in (("quality-guided", "selftrain"), ("confidence-only", "ablation_confidence")):

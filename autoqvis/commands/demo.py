@@ -23,6 +23,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--quick", action="store_true", help="a smaller world and shorter training (about 1 min)"
     )
     parser.add_argument("--seed", type=int, default=0, help="random seed of the generated world")
+    parser.add_argument(
+        "--footage",
+        choices=("real", "clean"),
+        default="real",
+        help="how the generated videos are captured: 'real' (exposure, white balance, motion blur and "
+        "compression differ from the stills, as real footage differs from a photo collection; default) or "
+        "'clean' (the videos look like the stills)",
+    )
     parser.add_argument("--videos", type=Path, help="run on your own videos instead of the generated world")
     parser.add_argument(
         "--gt", type=Path, help="with --videos: YouTube-VIS ground truth of held-out videos to score"
@@ -53,6 +61,7 @@ def run(args: argparse.Namespace) -> int:
         gt=args.gt,
         gt_frames=args.gt_frames,
         every=args.every,
+        footage=args.footage,
     )
     print(f"demo finished in {time.perf_counter() - start:.0f} s; open {out / 'report.html'}")
     return 0

@@ -5,7 +5,11 @@ Everything is generated from a seed; no data files. Two kinds of output:
 - still **images** (the unlabeled image collection that discovery and ImageCut2Video start from);
 - **videos** that behave like real footage rather than like ImageCut2Video clips: smooth trajectories,
   articulated limbs, non-rigid deformation, camera pan and zoom, objects entering and leaving, occlusion and
-  re-appearance, lighting change, blur and noise.
+  re-appearance, lighting change, blur and noise; with ``FOOTAGE["real"]`` also captured unlike the stills
+  (exposure, tone and white balance per video, motion blur along the camera's motion, strong JPEG
+  compression), the gap between a curated photo collection and real footage that self-training closes.
+  The footage settings draw their random numbers after the scene's, so a seed gives the same objects, motion
+  and masks under either footage, and the stills never change.
 
 Ground-truth tracks (visible masks per frame, ``None`` when not visible) come with every video; they are
 used only to score models, never to train them.
@@ -18,7 +22,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-__all__ = ["RenderedVideo", "WorldConfig", "render_image", "render_video"]
+__all__ = ["FOOTAGE", "RenderedVideo", "WorldConfig", "render_image", "render_video"]
 
 
 @dataclass(frozen=True)
@@ -32,6 +36,31 @@ class WorldConfig:
     min_visible: int = 16  # fewer visible pixels -> the object is absent in that frame
     noise_std: tuple[float, float] = (2.0, 6.0)
     max_blur: float = 1.2  # Gaussian sigma, varies over the video
+    # footage conditions of the videos (the stills stay well exposed and sharp, as curated photos are); the
+    # defaults keep the video close to the stills' look
+    exposure: tuple[float, float] = (1.0, 1.0)  # per-video gain
+    gamma: tuple[float, float] = (1.0, 1.0)  # per-video tone curve
+    contrast: tuple[float, float] = (1.0, 1.0)  # per-video blend with the mean grey
+    color_cast: float = 0.0  # per-video, per-channel gain in 1 +- color_cast (white balance)
+    motion_blur: float = 0.0  # longest motion-blur streak in pixels (along the camera's motion)
+    jpeg_quality: tuple[int, int] = (100, 100)  # per-video compression (100: none)
+
+
+# How the videos are captured, relative to the stills. "real": what separates real footage from a curated photo
+# collection such as ImageNet (under- and over-exposure, flat tone, white balance, motion blur from the
+# camera's motion, strong compression) -- the synthetic-to-real gap that self-training on the videos is for.
+# "clean": the videos look like the stills (only lighting drift, mild blur and noise).
+FOOTAGE: dict[str, dict] = {
+    "clean": {},
+    "real": {
+        "exposure": (0.55, 1.25),
+        "gamma": (0.8, 1.3),
+        "contrast": (0.6, 0.95),
+        "color_cast": 0.15,
+        "motion_blur": 5.0,
+        "jpeg_quality": (25, 60),
+    },
+}
 
 
 @dataclass
@@ -211,6 +240,7 @@ def render_video(rng: np.random.Generator, cfg: WorldConfig, moving: bool = True
     light = 1.0 + (
         0.18 * np.sin(np.linspace(0, rng.uniform(1, 3) * np.pi, T) + rng.uniform(0, 6)) if moving else 0.0
     )
+    look = _Footage.draw(rng, cfg, pan) if moving else None
     frames = np.zeros((T, H, W, 3), np.uint8)
     masks = np.zeros((n, T, H, W), bool)
     ys0, xs0 = np.mgrid[0:H, 0:W].astype(np.float32)
@@ -225,12 +255,58 @@ def render_video(rng: np.random.Generator, cfg: WorldConfig, moving: bool = True
             image[silhouette] = _paint(obj, t, xs, ys)[silhouette]
             masks[:k, t] &= ~silhouette
             masks[k, t] = silhouette
-        frames[t] = _camera_effects(
-            rng, image * light[t] if moving else image, cfg, t / max(T - 1, 1), moving
-        )
+        if look is not None:
+            image = look.apply(image * light[t], t)
+        frames[t] = _camera_effects(rng, image, cfg, t / max(T - 1, 1), moving)
+        if look is not None and look.jpeg_quality < 100:
+            frames[t] = look.compress(frames[t])
     present = masks.sum((2, 3)) >= cfg.min_visible
     masks &= present[:, :, None, None]
     return RenderedVideo(frames=frames, masks=masks, present=present)
+
+
+@dataclass
+class _Footage:
+    """One video's capture conditions: exposure, tone, white balance, motion blur and compression."""
+
+    gain: np.ndarray  # (3,) per-channel exposure x white balance
+    gamma: float
+    contrast: float
+    streaks: np.ndarray  # (T, 2) motion-blur vector in pixels per frame
+    jpeg_quality: int
+
+    @classmethod
+    def draw(cls, rng: np.random.Generator, cfg: WorldConfig, pan: np.ndarray) -> _Footage:
+        T = len(pan)
+        gain = rng.uniform(*cfg.exposure) * (1 + rng.uniform(-cfg.color_cast, cfg.color_cast, 3))
+        velocity = np.gradient(pan, axis=0) if T > 1 else np.zeros_like(pan)
+        shake = rng.normal(0, 1, (T, 2)) * cfg.motion_blur * 0.3
+        streaks = velocity / max(float(np.abs(velocity).max()), 1e-6) * cfg.motion_blur * rng.uniform(0.3, 1)
+        return cls(
+            gain=gain.astype(np.float32),
+            gamma=float(rng.uniform(*cfg.gamma)),
+            contrast=float(rng.uniform(*cfg.contrast)),
+            streaks=streaks + shake,
+            jpeg_quality=int(rng.integers(cfg.jpeg_quality[0], cfg.jpeg_quality[1] + 1)),
+        )
+
+    def apply(self, image: np.ndarray, t: int) -> np.ndarray:
+        """(H, W, 3) float 0..255 -> the same under this video's tone, colour and frame t's motion blur."""
+        x = np.clip(image * self.gain / 255.0, 0, 1) ** self.gamma
+        x = (x - x.mean()) * self.contrast + x.mean()
+        length = float(np.hypot(*self.streaks[t]))
+        if length >= 1.5:
+            size = int(np.ceil(length)) | 1
+            kernel = np.zeros((size, size), np.float32)
+            half = np.rint(self.streaks[t] / length * (size // 2)).astype(int)
+            c = size // 2
+            cv2.line(kernel, (c - half[0], c - half[1]), (c + half[0], c + half[1]), 1.0)
+            x = cv2.filter2D(x.astype(np.float32), -1, kernel / kernel.sum(), borderType=cv2.BORDER_REFLECT)
+        return x * 255.0
+
+    def compress(self, frame: np.ndarray) -> np.ndarray:
+        ok, data = cv2.imencode(".jpg", frame[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, self.jpeg_quality])
+        return cv2.imdecode(data, cv2.IMREAD_COLOR)[..., ::-1] if ok else frame
 
 
 def _camera_effects(
