@@ -183,6 +183,10 @@ class InferenceConfig:
     overlap: int = 4  # frames shared by consecutive windows
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     amp: Literal["off", "bf16", "fp16"] = "off"
+    # how output tracks are ranked: "class" = the foreground probability (the official test); "quality" = that x
+    # the track's mean predicted IoU (Mask Scoring R-CNN's rescoring with the quality head). Pseudo-labelling
+    # always uses the class score (its selection multiplies in the predicted IoU per frame itself).
+    track_score: Literal["class", "quality"] = "class"
 
 
 @dataclass(frozen=True)

@@ -124,14 +124,16 @@ def _fmt(value: float | None, digits: int = 1) -> str:
 
 
 def _table(models: Sequence[ModelRow]) -> str:
+    extra = sorted({k for m in models for k in (m.metrics or {}) if k.endswith("-ranked")})
+    keys = TABLE_KEYS + tuple(extra)  # e.g. "AP50 quality-ranked": the other track ranking
     head = (
         "<tr><th>model</th>"
-        + "".join(f"<th>{k}</th>" for k in TABLE_KEYS)
+        + "".join(f"<th>{k}</th>" for k in keys)
         + "<th>J&amp;F</th><th>pseudo-labels</th></tr>"
     )
     rows = []
     for m in models:
-        cells = [_fmt((m.metrics or {}).get(k)) for k in TABLE_KEYS]
+        cells = [_fmt((m.metrics or {}).get(k)) for k in keys]
         cells += [_fmt(m.jf), "–" if m.pseudo_labels is None else str(m.pseudo_labels)]
         name = html.escape(m.name) + (" <strong>(selected)</strong>" if m.best else "")
         rows.append(f"<tr><td>{name}</td>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")

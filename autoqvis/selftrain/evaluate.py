@@ -1,10 +1,12 @@
 """Scoring a model of the self-training loop on a labelled validation set, and picking the best round.
 
 ``ModelEvaluator(gt, frames_root, cfg)(model_dir)`` returns the dict every round's ``metrics.json`` holds:
-``ytvis`` (class-agnostic YouTube-VIS AP/AR), ``jf`` (DAVIS-2017 unsupervised J&F, the top 20 tracks as
-proposals), the Spearman and Pearson correlations of the quality Q = score x predicted IoU and of the
-confidence alone with each predicted mask's true IoU (its track matched to the ground-truth track of highest
-video IoU), and those per-frame ``samples`` for the report's scatter plot.
+``ytvis`` (class-agnostic YouTube-VIS AP/AR, tracks ranked by ``inference.track_score``), ``ytvis_alt``
+(the same tracks under the other ranking, ``ranking`` says which; models with a quality head), ``jf``
+(DAVIS-2017 unsupervised J&F, the top 20 tracks as proposals), the Spearman and Pearson correlations of
+the quality Q = score x predicted IoU and of the confidence alone with each predicted mask's true IoU (its
+track matched to the ground-truth track of highest video IoU), and those per-frame ``samples`` for the
+report's scatter plot. Q and the confidence always use the class score.
 """
 
 from __future__ import annotations
@@ -34,14 +36,14 @@ class ModelEvaluator:
         from autoqvis.eval.davis import DavisResult, evaluate_sequence_unsupervised
         from autoqvis.eval.quality import pearson, spearman
         from autoqvis.eval.ytvis import evaluate_tracks
-        from autoqvis.inference.predict import PredictOptions, id_map, segment_video
+        from autoqvis.inference.predict import PredictOptions, id_map, rank_tracks, segment_video
         from autoqvis.io.video import FrameList
 
         gt, inf = self.gt, self.cfg.inference
         model = load_model(model_dir, device=self.device)
-        options = PredictOptions.from_config(inf, self.device)
+        options = PredictOptions.from_config(inf, self.device, track_score="class")
         max_proposals = self.cfg.evaluation.davis_max_proposals
-        predictions, davis = {}, DavisResult("2017-unsupervised")
+        predictions, by_class, davis = {}, {}, DavisResult("2017-unsupervised")
         samples: dict[str, list[float]] = {"quality": [], "confidence": [], "true_iou": [], "area": []}
         for info in gt.videos:
             source = FrameList(
@@ -50,19 +52,26 @@ class ModelEvaluator:
                 max_size=inf.max_size,
                 paths=gt.frame_paths(info.id),
             )
-            tracks = segment_video(model, source, options).tracks
-            predictions[info.id] = tracks
+            by_class[info.id] = segment_video(model, source, options).tracks
+            tracks = predictions[info.id] = rank_tracks(by_class[info.id], inf.track_score)
             truth = gt.tracks.get(info.id, [])
             hw = (info.height, info.width)
             gt_ids = np.stack([id_map(truth, t, hw, 255) for t in range(info.length)])
             proposals = np.stack([id_map(tracks, t, hw, max_proposals) for t in range(info.length)])
             davis.objects.extend(evaluate_sequence_unsupervised(info.name or str(info.id), gt_ids, proposals))
-            _quality_samples(truth, tracks, hw, samples)
+            _quality_samples(truth, by_class[info.id], hw, samples)
         ytvis = evaluate_tracks(gt.tracks, predictions)
         summary = davis.summary()
         q, s, true = samples["quality"], samples["confidence"], samples["true_iou"]
+        extra = {}
+        other = "class" if inf.track_score == "quality" else "quality"
+        if all(t.predicted_iou is not None for v in by_class.values() for t in v):
+            # the same tracks under the other ranking: what the quality head's rescoring is worth
+            alt = {vid: rank_tracks(tracks, other) for vid, tracks in by_class.items()}
+            extra["ytvis_alt"] = {"ranking": other, **_clean(evaluate_tracks(gt.tracks, alt).metrics)}
         return {
-            "ytvis": {k: (None if v != v else v) for k, v in ytvis.metrics.items()},
+            "ytvis": _clean(ytvis.metrics),
+            **extra,
             "jf": 100 * summary["J&F-Mean"] if summary else None,
             "spearman_quality": spearman(q, true),
             "spearman_confidence": spearman(s, true),
@@ -70,6 +79,10 @@ class ModelEvaluator:
             "pearson_confidence": pearson(s, true),
             "samples": samples,
         }
+
+
+def _clean(metrics: dict) -> dict:
+    return {k: (None if v != v else v) for k, v in metrics.items()}
 
 
 def _quality_samples(

@@ -105,7 +105,9 @@ class SelfTrainRun:
         folder = self.out / f"round_{k}" / "predictions"
         model = load_model(model_dir, device=self.device)
         inf = self.cfg.inference
-        options = PredictOptions.from_config(inf, self.device, top_k=self.cfg.selection.top_k)
+        options = PredictOptions.from_config(
+            inf, self.device, top_k=self.cfg.selection.top_k, track_score="class"
+        )
         todo = [v for i, v in enumerate(self.videos.videos) if i % dist.world_size() == dist.rank()]
         with progress_bar(f"round {k}: pseudo-label", total=len(todo), enabled=dist.is_main()) as bar:
             for info in todo:

@@ -33,6 +33,9 @@ def test_quick_demo_end_to_end(tmp_path, monkeypatch, capsys):
     for row in results["rows"]:
         metrics = row["metrics"]
         assert 0 <= metrics["ytvis"]["AP50"] <= 100 and 0 <= metrics["jf"] <= 100
+        assert metrics["ytvis_alt"]["ranking"] == "quality" and 0 <= metrics["ytvis_alt"]["AP50"] <= 100
+    assert results["plan"]["footage"] == "real" and results["seed"] == 0
+    assert "AP50 quality-ranked" in printed
     html = (out / "report.html").read_text()
     assert "<img" in html and "Configuration" in html
     assert (out / "discovery" / "pseudo_masks.json").is_file() and (

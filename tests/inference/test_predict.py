@@ -116,3 +116,60 @@ def test_predict_on_an_mp4_file(model_dir, tmp_path):
     results = json.loads((out / "predictions.json").read_text())
     assert results and all(len(r["segmentations"]) == 5 for r in results)
     assert (out / "overlays" / "clip.mp4").is_file()
+
+
+def test_rank_tracks_by_class_score_or_by_quality():
+    from autoqvis.inference.predict import rank_tracks
+    from autoqvis.io import rle
+    from autoqvis.structures import Track
+
+    m = np.zeros((4, 4), bool)
+    m[1:3, 1:3] = True
+    full, empty = rle.encode(m), rle.encode(np.zeros((4, 4), bool))
+    tracks = [
+        Track(masks=[full, full], score=0.9, predicted_iou=[0.2, 0.4]),  # quality 0.9 x 0.3
+        Track(
+            masks=[full, empty], score=0.6, predicted_iou=[0.9, 0.1]
+        ),  # the empty frame is ignored: 0.6 x 0.9
+        Track(masks=[None, empty], score=0.95, predicted_iou=[0.9, 0.9]),  # no mask anywhere: 0
+    ]
+    by_class = rank_tracks(tracks, "class")
+    assert [t.score for t in by_class] == [0.95, 0.9, 0.6] and [t.id for t in by_class] == [1, 2, 3]
+    by_quality = rank_tracks(tracks, "quality")
+    assert [t.score for t in by_quality] == pytest.approx([0.54, 0.27, 0.0])
+    assert [t.id for t in by_quality] == [1, 2, 3] and by_quality[0].masks == [full, empty]
+    assert [t.score for t in tracks] == [0.9, 0.6, 0.95] and tracks[0].id is None  # inputs untouched
+    with pytest.raises(ValueError, match="no quality head"):
+        rank_tracks([Track(masks=[full], score=0.5)], "quality")
+    with pytest.raises(ValueError, match="'class' or 'quality'"):
+        rank_tracks(tracks, "area")
+
+
+def test_predict_command_ranks_by_quality_when_asked(model_dir, videos, tmp_path):
+    common = ["--weights", str(model_dir), "--short-side", "48", "--no-overlay"]
+    by_class, by_quality = tmp_path / "class", tmp_path / "quality"
+    assert main(["predict", str(videos / "clip_a"), "--out", str(by_class), *common]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                str(videos / "clip_a"),
+                "--out",
+                str(by_quality),
+                *common,
+                "--set",
+                "inference.track_score=quality",
+            ]
+        )
+        == 0
+    )
+    a = json.loads((by_class / "predictions.json").read_text())
+    b = json.loads((by_quality / "predictions.json").read_text())
+    assert [r["score"] for r in a] == sorted((r["score"] for r in a), reverse=True)
+    assert [r["score"] for r in b] == sorted((r["score"] for r in b), reverse=True)
+    # the same tracks, each rescored by its mean predicted IoU over the frames where it has a mask
+    class_score = {json.dumps(r["segmentations"]): r["score"] for r in a}
+    for r in b:
+        ious = [p for m, p in zip(r["segmentations"], r["predicted_ious"]) if decode(m).any()]
+        expected = class_score[json.dumps(r["segmentations"])] * (np.mean(ious) if ious else 0.0)
+        assert r["score"] == pytest.approx(expected, abs=1e-6)
