@@ -3,7 +3,7 @@
 Discovery (MaskCut with the offline DINOv2-S features) on still photos, ImageCut2Video, the initial stage with
 the quality head, two self-training rounds on unlabeled videos and the confidence-only ablation, each model
 scored on held-out videos (YouTube-VIS AP/AR, DAVIS J&F, quality correlation); writes ``OUT/report.html``.
-Default about 11 minutes on 2 CPU cores, ``--quick`` about 1. A rerun continues where it stopped.
+Default about 12 minutes on 2 CPU cores, ``--quick`` about 1. A rerun continues where it stopped.
 """
 
 from __future__ import annotations
