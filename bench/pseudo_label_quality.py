@@ -38,14 +38,12 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--seed", type=int, help="the world's seed (default: the run's, else 0)")
     args = parser.parse_args()
-    plan = DemoPlan.quick() if args.quick else DemoPlan()
+    plan, seed = DemoPlan.quick() if args.quick else DemoPlan(), 0
     results = args.run / "results.json"
     if results.is_file():  # the run's own plan (sizes, footage) and seed
         saved = json.loads(results.read_text())
-        plan = DemoPlan(**saved["plan"])
-        args.seed = saved.get("seed", 0) if args.seed is None else args.seed
-    args.seed = args.seed or 0
-    truth = true_masks(plan, args.seed)
+        plan, seed = DemoPlan(**saved["plan"]), saved.get("seed", 0)
+    truth = true_masks(plan, seed if args.seed is None else args.seed)
     print(f"{'run':34s} {'objects':>8s} {'sel. frames':>11s} {'mean IoU':>9s} {'IoU>=0.5':>9s}")
     for name, folder in (("quality-guided", "selftrain"), ("confidence-only", "ablation_confidence")):
         for k in (1, 2):

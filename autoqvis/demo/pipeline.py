@@ -72,11 +72,13 @@ class DemoPlan:
             num_points=256,
         )
 
-    def world(self) -> WorldConfig:
+    def __post_init__(self) -> None:
         if self.footage not in FOOTAGE:
             raise DataError(
                 f"footage must be one of {', '.join(FOOTAGE)}, got {self.footage!r}; pick one of those"
             )
+
+    def world(self) -> WorldConfig:
         return WorldConfig(
             height=self.height, width=self.width, num_frames=self.frames, **FOOTAGE[self.footage]
         )
@@ -260,8 +262,7 @@ def run_demo(
     if plan is None:
         plan = DemoPlan.quick() if quick else DemoPlan()
     if footage is not None:
-        plan = dataclasses.replace(plan, footage=footage)
-    plan.world()  # checks the footage name before anything is written
+        plan = dataclasses.replace(plan, footage=footage)  # checks the name before anything is written
     if videos is not None:  # real footage: a larger working resolution (short side 160)
         plan = dataclasses.replace(plan, height=160, width=213)
     cfg = demo_config(plan, overrides, config_files)

@@ -43,7 +43,9 @@ class ModelEvaluator:
         model = load_model(model_dir, device=self.device)
         options = PredictOptions.from_config(inf, self.device, track_score="class")
         max_proposals = self.cfg.evaluation.davis_max_proposals
-        predictions, by_class, davis = {}, {}, DavisResult("2017-unsupervised")
+        # every video's tracks under each ranking; "quality" only for models with a quality head
+        ranked: dict[str, dict[int, list[Track]]] = {"class": {}, "quality": {}}
+        davis = DavisResult("2017-unsupervised")
         samples: dict[str, list[float]] = {"quality": [], "confidence": [], "true_iou": [], "area": []}
         for info in gt.videos:
             source = FrameList(
@@ -52,23 +54,25 @@ class ModelEvaluator:
                 max_size=inf.max_size,
                 paths=gt.frame_paths(info.id),
             )
-            by_class[info.id] = segment_video(model, source, options).tracks
-            tracks = predictions[info.id] = rank_tracks(by_class[info.id], inf.track_score)
+            by_class = ranked["class"][info.id] = segment_video(model, source, options).tracks
+            if inf.track_score == "quality" or all(t.predicted_iou is not None for t in by_class):
+                ranked["quality"][info.id] = rank_tracks(by_class, "quality")
+            tracks = ranked[inf.track_score][info.id]
             truth = gt.tracks.get(info.id, [])
             hw = (info.height, info.width)
             gt_ids = np.stack([id_map(truth, t, hw, 255) for t in range(info.length)])
             proposals = np.stack([id_map(tracks, t, hw, max_proposals) for t in range(info.length)])
             davis.objects.extend(evaluate_sequence_unsupervised(info.name or str(info.id), gt_ids, proposals))
-            _quality_samples(truth, by_class[info.id], hw, samples)
-        ytvis = evaluate_tracks(gt.tracks, predictions)
+            _quality_samples(truth, by_class, hw, samples)
+        ytvis = evaluate_tracks(gt.tracks, ranked[inf.track_score])
         summary = davis.summary()
         q, s, true = samples["quality"], samples["confidence"], samples["true_iou"]
         extra = {}
         other = "class" if inf.track_score == "quality" else "quality"
-        if all(t.predicted_iou is not None for v in by_class.values() for t in v):
+        if len(ranked[other]) == len(gt.videos):
             # the same tracks under the other ranking: what the quality head's rescoring is worth
-            alt = {vid: rank_tracks(tracks, other) for vid, tracks in by_class.items()}
-            extra["ytvis_alt"] = {"ranking": other, **_clean(evaluate_tracks(gt.tracks, alt).metrics)}
+            alt = evaluate_tracks(gt.tracks, ranked[other]).metrics
+            extra["ytvis_alt"] = {"ranking": other, **_clean(alt)}
         return {
             "ytvis": _clean(ytvis.metrics),
             **extra,

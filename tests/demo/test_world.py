@@ -40,7 +40,7 @@ def test_motion_blur_smears_along_the_camera_motion():
     assert sharpness(b) < 0.9 * sharpness(a)
 
 
-def test_plan_world_checks_the_footage_name():
+def test_plan_checks_the_footage_name():
     assert DemoPlan().world().motion_blur == FOOTAGE["real"]["motion_blur"]
     assert DemoPlan(footage="clean").world().motion_blur == 0.0
     with pytest.raises(DataError, match="footage must be one of clean, real"):
