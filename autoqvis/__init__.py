@@ -7,8 +7,15 @@ Python entry points.
 __version__ = "0.1.0"
 
 
-def load_model(path_or_preset, preset: str = "paper_r50", device: str = "cpu"):
-    """See :func:`autoqvis.api.load_model`."""
-    from autoqvis.api import load_model as _load
+def load_model(weights, model=None, device="cpu"):
+    """See :func:`autoqvis.model.build.load_model`."""
+    from autoqvis.model.build import load_model as _load
 
-    return _load(path_or_preset, preset=preset, device=device)
+    return _load(weights, model=model, device=device)
+
+
+def segment(model, video, **options):
+    """See :func:`autoqvis.api.segment`."""
+    from autoqvis.api import segment as _segment
+
+    return _segment(model, video, **options)

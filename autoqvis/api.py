@@ -1,39 +1,43 @@
 """Python entry points.
 
 import autoqvis
-model = autoqvis.load_model("runs/demo/model")          # a folder written by autoqvis, a .pth, or a preset
-result = model.segment("video.mp4")                      # VideoTracks: per-frame RLE, score, quality
-result = model.segment("long.mp4", window=36, overlap=4) # streaming: memory bounded by the window
+model = autoqvis.load_model("runs/demo/model")            # a folder written by autoqvis, a .pth, or a preset
+result = autoqvis.segment(model, "video.mp4")              # VideoTracks: per-frame RLE, score, quality
+result = autoqvis.segment(model, "long.mp4", window=36)    # streaming: memory bounded by the window
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import torch
+from autoqvis.inference.predict import PredictOptions, segment_video
+from autoqvis.model.build import load_model
+from autoqvis.model.vis import VideoMaskFormer
+from autoqvis.structures import VideoTracks
 
-from autoqvis.errors import CheckpointError
-
-__all__ = ["load_model"]
+__all__ = ["load_model", "segment"]
 
 
-def load_model(path_or_preset: str | Path, preset: str = "paper_r50", device: str = "cpu"):
-    """A model in eval mode on ``device``: from a folder written by autoqvis (``model.json`` +
-    ``model.safetensors``), an official / safetensors weights file loaded into ``preset``, or a preset name
-    (random weights: for tests and timing only)."""
-    from autoqvis.model import PRESETS, build_model, load_weights
-    from autoqvis.model.build import load_model as load_folder
-
-    path = Path(path_or_preset)
-    if path.is_dir():
-        model = load_folder(path)
-    elif path.is_file():
-        model = build_model(preset)
-        load_weights(model, path)
-    elif str(path_or_preset) in PRESETS:
-        model = build_model(str(path_or_preset))
-    else:
-        raise CheckpointError(
-            f"{path_or_preset} is neither a model folder, a weights file nor a preset ({', '.join(PRESETS)})"
-        )
-    return model.to(torch.device(device)).eval()
+def segment(
+    model: VideoMaskFormer,
+    video,
+    window: int = 0,
+    overlap: int = 2,
+    short_side: int = 360,
+    top_k: int | None = None,
+    track_score: str = "class",
+) -> VideoTracks:
+    """Every object in ``video`` (a path, or a :class:`~autoqvis.io.video.VideoSource`): a
+    :class:`~autoqvis.structures.VideoTracks` with per-frame RLE masks at the original size, scores and
+    per-frame predicted quality. ``window`` > 0 streams the video in windows of that many frames sharing
+    ``overlap`` frames (memory bounded by the window); ``track_score="quality"`` ranks the tracks by score x
+    mean predicted IoU. Runs on the model's device."""
+    options = PredictOptions(
+        window=window,
+        overlap=overlap,
+        short_side=short_side,
+        top_k=top_k or model.spec.test_topk,
+        device=str(model.pixel_mean.device),
+        track_score=track_score,
+    )
+    return segment_video(model.eval(), video if not isinstance(video, str) else Path(video), options)

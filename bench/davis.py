@@ -77,9 +77,9 @@ def main() -> None:
     from autoqvis.api import load_model
     from autoqvis.discover.maskcut import maskcut_batch
     from autoqvis.discover.run import discover, video_items
-    from autoqvis.discover.vit import load_vit
     from autoqvis.inference.predict import PredictOptions, segment_video
     from autoqvis.io.video import FrameList, find_videos, read_image
+    from autoqvis.model.vit import load_vit
     from autoqvis.selftrain.loop import SelfTrainRun
     from autoqvis.selftrain.videos import cache_videos
     from autoqvis.synth.imagecut2video import ImageCut2Video, PseudoMaskImages

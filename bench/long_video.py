@@ -54,13 +54,13 @@ def write_video(path: Path, frames: int, height: int, width: int) -> None:
 def worker(args) -> dict:
     import torch
 
-    from autoqvis.api import load_model
+    from autoqvis.api import load_model, segment
 
     torch.set_num_threads(2)
     torch.manual_seed(0)
     model = load_model(args.preset)
     start = time.perf_counter()
-    result = model.segment(args.video, window=args.window, overlap=args.overlap, short_side=args.height)
+    result = segment(model, args.video, window=args.window, overlap=args.overlap, short_side=args.height)
     elapsed = time.perf_counter() - start
     return {
         "frames": result.video.length,

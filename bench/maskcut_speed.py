@@ -19,7 +19,7 @@ from autoqvis.config import DiscoveryConfig
 from autoqvis.discover.crf import densecrf
 from autoqvis.discover.maskcut import maskcut_batch, preprocess
 from autoqvis.discover.ncut import affinity_matrix, second_smallest_eigenvector
-from autoqvis.discover.vit import build_vit
+from autoqvis.model.vit import build_vit
 
 
 def timed(fn, repeat=1):

@@ -43,7 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from autoqvis.discover.run import discover, image_items, video_items, write_preview
-    from autoqvis.discover.vit import load_vit
+    from autoqvis.model.vit import load_vit
 
     cfg = config_from_args(args)
     d = cfg.discovery

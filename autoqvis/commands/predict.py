@@ -25,7 +25,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--weights", type=Path, required=True, help="model folder or official .pth/.safetensors"
     )
-    parser.add_argument("--preset", default=None, help="preset for a weights file (default: model.preset)")
+    parser.add_argument(
+        "--preset",
+        default=None,
+        help="architecture of a weights file (default: model.*); a model folder records its own, and a "
+        "different --preset or model.* setting is refused",
+    )
     parser.add_argument("--out", type=Path, required=True, help="output folder")
     parser.add_argument("--window", type=int, help="frames per window, 0: whole video (inference.window)")
     parser.add_argument(
@@ -41,15 +46,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from autoqvis.api import load_model
+    from autoqvis.config import ModelConfig
     from autoqvis.engine import dist
     from autoqvis.inference.predict import PredictOptions, predict_videos
     from autoqvis.io.video import find_videos
+    from autoqvis.model import load_model
 
     cfg = config_from_args(args)
     videos = find_videos(args.input)
     dist.init_from_env(torch.device(args.device))
-    model = load_model(args.weights, preset=args.preset or cfg.model.preset, device=args.device)
+    # the architecture asked for: --preset, or model.* when the configuration changes it from the defaults
+    expected = args.preset or (cfg.model if cfg.model != ModelConfig() else None)
+    model = load_model(args.weights, model=expected, device=args.device)
     options = PredictOptions.from_config(
         cfg.inference,
         args.device,

@@ -52,8 +52,9 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from autoqvis.config import save_config
+    from autoqvis.demo.world import world_source
     from autoqvis.engine import dist
-    from autoqvis.engine.sources import synthetic_source, world_source
+    from autoqvis.engine.sources import synthetic_source
     from autoqvis.io.video import find_videos
     from autoqvis.report.run import write_run_report
     from autoqvis.selftrain.evaluate import ModelEvaluator
@@ -77,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
     )
     if dist.is_main():
         save_config(cfg, args.out)
-    synthetic = [world_source(args.world, cfg)] if args.world else []
+    synthetic = [world_source(args.world, cfg.synthesis.num_frames)] if args.world else []
     masks = args.synthetic_masks
     if masks is None and args.synthetic_images:
         masks = _discover_images(args.synthetic_images, args.out / "discovery", cfg, args.device)

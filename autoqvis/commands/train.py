@@ -39,16 +39,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
+    from autoqvis.demo.world import world_source
     from autoqvis.engine import dist
     from autoqvis.engine.run import train_stage
-    from autoqvis.engine.sources import synthetic_source, video_sources, world_source
+    from autoqvis.engine.sources import synthetic_source, video_sources
 
     cfg = config_from_args(args)
     device = torch.device(args.device)
     if device.type == "cuda" and dist.local_rank():
         device = torch.device("cuda", dist.local_rank())
     dist.init_from_env(device)
-    synthetic = [world_source(args.world, cfg)] if args.world else []
+    synthetic = [world_source(args.world, cfg.synthesis.num_frames)] if args.world else []
     if args.masks:
         synthetic.append(synthetic_source(args.masks, args.images, cfg))
     real = video_sources(args.videos, args.frames_root, cfg)

@@ -202,7 +202,7 @@ def ensure_dinov2_weights() -> Path:
 def discover_video_frames(videos: Path, every: int, out: Path, cfg: Config, weights: Path) -> Path:
     """MaskCut on every ``every``-th frame of the user's videos (the frames are saved beside the JSON)."""
     from autoqvis.discover.run import discover, video_items
-    from autoqvis.discover.vit import load_vit
+    from autoqvis.model.vit import load_vit
 
     path = out / "pseudo_masks.json"
     if path.is_file():

@@ -22,7 +22,15 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-__all__ = ["FOOTAGE", "RenderedVideo", "WorldConfig", "render_image", "render_video"]
+__all__ = [
+    "FOOTAGE",
+    "RenderedVideo",
+    "WorldClipSource",
+    "WorldConfig",
+    "render_image",
+    "render_video",
+    "world_source",
+]
 
 
 @dataclass(frozen=True)
@@ -355,3 +363,8 @@ class WorldClipSource:
             source="synthetic",
             video_id=index,
         )
+
+
+def world_source(size: int, num_frames: int = 3, height: int = 128, width: int = 160) -> WorldClipSource:
+    """``size`` procedural demo-world clips of ``num_frames`` frames (``--world N`` of ``train``/``selftrain``)."""
+    return WorldClipSource(size, WorldConfig(height=height, width=width), num_frames=num_frames)

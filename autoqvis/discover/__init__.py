@@ -6,6 +6,6 @@ masks = maskcut(image, vit, cfg.discovery)   # [((H, W) bool, score), ...]
 """
 
 from autoqvis.discover.maskcut import MaskCutResult, maskcut, maskcut_batch
-from autoqvis.discover.vit import ARCHS, VisionTransformer, build_vit, load_vit
+from autoqvis.model.vit import ARCHS, VisionTransformer, build_vit, load_vit
 
 __all__ = ["ARCHS", "MaskCutResult", "VisionTransformer", "build_vit", "load_vit", "maskcut", "maskcut_batch"]

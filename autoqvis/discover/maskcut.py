@@ -42,8 +42,8 @@ from autoqvis.discover.ncut import (
     second_smallest_eigenvector,
     seed_component,
 )
-from autoqvis.discover.vit import VisionTransformer
 from autoqvis.errors import DataError
+from autoqvis.model.vit import VisionTransformer
 
 __all__ = [
     "Cut",

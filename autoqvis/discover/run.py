@@ -200,7 +200,7 @@ def discover(
 def discover_images(images: str | Path, out: str | Path, cfg: DiscoveryConfig, device: str = "cpu") -> dict:
     """MaskCut on every image under ``images`` with the ViT ``cfg`` names (weights from ``cfg.weights`` or the
     cache), resumably; write ``out`` and return the dataset dict."""
-    from autoqvis.discover.vit import load_vit
+    from autoqvis.model.vit import load_vit
 
     root = Path(images).resolve()
     items = image_items(root)

@@ -18,7 +18,6 @@ from autoqvis.config import Config, TrainingConfig, config_to_dict, save_config
 from autoqvis.engine import dist
 from autoqvis.engine.data import ClipSource
 from autoqvis.engine.trainer import Trainer
-from autoqvis.losses.criterion import build_criterion
 from autoqvis.model import build_model, load_weights, save_model
 
 __all__ = ["train_stage"]
@@ -47,16 +46,9 @@ def train_stage(
         return final
     init = init or cfg.model.weights
     torch.manual_seed(training.seed)  # the same initial weights in every process and on every rerun
-    model = build_model(dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, weights=None)))
-    model.criterion = build_criterion(
-        training
-        if model.spec.quality_head is not None
-        else dataclasses.replace(training, freeze_quality_head=True)
-    )
+    model = build_model(cfg.model, training, pretrained_backbone=not init)
     if init:
         load_weights(model, init)
-    if training.freeze_quality_head or model.spec.quality_head is None:
-        model.freeze_quality_head()
     if dist.is_main():
         save_config(dataclasses.replace(cfg, training=training), out)
     trainer = Trainer(model, sources, probs, training, out, device, run_config=config_to_dict(cfg))

@@ -1,4 +1,7 @@
-"""Training-clip sources built from the command line: demo-world clips and YouTube-VIS datasets."""
+"""Training-clip sources built from the command line: ImageCut2Video clips and YouTube-VIS datasets.
+
+(Demo-world clips, the demo's stand-in for real data, come from :func:`autoqvis.demo.world.world_source`.)
+"""
 
 from __future__ import annotations
 
@@ -8,14 +11,7 @@ from pathlib import Path
 from autoqvis.config import Config
 from autoqvis.errors import DataError
 
-__all__ = ["synthetic_source", "video_sources", "world_source"]
-
-
-def world_source(size: int, cfg: Config, height: int = 128, width: int = 160):
-    """``size`` procedural demo-world clips of ``synthesis.num_frames`` frames (the demo's synthetic data)."""
-    from autoqvis.demo.world import WorldClipSource, WorldConfig
-
-    return WorldClipSource(size, WorldConfig(height=height, width=width), num_frames=cfg.synthesis.num_frames)
+__all__ = ["synthetic_source", "video_sources"]
 
 
 def video_sources(datasets: Sequence[Path], roots: Sequence[Path], cfg: Config) -> list:
@@ -26,9 +22,9 @@ def video_sources(datasets: Sequence[Path], roots: Sequence[Path], cfg: Config) 
         )
     if not datasets:
         return []
-    from autoqvis.engine.augment import clip_augment
     from autoqvis.engine.video_source import VideoClipSource
     from autoqvis.io.ytvis import load_ytvis
+    from autoqvis.synth.augment import clip_augment
 
     augment = clip_augment(cfg.synthesis)
     return [

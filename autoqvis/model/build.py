@@ -24,18 +24,22 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from autoqvis.config import Config, ModelConfig
+from autoqvis.config import ModelConfig, TrainingConfig
 from autoqvis.errors import CheckpointError
 from autoqvis.io.atomic import atomic_path, atomic_write_text
 from autoqvis.losses.criterion import build_criterion
 from autoqvis.model.vis import ModelSpec, VideoMaskFormer
+from autoqvis.model.vit import load_vit
 
 __all__ = [
     "PRESETS",
     "LoadReport",
+    "architecture_differences",
     "build_model",
     "load_model",
     "load_weights",
+    "model_spec",
+    "read_spec",
     "read_state_dict",
     "save_model",
     "spec_from_reference_config",
@@ -91,44 +95,50 @@ def spec_from_reference_config(config: dict) -> ModelSpec:
     )
 
 
-def build_model(
-    cfg: Config | ModelConfig | ModelSpec | str | None = None, training: Config | None = None
-) -> VideoMaskFormer:
-    """A model from a config (its ``model.preset``), a spec or a preset name, with the criterion of
-    ``training`` (default: the config's training section) and, if the config names weights, those loaded."""
-    config = cfg if isinstance(cfg, Config) else training if isinstance(training, Config) else Config()
-    model_cfg = cfg.model if isinstance(cfg, Config) else cfg if isinstance(cfg, ModelConfig) else None
-    if isinstance(cfg, ModelSpec):
-        spec = cfg
-    else:
-        name = cfg if isinstance(cfg, str) else (model_cfg.preset if model_cfg else "paper_r50")
-        if name not in PRESETS:
-            raise CheckpointError(f"unknown model preset {name!r}; choose one of {sorted(PRESETS)}")
-        spec = PRESETS[name]
-    if model_cfg is not None and (
-        model_cfg.backbone != spec.backbone or model_cfg.vit_image_stem != spec.vit_image_stem
-    ):
+def model_spec(model: ModelConfig | ModelSpec | str) -> ModelSpec:
+    """The architecture: a preset name, a spec as given, or a model config (its preset with the config's
+    backbone fields)."""
+    if isinstance(model, ModelSpec):
+        return model
+    name = model if isinstance(model, str) else model.preset
+    if name not in PRESETS:
+        raise CheckpointError(f"unknown model preset {name!r}; choose one of {', '.join(sorted(PRESETS))}")
+    spec = PRESETS[name]
+    if isinstance(model, ModelConfig):
         spec = dataclasses.replace(
             spec,
-            backbone=model_cfg.backbone,
-            vit_arch=model_cfg.vit_arch,
-            freeze_vit=model_cfg.freeze_vit,
-            vit_image_stem=model_cfg.vit_image_stem,
+            backbone=model.backbone,
+            vit_arch=model.vit_arch,
+            freeze_vit=model.freeze_vit,
+            vit_image_stem=model.vit_image_stem,
         )
-    training_cfg = config.training
-    if spec.quality_head is None and not training_cfg.freeze_quality_head:
-        training_cfg = dataclasses.replace(training_cfg, freeze_quality_head=True)  # no head, no quality loss
-    model = VideoMaskFormer(spec, criterion=build_criterion(training_cfg, spec.num_classes))
-    if training_cfg.freeze_quality_head:
-        model.freeze_quality_head()
-    if spec.backbone == "vit" and model_cfg is not None and not model_cfg.weights:
-        from autoqvis.discover.vit import load_vit
+    return spec
 
-        vit = load_vit(spec.vit_arch, model_cfg.vit_weights)
-        model.backbone.vit.load_state_dict(vit.state_dict())
-    if model_cfg is not None and model_cfg.weights:
-        load_weights(model, model_cfg.weights)
-    return model
+
+def build_model(
+    model: ModelConfig | ModelSpec | str = "paper_r50",
+    training: TrainingConfig | None = None,
+    pretrained_backbone: bool = True,
+) -> VideoMaskFormer:
+    """The one place a model is built: the architecture of ``model`` (see :func:`model_spec`) with the
+    criterion of ``training`` (default: the official losses) and the quality head frozen when
+    ``training.freeze_quality_head`` is set or the architecture has no head (then there is no quality loss).
+
+    With a model config and ``backbone=vit``, the ViT's self-supervised weights are loaded from
+    ``model.vit_weights`` (or the weights cache) unless ``pretrained_backbone`` is False (weights that
+    replace them all are loaded next). ``model.weights`` is not loaded here: it initialises training
+    (:func:`autoqvis.engine.run.train_stage`)."""
+    spec = model_spec(model)
+    training = training or TrainingConfig()
+    if spec.quality_head is None and not training.freeze_quality_head:
+        training = dataclasses.replace(training, freeze_quality_head=True)  # no head, no quality loss
+    net = VideoMaskFormer(spec, criterion=build_criterion(training, spec.num_classes))
+    if training.freeze_quality_head:
+        net.freeze_quality_head()
+    if isinstance(model, ModelConfig) and spec.backbone == "vit" and pretrained_backbone:
+        vit = load_vit(spec.vit_arch, model.vit_weights)
+        net.backbone.vit.load_state_dict(vit.state_dict())
+    return net
 
 
 @dataclass
@@ -169,8 +179,25 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
 
 
 def load_weights(model: VideoMaskFormer, path: str | Path, strict: bool = False) -> LoadReport:
-    """Load a checkpoint by key. Missing and unexpected keys are logged by name (an error when ``strict``);
-    a shape mismatch is always an error. A VideoCutLER checkpoint leaves the quality head at its init."""
+    """Load weights by key into ``model``.
+
+    - a folder written by :func:`save_model`: its ``model.json`` must describe the same architecture as
+      ``model.spec`` (else an error naming the fields that differ), and every key must match;
+    - an official ``.pth`` or a safetensors file (no architecture stored): missing and unexpected keys are
+      logged by name (an error when ``strict``); a VideoCutLER checkpoint leaves the quality head at its init.
+
+    A tensor of the wrong shape is always an error."""
+    path = Path(path)
+    stored = read_spec(path)
+    if stored is not None:
+        differences = architecture_differences(stored, model.spec)
+        if differences:
+            raise CheckpointError(
+                f"{path} holds a different architecture than the model it is loaded into "
+                f"({'; '.join(differences)}); set model.* to match the weights (see {path / 'model.json'}) "
+                "or pass weights of this architecture"
+            )
+        strict = True
     state = read_state_dict(path)
     state = {k.replace("static_query", "query_feat"): v for k, v in state.items()}
     own = model.state_dict()
@@ -200,6 +227,41 @@ def load_weights(model: VideoMaskFormer, path: str | Path, strict: bool = False)
     return report
 
 
+# fields of a spec that do not change the weights or what the model computes at inference
+_TRAINING_ONLY = ("freeze_vit", "num_frames", "encoder_dropout", "test_topk")
+_VIT_ONLY = ("vit_arch", "vit_image_stem")
+
+
+def architecture_differences(a: ModelSpec, b: ModelSpec) -> list[str]:
+    """``"field: a vs b"`` for every architecture field in which two specs differ (training-only settings,
+    and the ViT fields of two ResNet models, are not architecture)."""
+    skip = set(_TRAINING_ONLY) | (set(_VIT_ONLY) if a.backbone == b.backbone == "resnet" else set())
+    da, db = a.to_json(), b.to_json()
+    return [f"{k}: {da[k]} vs {db[k]}" for k in da if k not in skip and da[k] != db[k]]
+
+
+def read_spec(path: str | Path) -> ModelSpec | None:
+    """The architecture stored with weights written by :func:`save_model` (a folder, or its
+    ``model.safetensors``); None for a file without one (an official checkpoint)."""
+    path = Path(path)
+    folder = path if path.is_dir() else path.parent if path.name == "model.safetensors" else None
+    if folder is None:
+        return None
+    spec_path = folder / "model.json"
+    if not spec_path.is_file():
+        if path.is_dir():
+            raise CheckpointError(
+                f"{folder}: no model.json; expected a folder written by autoqvis (model.safetensors + model.json)"
+            )
+        return None
+    try:
+        return ModelSpec.from_json(json.loads(spec_path.read_text()))
+    except (json.JSONDecodeError, TypeError, ValueError) as err:
+        raise CheckpointError(
+            f"{spec_path} is damaged or not written by autoqvis ({err}); save the model again or restore the file"
+        ) from err
+
+
 def save_model(model: VideoMaskFormer, folder: str | Path) -> Path:
     """Write ``model.safetensors`` + ``model.json`` atomically into ``folder``."""
     folder = Path(folder)
@@ -210,15 +272,36 @@ def save_model(model: VideoMaskFormer, folder: str | Path) -> Path:
     return folder
 
 
-def load_model(folder: str | Path) -> VideoMaskFormer:
-    """A model saved by :func:`save_model`."""
-    folder = Path(folder)
-    spec_path = folder / "model.json"
-    if not spec_path.is_file():
+def load_model(
+    weights: str | Path,
+    model: ModelConfig | ModelSpec | str | None = None,
+    device: str | torch.device = "cpu",
+) -> VideoMaskFormer:
+    """The one loader: a model in eval mode on ``device``.
+
+    ``weights`` is a folder written by autoqvis (its ``model.json`` gives the architecture; ``model``, when
+    given, must agree with it), an official / safetensors weights file loaded by key into ``model`` (default
+    the ``paper_r50`` preset), or a preset name (random weights: for tests and timing only)."""
+    path = Path(weights)
+    if path.is_dir() or (path.is_file() and read_spec(path) is not None):
+        stored = read_spec(path)
+        if model is not None:
+            differences = architecture_differences(stored, model_spec(model))
+            if differences:
+                raise CheckpointError(
+                    f"{path} holds a different architecture than asked for ({'; '.join(differences)}); "
+                    "drop the model settings (the folder's model.json says what it is) or pass matching weights"
+                )
+        net = build_model(stored)
+        load_weights(net, path)
+    elif path.is_file():
+        net = build_model(model_spec(model or "paper_r50"))
+        load_weights(net, path)
+    elif str(weights) in PRESETS:
+        net = build_model(str(weights))
+    else:
         raise CheckpointError(
-            f"{folder}: no model.json; expected a folder written by autoqvis (model.safetensors + model.json)"
+            f"{weights} is neither a model folder, a weights file nor a preset ({', '.join(PRESETS)}); "
+            "pass a folder written by autoqvis (model.json + model.safetensors) or an official .pth"
         )
-    spec = ModelSpec.from_json(json.loads(spec_path.read_text()))
-    model = VideoMaskFormer(spec, criterion=build_criterion(Config().training, spec.num_classes))
-    load_weights(model, folder / "model.safetensors", strict=True)
-    return model
+    return net.to(torch.device(device)).eval()

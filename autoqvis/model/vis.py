@@ -221,32 +221,6 @@ class VideoMaskFormer(nn.Module):
     # ----------------------------------------------------------------------------------------------
     # inference
 
-    def segment(
-        self,
-        video,
-        window: int = 0,
-        overlap: int = 2,
-        short_side: int = 360,
-        top_k: int | None = None,
-        track_score: str = "class",
-    ):
-        """Every object in a video (a path or a :class:`~autoqvis.io.video.VideoSource`): a
-        :class:`~autoqvis.structures.VideoTracks` with per-frame RLE masks at the original size, scores and
-        per-frame predicted quality. ``window`` > 0 streams the video in overlapping windows;
-        ``track_score="quality"`` ranks the tracks by score x mean predicted IoU."""
-        from autoqvis.inference.predict import PredictOptions, segment_video
-
-        device = str(self.pixel_mean.device)
-        options = PredictOptions(
-            window=window,
-            overlap=overlap,
-            short_side=short_side,
-            top_k=top_k or self.spec.test_topk,
-            device=device,
-            track_score=track_score,
-        )
-        return segment_video(self.eval(), video, options)
-
     @torch.no_grad()
     def inference(
         self,

@@ -1,6 +1,6 @@
 """A ViT backbone for the VIS model through a simple feature pyramid (ViTDet style).
 
-For the CPU / offline path: a DINO or DINOv2 ViT (``autoqvis.discover.vit``, e.g. the imported DINOv2 ViT-S/14)
+For the CPU / offline path: a DINO or DINOv2 ViT (``autoqvis.model.vit``, e.g. the imported DINOv2 ViT-S/14)
 gives one map of last-layer tokens at stride 16 (the input is resized by patch/16 first, so a patch-14 model
 also lands on stride 16); transposed convs and a max-pool turn it into ``res2..res5`` (strides 4, 8, 16, 32)
 for the pixel decoder. A frozen ViT runs without autograd, so training never back-propagates through it.
@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from autoqvis.discover.vit import ARCHS, build_vit, load_vit
+from autoqvis.model.vit import ARCHS, build_vit, load_vit
 
 __all__ = ["ViTBackbone"]
 

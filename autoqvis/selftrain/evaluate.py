@@ -32,12 +32,12 @@ class ModelEvaluator:
         self.device = device
 
     def __call__(self, model_dir: str | Path) -> dict:
-        from autoqvis.api import load_model
         from autoqvis.eval.davis import DavisResult, evaluate_sequence_unsupervised
         from autoqvis.eval.quality import pearson, spearman
         from autoqvis.eval.ytvis import evaluate_tracks
         from autoqvis.inference.predict import PredictOptions, id_map, rank_tracks, segment_video
         from autoqvis.io.video import FrameList
+        from autoqvis.model import load_model
 
         gt, inf = self.gt, self.cfg.inference
         model = load_model(model_dir, device=self.device)

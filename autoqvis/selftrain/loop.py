@@ -98,9 +98,9 @@ class SelfTrainRun:
 
     def pseudo_label(self, k: int, model_dir: Path) -> dict[int, list[Track]]:
         """The current model's top-k tracks for every unlabeled video (this rank's share; resumable)."""
-        from autoqvis.api import load_model
         from autoqvis.inference.predict import PredictOptions, segment_video
         from autoqvis.io.video import FrameList
+        from autoqvis.model import load_model
 
         folder = self.out / f"round_{k}" / "predictions"
         model = load_model(model_dir, device=self.device)
@@ -180,8 +180,8 @@ class SelfTrainRun:
     def retrain(self, k: int, training_set: YTVISDataset, init: Path) -> Path:
         """Round k's model: from ``init`` (M0, or the previous round without reset), head frozen, DropLoss,
         batches from the pseudo-labelled videos with probability ``selection.mix_prob``."""
-        from autoqvis.engine.augment import clip_augment
         from autoqvis.engine.video_source import VideoClipSource
+        from autoqvis.synth.augment import clip_augment
 
         if not training_set.videos:
             raise RuntimeError(

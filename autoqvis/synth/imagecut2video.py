@@ -1,7 +1,7 @@
 """ImageCut2Video: training clips with known tracks from unlabeled images and their pseudo-masks.
 
 Each clip repeats one image ``T`` times; the official per-frame augmentation (independent crops, rotations,
-brightness and contrast; clip-wide resize and flip: :mod:`autoqvis.engine.augment`) makes the frames differ
+brightness and contrast; clip-wide resize and flip: :mod:`autoqvis.synth.augment`) makes the frames differ
 like a moving camera. Then (``copy_and_paste`` of the official training loop) every instance of a random frame
 of a partner clip is pasted onto **every** frame, with a new scale r ~ U(0.8, 1.0) of the frame size and a
 new random position per frame, so the pasted objects move and change size; pasted masks occlude the clip's
@@ -26,12 +26,12 @@ import numpy as np
 import torch
 
 from autoqvis.config import SynthesisConfig
-from autoqvis.engine.augment import clip_augment
 from autoqvis.errors import DataError
 from autoqvis.io import rle
 from autoqvis.io.video import read_image
 from autoqvis.io.ytvis import load_json
 from autoqvis.structures import Clip
+from autoqvis.synth.augment import clip_augment
 
 __all__ = ["ImageCut2Video", "PseudoMaskImages", "copy_paste"]
 

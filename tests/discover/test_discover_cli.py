@@ -168,11 +168,11 @@ def test_vis_model_with_the_imported_vit_backbone(weights):
     import torch
 
     from autoqvis.config import load_config
-    from autoqvis.discover.vit import load_vit
     from autoqvis.model import build_model
+    from autoqvis.model.vit import load_vit
 
     cfg = load_config([], ["model.preset=tiny", "model.backbone=vit", f"model.vit_weights={weights}"])
-    model = build_model(cfg)
+    model = build_model(cfg.model, cfg.training)
     reference = load_vit("dinov2_vits14_imgfocus", weights)
     assert torch.equal(model.backbone.vit.blocks[3].attn.qkv.weight, reference.blocks[3].attn.qkv.weight)
     out = model.eval().inference(torch.randint(0, 256, (2, 3, 64, 64), dtype=torch.uint8))

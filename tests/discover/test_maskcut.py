@@ -21,7 +21,7 @@ from autoqvis.discover.maskcut import (
 )
 from autoqvis.errors import DataError
 from tests.conftest import fixture_file
-from tests.discover.test_vit import _fixture_model
+from tests.model.test_vit import _fixture_model
 
 
 def _meta() -> dict:

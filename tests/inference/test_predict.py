@@ -42,7 +42,7 @@ def test_streaming_with_one_window_equals_whole_video(model_dir, videos):
     one_window = segment_video(model, videos / "clip_a", PredictOptions(short_side=48, window=6))
     assert [t.score for t in whole.tracks] == [t.score for t in one_window.tracks]
     assert [t.masks for t in whole.tracks] == [t.masks for t in one_window.tracks]
-    streamed = model.segment(videos / "clip_a", window=3, overlap=1, short_side=48)
+    streamed = autoqvis.segment(model, videos / "clip_a", window=3, overlap=1, short_side=48)
     assert streamed.video.length == 6 and (streamed.video.height, streamed.video.width) == (48, 64)
     assert all(len(t.masks) == 6 and len(t.predicted_iou) == 6 for t in streamed.tracks)
     assert all(0 <= v <= 1 for t in streamed.tracks for v in t.predicted_iou)

@@ -7,7 +7,7 @@ import pickle
 import numpy as np
 import pytest
 import torch
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
 from autoqvis.config import Config, TrainingConfig
 from autoqvis.errors import CheckpointError
@@ -129,16 +129,32 @@ def test_checkpoints_round_trip_and_report_keys(tmp_path, caplog):
     assert report.missing and all("maskiou_feature_extractor" in k for k in report.missing)
     with pytest.raises(CheckpointError, match="missing keys"):
         load_weights(fresh, tmp_path / "videocutler.pth", strict=True)
-    # a wrong preset is a shape error naming the tensor
+    # a folder records its architecture: loading it into another is refused, naming the fields that differ
+    other = PRESETS["tiny"].__class__(**{**PRESETS["tiny"].to_json(), "hidden_dim": 32, "quality_head": None})
+    with pytest.raises(CheckpointError, match=r"different architecture.*hidden_dim: 64 vs 32"):
+        load_weights(VideoMaskFormer(other), tmp_path / "m")
+    with pytest.raises(CheckpointError, match="different architecture"):
+        load_model(tmp_path / "m", model=other)
+    # a bare weights file has no architecture: a wrong preset is a shape error naming the tensor
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp_path / "bare.safetensors"))
     with pytest.raises(CheckpointError, match="wrong shape"):
-        load_weights(
-            VideoMaskFormer(
-                PRESETS["tiny"].__class__(
-                    **{**PRESETS["tiny"].to_json(), "hidden_dim": 32, "quality_head": None}
-                )
-            ),
-            tmp_path / "m",
-        )
+        load_weights(VideoMaskFormer(other), tmp_path / "bare.safetensors")
+    loaded = load_model(tmp_path / "bare.safetensors", model="tiny")
+    assert not loaded.training and loaded.spec == PRESETS["tiny"]
+
+
+def test_load_model_reads_the_architecture_from_the_folder(tmp_path):
+    from autoqvis.config import ModelConfig
+
+    torch.manual_seed(0)
+    save_model(build_model("tiny"), tmp_path / "m")
+    assert load_model(tmp_path / "m").spec == PRESETS["tiny"]  # no preset needed
+    assert load_model(tmp_path / "m", model=ModelConfig(preset="tiny")).spec == PRESETS["tiny"]
+    with pytest.raises(CheckpointError, match=r"backbone: resnet vs vit"):
+        load_model(tmp_path / "m", model=ModelConfig(preset="tiny", backbone="vit"))
+    (tmp_path / "m" / "model.json").write_text('{"depth": 50')  # truncated
+    with pytest.raises(CheckpointError, match="damaged"):
+        load_model(tmp_path / "m")
 
 
 class _Evil:
@@ -162,7 +178,7 @@ def test_build_model_from_config_with_frozen_head():
     from autoqvis.config import load_config
 
     cfg = load_config([], ["model.preset=tiny", "training.freeze_quality_head=true"])
-    model = build_model(cfg)
+    model = build_model(cfg.model, cfg.training)
     assert not model.train_quality_head
     assert not any(p.requires_grad for p in model.quality_head.parameters())
     model.train()

@@ -139,7 +139,7 @@ def test_selftrain_from_unlabeled_videos_and_plain_images(data, tmp_path):
     import torch
     from safetensors.torch import save_file
 
-    from autoqvis.discover.vit import build_vit
+    from autoqvis.model.vit import build_vit
 
     torch.manual_seed(0)
     save_file(build_vit("dino_vits16").state_dict(), tmp_path / "vit.safetensors")

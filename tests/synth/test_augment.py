@@ -2,7 +2,7 @@ import numpy as np
 import torch
 
 from autoqvis.config import SynthesisConfig
-from autoqvis.engine.augment import PAD_VALUE, clip_augment
+from autoqvis.synth.augment import PAD_VALUE, clip_augment
 
 
 def _clip(T=3, h=200, w=260):

@@ -7,14 +7,14 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from autoqvis.discover.vit import (
+from autoqvis.errors import CheckpointError
+from autoqvis.model.vit import (
     ARCHS,
     VisionTransformer,
     build_vit,
     load_state_dict_file,
     load_vit,
 )
-from autoqvis.errors import CheckpointError
 from tests.conftest import fixture_file
 
 ATOL = 1e-4
