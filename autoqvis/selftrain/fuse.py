@@ -5,7 +5,8 @@ Pseudo-labels are tracks per video id with per-frame ``selected`` flags (see :mo
 - :func:`fuse_labels`: old ⊕ new. A new track that overlaps an old one (IoU >= 0.5 in some frame where both
   are present) is the same object and is fused frame by frame: the old frame is kept iff it was selected
   and the new one is not; otherwise the new frame (and its flag) wins. Unmatched new tracks are appended;
-  old tracks persist. ``replace_labels`` is the ablation without fusion.
+  old tracks persist; a video with no old tracks takes its new tracks as they are. ``replace_labels`` is
+  the ablation without fusion.
 - :func:`eligible_frames`: a frame can be trained on iff every track of the video is selected (or empty) in
   it; a video is used only with >= 2 eligible frames.
 """
@@ -45,11 +46,13 @@ def fuse_labels(
     """``merge_object_based_results``: returns the fused labels (inputs are not modified).
 
     Each new track is compared, in order, with the video's current tracks (old ones, fused ones and new
-    ones appended earlier in this call) and fused into the first one it overlaps.
+    ones appended earlier in this call) and fused into the first one it overlaps. A video without old tracks
+    (absent from ``old`` or with an empty list) takes the new tracks as they are, without comparing them with
+    each other, as the official code does for a video it has no labels of (``infer_utils.py`` L1308-1309).
     """
     merged: Labels = {vid: [copy.deepcopy(t) for t in tracks] for vid, tracks in old.items()}
     for video_id, new_tracks in new.items():
-        if video_id not in merged:
+        if not merged.get(video_id):
             merged[video_id] = [copy.deepcopy(t) for t in new_tracks]
             continue
         current = merged[video_id]

@@ -109,6 +109,19 @@ def test_fusion_appends_unmatched_and_new_videos():
     assert 1 not in replace_labels({1: [old]}, {2: [new_far]})
 
 
+def test_fusion_takes_new_tracks_as_they_are_for_a_video_without_labels():
+    # a and b overlap (IoU 2/4 = 0.5 in frame 0) but a video with no earlier labels is not fused with itself,
+    # whether it is absent from the old labels or listed with no tracks (official merge_object_based_results)
+    a = labelled([(0, 2), (0, 2)], [True, True])
+    b = labelled([(0, 4), (3, 4)], [True, True])
+    for old in ({}, {1: []}):
+        fused = fuse_labels(old, {1: [a, b]})
+        assert [t.masks for t in fused[1]] == [a.masks, b.masks]
+    # with one earlier track, both new ones are compared with it (and with each other once appended)
+    c = labelled([(5, 6), (5, 6)], [True, True])
+    assert [t.masks for t in fuse_labels({1: [c]}, {1: [a, b]})[1]] == [c.masks, b.masks]
+
+
 def test_fusion_rejects_changed_video_length():
     with pytest.raises(ValueError, match="video 1: pseudo-labels of 2 and 3 frames"):
         fuse_labels({1: [labelled([(0, 2)] * 2, [True] * 2)]}, {1: [labelled([(0, 2)] * 3, [True] * 3)]})
