@@ -20,8 +20,8 @@ from pseudo_label_quality import true_masks
 
 from autoqvis.config import load_config
 from autoqvis.demo.pipeline import DemoPlan, ensure_dinov2_weights, truth_dataset
+from autoqvis.eval.models import ModelEvaluator
 from autoqvis.io.ytvis import load_ytvis, save_ytvis
-from autoqvis.selftrain.evaluate import ModelEvaluator
 from autoqvis.selftrain.loop import SelfTrainRun
 from autoqvis.synth.imagecut2video import ImageCut2Video, PseudoMaskImages
 
@@ -52,9 +52,9 @@ def main() -> None:
         seed=cfg.training.seed,
     )
     model = SelfTrainRun(cfg, out, labels, [synthetic]).retrain(1, labels, run / "selftrain" / "m0" / "model")
-    metrics = ModelEvaluator(run / "data" / "test_gt.json", run / "data" / "test", cfg)(model)
+    scores = ModelEvaluator(run / "data" / "test_gt.json", run / "data" / "test", cfg)(model)
     rows = [r for r in saved["rows"] if r.get("metrics")]
-    rows.insert(1, {"model": "oracle round (true tracks)", "metrics": metrics})
+    rows.insert(1, {"model": "oracle round (true tracks)", "metrics": scores.to_json(samples=False)})
     print(
         f"{'model':34s} {'AP':>6s} {'AP50':>6s} {'AP75':>6s} {'AR10':>6s} {'J&F':>6s} {'AP50 other ranking':>19s}"
     )

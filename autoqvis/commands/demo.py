@@ -41,19 +41,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from autoqvis.demo.pipeline import run_demo
+    from autoqvis.demo.pipeline import NOISE_NOTE, DemoPlan, run_demo
+    from autoqvis.errors import DataError
 
     start = time.perf_counter()
     out = args.out if args.out != Path("runs/demo") or not args.quick else Path("runs/demo-quick")
     if bool(args.gt) != bool(args.gt_frames):
-        from autoqvis.errors import DataError
-
         raise DataError(
             "--gt and --gt-frames go together (the ground-truth JSON and the folder its file names are in)"
         )
-    run_demo(
+    plan = DemoPlan.for_run(args.quick, args.footage, own_videos=args.videos is not None)
+    print(f"autoqvis demo ({'quick' if args.quick else 'default'}): {plan.describe()}")
+    result = run_demo(
         out,
-        quick=args.quick,
+        plan=plan,
         seed=args.seed,
         overrides=args.overrides,
         config_files=args.config,
@@ -61,7 +62,14 @@ def run(args: argparse.Namespace) -> int:
         gt=args.gt,
         gt_frames=args.gt_frames,
         every=args.every,
-        footage=args.footage,
+        on_stage=lambda title: print(f"== {title}", flush=True),
     )
+    print(result.table())
+    print(NOISE_NOTE)
+    if result.scored:
+        print(result.quality_line() or "quality predictor: no correlation (too few scored masks)")
+    else:
+        print("no ground truth given: models are not scored (pass --gt and --gt-frames to score them)")
+    print(f"report: {result.report}")
     print(f"demo finished in {time.perf_counter() - start:.0f} s; open {out / 'report.html'}")
     return 0

@@ -55,9 +55,9 @@ def run(args: argparse.Namespace) -> int:
     from autoqvis.demo.world import world_source
     from autoqvis.engine import dist
     from autoqvis.engine.sources import synthetic_source
+    from autoqvis.eval.models import ModelEvaluator
     from autoqvis.io.video import find_videos
     from autoqvis.report.run import write_run_report
-    from autoqvis.selftrain.evaluate import ModelEvaluator
     from autoqvis.selftrain.loop import SelfTrainRun
     from autoqvis.selftrain.videos import cache_videos
 
@@ -84,23 +84,16 @@ def run(args: argparse.Namespace) -> int:
         masks = _discover_images(args.synthetic_images, args.out / "discovery", cfg, args.device)
     if masks:
         synthetic.append(synthetic_source(masks, args.synthetic_images, cfg))
-    run = SelfTrainRun(cfg, args.out, videos, synthetic, args.device)
-    evaluate = ModelEvaluator(args.val, args.val_frames, cfg, args.device) if args.val else None
-    if args.skip_initial:
-        run.initial_stage = lambda init=None: Path(args.init)  # M0 given
-    rows = run.run(init=args.init, evaluate=evaluate)
+    evaluator = ModelEvaluator(args.val, args.val_frames, cfg, args.device) if args.val else None
+    run = SelfTrainRun(cfg, args.out, videos, synthetic, args.device, evaluator)
+    result = run.run(init=args.init, m0=args.init if args.skip_initial else None)
     if dist.is_main():
-        _print_table(rows)
-        best = next(r for r in rows if r.get("best"))
-        why = (
-            f"best {cfg.selection.select_metric} on --val"
-            if args.val
-            else "the last round; no --val to choose by"
-        )
-        print(f"selected model: {best['model']} ({why}): {best['path']}")
+        _print_table(result)
+        chosen = result.selected_model
+        print(f"selected model: {chosen.name} ({result.rule}): {chosen.path}")
         page = write_run_report(
             args.out / "report.html",
-            rows,
+            result.models,
             cfg,
             run,
             f"autoqvis selftrain: {args.videos.name}",
@@ -108,6 +101,7 @@ def run(args: argparse.Namespace) -> int:
                 f"{len(videos.videos)} unlabeled videos from {args.videos}",
                 "scored on " + (str(args.val) if args.val else "nothing (no --val given)"),
             ],
+            selected=chosen.name,
         )
         print(f"report: {page}")
         if report:
@@ -128,12 +122,13 @@ def _discover_images(images: Path, out: Path, cfg, device: str) -> Path:
     return path
 
 
-def _print_table(rows: list[dict]) -> None:
+def _print_table(result) -> None:
     keys = ("AP", "AP50", "AP75", "AR10")
     print(f"{'model':22s} " + " ".join(f"{k:>6s}" for k in keys) + "  pseudo-labels")
-    for row in rows:
-        m = (row.get("metrics") or {}).get("ytvis") or {}
-        values = " ".join(f"{m[k]:6.2f}" if m.get(k) is not None else "     -" for k in keys)
-        mark = " (selected)" if row.get("best") else ""
-        print(f"{row['model']:22s} {values}  {row.get('pseudo_labels', '-')}{mark}")
+    for i, m in enumerate(result.models):
+        y = m.scores.ytvis if m.scores else {}
+        values = " ".join(f"{y[k]:6.2f}" if y.get(k) is not None else "     -" for k in keys)
+        mark = " (selected)" if i == result.selected else ""
+        labels = "-" if m.pseudo_labels is None else m.pseudo_labels
+        print(f"{m.name:22s} {values}  {labels}{mark}")
     print("per-round details: summary.json and round_k/selection.json in the run folder")

@@ -20,6 +20,8 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,12 +31,19 @@ from PIL import Image
 from autoqvis.config import Config, load_config, save_config
 from autoqvis.demo.world import FOOTAGE, WorldConfig, render_image, render_video
 from autoqvis.errors import CheckpointError, DataError
+from autoqvis.eval.models import ModelEvaluator
 from autoqvis.io import rle
 from autoqvis.io.atomic import atomic_write_json
+from autoqvis.io.video import find_videos
 from autoqvis.io.ytvis import YTVISDataset, save_ytvis
+from autoqvis.report.run import write_run_report
+from autoqvis.selftrain.loop import ModelResult, SelfTrainRun
+from autoqvis.selftrain.videos import cache_videos
 from autoqvis.structures import Track, VideoInfo
+from autoqvis.synth.imagecut2video import ImageCut2Video, PseudoMaskImages
+from autoqvis.synth.write import write_previews
 
-__all__ = ["DemoPlan", "run_demo"]
+__all__ = ["DemoInputs", "DemoPlan", "DemoResult", "run_demo"]
 
 log = logging.getLogger("autoqvis")
 
@@ -71,6 +80,17 @@ class DemoPlan:
             round_iters=30,
             num_points=256,
         )
+
+    @classmethod
+    def for_run(cls, quick: bool = False, footage: str | None = None, own_videos: bool = False) -> DemoPlan:
+        """The default or quick plan; ``footage`` replaces the capture; on the user's own videos the working
+        resolution is larger (short side 160)."""
+        plan = cls.quick() if quick else cls()
+        if footage is not None:
+            plan = dataclasses.replace(plan, footage=footage)  # checks the name before anything is written
+        if own_videos:
+            plan = dataclasses.replace(plan, height=160, width=213)
+        return plan
 
     def __post_init__(self) -> None:
         if self.footage not in FOOTAGE:
@@ -126,30 +146,27 @@ def demo_config(
 # stage 1: the world
 
 
-def make_world(out: Path, plan: DemoPlan, seed: int = 0) -> dict[str, Path]:
+def make_world(out: Path, plan: DemoPlan, seed: int = 0) -> DemoInputs:
     """Stills (PNG), unlabeled videos and test videos (JPEG frame folders), test ground truth (YouTube-VIS)."""
-    paths = {
-        "stills": out / "stills",
-        "unlabeled": out / "unlabeled",
-        "test": out / "test",
-        "gt": out / "test_gt.json",
-    }
-    if paths["gt"].is_file():
+    paths = DemoInputs(
+        stills=out / "stills", unlabeled=out / "unlabeled", test=out / "test", gt=out / "test_gt.json"
+    )
+    if paths.gt.is_file():
         return paths
     rng = np.random.default_rng(seed)
     world = plan.world()
-    paths["stills"].mkdir(parents=True, exist_ok=True)
+    paths.stills.mkdir(parents=True, exist_ok=True)
     for i in range(plan.stills):
         image, _ = render_image(rng, world)  # its masks are never used
-        Image.fromarray(image).save(paths["stills"] / f"still_{i:04d}.png")
+        Image.fromarray(image).save(paths.stills / f"still_{i:04d}.png")
     for i in range(plan.unlabeled_videos):
-        _write_frames(render_video(rng, world).frames, paths["unlabeled"] / f"video_{i:03d}")
+        _write_frames(render_video(rng, world).frames, paths.unlabeled / f"video_{i:03d}")
     test_masks = []
     for i in range(plan.test_videos):
         video = render_video(rng, world)
-        _write_frames(video.frames, paths["test"] / f"test_{i:03d}")
+        _write_frames(video.frames, paths.test / f"test_{i:03d}")
         test_masks.append(video.masks)
-    save_ytvis(truth_dataset(test_masks, "test"), paths["gt"])
+    save_ytvis(truth_dataset(test_masks, "test"), paths.gt)
     return paths
 
 
@@ -235,6 +252,65 @@ def discover_stills(stills: Path, out: Path, cfg: Config, weights: Path) -> Path
 # the whole job
 
 
+@dataclass
+class DemoInputs:
+    """Where the demo's data lives: stills for discovery (or the sampled frames of the user's videos), the
+    unlabeled videos, and the optional test videos with their ground truth."""
+
+    stills: Path
+    unlabeled: Path
+    test: Path | None = None
+    gt: Path | None = None
+
+
+@dataclass
+class DemoResult:
+    """What the demo produced: every model (the main run's, then the confidence-only ablation's rounds),
+    each stage's wall time, and the files written."""
+
+    plan: DemoPlan
+    seed: int
+    models: list[ModelResult]
+    seconds: dict[str, float]
+    report: Path
+    results: Path
+
+    @property
+    def scored(self) -> bool:
+        return any(m.scores is not None for m in self.models)
+
+    def table(self) -> str:
+        return models_table(self.models)
+
+    def quality_line(self) -> str | None:
+        """Quality vs confidence on the test videos (the main run's last model), as the paper's Fig. 5."""
+        final = next((m.scores for m in reversed(self.models) if not m.name.startswith("confidence")), None)
+        if final is None or final.spearman_quality is None:
+            return None
+        return (
+            f"quality predictor (final model, test videos): Spearman with the true IoU {final.spearman_quality:.3f} "
+            f"(quality Q = score x predicted IoU) vs {_fmt(final.spearman_confidence)} (confidence alone); "
+            "paper: 0.57 vs 0.42"
+        )
+
+    def to_json(self) -> dict:
+        return {
+            "plan": dataclasses.asdict(self.plan),
+            "seed": self.seed,
+            "rows": [m.to_json() for m in self.models],
+            "seconds": self.seconds,
+        }
+
+
+STAGES = (
+    "1/6 generate the world",
+    "2/6 discover objects (MaskCut, DINOv2-S)",
+    "3/6 synthesize clips (ImageCut2Video)",
+    "4-5/6 initial stage (M0) and two self-training rounds",
+    "6/6 report",
+)
+
+
 def run_demo(
     out: str | Path,
     quick: bool = False,
@@ -247,149 +323,130 @@ def run_demo(
     every: int = 5,
     plan: DemoPlan | None = None,
     footage: str | None = None,
-) -> list[dict]:
+    on_stage: Callable[[str], None] = lambda title: log.info("== %s", title),
+) -> DemoResult:
     """The demo on the generated world, or with ``videos`` on the user's own footage (``gt`` + ``gt_frames``:
-    an optional YouTube-VIS ground truth of held-out videos for scoring; without it nothing is scored)."""
-    from autoqvis.io.video import find_videos
-    from autoqvis.report.run import write_run_report
-    from autoqvis.selftrain.evaluate import ModelEvaluator
-    from autoqvis.selftrain.loop import SelfTrainRun, summary_row
-    from autoqvis.selftrain.videos import cache_videos
-    from autoqvis.synth.imagecut2video import ImageCut2Video, PseudoMaskImages
-    from autoqvis.synth.write import write_previews
-
+    an optional YouTube-VIS ground truth of held-out videos for scoring; without it nothing is scored).
+    ``on_stage(title)`` is called as each stage starts."""
     out = Path(out)
-    if plan is None:
-        plan = DemoPlan.quick() if quick else DemoPlan()
-    if footage is not None:
-        plan = dataclasses.replace(plan, footage=footage)  # checks the name before anything is written
-    if videos is not None:  # real footage: a larger working resolution (short side 160)
-        plan = dataclasses.replace(plan, height=160, width=213)
+    plan = plan or DemoPlan.for_run(quick, footage, own_videos=videos is not None)
     cfg = demo_config(plan, overrides, config_files)
     save_config(cfg, out)
-    print(f"autoqvis demo ({'quick' if quick else 'default'}): {plan.describe()}")
-    timings: dict[str, float] = {}  # finished stages: seconds
-    started: dict[str, float] = {}
+    timer = _StageTimer(on_stage)
 
-    def stage(name: str):
-        print(f"== {name}")
-        started[name] = time.perf_counter()
+    with timer.stage(STAGES[0] if videos is None else "1/6 your videos"):
+        if videos is None:
+            inputs = make_world(out / "data", plan, seed)
+        else:
+            inputs = DemoInputs(
+                stills=out / "discovery" / "pseudo_masks.frames",
+                unlabeled=Path(videos),
+                test=Path(gt_frames) if gt_frames else None,
+                gt=Path(gt) if gt else None,
+            )
+    with timer.stage(STAGES[1]):
+        weights = ensure_dinov2_weights()
+        cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, vit_weights=str(weights)))
+        if videos is None:
+            pseudo = discover_stills(inputs.stills, out / "discovery", cfg, weights)
+        else:
+            pseudo = discover_video_frames(Path(videos), every, out / "discovery", cfg, weights)
+    with timer.stage(STAGES[2]):
+        synthetic = synthesize(pseudo, inputs.stills, out / "synthetic_previews", cfg, seed)
+    with timer.stage(STAGES[3]):
+        main_run, models = self_train(out, inputs, synthetic, cfg)
+    with timer.stage(STAGES[4]):
+        report = write_report(out, models, cfg, main_run, plan, timer.seconds)
+    result = DemoResult(plan, seed, models, timer.seconds, report, out / "results.json")
+    atomic_write_json(result.results, result.to_json())
+    return result
 
-    def done(name: str):
-        timings[name] = time.perf_counter() - started[name]
 
-    if videos is None:
-        stage("1/6 generate the world")
-        paths = make_world(out / "data", plan, seed)
-        done("1/6 generate the world")
-    else:
-        stage("1/6 your videos")
-        paths = {
-            "unlabeled": Path(videos),
-            "gt": Path(gt) if gt else None,
-            "test": Path(gt_frames) if gt_frames else None,
-        }
-        paths["stills"] = out / "discovery" / "pseudo_masks.frames"
-        done("1/6 your videos")
-
-    stage("2/6 discover objects (MaskCut, DINOv2-S)")
-    weights = ensure_dinov2_weights()
-    cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, vit_weights=str(weights)))
-    if videos is None:
-        pseudo = discover_stills(paths["stills"], out / "discovery", cfg, weights)
-    else:
-        pseudo = discover_video_frames(Path(videos), every, out / "discovery", cfg, weights)
-    done("2/6 discover objects (MaskCut, DINOv2-S)")
-
-    stage("3/6 synthesize clips (ImageCut2Video)")
-    synthetic = ImageCut2Video(
-        PseudoMaskImages(pseudo, paths["stills"]), cfg.synthesis, seed=cfg.training.seed
-    )
-    previews = out / "synthetic_previews"
+def synthesize(pseudo: Path, images: Path, previews: Path, cfg: Config, seed: int) -> ImageCut2Video:
+    """Stage 3: ImageCut2Video clips from the pseudo-masks, and a few animated previews."""
+    synthetic = ImageCut2Video(PseudoMaskImages(pseudo, images), cfg.synthesis, seed=cfg.training.seed)
     if not previews.is_dir():
         write_previews(synthetic, list(range(min(4, len(synthetic)))), seed, previews)
-    done("3/6 synthesize clips (ImageCut2Video)")
+    return synthetic
 
-    gt_path, test_root = paths["gt"], paths["test"]
 
-    evaluate = ModelEvaluator(gt_path, test_root, cfg) if gt_path is not None else None
-
-    stage("4-5/6 initial stage (M0) and two self-training rounds")
-    videos, _ = cache_videos(find_videos(paths["unlabeled"]), out / "selftrain", None)
-    main_run = SelfTrainRun(cfg, out / "selftrain", videos, [synthetic])
-    rows = main_run.run(evaluate=evaluate)
-    m0 = Path(rows[0]["path"])
+def self_train(
+    out: Path, inputs: DemoInputs, synthetic: ImageCut2Video, cfg: Config
+) -> tuple[SelfTrainRun, list[ModelResult]]:
+    """Stages 4-5: M0 and the rounds with quality-guided selection, then the confidence-only ablation's rounds
+    from the same M0; every model scored on the test videos when there is ground truth."""
+    evaluator = ModelEvaluator(inputs.gt, inputs.test, cfg) if inputs.gt is not None else None
+    videos, _ = cache_videos(find_videos(inputs.unlabeled), out / "selftrain", None)
+    main_run = SelfTrainRun(cfg, out / "selftrain", videos, [synthetic], evaluator=evaluator)
+    main = main_run.run()
     ablation_cfg = dataclasses.replace(
         cfg, selection=dataclasses.replace(cfg.selection, selection_score="confidence")
     )
-    ablation = SelfTrainRun(ablation_cfg, out / "ablation_confidence", videos, [synthetic])
-    ablation.initial_stage = lambda init=None: m0  # same M0
-    ablation_rows = ablation.run(evaluate=evaluate)[1:]
-    for r in ablation_rows:
-        r["model"] = f"confidence-only, {r['model']}"
-    done("4-5/6 initial stage (M0) and two self-training rounds")
+    ablation = SelfTrainRun(
+        ablation_cfg, out / "ablation_confidence", videos, [synthetic], evaluator=evaluator
+    )
+    rounds = ablation.run(m0=main.models[0].path).models[1:]  # the same M0
+    for m in rounds:
+        m.name = f"confidence-only, {m.name}"
+    return main_run, main.models + rounds
 
-    stage("6/6 report")
-    all_rows = rows + ablation_rows
-    for r in all_rows:  # the demo scores on its test videos: no model is "selected" on them
-        r.pop("best", None)
-    table = _table(all_rows)
-    print(table)
-    print(NOISE_NOTE)
-    final = rows[-1].get("metrics")
-    if final:
-        print(
-            f"quality predictor (final model, test videos): Spearman with the true IoU {final['spearman_quality']:.3f} "
-            f"(quality Q = score x predicted IoU) vs {final['spearman_confidence']:.3f} (confidence alone); paper: 0.57 vs 0.42"
-        )
-    else:
-        print("no ground truth given: models are not scored (pass --gt and --gt-frames to score them)")
-    report_path = write_run_report(
+
+def write_report(
+    out: Path,
+    models: list[ModelResult],
+    cfg: Config,
+    run: SelfTrainRun,
+    plan: DemoPlan,
+    seconds: dict[str, float],
+) -> Path:
+    """Stage 6: ``report.html`` (the demo scores on its test videos, so no model is marked selected)."""
+    return write_run_report(
         out / "report.html",
-        all_rows,
+        models,
         cfg,
-        main_run,
+        run,
         "autoqvis demo: unsupervised video instance segmentation on a generated world",
         notes=[
             plan.describe(),
             "Ground-truth tracks of the test videos are used for scoring only; no stage sees them.",
             NOISE_NOTE,
             "Wall time per stage (this invocation; resumed stages take ~0 s): "
-            + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items()),
+            + ", ".join(f"{k} {v:.0f} s" for k, v in seconds.items()),
         ],
     )
-    done("6/6 report")
-    atomic_write_json(
-        out / "results.json",
-        {
-            "plan": dataclasses.asdict(plan),
-            "seed": seed,
-            "rows": [summary_row(r) for r in all_rows],
-            "seconds": timings,
-        },
-    )
-    print(f"report: {report_path}")
-    return all_rows
 
 
-def _table(rows: list[dict]) -> str:
+def models_table(models: list[ModelResult]) -> str:
     """The demo's table; with AP50 under the other track ranking (class score or quality) when there is one."""
-    alt = next(
-        (r["metrics"]["ytvis_alt"]["ranking"] for r in rows if "ytvis_alt" in (r.get("metrics") or {})), None
-    )
+    alt = next((m.scores.alt_ranking for m in models if m.scores and m.scores.alt_ranking), None)
     head = f"{'model':34s} {'AP':>6s} {'AP50':>6s} {'AP75':>6s} {'AR10':>6s} {'J&F':>6s}"
     head += f" {'AP50 ' + alt + '-ranked':>19s}" if alt else ""
     head += "  pseudo-labels kept"
     lines = [head, "-" * len(head)]
-    for r in rows:
-        m = r.get("metrics") or {}
-        y = m.get("ytvis", {})
-
-        def f(v, width=6):
-            return f"{'-':>{width}s}" if v is None else f"{v:{width}.2f}"
-
-        line = f"{r['model']:34s} {f(y.get('AP'))} {f(y.get('AP50'))} {f(y.get('AP75'))} {f(y.get('AR10'))} {f(m.get('jf'))}"
+    for m in models:
+        y = m.scores.ytvis if m.scores else {}
+        jf = m.scores.jf if m.scores else None
+        line = f"{m.name:34s} {_fmt(y.get('AP'))} {_fmt(y.get('AP50'))} {_fmt(y.get('AP75'))} {_fmt(y.get('AR10'))} {_fmt(jf)}"
         if alt:
-            line += " " + f((m.get("ytvis_alt") or {}).get("AP50"), 19)
-        lines.append(f"{line}  {r.get('pseudo_labels', '-')}")
+            line += " " + _fmt(((m.scores.ytvis_alt or {}) if m.scores else {}).get("AP50"), 19)
+        lines.append(f"{line}  {'-' if m.pseudo_labels is None else m.pseudo_labels}")
     return "\n".join(lines)
+
+
+def _fmt(v: float | None, width: int = 6) -> str:
+    return f"{'-':>{width}s}" if v is None else f"{v:{width}.2f}"
+
+
+class _StageTimer:
+    """Calls ``on_stage`` as a stage starts and records the wall time of the stages that finish."""
+
+    def __init__(self, on_stage: Callable[[str], None]):
+        self.on_stage = on_stage
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def stage(self, title: str) -> Iterator[None]:
+        self.on_stage(title)
+        start = time.perf_counter()
+        yield
+        self.seconds[title] = time.perf_counter() - start

@@ -28,6 +28,7 @@ from autoqvis.config import TrainingConfig
 from autoqvis.engine import dist
 from autoqvis.engine.checkpoint import capture_rng, load_training_state, restore_rng, save_training_state
 from autoqvis.engine.data import ClipSource, MixingBatchSampler, build_loader
+from autoqvis.engine.determinism import deterministic_algorithms
 from autoqvis.engine.optim import all_params, build_optimizer, build_scheduler, clip_full_model
 from autoqvis.errors import AutoqvisError
 from autoqvis.io.atomic import atomic_write_text
@@ -65,8 +66,6 @@ class Trainer:
         run_config: dict[str, Any] | None = None,
     ):
         self.cfg, self.device, self.out_dir = cfg, device, Path(out_dir)
-        if cfg.deterministic:
-            torch.use_deterministic_algorithms(True, warn_only=True)
         self.sources, self.probs = list(sources), list(probs)
         self.run_config = run_config or {}
         self.model = model.to(device)
@@ -88,7 +87,12 @@ class Trainer:
     # the loop
 
     def train(self, resume: bool = True) -> Path:
-        """Run to ``cfg.max_iters``; with ``resume`` continue from ``last.pt`` when it exists."""
+        """Run to ``cfg.max_iters``; with ``resume`` continue from ``last.pt`` when it exists. With
+        ``cfg.deterministic`` the kernels are deterministic for the run's duration."""
+        with deterministic_algorithms(self.cfg.deterministic):
+            return self._train(resume)
+
+    def _train(self, resume: bool) -> Path:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         if resume and self.checkpoint_path.exists():
             self.load_state(load_training_state(self.checkpoint_path, self.device))

@@ -22,9 +22,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-from pycocotools import mask as mask_utils
 
 from autoqvis.errors import DataError
+from autoqvis.io import rle
 from autoqvis.io.ytvis import load_predictions, load_ytvis
 from autoqvis.structures import Track
 
@@ -152,35 +152,9 @@ def format_table(result: YTVISResult, title: str = "") -> str:
 def _video_sums(
     d_masks: Sequence[Sequence[dict | None]], g_masks: Sequence[Sequence[dict | None]]
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Summed per-frame intersections and unions, (D, G) each."""
-    D, G = len(d_masks), len(g_masks)
-    inter, union = np.zeros((D, G)), np.zeros((D, G))
-    if D == 0 or G == 0:
-        return inter, union
-    T = len(g_masks[0])
-    for t in range(T):
-        d_idx = [i for i in range(D) if d_masks[i][t] is not None]
-        g_idx = [j for j in range(G) if g_masks[j][t] is not None]
-        d_area = np.zeros(D)
-        g_area = np.zeros(G)
-        if d_idx:
-            d_area[d_idx] = mask_utils.area([_bytes(d_masks[i][t]) for i in d_idx])
-        if g_idx:
-            g_area[g_idx] = mask_utils.area([_bytes(g_masks[j][t]) for j in g_idx])
-        frame_inter = np.zeros((D, G))
-        if d_idx and g_idx:
-            iou = np.asarray(
-                mask_utils.iou(
-                    [_bytes(d_masks[i][t]) for i in d_idx],
-                    [_bytes(g_masks[j][t]) for j in g_idx],
-                    [0] * len(g_idx),
-                )
-            )
-            a, b = d_area[d_idx][:, None], g_area[g_idx][None, :]
-            frame_inter[np.ix_(d_idx, g_idx)] = np.rint(iou * (a + b) / (1.0 + iou))  # exact pixel counts
-        inter += frame_inter
-        union += d_area[:, None] + g_area[None, :] - frame_inter
-    return inter, union
+    """Summed per-frame intersections and unions, (D, G) each (exact pixel counts)."""
+    inter, union = rle.frame_overlaps(d_masks, g_masks)
+    return inter.sum(axis=2), union.sum(axis=2)
 
 
 def _best_iou(gts: Sequence[Track], dts: Sequence[Track]) -> np.ndarray:
@@ -321,8 +295,3 @@ def _summarize(precision: np.ndarray, recall: np.ndarray, max_dets: Sequence[int
         mean(recall[:, :, 3, last]),
     ]
     return np.array(stats)
-
-
-def _bytes(rle: dict) -> dict:
-    counts = rle["counts"]
-    return {"size": rle["size"], "counts": counts.encode("ascii") if isinstance(counts, str) else counts}

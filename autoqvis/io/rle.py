@@ -18,8 +18,12 @@ __all__ = [
     "decode_stack",
     "encode",
     "encode_stack",
+    "frame_ious",
+    "frame_overlaps",
     "iou_matrix",
     "to_compressed",
+    "to_pycocotools",
+    "video_ious",
 ]
 
 RLE = dict[str, Any]
@@ -45,26 +49,20 @@ def encode_stack(masks: np.ndarray) -> list[RLE]:
     ]
 
 
-def _c(rle: RLE) -> dict:
-    """pycocotools wants bytes counts."""
-    counts = rle["counts"]
-    return {"size": rle["size"], "counts": counts.encode("ascii") if isinstance(counts, str) else counts}
-
-
 def decode(rle: RLE) -> np.ndarray:
     """Compressed RLE -> (H, W) bool."""
-    return mask_utils.decode(_c(rle)).astype(bool)
+    return mask_utils.decode(to_pycocotools(rle)).astype(bool)
 
 
 def decode_stack(rles: Sequence[RLE]) -> np.ndarray:
     """T compressed RLEs of one size -> (T, H, W) bool."""
     if not rles:
         raise ValueError("decode_stack needs at least one RLE")
-    return mask_utils.decode([_c(r) for r in rles]).transpose(2, 0, 1).astype(bool)
+    return mask_utils.decode([to_pycocotools(r) for r in rles]).transpose(2, 0, 1).astype(bool)
 
 
 def area(rle: RLE) -> int:
-    return int(mask_utils.area(_c(rle)))
+    return int(mask_utils.area(to_pycocotools(rle)))
 
 
 def to_compressed(segmentation: Any, height: int, width: int) -> RLE:
@@ -89,7 +87,7 @@ def to_compressed(segmentation: Any, height: int, width: int) -> RLE:
                 )
             rle = mask_utils.frPyObjects(segmentation, height, width)
         elif isinstance(segmentation["counts"], str | bytes):
-            rle = _c(segmentation)
+            rle = to_pycocotools(segmentation)
         else:
             raise ValueError(
                 f"RLE counts must be a list or a string, got {type(segmentation['counts']).__name__}"
@@ -107,10 +105,61 @@ def iou_matrix(a: Sequence[RLE], b: Sequence[RLE]) -> tuple[np.ndarray, np.ndarr
     """Intersections and unions of every pair: two (len(a), len(b)) float64 arrays (pixel counts)."""
     if not a or not b:
         return np.zeros((len(a), len(b))), np.zeros((len(a), len(b)))
-    ca, cb = [_c(r) for r in a], [_c(r) for r in b]
+    ca, cb = [to_pycocotools(r) for r in a], [to_pycocotools(r) for r in b]
     iou = mask_utils.iou(ca, cb, [0] * len(cb))
     area_a = mask_utils.area(ca).astype(np.float64)[:, None]
     area_b = mask_utils.area(cb).astype(np.float64)[None, :]
     # iou = I / (A + B - I)  =>  I = iou * (A + B) / (1 + iou)
     inter = np.rint(iou * (area_a + area_b) / (1.0 + iou))
     return inter, area_a + area_b - inter
+
+
+def to_pycocotools(rle: RLE) -> dict:
+    """The form pycocotools wants: ``counts`` as bytes (ours are str)."""
+    counts = rle["counts"]
+    return {"size": rle["size"], "counts": counts.encode("ascii") if isinstance(counts, str) else counts}
+
+
+def frame_overlaps(
+    a: Sequence[Sequence[RLE | None]], b: Sequence[Sequence[RLE | None]]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-frame intersection and union pixel counts of two groups of tracks, each track a list of per-frame
+    masks (``None`` where absent): two (len(a), len(b), T) float64 arrays, exact integers.
+
+    A frame where only one track is present adds that mask's area to the union; where neither is, 0."""
+    A, B = len(a), len(b)
+    T = len(a[0]) if A else len(b[0]) if B else 0
+    inter, union = np.zeros((A, B, T)), np.zeros((A, B, T))
+    if A == 0 or B == 0:
+        return inter, union
+    for t in range(T):
+        ia = [i for i in range(A) if a[i][t] is not None]
+        ib = [j for j in range(B) if b[j][t] is not None]
+        ra = [to_pycocotools(a[i][t]) for i in ia]
+        rb = [to_pycocotools(b[j][t]) for j in ib]
+        area_a, area_b = np.zeros(A), np.zeros(B)
+        if ia:
+            area_a[ia] = mask_utils.area(ra)
+        if ib:
+            area_b[ib] = mask_utils.area(rb)
+        if ia and ib:
+            iou = np.asarray(mask_utils.iou(ra, rb, [0] * len(rb)))
+            sums = area_a[ia][:, None] + area_b[ib][None, :]
+            # iou = I / (A + B - I)  =>  I = iou * (A + B) / (1 + iou), rounded to the exact pixel count
+            inter[np.ix_(ia, ib, [t])] = np.rint(iou * sums / (1.0 + iou))[:, :, None]
+        union[:, :, t] = area_a[:, None] + area_b[None, :] - inter[:, :, t]
+    return inter, union
+
+
+def frame_ious(a: Sequence[Sequence[RLE | None]], b: Sequence[Sequence[RLE | None]]) -> np.ndarray:
+    """(len(a), len(b), T) per-frame mask IoU of two groups of tracks; 0 where either mask is absent."""
+    inter, union = frame_overlaps(a, b)
+    return np.divide(inter, union, out=np.zeros_like(inter), where=inter > 0)
+
+
+def video_ious(a: Sequence[Sequence[RLE | None]], b: Sequence[Sequence[RLE | None]]) -> np.ndarray:
+    """(len(a), len(b)) spatio-temporal IoU: intersections summed over frames / unions summed over frames
+    (the YouTube-VIS track IoU)."""
+    inter, union = frame_overlaps(a, b)
+    inter, union = inter.sum(axis=2), union.sum(axis=2)
+    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)

@@ -411,8 +411,4 @@ def _track_to_annotation(track: Track, video: VideoInfo, ann_id: int) -> dict[st
 def _bbox(rle: dict) -> list[float]:
     from pycocotools import mask as mask_utils
 
-    counts = rle["counts"]
-    box = mask_utils.toBbox(
-        {"size": rle["size"], "counts": counts.encode("ascii") if isinstance(counts, str) else counts}
-    )
-    return [float(x) for x in box]
+    return [float(x) for x in mask_utils.toBbox(rle_utils.to_pycocotools(rle))]

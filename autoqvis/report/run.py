@@ -1,5 +1,6 @@
 """``report.html`` of a self-training run (``autoqvis selftrain`` and ``autoqvis demo``): everything is read
-from the run folder (``round_k/``) and the rows :meth:`SelfTrainRun.run` returned."""
+from the run folder (``round_k/``) and the :class:`~autoqvis.selftrain.loop.ModelResult` list the run
+returned."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import yaml
 from PIL import Image
 
 from autoqvis.config import Config, config_to_dict
+from autoqvis.eval.models import ModelScores
 from autoqvis.io import rle
 from autoqvis.io.ytvis import load_ytvis
 from autoqvis.report.html import (
@@ -21,6 +23,7 @@ from autoqvis.report.html import (
     RunReport,
     render_report,
 )
+from autoqvis.selftrain.loop import ModelResult, SelfTrainRun
 
 __all__ = ["write_run_report"]
 
@@ -28,27 +31,33 @@ FUNNEL_STEPS = ("predicted", "nms", "score", "quality", "min_frames", "fused", "
 
 
 def write_run_report(
-    path: str | Path, rows: list[dict], cfg: Config, run, title: str, notes: list[str] | None = None
+    path: str | Path,
+    models: list[ModelResult],
+    cfg: Config,
+    run: SelfTrainRun,
+    title: str,
+    notes: list[str] | None = None,
+    selected: str | None = None,
 ) -> Path:
-    """The report of ``run`` (a :class:`~autoqvis.selftrain.loop.SelfTrainRun`); ``rows`` may include rows of
-    other runs (the demo's confidence-only ablation). The quality scatter uses the last round's scores on the
-    validation set; without one, the distribution of Q in each round's pseudo-labelling predictions."""
-    models = [
+    """The report of ``run``; ``models`` may include models of other runs (the demo's confidence-only
+    ablation); ``selected`` names the model the run chose, marked in the table. The quality scatter uses
+    the last round's scores on the validation set; without one, the distribution of Q in each round's
+    pseudo-labelling predictions."""
+    rows = [
         ModelRow(
-            r["model"],
-            metrics=_table_metrics(r.get("metrics")),
-            jf=(r.get("metrics") or {}).get("jf"),
-            pseudo_labels=r.get("pseudo_labels"),
-            best=bool(r.get("best")),
+            m.name,
+            metrics=_table_metrics(m.scores),
+            jf=m.scores.jf if m.scores else None,
+            pseudo_labels=m.pseudo_labels,
+            best=m.name == selected,
         )
-        for r in rows
+        for m in models
     ]
-    names = [r["model"] for r in rows]
     last = f"round {cfg.selection.num_rounds}"
-    final = rows[names.index(last) if last in names else -1].get("metrics")
+    final = next((m for m in models if m.name == last), models[-1]).scores
     report = RunReport(
         title=title,
-        models=models,
+        models=rows,
         config_yaml=yaml.safe_dump(config_to_dict(cfg), sort_keys=False),
         quality=_quality(final, cfg),
         quality_by_round={} if final else _quality_by_round(run, cfg),
@@ -61,35 +70,38 @@ def write_run_report(
     return render_report(report, path)
 
 
-def _table_metrics(metrics: dict | None) -> dict | None:
-    """The YouTube-VIS metrics of a row, with AP50 under the other track ranking when there is one."""
-    if not metrics or not metrics.get("ytvis"):
+def _table_metrics(scores: ModelScores | None) -> dict | None:
+    """The YouTube-VIS metrics of a model, with AP50 under the other track ranking when there is one."""
+    if scores is None or not scores.ytvis:
         return None
-    alt = metrics.get("ytvis_alt") or {}
-    extra = {f"AP50 {alt['ranking']}-ranked": alt.get("AP50")} if alt.get("ranking") else {}
-    return {**metrics["ytvis"], **extra}
+    alt = scores.ytvis_alt or {}
+    extra = {f"AP50 {scores.alt_ranking}-ranked": alt.get("AP50")} if scores.alt_ranking else {}
+    return {**scores.ytvis, **extra}
 
 
 def _rounds(cfg: Config) -> range:
     return range(1, cfg.selection.num_rounds + 1)
 
 
-def _quality(metrics: dict | None, cfg: Config) -> QualityAnalysis | None:
+def _quality(scores: ModelScores | None, cfg: Config) -> QualityAnalysis | None:
     from autoqvis.eval.quality import calibration_by_size
 
-    if not metrics or len((metrics.get("samples") or {}).get("quality", [])) < 2:
+    if scores is None or len(scores.samples.quality) < 2:
         return None
-    samples = metrics["samples"]
-    q, s, true, area = (np.asarray(samples[k], float) for k in ("quality", "confidence", "true_iou", "area"))
+    samples = scores.samples
+    q, s, true, area = (
+        np.asarray(v, float) for v in (samples.quality, samples.confidence, samples.true_iou, samples.area)
+    )
     by_size = calibration_by_size(q, true, area, (cfg.evaluation.area_small, cfg.evaluation.area_large))
+    nan = float("nan")
     return QualityAnalysis(
         predicted=q,
         confidence=s,
         true_iou=true,
-        spearman_quality=metrics["spearman_quality"],
-        spearman_confidence=metrics["spearman_confidence"],
-        pearson_quality=metrics["pearson_quality"],
-        pearson_confidence=metrics["pearson_confidence"],
+        spearman_quality=nan if scores.spearman_quality is None else scores.spearman_quality,
+        spearman_confidence=nan if scores.spearman_confidence is None else scores.spearman_confidence,
+        pearson_quality=nan if scores.pearson_quality is None else scores.pearson_quality,
+        pearson_confidence=nan if scores.pearson_confidence is None else scores.pearson_confidence,
         calibration=[{"name": n, **{k: v for k, v in b.items() if k != "bins"}} for n, b in by_size.items()],
     )
 

@@ -1,19 +1,25 @@
 """The AutoQ-VIS self-training loop on the user's unlabeled videos, one readable function per stage.
 
-    run = SelfTrainRun(cfg, out, videos, synthetic, device)
-    m0 = run.initial_stage(init)                    # S3: VIS model + quality head on synthetic clips
+    run = SelfTrainRun(cfg, out, videos, synthetic, device, evaluator)
+    result = run.run(init=checkpoint)               # or run.run(m0=model_folder): M0 given, no initial stage
+    result.models                                   # [ModelResult M0, round 1, ..., round K]
+    result.selected_model                           # the model to use (best.json)
+
+What :meth:`SelfTrainRun.run` does, stage by stage:
+
+    m0 = run.initial_stage(init)                    # the initial stage: VIS model + quality head on synthetic clips
     for k in 1..K:
         predictions = run.pseudo_label(k, model)    # current model on every unlabeled video
-        labels, stats = run.select_and_fuse(k, predictions, previous_labels)
-        model = run.retrain(k, labels, init=m0)     # head frozen, DropLoss, 50/50 real/synthetic
+        labels, stats, training_set = run.select_and_fuse(k, predictions, labels)
+        model = run.retrain(k, training_set, m0)    # head frozen, DropLoss, 50/50 real/synthetic
 
 Everything a round produces lives in ``round_k/``: ``predictions/<video>.json`` (one per video, written as
 soon as the video is done), ``pseudo_labels.json`` (YouTube-VIS, with per-frame ``selected`` flags),
 ``training_set.json`` (eligible frames only), ``selection.json`` (counts after each step), the training run
 (``last.pt``, ``metrics.jsonl``, ``model/``) and ``metrics.json`` when a validation set is given. The run
-folder gets ``summary.json`` (one row per model) and ``best.json``: the model to use, the best by
-``selection.select_metric`` on the validation set (M0 included), else the last round. A rerun continues from
-the last finished unit: a finished video, a finished selection, a training checkpoint.
+folder gets ``summary.json`` (one :class:`ModelResult` per model) and ``best.json``: the model to use, the
+best by ``selection.select_metric`` on the validation set (M0 included), else the last round. A rerun
+continues from the last finished unit: a finished video, a finished selection, a training checkpoint.
 """
 
 from __future__ import annotations
@@ -21,18 +27,23 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from autoqvis.config import Config, TrainingConfig, config_to_dict
 from autoqvis.engine import dist
 from autoqvis.engine.data import ClipSource
+from autoqvis.engine.determinism import deterministic_algorithms
 from autoqvis.engine.run import train_stage
+from autoqvis.engine.video_source import VideoClipSource
+from autoqvis.eval.models import ModelScores
+from autoqvis.inference.predict import PredictOptions, segment_video
 from autoqvis.io.atomic import atomic_write_json
+from autoqvis.io.video import FrameList
 from autoqvis.io.ytvis import YTVISDataset, load_json, load_ytvis, save_ytvis
+from autoqvis.model import load_model
 from autoqvis.progress import progress_bar
-from autoqvis.selftrain.evaluate import metric_value, pick_best
 from autoqvis.selftrain.fuse import fuse_labels, replace_labels
 from autoqvis.selftrain.pseudo_label import (
     SelectionStats,
@@ -41,10 +52,78 @@ from autoqvis.selftrain.pseudo_label import (
     select_video,
 )
 from autoqvis.structures import Track
+from autoqvis.synth.augment import clip_augment
 
-__all__ = ["SelfTrainRun", "round_training_config", "summary_row"]
+__all__ = ["ModelResult", "SelfTrainResult", "SelfTrainRun", "round_training_config"]
 
 log = logging.getLogger("autoqvis")
+
+M0_NAME = "M0 (synthetic only)"
+
+
+@dataclass
+class ModelResult:
+    """One model of a self-training run: M0 (``round`` 0) or the model of round k."""
+
+    name: str  # "M0 (synthetic only)", "round 1", ...
+    path: Path  # the model folder (model.safetensors + model.json)
+    round: int
+    selection: SelectionStats | None = None  # counts of the pseudo-labels it was trained on (rounds)
+    scores: ModelScores | None = None  # on the validation set, when one is given
+    note: str = ""  # e.g. why a round kept the previous model
+
+    @property
+    def pseudo_labels(self) -> int | None:
+        """Pseudo-labelled objects after fusion (None for M0)."""
+        return None if self.selection is None else self.selection.fused.objects
+
+    def to_json(self, samples: bool = False) -> dict:
+        """A ``summary.json`` row; the per-frame quality samples only with ``samples``."""
+        row: dict = {"model": self.name, "path": str(self.path), "round": self.round}
+        if self.selection is not None:
+            row["pseudo_labels"] = self.pseudo_labels
+            row["selection"] = self.selection.to_json()
+        if self.scores is not None:
+            row["metrics"] = self.scores.to_json(samples=samples)
+        if self.note:
+            row["note"] = self.note
+        return row
+
+    @classmethod
+    def from_json(cls, row: dict) -> ModelResult:
+        return cls(
+            name=row["model"],
+            path=Path(row["path"]),
+            round=int(row.get("round", 0)),
+            selection=SelectionStats.from_json(row["selection"]) if row.get("selection") else None,
+            scores=ModelScores.from_json(row["metrics"]) if row.get("metrics") else None,
+            note=row.get("note", ""),
+        )
+
+
+@dataclass
+class SelfTrainResult:
+    """What a run produced: every model, and which one to use."""
+
+    models: list[ModelResult]
+    selected: int  # index into ``models``
+    rule: str  # why that one
+    metric: str | None = None  # the validation metric it was chosen by (None without a validation set)
+
+    @property
+    def selected_model(self) -> ModelResult:
+        return self.models[self.selected]
+
+    def best_json(self) -> dict:
+        """The content of ``best.json``."""
+        chosen = self.selected_model
+        return {
+            "model": chosen.name,
+            "path": str(chosen.path),
+            "metric": self.metric,
+            "value": chosen.scores.value(self.metric) if self.metric and chosen.scores else None,
+            "rule": self.rule,
+        }
 
 
 def round_training_config(cfg: Config) -> TrainingConfig:
@@ -60,6 +139,13 @@ def round_training_config(cfg: Config) -> TrainingConfig:
     )
 
 
+def pick_best(models: Sequence[ModelResult], metric: str) -> int:
+    """Index of the model with the highest ``metric`` (the first on ties); the last when none is scored."""
+    values = [m.scores.value(metric) if m.scores else None for m in models]
+    scored = [(v, -i) for i, v in enumerate(values) if v is not None]
+    return -max(scored)[1] if scored else len(models) - 1
+
+
 @dataclass
 class SelfTrainRun:
     cfg: Config
@@ -67,21 +153,13 @@ class SelfTrainRun:
     videos: YTVISDataset  # the unlabeled videos (frame cache)
     synthetic: Sequence[ClipSource]
     device: str = "cpu"
+    evaluator: Callable[[Path], ModelScores] | None = None  # scores a model folder on a validation set
 
-    def __post_init__(self) -> None:
-        if (
-            self.cfg.training.deterministic
-        ):  # for every stage, inference included, so that a resumed run is exact
-            import torch
-
-            torch.use_deterministic_algorithms(True, warn_only=True)
-
-    # -- S3 ---------------------------------------------------------------------------------------------
+    # -- the initial stage --------------------------------------------------------------------------------
 
     def initial_stage(self, init: str | Path | None = None) -> Path:
         """M0: the VIS model trained jointly with the quality head on synthetic clips (quality loss on every
-        query). ``init`` is a VideoCutLER / AutoQ-VIS checkpoint or a model folder; an AutoQ-VIS M0 given as a
-        folder with ``skip_initial`` semantics is the caller's choice."""
+        query), from ``init`` (a VideoCutLER / AutoQ-VIS checkpoint or a model folder) when given."""
         training = dataclasses.replace(self.cfg.training, freeze_quality_head=False, droploss=False)
         sources = list(self.synthetic)
         return train_stage(
@@ -98,12 +176,8 @@ class SelfTrainRun:
 
     def pseudo_label(self, k: int, model_dir: Path) -> dict[int, list[Track]]:
         """The current model's top-k tracks for every unlabeled video (this rank's share; resumable)."""
-        from autoqvis.inference.predict import PredictOptions, segment_video
-        from autoqvis.io.video import FrameList
-        from autoqvis.model import load_model
-
         folder = self.out / f"round_{k}" / "predictions"
-        model = load_model(model_dir, device=self.device)
+        model = load_model(model_dir, model=self.cfg.model, device=self.device)
         inf = self.cfg.inference
         options = PredictOptions.from_config(
             inf, self.device, top_k=self.cfg.selection.top_k, track_score="class"
@@ -180,9 +254,6 @@ class SelfTrainRun:
     def retrain(self, k: int, training_set: YTVISDataset, init: Path) -> Path:
         """Round k's model: from ``init`` (M0, or the previous round without reset), head frozen, DropLoss,
         batches from the pseudo-labelled videos with probability ``selection.mix_prob``."""
-        from autoqvis.engine.video_source import VideoClipSource
-        from autoqvis.synth.augment import clip_augment
-
         if not training_set.videos:
             raise RuntimeError(
                 f"round {k}: no video kept enough selected frames to train on (see round_{k}/selection.json); "
@@ -206,75 +277,64 @@ class SelfTrainRun:
 
     # -- the whole loop ---------------------------------------------------------------------------------------
 
-    def run(self, init: str | Path | None = None, evaluate=None) -> list[dict]:
-        """M0, then ``selection.num_rounds`` rounds; ``evaluate(model_dir) -> metrics dict`` scores each model
-        when given. Returns one summary row per model."""
-        m0 = self.initial_stage(init)
-        rows = [self._row("M0 (synthetic only)", m0, None, evaluate)]
-        model, labels = m0, None
-        for k in range(1, self.cfg.selection.num_rounds + 1):
-            predictions = self.pseudo_label(k, model)
-            labels, stats, training_set = self.select_and_fuse(k, predictions, labels)
-            if not training_set.videos:
-                log.warning(
-                    "round %d: no video kept %d selected frames (see round_%d/selection.json); the round keeps the "
-                    "previous model. Lower selection.quality_min or train the initial stage longer.",
-                    k,
-                    self.cfg.selection.min_eligible_frames,
-                    k,
-                )
-                rows.append(
-                    {
-                        **self._row(f"round {k}", model, stats, evaluate),
-                        "note": "no pseudo-labels kept; previous model",
-                    }
-                )
-                continue
-            start = m0 if self.cfg.selection.reset_each_round else model
-            model = self.retrain(k, training_set, start)
-            rows.append(self._row(f"round {k}", model, stats, evaluate))
-        best = pick_best(rows, self.cfg.selection.select_metric)
-        rows[best]["best"] = True
+    def run(self, init: str | Path | None = None, m0: str | Path | None = None) -> SelfTrainResult:
+        """M0 (trained from ``init``, or ``m0`` as given), then ``selection.num_rounds`` rounds, each model
+        scored by the evaluator when there is one; writes ``summary.json`` and ``best.json``."""
+        with deterministic_algorithms(self.cfg.training.deterministic):
+            m0 = Path(m0) if m0 is not None else self.initial_stage(init)
+            models = [self.result(M0_NAME, 0, m0)]
+            model, labels = m0, None
+            for k in range(1, self.cfg.selection.num_rounds + 1):
+                predictions = self.pseudo_label(k, model)
+                labels, stats, training_set = self.select_and_fuse(k, predictions, labels)
+                if not training_set.videos:
+                    log.warning(
+                        "round %d: no video kept %d selected frames (see round_%d/selection.json); the round "
+                        "keeps the previous model. Lower selection.quality_min or train the initial stage longer.",
+                        k,
+                        self.cfg.selection.min_eligible_frames,
+                        k,
+                    )
+                    models.append(
+                        self.result(f"round {k}", k, model, stats, "no pseudo-labels kept; previous model")
+                    )
+                    continue
+                start = m0 if self.cfg.selection.reset_each_round else model
+                model = self.retrain(k, training_set, start)
+                models.append(self.result(f"round {k}", k, model, stats))
+        result = self.choose(models)
         if dist.is_main():
-            atomic_write_json(self.out / "summary.json", [summary_row(r) for r in rows])
-            atomic_write_json(
-                self.out / "best.json",
-                {
-                    "model": rows[best]["model"],
-                    "path": rows[best]["path"],
-                    "metric": self.cfg.selection.select_metric if evaluate is not None else None,
-                    "value": metric_value(rows[best].get("metrics"), self.cfg.selection.select_metric),
-                    "rule": (
-                        f"highest {self.cfg.selection.select_metric} on the validation set"
-                        if evaluate is not None
-                        else "no validation set: the last round"
-                    ),
-                },
-            )
-        return rows
+            rows = [
+                m.to_json() | ({"selected": True} if i == result.selected else {})
+                for i, m in enumerate(models)
+            ]
+            atomic_write_json(self.out / "summary.json", rows)
+            atomic_write_json(self.out / "best.json", result.best_json())
+        return result
 
-    def _row(self, name: str, model: Path, stats: SelectionStats | None, evaluate) -> dict:
-        row = {"model": name, "path": str(model)}
-        if stats is not None:
-            row["pseudo_labels"] = stats.fused.objects
-            row["selection"] = stats.to_json()
-        if evaluate is not None:
+    def choose(self, models: list[ModelResult]) -> SelfTrainResult:
+        """The model to use: the best by ``selection.select_metric`` on the validation set, else the last."""
+        metric = self.cfg.selection.select_metric
+        if self.evaluator is None:
+            return SelfTrainResult(models, len(models) - 1, "no validation set: the last round")
+        return SelfTrainResult(
+            models, pick_best(models, metric), f"highest {metric} on the validation set", metric
+        )
+
+    def result(
+        self, name: str, k: int, model: Path, stats: SelectionStats | None = None, note: str = ""
+    ) -> ModelResult:
+        """A model's row, scored (once; ``metrics.json`` beside the model folder) when there is an evaluator."""
+        scores = None
+        if self.evaluator is not None:
             cache = model.parent / "metrics.json"
             if cache.is_file():
-                row["metrics"] = json.loads(cache.read_text())
+                scores = ModelScores.from_json(json.loads(cache.read_text()))
             else:
-                row["metrics"] = evaluate(model)
+                scores = self.evaluator(model)
                 if dist.is_main():
-                    atomic_write_json(cache, row["metrics"])
-        return row
-
-
-def summary_row(row: dict) -> dict:
-    """``row`` without the per-frame evaluation samples (they stay in the round's ``metrics.json``)."""
-    metrics = row.get("metrics")
-    if not metrics:
-        return row
-    return row | {"metrics": {k: v for k, v in metrics.items() if k != "samples"}}
+                    atomic_write_json(cache, scores.to_json(samples=True))
+        return ModelResult(name, model, k, stats, scores, note)
 
 
 def _track_json(t: Track) -> dict:

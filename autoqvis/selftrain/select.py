@@ -19,7 +19,6 @@ from dataclasses import replace
 from typing import Literal
 
 import numpy as np
-from pycocotools import mask as mask_utils
 
 from autoqvis.io import rle as rle_utils
 from autoqvis.structures import Track
@@ -43,21 +42,7 @@ def normalise_empty(track: Track) -> Track:
 
 def frame_ious(a: Sequence[Track], b: Sequence[Track]) -> np.ndarray:
     """(len(a), len(b), T) per-frame mask IoU; 0 where either mask is absent or the union is empty."""
-    if not a or not b:
-        return np.zeros((len(a), len(b), a[0].num_frames if a else 0))
-    T = a[0].num_frames
-    out = np.zeros((len(a), len(b), T))
-    for t in range(T):
-        ia = [i for i, track in enumerate(a) if track.masks[t] is not None]
-        ib = [j for j, track in enumerate(b) if track.masks[t] is not None]
-        if not ia or not ib:
-            continue
-        ra = [_bytes(a[i].masks[t]) for i in ia]
-        rb = [_bytes(b[j].masks[t]) for j in ib]
-        out[np.ix_(ia, ib, [t])] = np.asarray(mask_utils.iou(ra, rb, [0] * len(rb))).reshape(
-            len(ia), len(ib), 1
-        )
-    return out
+    return rle_utils.frame_ious([t.masks for t in a], [t.masks for t in b])
 
 
 def max_frame_iou(a: Sequence[Track], b: Sequence[Track]) -> np.ndarray:
@@ -108,8 +93,3 @@ def drop_rarely_selected(tracks: Sequence[Track], min_frames: int = 2) -> list[T
     return [
         t for t in tracks if sum(s and m is not None for s, m in zip(t.selected or [], t.masks)) >= min_frames
     ]
-
-
-def _bytes(rle: dict) -> dict:
-    counts = rle["counts"]
-    return {"size": rle["size"], "counts": counts.encode("ascii") if isinstance(counts, str) else counts}

@@ -34,6 +34,22 @@ def test_quick_demo_end_to_end(tmp_path, monkeypatch, capsys):
         metrics = row["metrics"]
         assert 0 <= metrics["ytvis"]["AP50"] <= 100 and 0 <= metrics["jf"] <= 100
         assert metrics["ytvis_alt"]["ranking"] == "quality" and 0 <= metrics["ytvis_alt"]["AP50"] <= 100
+        # every printed number is the model's: the table line shows the row's own metrics
+        line = next(x for x in printed.splitlines() if x.startswith(row["model"] + " "))
+        assert f"{metrics['ytvis']['AP50']:6.2f}" in line and f"{metrics['jf']:6.2f}" in line
+    # the reported scores are those of the saved models: scoring M0 again gives the same numbers
+    from autoqvis.config import load_config
+    from autoqvis.eval.models import ModelEvaluator
+
+    cfg = load_config([str(out / "config.yaml")])
+    again = ModelEvaluator(out / "data" / "test_gt.json", out / "data" / "test", cfg)(
+        out / "selftrain" / "m0" / "model"
+    )
+    assert again.to_json(samples=False) == results["rows"][0]["metrics"]
+    # the ablation's rounds start from the same M0 (it trains none of its own)
+    ablation = json.loads((out / "ablation_confidence" / "summary.json").read_text())
+    assert ablation[0]["path"] == results["rows"][0]["path"]
+    assert not (out / "ablation_confidence" / "m0").exists()
     assert results["plan"]["footage"] == "real" and results["seed"] == 0
     assert "AP50 quality-ranked" in printed
     html = (out / "report.html").read_text()

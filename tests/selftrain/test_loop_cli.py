@@ -104,7 +104,7 @@ def test_two_rounds_end_to_end_and_resume_after_sigkill(data, tmp_path):
     best = json.loads((straight / "best.json").read_text())
     ap50 = [r["metrics"]["ytvis"]["AP50"] for r in summary]
     assert best["metric"] == "AP50" and best["value"] == max(ap50)
-    assert [r["model"] for r in summary if r.get("best")] == [best["model"]]
+    assert [r["model"] for r in summary if r.get("selected")] == [best["model"]]
     assert "samples" not in summary[0]["metrics"]  # they stay in the round's metrics.json
     page = (straight / "report.html").read_text()
     assert (

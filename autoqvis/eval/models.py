@@ -1,0 +1,175 @@
+"""Scoring a trained model on labelled videos: every metric the reports and the self-training loop use.
+
+    evaluator = ModelEvaluator(gt_json, frames_root, cfg)
+    scores = evaluator(model_folder)           # ModelScores
+    scores.value("AP50"), scores.jf, scores.spearman_quality
+
+:class:`ModelScores` holds the class-agnostic YouTube-VIS AP/AR with the tracks ranked by
+``inference.track_score`` (``ytvis``) and under the other ranking (``ytvis_alt``, models with a quality
+head), the DAVIS-2017 unsupervised J&F (the top 20 tracks as proposals), and the Spearman and Pearson
+correlations of the quality Q = score x predicted IoU and of the confidence alone with each predicted mask's
+true IoU (its track matched to the ground-truth track of highest video IoU), with those per-frame
+:class:`QualitySamples` for the report's scatter plot. Q and the confidence always use the class score.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from autoqvis.config import Config
+from autoqvis.eval.davis import DavisResult, evaluate_sequence_unsupervised
+from autoqvis.eval.quality import pearson, spearman
+from autoqvis.eval.ytvis import evaluate_tracks, track_ious
+from autoqvis.inference.predict import PredictOptions, id_map, rank_tracks, segment_video
+from autoqvis.io import rle
+from autoqvis.io.video import FrameList
+from autoqvis.io.ytvis import load_ytvis
+from autoqvis.model import load_model
+from autoqvis.structures import Track
+
+__all__ = ["METRICS", "ModelEvaluator", "ModelScores", "QualitySamples"]
+
+METRICS = ("AP", "AP50", "AP75", "AR1", "AR10", "JF")  # what a model can be selected by
+
+
+@dataclass
+class QualitySamples:
+    """One entry per non-empty predicted mask of the top-k tracks: Q, the confidence, the true IoU with its
+    track's matched ground truth in that frame, and the mask's area in pixels."""
+
+    quality: list[float] = field(default_factory=list)
+    confidence: list[float] = field(default_factory=list)
+    true_iou: list[float] = field(default_factory=list)
+    area: list[float] = field(default_factory=list)
+
+    def add(self, truth: list[Track], tracks: list[Track]) -> None:
+        """The samples of one video (nothing without ground truth or without a quality head)."""
+        if not tracks or not truth or tracks[0].predicted_iou is None:
+            return
+        best = track_ious(truth, tracks).argmax(axis=1)
+        ious = rle.frame_ious([t.masks for t in tracks], [t.masks for t in truth])  # (K, G, T)
+        for k, (track, g) in enumerate(zip(tracks, best, strict=True)):
+            for t, m in enumerate(track.masks):
+                area = 0 if m is None else rle.area(m)
+                if area == 0:
+                    continue
+                self.true_iou.append(float(ious[k, g, t]))
+                self.quality.append(track.score * track.predicted_iou[t])
+                self.confidence.append(track.score)
+                self.area.append(float(area))
+
+
+@dataclass
+class ModelScores:
+    """A model's scores on a labelled set (see the module docstring); metrics x100, None where undefined."""
+
+    ytvis: dict[str, float | None]
+    jf: float | None = None
+    ytvis_alt: dict[str, float | None] | None = None  # the same tracks under the other ranking
+    alt_ranking: str | None = None  # "class" or "quality": the ranking of ytvis_alt
+    spearman_quality: float | None = None
+    spearman_confidence: float | None = None
+    pearson_quality: float | None = None
+    pearson_confidence: float | None = None
+    samples: QualitySamples = field(default_factory=QualitySamples)
+
+    def value(self, metric: str) -> float | None:
+        """``metric`` (one of :data:`METRICS`)."""
+        if metric not in METRICS:
+            raise ValueError(f"unknown metric {metric!r}; expected one of {', '.join(METRICS)}")
+        return self.jf if metric == "JF" else self.ytvis.get(metric)
+
+    def to_json(self, samples: bool = True) -> dict:
+        """The layout of a round's ``metrics.json`` (and, without the samples, of ``summary.json`` rows)."""
+        out: dict = {"ytvis": self.ytvis}
+        if self.ytvis_alt is not None:
+            out["ytvis_alt"] = {"ranking": self.alt_ranking, **self.ytvis_alt}
+        out |= {
+            "jf": self.jf,
+            "spearman_quality": self.spearman_quality,
+            "spearman_confidence": self.spearman_confidence,
+            "pearson_quality": self.pearson_quality,
+            "pearson_confidence": self.pearson_confidence,
+        }
+        if samples:
+            out["samples"] = asdict(self.samples)
+        return out
+
+    @classmethod
+    def from_json(cls, data: dict) -> ModelScores:
+        alt = dict(data["ytvis_alt"]) if data.get("ytvis_alt") else None
+        ranking = alt.pop("ranking", None) if alt else None
+        return cls(
+            ytvis=data["ytvis"],
+            jf=data.get("jf"),
+            ytvis_alt=alt,
+            alt_ranking=ranking,
+            spearman_quality=data.get("spearman_quality"),
+            spearman_confidence=data.get("spearman_confidence"),
+            pearson_quality=data.get("pearson_quality"),
+            pearson_confidence=data.get("pearson_confidence"),
+            samples=QualitySamples(**data["samples"]) if data.get("samples") else QualitySamples(),
+        )
+
+
+class ModelEvaluator:
+    """``ModelEvaluator(gt, frames_root, cfg)(model_folder) -> ModelScores`` (see the module docstring)."""
+
+    def __init__(self, gt_path: str | Path, frames_root: str | Path, cfg: Config, device: str = "cpu"):
+        self.gt = load_ytvis(gt_path, frames_root=frames_root)
+        self.cfg = cfg
+        self.device = device
+
+    def __call__(self, model_dir: str | Path) -> ModelScores:
+        gt, inf = self.gt, self.cfg.inference
+        model = load_model(model_dir, model=self.cfg.model, device=self.device)
+        options = PredictOptions.from_config(inf, self.device, track_score="class")
+        max_proposals = self.cfg.evaluation.davis_max_proposals
+        # every video's tracks under each ranking; "quality" only for models with a quality head
+        ranked: dict[str, dict[int, list[Track]]] = {"class": {}, "quality": {}}
+        davis = DavisResult("2017-unsupervised")
+        samples = QualitySamples()
+        for info in gt.videos:
+            source = FrameList(
+                name=info.name or str(info.id),
+                short_side=inf.short_side,
+                max_size=inf.max_size,
+                paths=gt.frame_paths(info.id),
+            )
+            by_class = ranked["class"][info.id] = segment_video(model, source, options).tracks
+            if inf.track_score == "quality" or all(t.predicted_iou is not None for t in by_class):
+                ranked["quality"][info.id] = rank_tracks(by_class, "quality")
+            tracks = ranked[inf.track_score][info.id]
+            truth = gt.tracks.get(info.id, [])
+            hw = (info.height, info.width)
+            gt_ids = np.stack([id_map(truth, t, hw, 255) for t in range(info.length)])
+            proposals = np.stack([id_map(tracks, t, hw, max_proposals) for t in range(info.length)])
+            davis.objects.extend(evaluate_sequence_unsupervised(info.name or str(info.id), gt_ids, proposals))
+            samples.add(truth, by_class)
+        summary = davis.summary()
+        other = "class" if inf.track_score == "quality" else "quality"
+        # the same tracks under the other ranking: what the quality head's rescoring is worth
+        has_alt = len(ranked[other]) == len(gt.videos)
+        q, s, true = samples.quality, samples.confidence, samples.true_iou
+        return ModelScores(
+            ytvis=_clean(evaluate_tracks(gt.tracks, ranked[inf.track_score]).metrics),
+            jf=100 * summary["J&F-Mean"] if summary else None,
+            ytvis_alt=_clean(evaluate_tracks(gt.tracks, ranked[other]).metrics) if has_alt else None,
+            alt_ranking=other if has_alt else None,
+            spearman_quality=_clean_value(spearman(q, true)),
+            spearman_confidence=_clean_value(spearman(s, true)),
+            pearson_quality=_clean_value(pearson(q, true)),
+            pearson_confidence=_clean_value(pearson(s, true)),
+            samples=samples,
+        )
+
+
+def _clean_value(v: float | None) -> float | None:
+    return None if v is None or v != v else float(v)
+
+
+def _clean(metrics: dict) -> dict:
+    return {k: _clean_value(v) for k, v in metrics.items()}
