@@ -1,11 +1,22 @@
 """Configuration: one frozen dataclass per stage, YAML deltas and ``--set a.b=value`` overrides.
 
-The defaults are the official AutoQ-VIS settings (``docs/method.md``); a YAML file holds only the
-differences from them. Unknown keys are errors that name the nearest valid key, values are checked
-against the field's type, and the resolved configuration is written into every output directory.
+The defaults are the official AutoQ-VIS settings (github.com/wcbup/AutoQ-VIS at 8174dc2 and the CutLER /
+VideoCutLER code it forks); a YAML file holds only the differences from them. Unknown keys are errors that
+name the nearest valid key, values are checked against the field's type, and the resolved configuration is
+written into every output directory.
 
-    cfg = load_config(["configs/tiny_cpu.yaml"], ["selection.quality_min=0.5"])
+    cfg = load_config(["configs/offline_dinov2s.yaml"], ["selection.quality_min=0.5"])
     cfg.selection.quality_min  # 0.5
+
+The stage labels in the docstrings below are the ones the official code and the paper's pipeline use:
+
+- S0 discovery: MaskCut pseudo-masks on unlabeled images (``discovery``);
+- S1 the CutLER image model that initialises VideoCutLER (outside this project: its checkpoint is an input);
+- S2 VideoCutLER: ImageCut2Video synthetic clips (``synthesis``) and the VIS model (``model``, ``training``);
+- S3 the AutoQ-VIS initial stage: the VIS model trained jointly with the quality head on synthetic clips, the
+  model called M0 (``training``);
+- S4 the self-training rounds on unlabeled videos (``selection``);
+- S5 evaluation (``evaluation``).
 """
 
 from __future__ import annotations
@@ -73,7 +84,8 @@ class DiscoveryConfig:
 
 @dataclass(frozen=True)
 class SynthesisConfig:
-    """S2: ImageCut2Video, images + pseudo-masks -> synthetic training clips with known tracks."""
+    """S2: ImageCut2Video, images + pseudo-masks -> synthetic training clips with known tracks (the per-frame
+    augmentation of the official ``YTVISDatasetMapper`` and the copy-paste of its ``train_loop``)."""
 
     num_frames: int = 3  # T per clip (SAMPLING_FRAME_NUM)
     crop_min: int = 600  # per-frame absolute random crop, at full scale
@@ -150,7 +162,8 @@ class TrainingConfig:
 
 @dataclass(frozen=True)
 class SelectionConfig:
-    """S4: pseudo-label selection, fusion and the self-training rounds (every Table-3 ablation is a field)."""
+    """S4: pseudo-label selection, fusion and the self-training rounds (every ablation of the paper's Table 3 is
+    a field)."""
 
     top_k: int = 10  # queries kept per video before NMS
     nms_iou: float = 0.5  # two tracks are one object if mask IoU >= this in any frame

@@ -1,4 +1,5 @@
-"""Adaptive fusion of pseudo-labels across rounds and the eligible-frame rule (``docs/method.md`` §4.5).
+"""Adaptive fusion of pseudo-labels across rounds and the eligible-frame rule (official ``infer_utils.py``:
+``merge_object_based_results``, ``filter_marked_results``).
 
 Pseudo-labels are tracks per video id with per-frame ``selected`` flags (see :mod:`.select`).
 

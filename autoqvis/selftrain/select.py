@@ -1,4 +1,6 @@
-"""Pseudo-label selection for one video, one small named step each (``docs/method.md`` §4.3-4.4).
+"""Pseudo-label selection for one video, one small named step each (official
+``train_Mask2former.py`` scoring and ``apply_nmsV2``; ``infer_utils.py``: ``mark_results``,
+``remove_low_quality_objects``).
 
 A video's predictions arrive as top-k tracks sorted by score (``Track.masks`` per frame, empty frames as
 ``None`` or an empty RLE; ``score``; per-frame ``predicted_iou``). The steps, in the official order:
