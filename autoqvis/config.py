@@ -80,6 +80,10 @@ class DiscoveryConfig:
     eigensolver: Literal["auto", "dense", "arpack"] = "auto"
     every: int = 1  # with --videos: use every k-th frame
     batch_size: int = 8  # images per ViT forward
+    # drop region-sized masks (usually background, not objects): covering more than max_area of the image or
+    # touching more than max_borders of its 4 borders. Official: 1.0 and 4 (keep every mask)
+    max_area: float = 1.0
+    max_borders: int = 4
 
 
 @dataclass(frozen=True)
@@ -143,6 +147,9 @@ class TrainingConfig:
     # atomics otherwise reorder float sums, ~1e-5 after a few steps); costs some speed
     deterministic: bool = False
     num_workers: int = 0
+    # > 0: an exponential moving average of the weights with this decay is kept, and it is the stage's output
+    # (Mean Teacher); 0: the last weights, as the official code (steadier short CPU runs with ~0.99-0.999)
+    ema_decay: float = 0.0
     # losses
     num_points: int = 12544
     oversample_ratio: float = 3.0
@@ -171,6 +178,10 @@ class SelectionConfig:
     quality_min: float = 0.75  # per-frame threshold on Q (0.3 for dense scenes, the paper's UVO setting)
     selection_score: Literal["quality", "confidence"] = "quality"  # Q = s * IoU_hat, or s alone (ablation)
     min_frames: int = 2  # keep an object only if selected in >= this many non-empty frames (paper: 1)
+    # a frame whose mask covers more than max_area of the frame or touches more than max_borders of its 4
+    # borders is not selected (a background region, however confident). Official: 1.0 and 4 (no rule)
+    max_area: float = 1.0
+    max_borders: int = 4
     fusion: Literal["fuse", "replace"] = "fuse"  # adaptive fusion with earlier rounds, or replace (ablation)
     fuse_iou: float = 0.5  # new and old label are one object if IoU >= this in any frame
     min_eligible_frames: int = 2  # a video is used only with >= this many eligible frames
@@ -183,6 +194,9 @@ class SelectionConfig:
     mix_prob: float = 0.5  # probability that a batch comes from the pseudo-labelled real videos
     # with a labelled validation set: the best model (M0 or a round) by this metric is reported as the result
     select_metric: Literal["AP", "AP50", "AP75", "AR1", "AR10", "JF"] = "AP50"
+    # without one: the model with the best label-free criterion on the unlabeled videos (selftrain/pick.py):
+    # "quality" (mean Q of its objects), "stability", "agreement", or "last" (the last round)
+    label_free_pick: Literal["last", "quality", "stability", "agreement"] = "quality"
 
 
 @dataclass(frozen=True)

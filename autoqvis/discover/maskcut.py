@@ -14,7 +14,8 @@ Per image (the official order of operations):
 4. each cut is nearest-upsampled to S x S, minus the pixels of earlier cuts;
 5. dense CRF on the S x S image, holes filled; dropped when IoU(CRF, cut) < 0.5;
 6. resized to H x W (PIL bicubic of the 0/255 mask, then thresholded at half its maximum, as CutLER's
-   ``create_annotation_info``); empty masks are dropped.
+   ``create_annotation_info``); empty masks are dropped, and (not official; off by default) region-sized
+   ones: more than ``max_area`` of the image, or touching more than ``max_borders`` of its borders.
 
     vit = load_vit(cfg.arch, cfg.weights)
     for mask, score in maskcut(image, vit, cfg):   # image: (H, W, 3) uint8 RGB
@@ -43,6 +44,7 @@ from autoqvis.discover.ncut import (
     seed_component,
 )
 from autoqvis.errors import DataError
+from autoqvis.io.rle import is_region_sized
 from autoqvis.model.vit import VisionTransformer
 
 __all__ = [
@@ -239,7 +241,7 @@ def _cut_and_refine(
         crf_maps.append(crf_map)
         ious.append(iou)
         full = resize_mask(mask, size)
-        if full.any():
+        if full.any() and not is_region_sized(full, cfg.max_area, cfg.max_borders):
             masks.append(full)
             scores.append(iou)
     return MaskCutResult(

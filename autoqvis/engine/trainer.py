@@ -29,8 +29,9 @@ from autoqvis.engine import dist
 from autoqvis.engine.checkpoint import capture_rng, load_training_state, restore_rng, save_training_state
 from autoqvis.engine.data import ClipSource, MixingBatchSampler, build_loader
 from autoqvis.engine.determinism import deterministic_algorithms
+from autoqvis.engine.ema import WeightAverage
 from autoqvis.engine.optim import all_params, build_optimizer, build_scheduler, clip_full_model
-from autoqvis.errors import AutoqvisError
+from autoqvis.errors import AutoqvisError, CheckpointError
 from autoqvis.io.atomic import atomic_write_text
 from autoqvis.progress import progress_bar
 
@@ -78,6 +79,7 @@ class Trainer:
             self.ddp_model = nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
         self.iteration = 0
         self.stream_seed = cfg.seed
+        self.ema = WeightAverage(self.model, cfg.ema_decay) if cfg.ema_decay > 0 else None
 
     @property
     def checkpoint_path(self) -> Path:
@@ -154,6 +156,8 @@ class Trainer:
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.scheduler.step()
+        if self.ema is not None:
+            self.ema.update(self.model, self.iteration)
         return StepResult(losses=sums, total=sum(sums.values()), grad_norm=float(grad_norm))
 
     def forward_losses(self, clips: list) -> dict[str, torch.Tensor]:
@@ -177,6 +181,7 @@ class Trainer:
             "rng": capture_rng(),
             "iteration": self.iteration,
             "config": json.dumps(self.run_config),
+            **({"ema": self.ema.state_dict()} if self.ema is not None else {}),
         }
 
     def load_state(self, state: dict[str, Any]) -> None:
@@ -187,6 +192,18 @@ class Trainer:
         self.stream_seed = int(state["sampler"]["seed"])
         self.iteration = int(state["iteration"])
         restore_rng(state["rng"])
+        if self.ema is not None:
+            if "ema" not in state:
+                raise CheckpointError(
+                    f"{self.checkpoint_path} holds no weight average but training.ema_decay is set; "
+                    "rerun with --no-resume to start over"
+                )
+            self.ema.load_state_dict(state["ema"])
+
+    def final_weights(self) -> None:
+        """Put the stage's output into the model: the weight average when there is one (else a no-op)."""
+        if self.ema is not None:
+            self.ema.copy_to(self.model)
 
     def save(self) -> None:
         if dist.is_main():

@@ -21,8 +21,10 @@ __all__ = [
     "frame_ious",
     "frame_overlaps",
     "iou_matrix",
+    "is_region_sized",
     "to_compressed",
     "to_pycocotools",
+    "touched_borders",
     "video_ious",
 ]
 
@@ -163,3 +165,18 @@ def video_ious(a: Sequence[Sequence[RLE | None]], b: Sequence[Sequence[RLE | Non
     inter, union = frame_overlaps(a, b)
     inter, union = inter.sum(axis=2), union.sum(axis=2)
     return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+
+
+def touched_borders(mask: np.ndarray) -> int:
+    """How many of the 4 image borders an (H, W) mask touches (0 for an empty mask)."""
+    if not mask.any():
+        return 0
+    return int(mask[0].any()) + int(mask[-1].any()) + int(mask[:, 0].any()) + int(mask[:, -1].any())
+
+
+def is_region_sized(mask: np.ndarray, max_area: float, max_borders: int) -> bool:
+    """True for a mask that looks like a background region rather than an object: it covers more than
+    ``max_area`` of the image or touches more than ``max_borders`` of its borders."""
+    if max_area >= 1.0 and max_borders >= 4:
+        return False
+    return bool(mask.mean() > max_area or touched_borders(mask) > max_borders)

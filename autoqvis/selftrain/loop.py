@@ -16,10 +16,12 @@ What :meth:`SelfTrainRun.run` does, stage by stage:
 Everything a round produces lives in ``round_k/``: ``predictions/<video>.json`` (one per video, written as
 soon as the video is done), ``pseudo_labels.json`` (YouTube-VIS, with per-frame ``selected`` flags),
 ``training_set.json`` (eligible frames only), ``selection.json`` (counts after each step), the training run
-(``last.pt``, ``metrics.jsonl``, ``model/``) and ``metrics.json`` when a validation set is given. The run
-folder gets ``summary.json`` (one :class:`ModelResult` per model) and ``best.json``: the model to use, the
-best by ``selection.select_metric`` on the validation set (M0 included), else the last round. A rerun
-continues from the last finished unit: a finished video, a finished selection, a training checkpoint.
+(``last.pt``, ``metrics.jsonl``, ``model/``) and ``metrics.json`` when a validation set is given; the last
+round also holds ``model_predictions/`` (its model on the unlabeled videos, for the label-free criteria). The
+run folder gets ``summary.json`` (one :class:`ModelResult` per model) and ``best.json``: the model to use,
+the best by ``selection.select_metric`` on the validation set (M0 included), else the best by the label-free
+criterion ``selection.label_free_pick`` (:mod:`autoqvis.selftrain.pick`). A rerun continues from the last
+finished unit: a finished video, a finished selection, a training checkpoint.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from autoqvis.io.ytvis import YTVISDataset, load_json, load_ytvis, save_ytvis
 from autoqvis.model import load_model
 from autoqvis.progress import progress_bar
 from autoqvis.selftrain.fuse import fuse_labels, replace_labels
+from autoqvis.selftrain.pick import label_free_scores, pick_label_free
 from autoqvis.selftrain.pseudo_label import (
     SelectionStats,
     build_training_set,
@@ -71,6 +74,7 @@ class ModelResult:
     selection: SelectionStats | None = None  # counts of the pseudo-labels it was trained on (rounds)
     scores: ModelScores | None = None  # on the validation set, when one is given
     note: str = ""  # e.g. why a round kept the previous model
+    label_free: dict[str, float | None] | None = None  # criteria on the unlabeled videos (selftrain/pick.py)
 
     @property
     def pseudo_labels(self) -> int | None:
@@ -87,6 +91,8 @@ class ModelResult:
             row["metrics"] = self.scores.to_json(samples=samples)
         if self.note:
             row["note"] = self.note
+        if self.label_free is not None:
+            row["label_free"] = self.label_free
         return row
 
     @classmethod
@@ -98,6 +104,7 @@ class ModelResult:
             selection=SelectionStats.from_json(row["selection"]) if row.get("selection") else None,
             scores=ModelScores.from_json(row["metrics"]) if row.get("metrics") else None,
             note=row.get("note", ""),
+            label_free=row.get("label_free"),
         )
 
 
@@ -109,6 +116,7 @@ class SelfTrainResult:
     selected: int  # index into ``models``
     rule: str  # why that one
     metric: str | None = None  # the validation metric it was chosen by (None without a validation set)
+    criterion: str | None = None  # the label-free criterion it was chosen by (without a validation set)
 
     @property
     def selected_model(self) -> ModelResult:
@@ -123,6 +131,8 @@ class SelfTrainResult:
             "metric": self.metric,
             "value": chosen.scores.value(self.metric) if self.metric and chosen.scores else None,
             "rule": self.rule,
+            "label_free_criterion": self.criterion,
+            "label_free": {m.name: m.label_free for m in self.models},
         }
 
 
@@ -175,15 +185,21 @@ class SelfTrainRun:
     # -- pseudo-labels ------------------------------------------------------------------------------------
 
     def pseudo_label(self, k: int, model_dir: Path) -> dict[int, list[Track]]:
-        """The current model's top-k tracks for every unlabeled video (this rank's share; resumable)."""
-        folder = self.out / f"round_{k}" / "predictions"
+        """The current model's top-k tracks for every unlabeled video (round k's pseudo-labelling pass)."""
+        return self.predict_unlabeled(
+            model_dir, self.out / f"round_{k}" / "predictions", f"round {k}: pseudo-label"
+        )
+
+    def predict_unlabeled(self, model_dir: Path, folder: Path, title: str) -> dict[int, list[Track]]:
+        """A model's top-k tracks (ranked by class score) for every unlabeled video, one file per video in
+        ``folder`` (this rank's share; a finished video is not predicted again)."""
         model = load_model(model_dir, model=self.cfg.model, device=self.device)
         inf = self.cfg.inference
         options = PredictOptions.from_config(
             inf, self.device, top_k=self.cfg.selection.top_k, track_score="class"
         )
         todo = [v for i, v in enumerate(self.videos.videos) if i % dist.world_size() == dist.rank()]
-        with progress_bar(f"round {k}: pseudo-label", total=len(todo), enabled=dist.is_main()) as bar:
+        with progress_bar(title, total=len(todo), enabled=dist.is_main()) as bar:
             for info in todo:
                 path = folder / f"{info.id}.json"
                 if not path.is_file():
@@ -284,8 +300,10 @@ class SelfTrainRun:
             m0 = Path(m0) if m0 is not None else self.initial_stage(init)
             models = [self.result(M0_NAME, 0, m0)]
             model, labels = m0, None
+            unlabeled = []  # each model's predictions on the unlabeled videos, for the label-free criteria
             for k in range(1, self.cfg.selection.num_rounds + 1):
                 predictions = self.pseudo_label(k, model)
+                unlabeled.append(predictions)
                 labels, stats, training_set = self.select_and_fuse(k, predictions, labels)
                 if not training_set.videos:
                     log.warning(
@@ -302,6 +320,11 @@ class SelfTrainRun:
                 start = m0 if self.cfg.selection.reset_each_round else model
                 model = self.retrain(k, training_set, start)
                 models.append(self.result(f"round {k}", k, model, stats))
+            if len(models) > 1:
+                last = self.out / f"round_{len(models) - 1}" / "model_predictions"
+                unlabeled.append(self.predict_unlabeled(model, last, "last model: predict"))
+                for m, scores in zip(models, label_free_scores(unlabeled, self.cfg.selection), strict=True):
+                    m.label_free = scores
         result = self.choose(models)
         if dist.is_main():
             rows = [
@@ -313,13 +336,22 @@ class SelfTrainRun:
         return result
 
     def choose(self, models: list[ModelResult]) -> SelfTrainResult:
-        """The model to use: the best by ``selection.select_metric`` on the validation set, else the last."""
-        metric = self.cfg.selection.select_metric
-        if self.evaluator is None:
-            return SelfTrainResult(models, len(models) - 1, "no validation set: the last round")
-        return SelfTrainResult(
-            models, pick_best(models, metric), f"highest {metric} on the validation set", metric
+        """The model to use: the best by ``selection.select_metric`` on the validation set; without one, the
+        best by the label-free criterion ``selection.label_free_pick`` on the unlabeled videos."""
+        s = self.cfg.selection
+        if self.evaluator is not None:
+            best = pick_best(models, s.select_metric)
+            return SelfTrainResult(
+                models, best, f"highest {s.select_metric} on the validation set", s.select_metric
+            )
+        criterion = s.label_free_pick
+        scores = [m.label_free or {} for m in models]
+        rule = (
+            "no validation set: the last round"
+            if criterion == "last"
+            else f"no validation set: highest label-free {criterion} on the unlabeled videos"
         )
+        return SelfTrainResult(models, pick_label_free(scores, criterion), rule, criterion=criterion)
 
     def result(
         self, name: str, k: int, model: Path, stats: SelectionStats | None = None, note: str = ""

@@ -21,6 +21,7 @@ from autoqvis.selftrain.select import (
     mark_selected,
     nms_any_frame,
     normalise_empty,
+    unselect_regions,
 )
 from autoqvis.structures import Track, VideoInfo
 
@@ -73,7 +74,8 @@ class SelectionStats:
 def select_video(
     tracks: Sequence[Track], cfg: SelectionConfig, stats: SelectionStats | None = None
 ) -> list[Track]:
-    """NMS in any frame -> score >= score_min -> mark frames by quality -> keep tracks selected often enough."""
+    """NMS in any frame -> score >= score_min -> mark frames by quality (region-sized frames unmarked) -> keep
+    tracks selected often enough."""
     stats = stats or SelectionStats()
     tracks = [normalise_empty(t) for t in tracks]
     stats.steps["predicted"].add(tracks)
@@ -82,6 +84,7 @@ def select_video(
     tracks = keep_confident(tracks, cfg.score_min)
     stats.steps["score"].add(tracks)
     tracks = mark_selected(tracks, cfg.quality_min, cfg.selection_score)
+    tracks = unselect_regions(tracks, cfg.max_area, cfg.max_borders)
     stats.steps["quality"].add(tracks, selected_only=True)
     tracks = drop_rarely_selected(tracks, cfg.min_frames)
     stats.steps["min_frames"].add(tracks)

@@ -33,6 +33,7 @@ __all__ = [
     "max_frame_iou",
     "nms_any_frame",
     "normalise_empty",
+    "unselect_regions",
 ]
 
 
@@ -87,6 +88,22 @@ def mark_selected(
         metric = track.quality() if score == "quality" else np.full(track.num_frames, track.score)
         selected = [m is None or bool(q >= threshold) for m, q in zip(track.masks, metric)]
         out.append(replace(track, selected=selected))
+    return out
+
+
+def unselect_regions(tracks: Sequence[Track], max_area: float = 1.0, max_borders: int = 4) -> list[Track]:
+    """Frames whose mask is region-sized (more than ``max_area`` of the frame, or touching more than
+    ``max_borders`` of its borders) are not selected, however high their quality: a confident background
+    region is not an object. Not in the official code; the defaults switch it off."""
+    if max_area >= 1.0 and max_borders >= 4:
+        return list(tracks)
+    out = []
+    for track in tracks:
+        flags = [
+            s and (m is None or not rle_utils.is_region_sized(rle_utils.decode(m), max_area, max_borders))
+            for s, m in zip(track.selected, track.masks, strict=True)
+        ]
+        out.append(replace(track, selected=flags))
     return out
 
 

@@ -121,7 +121,8 @@ def test_nan_loss_stops_with_terms_and_keeps_checkpoint(tmp_path):
 
 def test_optimizer_groups_follow_the_official_rules(tmp_path):
     run = make(tmp_path, 1)
-    groups = {g["name"]: g for g in run.optimizer.param_groups}
+    groups = {name: g for g in run.optimizer.param_groups for name in g["names"]}
+    assert len(run.optimizer.param_groups) == len({(g["lr"], g["weight_decay"]) for g in groups.values()})
     assert groups["backbone.weight"]["lr"] == pytest.approx(1e-3)  # backbone x0.1
     assert groups["head.weight"]["lr"] == pytest.approx(1e-2)
     assert groups["norm.weight"]["weight_decay"] == 0.0  # no decay on norms
@@ -139,3 +140,33 @@ def test_learning_rate_schedules():
     cosine = dataclasses.replace(base, schedule="cosine", warmup_iters=0)
     assert [lr_factor(i, cosine) for i in (0, 50, 100)] == pytest.approx([1.0, 0.5, 0.0], abs=1e-12)
     assert lr_factor(100, cosine) <= lr_factor(99, cosine) < lr_factor(98, cosine)
+
+
+def test_weight_average_resumes_exactly_and_is_the_output(tmp_path):
+    straight = make(tmp_path / "a", 12, ema_decay=0.9)
+    straight.train()
+    first = make(tmp_path / "b", 12, ema_decay=0.9)
+    first.cfg = dataclasses.replace(first.cfg, max_iters=5)
+    first.train()
+    second = make(tmp_path / "b", 12, ema_decay=0.9)
+    second.train(resume=True)
+    for k, v in straight.ema.state_dict().items():
+        torch.testing.assert_close(second.ema.state_dict()[k], v, rtol=0, atol=0)
+    # one step: the average moves from the initial weights by (1 - decay_at(0)) = 0.9 towards the new ones
+    one = make(tmp_path / "c", 1, ema_decay=0.9)
+    start = one.model.head.weight.detach().clone()
+    one.train()
+    expected = start + 0.9 * (one.model.head.weight.detach() - start)
+    torch.testing.assert_close(one.ema.state_dict()["head.weight"], expected)
+    assert [one.ema.decay_at(i) for i in (0, 1, 2, 1000)] == pytest.approx([0.1, 2 / 11, 0.25, 0.9])
+    raw = {k: v.clone() for k, v in straight.model.state_dict().items()}
+    straight.final_weights()
+    averaged = straight.model.state_dict()
+    assert not torch.equal(averaged["head.weight"], raw["head.weight"])
+    torch.testing.assert_close(averaged["head.weight"], straight.ema.state_dict()["head.weight"])
+    # without an average the output is the last weights
+    plain = make(tmp_path / "d", 3)
+    plain.train()
+    before = {k: v.clone() for k, v in plain.model.state_dict().items()}
+    plain.final_weights()
+    assert all(torch.equal(before[k], v) for k, v in plain.model.state_dict().items())

@@ -60,3 +60,17 @@ def test_atomic_files_get_the_usual_permissions(tmp_path):
     mask = os.umask(0)
     os.umask(mask)
     assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~mask
+
+
+def test_region_sized_masks_by_area_and_borders():
+    from autoqvis.io.rle import is_region_sized, touched_borders
+
+    m = np.zeros((10, 10), bool)
+    assert touched_borders(m) == 0 and not is_region_sized(m, 0.5, 2)
+    m[3:6, 3:6] = True  # an object in the middle
+    assert touched_borders(m) == 0 and not is_region_sized(m, 0.5, 2)
+    m[:, :4] = True  # a band on the left: touches top, bottom and left
+    assert touched_borders(m) == 3 and is_region_sized(m, 1.0, 2) and not is_region_sized(m, 1.0, 3)
+    big = np.ones((10, 10), bool)
+    big[4:6, 4:6] = False
+    assert is_region_sized(big, 0.9, 4) and not is_region_sized(big, 1.0, 4)  # 96% of the frame

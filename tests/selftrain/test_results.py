@@ -37,4 +37,6 @@ def test_model_results_round_trip_and_best_json():
         "metric": "AP50",
         "value": 41.0,
         "rule": "highest AP50 on the validation set",
+        "label_free_criterion": None,
+        "label_free": {"m": None, "round 1": None},
     }

@@ -132,3 +132,15 @@ def test_eligible_frames_need_every_object_selected():
     b = labelled([(3, 5), (3, 5), (3, 5), None], [True, True, False, True])
     assert eligible_frames([a, b]) == [0, 3]
     assert eligible_frames([]) == []
+
+
+def test_region_sized_frames_are_not_selected():
+    from autoqvis.selftrain.select import unselect_regions
+
+    full = track([(0, 6), (0, 2), None], score=1.0, ious=[1.0, 1.0, 1.0])  # frame 0 covers the whole frame
+    marked = mark_selected([full], 0.5)
+    assert marked[0].selected == [True, True, True]
+    assert unselect_regions(marked, max_area=0.9)[0].selected == [False, True, True]
+    # (0, 2) touches top, bottom and left: 3 borders
+    assert unselect_regions(marked, max_borders=2)[0].selected == [False, False, True]
+    assert unselect_regions(marked)[0].selected == [True, True, True]  # the defaults switch the rule off

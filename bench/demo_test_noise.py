@@ -1,0 +1,82 @@
+"""How much does one model's demo AP50 move across test-set draws? (How many test videos the demo needs.)
+
+Takes a finished ``autoqvis demo`` run, loads one of its models (default M0), renders ``--draws`` fresh test
+sets of ``max(--sizes)`` videos each from the same world (new seeds, never the run's own videos), and scores
+the model on the first N videos of each draw for every N in ``--sizes``. Prints, per N, the mean and the
+standard deviation of AP50 (official ranking) and J&F across draws: the test-set noise of one demo number.
+
+    python bench/demo_test_noise.py runs/demo [--model selftrain/m0/model] [--draws 4] [--sizes 40 80 160]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from autoqvis.config import load_config
+from autoqvis.demo.pipeline import DemoPlan, truth_dataset
+from autoqvis.demo.world import render_video
+from autoqvis.eval.models import ModelEvaluator
+from autoqvis.io.ytvis import save_ytvis
+
+
+def render_test_set(folder: Path, plan: DemoPlan, seed: int, count: int) -> list[np.ndarray]:
+    """``count`` test videos of the run's world from a fresh seed; returns their true masks."""
+    rng = np.random.default_rng([seed, 0x7E57])
+    world, masks = plan.world(), []
+    for i in range(count):
+        video = render_video(rng, world)
+        target = folder / f"test_{i:03d}"
+        target.mkdir(parents=True, exist_ok=True)
+        for t, frame in enumerate(video.frames):
+            Image.fromarray(frame).save(target / f"{t:05d}.jpg", quality=95)
+        masks.append(video.masks)
+    return masks
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("run", type=Path, help="a finished `autoqvis demo` folder")
+    parser.add_argument("--model", default="selftrain/m0/model", help="model folder inside the run")
+    parser.add_argument("--draws", type=int, default=4)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[40, 80, 160])
+    parser.add_argument("--out", type=Path, help="default RUN/test_noise")
+    args = parser.parse_args()
+    saved = json.loads((args.run / "results.json").read_text())
+    plan = DemoPlan(**saved["plan"])
+    cfg = load_config([str(args.run / "config.yaml")])
+    out = args.out or args.run / "test_noise"
+    start = time.perf_counter()
+    table: dict[int, list[tuple[float, float]]] = {n: [] for n in args.sizes}
+    for draw in range(args.draws):
+        folder = out / f"draw_{draw}"
+        masks = render_test_set(folder / "videos", plan, 1000 + draw, max(args.sizes))
+        for n in args.sizes:
+            gt = folder / f"gt_{n}.json"
+            save_ytvis(truth_dataset(masks[:n], "test"), gt)
+            scores = ModelEvaluator(gt, folder / "videos", dataclasses.replace(cfg))(args.run / args.model)
+            table[n].append((scores.ytvis["AP50"], scores.jf))
+            print(
+                f"draw {draw}, {n} videos: AP50 {scores.ytvis['AP50']:.2f}, J&F {scores.jf:.2f}", flush=True
+            )
+    print(
+        f"\n{args.model} of {args.run}: across {args.draws} test-set draws (std = the noise of one demo figure)"
+    )
+    for n, values in table.items():
+        ap, jf = np.array(values).T
+        print(
+            f"{n:4d} test videos: AP50 {ap.mean():6.2f} +- {ap.std(ddof=1):5.2f} (std), J&F {jf.mean():6.2f} +- {jf.std(ddof=1):5.2f}"
+        )
+    print(f"wall time {time.perf_counter() - start:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
