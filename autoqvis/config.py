@@ -5,8 +5,11 @@ VideoCutLER code it forks); a YAML file holds only the differences from them. Un
 name the nearest valid key, values are checked against the field's type, and the resolved configuration is
 written into every output directory.
 
-    cfg = load_config(["configs/offline_dinov2s.yaml"], ["selection.quality_min=0.5"])
+    cfg = load_config(["small_data"], ["selection.quality_min=0.5"])
     cfg.selection.quality_min  # 0.5
+
+A config file is a path, or the name of a profile shipped in ``autoqvis/configs/`` (``small_data``,
+``offline_dinov2s``, ...; ``configs/small_data.yaml`` names the same file).
 
 The stage labels in the docstrings below are the ones the official code and the paper's pipeline use:
 
@@ -49,6 +52,8 @@ __all__ = [
     "config_to_dict",
     "load_config",
     "parse_override",
+    "profiles",
+    "resolve_config_file",
     "save_config",
 ]
 
@@ -250,9 +255,7 @@ def load_config(
     """Defaults (or ``base``) + each YAML delta in order + each ``a.b=value`` override in order."""
     cfg = base if base is not None else Config()
     for path in paths:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file {path} not found; pass an existing YAML file")
+        path = resolve_config_file(path)
         try:
             delta = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as err:
@@ -263,6 +266,29 @@ def load_config(
     for text in overrides:
         cfg = apply_delta(cfg, parse_override(text), source=f"--set {text}")
     return cfg
+
+
+PROFILES_DIR = Path(__file__).resolve().parent / "configs"
+
+
+def profiles() -> list[str]:
+    """Names of the profiles shipped with autoqvis."""
+    return sorted(p.stem for p in PROFILES_DIR.glob("*.yaml"))
+
+
+def resolve_config_file(path: str | Path) -> Path:
+    """An existing YAML file, or the shipped profile of that name (``small_data``, ``configs/small_data.yaml``)."""
+    path = Path(path)
+    if path.is_file():
+        return path
+    name = path.name if path.suffix in (".yaml", ".yml") else f"{path.name}.yaml"
+    shipped = PROFILES_DIR / name
+    if shipped.is_file():
+        return shipped
+    raise ConfigError(
+        f"config file {path} not found; pass an existing YAML file or a shipped profile "
+        f"({', '.join(profiles())})"
+    )
 
 
 def parse_override(text: str) -> dict[str, Any]:

@@ -47,7 +47,7 @@ from autoqvis.synth.imagecut2video import ImageCut2Video, PseudoMaskImages
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data" / "davis2016-dev"
-PROFILE = REPO / "configs" / "small_data.yaml"
+PROFILE = "small_data"
 MASKCUT = "MaskCut per frame (first mask)"
 
 
@@ -475,7 +475,7 @@ def main() -> None:
             flush=True,
         )
     print(
-        f"\nDAVIS-2016 protocol on {len(gts)} sequences of {args.root}; profile {PROFILE.name} "
+        f"\nDAVIS-2016 protocol on {len(gts)} sequences of {args.root}; profile {PROFILE} "
         f"{args.config or ''} {args.overrides or ''}; short side {args.short_side}"
     )
     report(seeds, baseline, discovery, list(gts))

@@ -80,3 +80,18 @@ def test_missing_or_malformed_file(tmp_path):
     scalar.write_text("3\n")
     with pytest.raises(ConfigError, match="must hold a mapping"):
         load_config([scalar])
+
+
+def test_shipped_profiles_load_by_name_or_path(tmp_path):
+    from autoqvis.config import profiles, resolve_config_file
+
+    assert {"small_data", "offline_dinov2s"} <= set(profiles())
+    by_name = load_config(["small_data"])
+    assert (
+        by_name
+        == load_config(["configs/small_data.yaml"])
+        == load_config([resolve_config_file("small_data.yaml")])
+    )
+    assert by_name.model.backbone == "vit" and by_name != Config()
+    with pytest.raises(ConfigError, match=r"not found; .*small_data"):
+        load_config([tmp_path / "nope.yaml"])

@@ -1,8 +1,8 @@
 """Quality-guided self-training (AutoQ-VIS) on your own unlabeled videos; no annotation needed anywhere.
 
-    autoqvis discover --videos DIR --every 10 --out RUN/pseudo_masks.json --config configs/offline_dinov2s.yaml
+    autoqvis discover --videos DIR --every 10 --out RUN/pseudo_masks.json --config offline_dinov2s
     autoqvis selftrain --videos DIR --synthetic-masks RUN/pseudo_masks.json --out RUN [--init videocutler.pth]
-    autoqvis selftrain --videos DIR --synthetic-images PHOTOS --out RUN --config configs/offline_dinov2s.yaml
+    autoqvis selftrain --videos DIR --synthetic-images PHOTOS --out RUN --config offline_dinov2s
 
 DIR: video files or frame folders. Synthetic clips for the initial stage and for mixing: ImageCut2Video clips
 from ``--synthetic-masks`` (MaskCut pseudo-masks of your frames or images) and/or ``--world N`` (procedural

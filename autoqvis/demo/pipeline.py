@@ -114,14 +114,9 @@ class DemoPlan:
 def demo_config(
     plan: DemoPlan, overrides: list[str] | None = None, config_files: list[str] | None = None
 ) -> Config:
-    """The method's configuration at the demo's scale (everything else official)."""
+    """The ``small_data`` profile at the demo's sizes, then the user's files and overrides."""
     side = min(plan.height, plan.width)
     deltas = [
-        "model.preset=tiny",
-        "model.backbone=vit",
-        "model.vit_image_stem=true",
-        "discovery.arch=dinov2_vits14_imgfocus",
-        "discovery.features=tokens",
         "discovery.fixed_size=224",
         f"synthesis.short_sides=[{side}]",
         f"synthesis.crop_min={int(side * 0.85)}",
@@ -131,7 +126,6 @@ def demo_config(
         f"training.num_points={plan.num_points}",
         f"training.checkpoint_period={max(plan.m0_iters // 2, 1)}",
         f"training.log_period={max(plan.m0_iters // 20, 1)}",
-        "training.lr=1e-4",
         f"selection.round_iters={plan.round_iters}",
         f"selection.round_batch_size={plan.batch_size}",
         # the tiny demo model's quality estimates stay low (M0's Q rarely reaches the paper's 0.75); the paper's
@@ -139,7 +133,7 @@ def demo_config(
         "selection.quality_min=0.3",
         f"inference.short_side={side}",
     ]
-    return load_config(config_files or [], deltas + list(overrides or []))
+    return load_config(["small_data", *(config_files or [])], deltas + list(overrides or []))
 
 
 # ---------------------------------------------------------------------------------------------------
