@@ -5,34 +5,27 @@ import json
 import pytest
 import torch
 
-from autoqvis.config import TrainingConfig
 from autoqvis.demo.world import WorldClipSource, WorldConfig
 from autoqvis.engine.trainer import Trainer
 from autoqvis.model import build_model
+from tests.conftest import tiny_config
 
 WORLD = WorldConfig(height=64, width=64, num_frames=3, max_objects=2)
 
 
-def _trainer(out, iters, **kw):
+def _trainer(out, iters, *settings):
     torch.manual_seed(0)
-    cfg = TrainingConfig(
-        max_iters=iters,
-        batch_size=2,
-        num_points=256,
-        deterministic=True,
-        checkpoint_period=4 if iters < 100 else 500,
-        log_period=2,
-        lr=1e-4,
-        **kw,
+    cfg = tiny_config(
+        f"training.max_iters={iters}",
+        "training.deterministic=true",
+        f"training.checkpoint_period={4 if iters < 100 else 500}",
+        "training.log_period=2",
+        "training.lr=1e-4",
+        *settings,
     )
-    model = build_model("tiny")
-    from autoqvis.losses.criterion import build_criterion
-
-    model.criterion = build_criterion(cfg)
-    if cfg.freeze_quality_head:
-        model.freeze_quality_head()
+    model = build_model(cfg.model, cfg.training)  # the criterion of cfg.training, the head frozen if asked
     sources = [WorldClipSource(16, WORLD), WorldClipSource(8, WORLD)]
-    return Trainer(model, sources, [0.5, 0.5], cfg, out, torch.device("cpu"))
+    return Trainer(model, sources, [0.5, 0.5], cfg.training, out, torch.device("cpu"))
 
 
 def _resume_matches(tmp_path, total):
@@ -61,7 +54,7 @@ def test_tiny_model_resume_is_exact_over_2000_steps(tmp_path):
 
 
 def test_frozen_quality_head_is_untouched_by_training(tmp_path):
-    trainer = _trainer(tmp_path, 3, freeze_quality_head=True, droploss=True)
+    trainer = _trainer(tmp_path, 3, "training.freeze_quality_head=true", "training.droploss=true")
     before = {k: v.clone() for k, v in trainer.model.quality_head.state_dict().items()}
     trainer.train()
     for k, v in trainer.model.quality_head.state_dict().items():

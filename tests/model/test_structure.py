@@ -17,7 +17,7 @@ from autoqvis.model.build import load_model
 from autoqvis.model.decoder import QualityHead
 from autoqvis.model.msdeform import ms_deform_attn_core, ms_deform_attn_reference
 from autoqvis.structures import Clip
-from tests.conftest import fixture_file, fixture_params
+from tests.conftest import fixture_file, fixture_params, tiny_config
 
 
 def _official_configs() -> dict:
@@ -175,9 +175,7 @@ def test_a_pickle_needing_code_is_refused(tmp_path):
 
 
 def test_build_model_from_config_with_frozen_head():
-    from autoqvis.config import load_config
-
-    cfg = load_config([], ["model.preset=tiny", "training.freeze_quality_head=true"])
+    cfg = tiny_config("training.freeze_quality_head=true")
     model = build_model(cfg.model, cfg.training)
     assert not model.train_quality_head
     assert not any(p.requires_grad for p in model.quality_head.parameters())
