@@ -126,10 +126,18 @@ def test_end_to_end_with_fixture_vit():
             assert len(results[index].masks) == len(kept), prefix
             for got, want in zip(results[index].masks, kept):
                 np.testing.assert_array_equal(got, want, err_msg=prefix)
+            # each kept mask is scored by its CRF IoU with the cut
+            expected = meta["images"][prefix]
+            ious = [
+                iou
+                for iou, area in zip(expected["crf_iou_vs_bipartition"], expected["final_mask_areas_px"])
+                if area
+            ]
+            assert results[index].scores == pytest.approx(ious, abs=1e-6), prefix
         # the one-image entry point returns the same masks with scores
         pairs = maskcut(images[0], vit, cfg)
         assert [m.sum() for m, _ in pairs] == [m.sum() for m in results[0].masks]
-        assert all(cfg.crf_min_iou <= s <= 1 for _, s in pairs)
+        assert [s for _, s in pairs] == results[0].scores
 
 
 def test_arpack_solver_agrees_with_dense_on_fixture():
