@@ -40,7 +40,8 @@ def tensorboard_available() -> bool:
 
 
 class TensorBoardLog:
-    """Writes ``log(iteration, values)`` as scalars into event files in ``out_dir``; a no-op without tensorboard.
+    """Writes ``log(iteration, values)`` as scalars into event files in ``out_dir``; a no-op without the
+    ``tensorboard`` package.
 
     Args:
         out_dir: folder of the event files (created when needed).
