@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 EXTRAS ?= dev,crf,onnx
 
-.PHONY: install demo demo-quick test test-slow lint bench clean
+.PHONY: install demo demo-quick test test-slow setup-browser lint bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,13 @@ test: install
 
 test-slow: install
 	$(PY) -m pytest -q -m slow
+
+# Debian's chromium, for the slow headless-browser test of the report (tests/report/test_browser.py); uses sudo
+# unless run as root. `make test` never installs system packages: without chromium that test is skipped.
+SUDO ?= $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+setup-browser:
+	$(SUDO) apt-get update -q
+	$(SUDO) apt-get install -y -q chromium
 
 bench: install
 	$(PY) bench/eval_speed.py

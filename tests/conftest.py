@@ -1,20 +1,64 @@
-"""Shared test helpers: the reference-fixture root and the shared real-data root.
+"""Shared test helpers: the tiny-model settings, the reference-fixture root and the shared real-data root.
 
-Parity tests read the fixture root from ``AUTOQVIS_FIXTURES`` (default ``../shared/fixtures/reference``
-beside the repository). When the variable is set, a missing or incomplete folder is a failure; when it is
-not set and the default folder is absent, fixture tests are skipped with a message.
+Tests that train or predict end to end start from :data:`TINY_SETTINGS` (``--set`` values: the tiny model preset,
+few sampled points, 64-pixel frames): :func:`set_args` turns them into CLI arguments, :func:`tiny_config` (or
+the ``tiny_cfg`` fixture) into a resolved :class:`~autoqvis.config.Config`. Add a test's own settings after them
+(a later ``--set`` wins).
+
+Parity tests read the fixture root from ``AUTOQVIS_FIXTURES`` (default ``fixtures/reference`` in the shared
+folder: ``../shared`` beside the repository, or ``AUTOQVIS_SHARED``). When the variable is set, a missing or
+incomplete folder is a failure; when it is not set and the default folder is absent, fixture tests are skipped
+with a message.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
 
+from autoqvis.config import Config, load_config
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SHARED_ROOT = REPO_ROOT.parent / "shared"
+# ../shared beside the repository; AUTOQVIS_SHARED names another (a git worktree elsewhere, a CI cache)
+SHARED_ROOT = Path(os.environ.get("AUTOQVIS_SHARED") or REPO_ROOT.parent / "shared")
 DEFAULT_FIXTURES = SHARED_ROOT / "fixtures" / "reference"
+
+# The tiny-model overrides shared by every end-to-end test: the CPU-sized preset (same code paths as paper_r50),
+# 256 sampled points per mask instead of 12544, two clips per batch, 64-pixel short sides for inference and for
+# synthetic clips. Iteration counts and periods stay with each test.
+TINY_SETTINGS: tuple[str, ...] = (
+    "model.preset=tiny",
+    "training.num_points=256",
+    "training.batch_size=2",
+    "inference.short_side=64",
+    "synthesis.short_sides=[64]",
+)
+
+
+def set_args(*settings: str | Iterable[str]) -> list[str]:
+    """``["--set", a, "--set", b, ...]`` for the CLI; each argument is one ``key=value`` or a list of them.
+
+    ``set_args(TINY_SETTINGS, "training.max_iters=4")``
+    """
+    args: list[str] = []
+    for item in settings:
+        for value in [item] if isinstance(item, str) else item:
+            args += ["--set", value]
+    return args
+
+
+def tiny_config(*overrides: str) -> Config:
+    """The defaults + :data:`TINY_SETTINGS` + ``overrides`` (``key=value`` strings, applied last)."""
+    return load_config([], [*TINY_SETTINGS, *overrides])
+
+
+@pytest.fixture
+def tiny_cfg() -> Config:
+    """The resolved tiny configuration (:func:`tiny_config` without extra overrides)."""
+    return tiny_config()
 
 
 def fixture_root() -> Path:

@@ -125,7 +125,14 @@ class VideoSetCriterion(nn.Module):
         return out
 
     def forward(self, outputs: dict, targets: list[dict], rand: RandFn | None = None) -> dict[str, Tensor]:
-        """Weighted losses (see the module docstring); ``rand`` replaces ``torch.rand`` for every draw."""
+        """Weighted losses of a batch: ``{name: 0-d float32 tensor}``, each raw loss x its weight (sum them).
+
+        Names: ``loss_ce``, ``loss_mask``, ``loss_dice`` (and ``loss_maskiou`` unless the quality loss is off)
+        for the final round, the same with ``_0``, ``_1``, ... for each ``aux_outputs`` round (deep
+        supervision). ``outputs``: ``pred_logits`` (B, Q, K) class logits, ``pred_masks`` (B, Q, T, h, w) mask
+        logits, ``pred_maskiou`` (B, Q, T, 1) raw predicted IoUs (needed only with the quality loss) and
+        ``aux_outputs``; ``targets``: per video ``labels`` (N,) int64 and ``masks`` (N, T, H, W) binary.
+        ``rand`` replaces ``torch.rand`` for every draw. :meth:`compute` also returns the matchings."""
         return self.compute(outputs, targets, rand).weighted
 
     def compute(self, outputs: dict, targets: list[dict], rand: RandFn | None = None) -> LossBreakdown:

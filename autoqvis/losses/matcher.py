@@ -87,10 +87,11 @@ class VideoHungarianMatcher(nn.Module):
 
     @torch.no_grad()
     def forward(self, outputs: dict, targets: list[dict], rand: RandFn = torch.rand) -> Indices:
-        """Per video ``(query_idx, track_idx)`` int64 CPU tensors, query indices ascending.
+        """Per video ``(query_idx, track_idx)``: int64 CPU tensors of length min(Q, N), queries ascending.
 
-        ``outputs``: ``pred_logits`` (B, Q, K) and ``pred_masks`` (B, Q, T, h, w); ``targets``: per video
-        ``labels`` (N,) and ``masks`` (N, T, H, W). Draws ``rand(1, P, 2)`` once per video, in order.
+        ``outputs``: ``pred_logits`` (B, Q, K) class logits and ``pred_masks`` (B, Q, T, h, w) mask logits;
+        ``targets``: per video ``labels`` (N,) int64 and ``masks`` (N, T, H, W) binary. Draws
+        ``rand(1, P, 2)`` once per video, in order. No gradient.
         """
         indices = []
         with torch.autocast(outputs["pred_masks"].device.type, enabled=False):

@@ -6,7 +6,22 @@ sees everything instead), then self-attention and an FFN, all post-norm. Every r
 (foreground, no-object) and per-frame mask logits from the normalised queries; positions carry a 3-D sine
 encoding over (t, h, w). State-dict names are the official ones.
 
-Legend: ``B`` videos, ``T`` frames, ``Q`` queries, ``C`` hidden width, ``h, w`` level / mask-feature grid.
+Legend: ``B`` videos, ``T`` frames per video, ``Q`` queries, ``C`` hidden width (``C_m`` mask-feature
+channels), ``L`` feature levels (3), ``H_l, W_l`` the grid of level ``l`` (strides 32, 16, 8: coarsest first),
+``S_l = T*H_l*W_l`` the tokens of level ``l`` of one video, ``h, w`` the mask-feature grid (stride 4 of the
+padded input).
+
+Batch and time fused (``B*T``): the backbone and the pixel decoder see single frames, so the model stacks
+every frame of every video into one batch, video by video (frame ``t`` of video ``b`` is row ``b*T + t``; see
+``VideoMaskFormer.preprocess``). The decoder's inputs are such ``(B*T, ...)`` maps, and
+:meth:`VideoMaskedDecoder.forward` is where they are unflattened to ``(B, T, ...)``. B is ``num_videos`` when
+given, otherwise it depends on the mode:
+
+- training: B videos of ``num_frames`` frames each (the training clip length), fused: B = rows / num_frames;
+- eval: one video whose T is all of its frames (B = 1, T = rows), however long.
+
+Everything the decoder returns keeps B and T apart. The quality head takes the fused stride-32 level again and
+unflattens it itself (its ``masks`` argument gives B and T).
 """
 
 from __future__ import annotations
@@ -55,6 +70,12 @@ class SelfAttentionLayer(nn.Module):
         _xavier_matrices(self)
 
     def forward(self, tgt: Tensor, query_pos: Tensor) -> Tensor:
+        """Self-attention among each video's queries, then the residual and LayerNorm.
+
+        ``tgt`` (Q, B, C) float queries, sequence-first (``nn.MultiheadAttention`` without ``batch_first``);
+        ``query_pos`` (Q, B, C) the learned query embedding, added to queries and keys (not values).
+        Returns (Q, B, C).
+        """
         q = k = tgt + query_pos
         return self.norm(tgt + self.self_attn(q, k, value=tgt, need_weights=False)[0])
 
@@ -69,6 +90,14 @@ class CrossAttentionLayer(nn.Module):
     def forward(
         self, tgt: Tensor, memory: Tensor, attn_mask: Tensor | None, pos: Tensor, query_pos: Tensor
     ) -> Tensor:
+        """Masked cross-attention of the queries to one level's tokens of all of a video's frames.
+
+        ``tgt`` (Q, B, C) float queries; ``memory`` (S_l, B, C) the level's tokens, frame-major
+        (S_l = T*H_l*W_l); ``attn_mask`` bool, True = blocked: (Q, S_l) shared by every head (when B = 1),
+        or (B*heads, Q, S_l), or None (attend everywhere); ``pos`` (S_l, B, C) the 3-D sine position, added to
+        the keys; ``query_pos`` (Q, B, C), added to the queries. Returns (Q, B, C) after the residual and
+        LayerNorm.
+        """
         out = self.multihead_attn(
             query=tgt + query_pos, key=memory + pos, value=memory, attn_mask=attn_mask, need_weights=False
         )[0]
@@ -84,6 +113,7 @@ class FFNLayer(nn.Module):
         _xavier_matrices(self)
 
     def forward(self, tgt: Tensor) -> Tensor:
+        """(Q, B, C) float queries -> (Q, B, C): linear, ReLU, linear, then the residual and LayerNorm."""
         return self.norm(tgt + self.linear2(F.relu(self.linear1(tgt))))
 
 
@@ -104,6 +134,8 @@ class MLP(nn.Module):
         )
 
     def forward(self, x: Tensor) -> Tensor:
+        """(..., input_dim) float -> (..., output_dim): the linear layers, ReLU between them (none after the
+        last)."""
         for i, layer in enumerate(self.layers):
             x = F.relu(layer(x)) if i < len(self.layers) - 1 else layer(x)
         return x
@@ -138,6 +170,9 @@ class QualityHead(nn.Module):
 
     def forward(self, features: Tensor, masks: Tensor, chunk: int = 0) -> Tensor:
         """features ((B*T), C, h, w), masks (B, Q, T, H, W) logits -> (B, Q, T, 1).
+
+        ``features`` is the coarsest (stride-32) level with B and T fused, video by video (row ``b*T + t``);
+        ``masks`` gives B and T. The output is float: the raw predicted IoU of each query's mask per frame.
 
         The first conv is linear in its input, so its feature part is computed once per frame and shared by
         every query (the official head repeats it per query); only the mask part runs per (query, frame).
@@ -239,16 +274,34 @@ class VideoMaskedDecoder(nn.Module):
         score_quality: str = "all",
         record: dict | None = None,
     ) -> dict:
-        """x: the multi-scale features ((B*T), C, h, w) each, coarsest first; mask_features ((B*T), C, H, W).
+        """Class logits, per-frame mask logits and predicted IoUs of the queries after every round.
 
-        ``num_videos``: B (default: the training batch has ``num_frames`` frames per video; eval is one video).
-        ``score_quality``: ``"all"`` runs the quality head on every round (training), ``"last"`` on the final
-        round only, ``"none"`` skips it (frozen head in training, or post-processing scores the kept queries).
-        ``record``: if given, receives per-round attention masks (before the un-blocking rule) for tests.
+        Args:
+            x: the L multi-scale features, coarsest first, each (B*T, C, H_l, W_l) float with B and T fused
+                video by video (see the module docstring).
+            mask_features: (B*T, C_m, h, w) float per-pixel embeddings at stride 4; a mask logit is the dot
+                product of a query's mask embedding with them.
+            num_videos: B. Default: in training, ``num_frames`` frames per video (B = rows / num_frames); in
+                eval, one video of any length (B = 1, T = rows).
+            score_quality: ``"all"`` runs the quality head on every round (training), ``"last"`` on the final
+                round only, ``"none"`` skips it (frozen head in training, or post-processing scores the kept
+                queries).
+            record: if given, receives per-round attention masks (before the un-blocking rule) for tests.
+
+        Returns a dict, B and T apart:
+
+        - ``pred_logits`` (B, Q, num_classes + 1) float class logits of the final round (last: no object);
+        - ``pred_masks`` (B, Q, T, h, w) float mask logits of the final round;
+        - ``pred_maskiou`` (B, Q, T, 1) float raw predicted IoUs of the final round, or None when not scored;
+        - ``pred_embeds`` (B, Q, C) the normalised final query features;
+        - ``aux_outputs``: the earlier rounds (the first before any layer), each a dict with the same three
+          ``pred_*`` keys; their ``pred_masks`` are None in eval without ``record`` (only the final round's
+          masks are computed there).
         """
         bt, c_m, h_m, w_m = mask_features.shape
         bs = num_videos if num_videos is not None else (bt // self.num_frames if self.training else 1)
         t = bt // bs
+        # the fused frames are unflattened here: (B*T, C_m, h, w) -> (B, T, C_m, h, w)
         mask_features = mask_features.view(bs, t, c_m, h_m, w_m)
         src, pos, sizes = [], [], []
         for i in range(self.num_feature_levels):
@@ -330,8 +383,12 @@ class VideoMaskedDecoder(nn.Module):
     def prediction_heads(
         self, output: Tensor, mask_flat: Tensor | None, grid: tuple[int, int, int], level_flat: Tensor
     ) -> tuple[Tensor, Tensor | None, Tensor]:
-        """Class logits (B, Q, K+1), mask logits (B, Q, T, H, W) (None when ``mask_flat`` is None) and the next
-        round's blocked positions (B, Q, T*h*w) from the mask features at that level (sigmoid < 0.5)."""
+        """Class logits (B, Q, num_classes + 1), mask logits (B, Q, T, h, w) (None when ``mask_flat`` is None)
+        and the next round's blocked positions (B, Q, T*H_l*W_l) from the mask features resized to that level
+        (sigmoid < 0.5).
+
+        ``output`` (Q, B, C) queries; ``mask_flat`` (B, C_m, T*h*w); ``grid`` (T, h, w); ``level_flat``
+        (B, C_m, T*H_l*W_l)."""
         decoded = self.decoder_norm(output).transpose(0, 1)
         classes = self.class_embed(decoded)
         embed = self.mask_embed(decoded)

@@ -131,7 +131,17 @@ class MSDeformAttn(nn.Module):
     def forward(
         self, query: Tensor, reference_points: Tensor, value_tokens: Tensor, shapes: list[tuple[int, int]]
     ) -> Tensor:
-        """query (N, Lq, C), reference_points (N, Lq, L, 2) in [0, 1], value_tokens (N, S, C) -> (N, Lq, C)."""
+        """Each query attends to ``n_points`` sampled locations per head and level around its reference point.
+
+        Args:
+            query: (N, Lq, C) float queries (position embedding added), ``C = d_model = M*D``.
+            reference_points: (N, Lq, L, 2) in [0, 1], (x, y) on each level, normalised to its grid.
+            value_tokens: (N, S, C) float, every level's tokens flattened row-major and concatenated in the
+                order of ``shapes``; ``S = sum(h*w)``.
+            shapes: the (h, w) of each of the L levels.
+
+        Returns (N, Lq, C) float: the weighted sampled values after ``output_proj``.
+        """
         N, Lq, _ = query.shape
         M, L, P = self.n_heads, self.n_levels, self.n_points
         value = self.value_proj(value_tokens).view(N, value_tokens.shape[1], M, self.d_model // M)

@@ -1,6 +1,10 @@
 """The MSDeformAttn pixel decoder of Mask2Former: a deformable-attention encoder over the three coarsest
 backbone levels, then a GroupNorm FPN down to the common stride (4) and a 1x1 conv giving the mask features.
 
+Legend: ``N`` images (in the VIS model the ``B*T`` frames of a batch, fused: every frame is decoded on its
+own), ``C`` ``conv_dim`` channels, ``L`` encoder levels (res5, res4, res3: coarsest first), ``H_l, W_l`` the
+grid of level ``l``, ``S = sum_l H_l*W_l`` the tokens of all levels of one image, ``H, W`` the padded input.
+
 State-dict names follow the official module (``input_proj.{i}.{0,1}``, ``transformer.level_embed``,
 ``transformer.encoder.layers.{i}.*``, ``adapter_{k}``, ``layer_{k}``, ``mask_features``).
 """
@@ -53,6 +57,12 @@ class EncoderLayer(nn.Module):
     def forward(
         self, src: Tensor, pos: Tensor, reference_points: Tensor, shapes: list[tuple[int, int]]
     ) -> Tensor:
+        """Deformable self-attention over all levels' tokens, then the FFN, each with residual and post-norm.
+
+        ``src`` (N, S, C) float tokens; ``pos`` (N, S, C) their position + level embeddings (added to the
+        queries only); ``reference_points`` (N, S, L, 2) in [0, 1]; ``shapes`` the L (H_l, W_l).
+        Returns (N, S, C).
+        """
         src = self.norm1(src + self.dropout1(self.self_attn(src + pos, reference_points, src, shapes)))
         ffn = self.linear2(self.dropout2(F.relu(self.linear1(src))))
         return self.norm2(src + self.dropout3(ffn))
@@ -78,6 +88,9 @@ class Encoder(nn.Module):
         return ref[:, :, None].expand(-1, -1, len(shapes), -1)
 
     def forward(self, src: Tensor, pos: Tensor, shapes: list[tuple[int, int]]) -> Tensor:
+        """(N, S, C) float tokens and their (N, S, C) position + level embeddings -> (N, S, C) after every
+        layer; each token's reference point is its own pixel centre, on every level (``shapes``: the L
+        (H_l, W_l))."""
         reference_points = self.reference_points(shapes, src.device).expand(src.shape[0], -1, -1, -1)
         for layer in self.layers:
             src = layer(src, pos, reference_points, shapes)
@@ -111,6 +124,9 @@ class DeformableTransformer(nn.Module):
         nn.init.normal_(self.level_embed)
 
     def forward(self, srcs: list[Tensor], pos_embeds: list[Tensor]) -> tuple[Tensor, list[tuple[int, int]]]:
+        """L projected maps ``srcs`` (N, C, H_l, W_l) and their sine positions ``pos_embeds`` (same shapes),
+        coarsest first -> (the encoded tokens (N, S, C), row-major per level in that order; the L (H_l, W_l)).
+        The level embedding is added to the positions."""
         shapes = [(int(s.shape[2]), int(s.shape[3])) for s in srcs]
         src = torch.cat([s.flatten(2).transpose(1, 2) for s in srcs], 1)
         pos = torch.cat(
@@ -140,6 +156,8 @@ class ConvGN(nn.Conv2d):
         _xavier_conv(self)
 
     def forward(self, x: Tensor) -> Tensor:
+        """(N, C_in, H, W) float -> (N, C_out, H, W): the conv ("same" padding), GroupNorm(32), ReLU if
+        ``relu``."""
         x = self.norm(super().forward(x))
         return F.relu(x) if self.relu else x
 
@@ -189,6 +207,13 @@ class MSDeformAttnPixelDecoder(nn.Module):
             self.add_module(f"layer_{idx + 1}", ConvGN(conv_dim, conv_dim, 3, relu=True))
 
     def forward(self, features: dict[str, Tensor]) -> tuple[Tensor, list[Tensor]]:
+        """Backbone maps -> (mask features, multi-scale features), every image on its own.
+
+        ``features``: ``{name: (N, in_channels[name], H / stride, W / stride)}`` (res2..res5), cast to
+        float32. Returns ``mask_features`` (N, mask_dim, H/4, W/4) float, the per-pixel embeddings that mask
+        logits are read from, and ``num_feature_levels`` maps (N, C, H_l, W_l), coarsest first (strides 32,
+        16, 8): the encoder outputs the transformer decoder attends to.
+        """
         srcs, pos = [], []
         for idx, name in enumerate(reversed(self.transformer_in_features)):
             x = features[name].float()

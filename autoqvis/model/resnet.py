@@ -6,6 +6,9 @@ Outputs ``res2..res5`` (strides 4, 8, 16, 32). Widths are parameters so that red
 ``stem_out_channels`` (64), ``width_per_group`` (64: bottleneck width of res2) and ``res2_out_channels`` (256);
 each later stage doubles both.
 
+Legend: ``N`` images (in the VIS model the ``B*T`` frames of a batch, fused), ``C`` channels, ``H, W`` the
+input size (multiples of 32 in the VIS model, so every stride divides it).
+
 Names: ``stem.conv1.{weight, norm.*}``, ``res{2..5}.{block}.conv{1,2,3}.{weight, norm.*}``,
 ``res{k}.0.shortcut.{weight, norm.*}``; FrozenBN buffers ``weight, bias, running_mean, running_var``.
 """
@@ -35,6 +38,8 @@ class FrozenBatchNorm2d(nn.Module):
         self.register_buffer("running_var", torch.ones(num_features) - eps)
 
     def forward(self, x: Tensor) -> Tensor:
+        """(N, C, H, W) float -> (N, C, H, W): per channel
+        ``(x - running_mean) / sqrt(running_var + eps) * weight + bias``, fixed statistics in training too."""
         if not x.requires_grad:  # one fused op; the expanded form below saves memory when gradients flow
             return F.batch_norm(
                 x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps
@@ -61,6 +66,8 @@ class ConvNorm(nn.Conv2d):
         self.norm = FrozenBatchNorm2d(cout)
 
     def forward(self, x: Tensor) -> Tensor:
+        """(N, C_in, H, W) float -> (N, C_out, H', W') at the conv's stride: the conv, then FrozenBN (no
+        ReLU)."""
         return self.norm(super().forward(x))
 
 
@@ -73,6 +80,8 @@ class Bottleneck(nn.Module):
         self.conv3 = ConvNorm(width, cout, 1)
 
     def forward(self, x: Tensor) -> Tensor:
+        """(N, C_in, H, W) float -> (N, C_out, H/s, W/s) after the final ReLU, ``s`` the block's stride: 1x1
+        reduce, 3x3 (stride s), 1x1 expand, plus the shortcut (a 1x1 projection where the shape changes)."""
         out = F.relu_(self.conv1(x))
         out = F.relu_(self.conv2(out))
         out = self.conv3(out)
@@ -86,6 +95,8 @@ class Stem(nn.Module):
         self.conv1 = ConvNorm(cin, cout, 7, 2, 3)
 
     def forward(self, x: Tensor) -> Tensor:
+        """(N, 3, H, W) normalised images -> (N, C_stem, H/4, W/4): 7x7/2 conv, FrozenBN, ReLU, 3x3/2
+        max-pool."""
         return F.max_pool2d(F.relu_(self.conv1(x)), kernel_size=3, stride=2, padding=1)
 
 
@@ -126,6 +137,9 @@ class ResNet(nn.Module):
             self.requires_grad_(False)
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:
+        """(N, 3, H, W) float normalised RGB -> ``{name: (N, channels[name], H / s, W / s)}`` float (after
+        ReLU), ``s = strides[name]``, for each of ``out_features`` (res2..res5: strides 4, 8, 16, 32).
+        Images are independent: in the VIS model N = B*T, every frame of every video."""
         out = {}
         x = self.stem(x)
         for name in self.stage_names:

@@ -162,8 +162,13 @@ class VideoMaskFormer(nn.Module):
         self.train_quality_head = self.quality_head is not None and not frozen
 
     def preprocess(self, videos: Sequence[Tensor]) -> tuple[Tensor, list[tuple[int, int]]]:
-        """uint8 RGB videos (T, 3, H, W) each -> normalised frames ((B*T), 3, Hp, Wp), zero-padded bottom/right
-        to a multiple of ``size_divisibility`` (after normalisation), and each video's (H, W)."""
+        """B videos, each (T_b, 3, H_b, W_b) uint8 RGB -> (frames, sizes).
+
+        ``frames`` (sum_b T_b, 3, Hp, Wp) float32 on the model's device: every frame of every video fused into
+        one batch, video by video (in training each T_b is ``spec.num_frames``, so frame t of video b is row
+        ``b*T + t``: the ``(B*T, ...)`` layout the decoder unflattens), normalised by ``pixel_mean`` /
+        ``pixel_std``, then zero-padded bottom/right to the largest frame rounded up to a multiple of
+        ``size_divisibility``. ``sizes``: each video's (H_b, W_b) before padding."""
         frames = [f for v in videos for f in v]
         if not frames:
             raise ValueError("no frames to preprocess")
@@ -199,7 +204,12 @@ class VideoMaskFormer(nn.Module):
         return targets
 
     def features(self, images: Tensor) -> tuple[dict[str, Tensor], Tensor, list[Tensor]]:
-        """Backbone features, mask features and the multi-scale features (coarsest first)."""
+        """Per-frame features of ``images`` (B*T, 3, Hp, Wp), normalised (from :meth:`preprocess`); B and T
+        stay fused (every frame on its own) until the decoder.
+
+        Returns the backbone maps ``{res2..res5: (B*T, C_l, Hp/s, Wp/s)}`` (s = 4, 8, 16, 32), the mask
+        features (B*T, mask_dim, Hp/4, Wp/4) and the multi-scale features, 3 maps (B*T, conv_dim, Hp/s, Wp/s)
+        for s = 32, 16, 8 (coarsest first), all float."""
         # channels-last convolutions are ~15% faster on CPU (oneDNN) and no slower on GPU; same numbers
         if isinstance(self.backbone, ResNet):
             images = images.contiguous(memory_format=torch.channels_last)
@@ -208,8 +218,17 @@ class VideoMaskFormer(nn.Module):
         return feats, mask_features, multi_scale
 
     def forward(self, images: Tensor, num_videos: int | None = None, record: dict | None = None) -> dict:
-        """Head outputs for ((B*T), 3, Hp, Wp) frames. Training: ``num_frames`` frames per video and the quality
-        head on every round unless frozen; eval: one video, the quality head left to :meth:`inference`."""
+        """Head outputs of ``images`` (B*T, 3, Hp, Wp): normalised frames, fused video by video (see
+        :meth:`preprocess`).
+
+        What B and T are depends on the mode (``num_videos``, when given, sets B): in training, B videos of
+        ``spec.num_frames`` frames each, and the quality head scores every round unless frozen; in eval, one
+        video (B = 1, T = all rows), and the quality head is left to :meth:`inference`.
+
+        Returns the decoder's dict (see :meth:`VideoMaskedDecoder.forward`), B and T apart: ``pred_logits``
+        (B, Q, num_classes + 1), ``pred_masks`` (B, Q, T, Hp/4, Wp/4) logits, ``pred_maskiou`` (B, Q, T, 1) or
+        None, ``pred_embeds`` (B, Q, hidden_dim) and ``aux_outputs`` (the earlier rounds), all float.
+        ``record``, if given, also receives the mask and multi-scale features."""
         _, mask_features, multi_scale = self.features(images)
         if record is not None:
             record["mask_features"], record["multi_scale"] = mask_features, multi_scale
@@ -229,7 +248,15 @@ class VideoMaskFormer(nn.Module):
         top_k: int | None = None,
         record: dict | None = None,
     ) -> VideoOutput:
-        """One video's frames (T, 3, H, W) uint8 RGB -> the top-k tracks, masks at ``output_size`` (default H, W)."""
+        """One video -> its top-k tracks (no gradient).
+
+        ``frames`` (T, 3, H, W) uint8 RGB: all of the video's frames, decoded as one clip (B = 1, T = all
+        frames). ``output_size`` (H_out, W_out) of the returned masks (default (H, W)); ``top_k`` queries kept
+        (default ``spec.test_topk``); ``record`` receives intermediate tensors (tests).
+
+        Returns a :class:`VideoOutput` of K = min(top_k, Q * num_classes) tracks, best first: ``scores`` (K,)
+        float, ``labels`` (K,) int64, ``masks`` (K, T, H_out, W_out) bool, ``ious`` (K, T) float in [0, 1]
+        (None without a quality head), ``query_index`` (K,) int64, ``embeddings`` (K, hidden_dim) float."""
         images, sizes = self.preprocess([frames])
         _, mask_features, multi_scale = self.features(images)
         if record is not None:
@@ -249,7 +276,14 @@ class VideoMaskFormer(nn.Module):
         multi_scale: list[Tensor] | None = None,
         record: dict | None = None,
     ) -> VideoOutput:
-        """Scores, top-k, upsampling and quality scoring of the kept queries only."""
+        """One video's head outputs -> :class:`VideoOutput` (see :meth:`inference`).
+
+        ``out``: the decoder's dict for B = 1 (``pred_logits`` (1, Q, num_classes + 1), ``pred_masks``
+        (1, Q, T, h, w) logits, ``pred_embeds`` (1, Q, C)). Scores are the softmax without the no-object
+        column, top-k over (query, class) pairs, sorted; the kept masks are upsampled to ``padded_size``
+        (Hp, Wp), cropped to ``image_size`` (H, W), resized to ``output_size`` and thresholded at 0. The
+        quality head scores only the kept queries, on ``multi_scale[0]`` (T, C, Hp/32, Wp/32), unless ``out``
+        already holds ``pred_maskiou`` (B = 1 here, so the fused T rows are this video's frames)."""
         k = top_k or self.spec.test_topk
         logits, masks = out["pred_logits"][0], out["pred_masks"][0]  # (Q, K+1), (Q, T, h, w)
         num_classes = logits.shape[-1] - 1

@@ -110,6 +110,8 @@ class PatchEmbed(nn.Module):
         self.proj = nn.Conv2d(in_chans, dim, kernel_size=patch_size, stride=patch_size)
 
     def forward(self, x: Tensor) -> Tensor:
+        """(B, 3, H, W) float images -> (B, N, D) patch tokens, row-major over the (h, w) patch grid,
+        h = H // p and w = W // p (``p`` the patch size; pixels beyond the last full patch are dropped)."""
         return self.proj(x).flatten(2).transpose(1, 2)  # (B, 3, H, W) -> (B, N, D)
 
 
@@ -122,7 +124,12 @@ class Attention(nn.Module):
         self.proj = nn.Linear(dim, dim)
 
     def forward(self, x: Tensor, with_attention: bool = False) -> tuple[Tensor, Tensor, Tensor | None]:
-        """x: (B, T, D) -> (output (B, T, D), qkv (B, T, 3D) linear output, attention or None)."""
+        """Multi-head self-attention over all tokens.
+
+        ``x`` (B, T, D) float (normalised) tokens. Returns the output (B, T, D) after ``proj``; the ``qkv``
+        linear output (B, T, 3D) (queries, keys, values side by side, before scaling: MaskCut reads them); and
+        the softmaxed attention (B, heads, T, T) when ``with_attention``, else None (then the fused
+        ``scaled_dot_product_attention`` runs)."""
         B, T, D = x.shape
         qkv = self.qkv(x)
         q, k, v = qkv.reshape(B, T, 3, self.num_heads, D // self.num_heads).permute(2, 0, 3, 1, 4)
@@ -141,6 +148,7 @@ class LayerScale(nn.Module):
         self.gamma = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: Tensor) -> Tensor:
+        """(..., D) float -> (..., D) scaled per channel by ``gamma`` (DINOv2's LayerScale)."""
         return x * self.gamma
 
 
@@ -152,6 +160,7 @@ class Mlp(nn.Module):
         self.fc2 = nn.Linear(hidden, dim)
 
     def forward(self, x: Tensor) -> Tensor:
+        """(..., D) float -> (..., D): fc1 (to the hidden width), GELU, fc2."""
         return self.fc2(self.act(self.fc1(x)))
 
 
@@ -166,6 +175,10 @@ class Block(nn.Module):
         self.ls2 = LayerScale(dim) if layerscale else nn.Identity()
 
     def forward(self, x: Tensor, with_attention: bool = False) -> tuple[Tensor, Tensor, Tensor | None]:
+        """One pre-norm block: ``x + ls1(attn(norm1(x)))``, then ``+ ls2(mlp(norm2(x)))``.
+
+        ``x`` (B, T, D) float tokens. Returns the tokens (B, T, D), this block's ``qkv`` (B, T, 3D) and its
+        attention (B, heads, T, T) or None (see :meth:`Attention.forward`)."""
         y, qkv, attn = self.attn(self.norm1(x), with_attention)
         x = x + self.ls1(y)
         x = x + self.ls2(self.mlp(self.norm2(x)))
@@ -260,7 +273,8 @@ class VisionTransformer(nn.Module):
         return x
 
     def forward(self, images: Tensor) -> Tensor:
-        """(B, 3, H, W) -> (B, D) CLS features, the official ``forward``."""
+        """(B, 3, H, W) float ImageNet-normalised images -> (B, D) float, the last layer's normalised CLS
+        token (the official ``forward``). Any H, W: position embeddings are interpolated to the patch grid."""
         x = self.prepare_tokens(images)
         for block in self.blocks:
             x = block(x)[0]

@@ -8,6 +8,9 @@ for the pixel decoder. A frozen ViT runs without autograd, so training never bac
 With ``image_stem``, a small trainable conv stem on the image adds stride-4 and stride-8 detail to ``res2`` and
 ``res3`` (the tokens alone give blobby masks at low resolution).
 
+Legend: ``N`` images (in the VIS model the ``B*T`` frames of a batch, fused), ``D`` the ViT width, ``H, W``
+the padded input size (multiples of 32).
+
 Keys: ``vit.*`` (the ViT's own names), ``pyramid.res{2..5}.*`` and, with the stem, ``stem.*``.
 """
 
@@ -91,7 +94,12 @@ class ViTBackbone(nn.Module):
         return self
 
     def forward(self, images: Tensor) -> dict[str, Tensor]:
-        """images: normalised (B, 3, H, W) with H, W multiples of 32 -> res2..res5."""
+        """(N, 3, H, W) float normalised images, H and W multiples of 32 -> ``{"res2": (N, C2, H/4, W/4),
+        "res3": (N, C3, H/8, W/8), "res4": (N, C4, H/16, W/16), "res5": (N, C5, H/32, W/32)}`` float, the
+        widths in ``self.channels``.
+
+        The ViT sees the images resized to (H/16, W/16) patches, so its (N, D, H/16, W/16) token map is stride
+        16 for any patch size; a frozen ViT runs without autograd. Images are independent (N = B*T)."""
         B, _, H, W = images.shape
         h, w = H // 16, W // 16
         x = images

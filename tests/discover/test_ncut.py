@@ -111,7 +111,10 @@ def test_resize_mask_thresholds_like_cutler():
     mask = np.zeros((8, 8), bool)
     mask[2:6, 2:6] = True
     big = resize_mask(mask, (32, 40))
-    assert big.shape == (32, 40) and 200 < big.sum() < 400
+    expected = np.zeros((32, 40), bool)
+    expected[8:24, 10:30] = True  # the square scaled by 4 x 5 ...
+    expected[[8, 8, 23, 23], [10, 29, 10, 29]] = False  # ... its corner pixels below half after bicubic
+    np.testing.assert_array_equal(big, expected)
     assert not resize_mask(np.zeros((8, 8), bool), (5, 5)).any()
     assert resize_mask(np.ones((8, 8), bool), (5, 7)).all()
 

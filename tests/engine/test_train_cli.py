@@ -1,23 +1,14 @@
 """`autoqvis train` end to end on demo-world clips, resume, then `predict` with the trained model."""
 
 import json
+import shutil
 
 from autoqvis.cli import main
+from tests.conftest import TINY_SETTINGS, set_args, shared_data
 
-ARGS = [
-    "--set",
-    "model.preset=tiny",
-    "--set",
-    "training.max_iters=4",
-    "--set",
-    "training.batch_size=2",
-    "--set",
-    "training.num_points=256",
-    "--set",
-    "training.log_period=2",
-    "--set",
-    "training.checkpoint_period=2",
-]
+ARGS = set_args(
+    TINY_SETTINGS, "training.max_iters=4", "training.log_period=2", "training.checkpoint_period=2"
+)
 
 
 def test_train_resume_and_predict(tmp_path, capsys):
@@ -33,10 +24,6 @@ def test_train_resume_and_predict(tmp_path, capsys):
     # the trained model predicts on real footage
     frames = tmp_path / "frames" / "swan"
     frames.mkdir(parents=True)
-    import shutil
-
-    from tests.conftest import shared_data
-
     for name in ("00000.jpg", "00001.jpg", "00002.jpg"):
         shutil.copy(shared_data("davis2016-dev", "JPEGImages", "480p", "blackswan") / name, frames / name)
     out = tmp_path / "pred"

@@ -133,7 +133,7 @@ def davis_root():
 def test_real_davis_gt_against_itself_and_shifted(davis_root, tmp_path):
     ann = davis_root / "Annotations" / "480p"
     perfect, shifted = tmp_path / "perfect", tmp_path / "shifted"
-    expected_j = []
+    expected_j, expected_f = [], []
     for seq in ("blackswan", "car-shadow"):
         gt, frames = read_id_masks(ann / seq)
         write_sequence_masks(perfect, seq, frames, gt)
@@ -142,13 +142,16 @@ def test_real_davis_gt_against_itself_and_shifted(davis_root, tmp_path):
         write_sequence_masks(shifted, seq, frames, moved)
         fg, mv = gt[1:-1] > 0, moved[1:-1] > 0
         expected_j.append(np.mean([(a & b).sum() / (a | b).sum() for a, b in zip(fg, mv)]))
+        radius = math.ceil(0.008 * math.hypot(*fg.shape[1:]))
+        expected_f.append(np.mean([_independent_f(a, b, radius) for a, b in zip(fg, mv)]))
     seqs = ["blackswan", "car-shadow"]
     same = evaluate_davis_folders(davis_root, perfect, sequences=seqs).summary()
     assert same["J&F-Mean"] == 1.0 and same["J-Mean"] == 1.0 and same["F-Mean"] == 1.0
     moved = evaluate_davis_folders(davis_root, shifted, sequences=seqs)
-    assert moved.summary()["J-Mean"] == pytest.approx(np.mean(expected_j))
-    assert 0.2 < moved.summary()["F-Mean"] < 0.9
-    assert moved.summary()["J&F-Mean"] < 0.9
+    summary = moved.summary()
+    assert summary["J-Mean"] == pytest.approx(np.mean(expected_j))
+    assert summary["F-Mean"] == pytest.approx(np.mean(expected_f))
+    assert summary["J&F-Mean"] == pytest.approx((np.mean(expected_j) + np.mean(expected_f)) / 2)
 
 
 def test_cli_davis_and_missing_predictions(davis_root, tmp_path, capsys):

@@ -9,6 +9,7 @@ from PIL import Image
 
 import autoqvis
 from autoqvis.cli import main
+from autoqvis.config import InferenceConfig
 from autoqvis.demo.world import WorldConfig, render_video
 from autoqvis.inference.predict import PredictOptions, segment_video
 from autoqvis.io.davis import read_mask_png
@@ -71,8 +72,13 @@ def test_predict_command_writes_results_masks_overlays_and_resumes(model_dir, vi
     assert len(first["segmentations"]) == 6 and len(first["predicted_ious"]) == 6
     assert decode(first["segmentations"][0]).shape == (48, 64)
     assert sorted(p.name for p in (out / "masks" / "clip_b").iterdir()) == [f"{t:05d}.png" for t in range(4)]
+    # the id map: track k (in result order) painted with k + 1, the best-scored track on top
     ids = read_mask_png(out / "masks" / "clip_a" / "00000.png")
-    assert ids.shape == (48, 64) and ids.max() <= 20
+    tracks_a = [r for r in results if r["video_name"] == "clip_a"]
+    expected = np.zeros((48, 64), np.uint8)
+    for k in reversed(range(min(len(tracks_a), 20))):
+        expected[decode(tracks_a[k]["segmentations"][0])] = k + 1
+    np.testing.assert_array_equal(ids, expected)
     assert (out / "overlays" / "clip_a.mp4").stat().st_size > 0 and (
         out / "overlays" / "clip_a.gif"
     ).is_file()
@@ -114,7 +120,7 @@ def test_predict_on_an_mp4_file(model_dir, tmp_path):
         == 0
     )
     results = json.loads((out / "predictions.json").read_text())
-    assert results and all(len(r["segmentations"]) == 5 for r in results)
+    assert len(results) == InferenceConfig().top_k and all(len(r["segmentations"]) == 5 for r in results)
     assert (out / "overlays" / "clip.mp4").is_file()
 
 

@@ -8,6 +8,7 @@ from autoqvis.errors import DataError
 from autoqvis.io import rle
 from autoqvis.io.ytvis import load_predictions, load_ytvis, save_predictions, save_ytvis
 from autoqvis.structures import Track
+from tests.conftest import fixture_file, fixture_params
 
 from .rle_helpers import uncompressed_counts
 
@@ -67,7 +68,7 @@ def test_uncompressed_and_polygon_segmentations(tmp_path):
     path.write_text(json.dumps(data))
     ds = load_ytvis(path)
     np.testing.assert_array_equal(ds.tracks[7][0].decode(0), dense)
-    assert ds.tracks[7][0].areas()[1] > 0
+    np.testing.assert_array_equal(ds.tracks[7][0].decode(1), masks[0, 1])  # the polygon's rectangle
 
 
 @pytest.mark.parametrize(
@@ -157,9 +158,29 @@ def test_predictions_round_trip_and_validation(tmp_path):
         load_predictions(tmp_path / "bad.json")
 
 
-def test_fixture_gt_files_load():
-    from tests.conftest import fixture_file
+def _fixture_cases() -> dict:
+    """The evaluator fixture's cases by name (``ytvis_eval/expected_results.json``)."""
+    cases = json.loads(fixture_file("ytvis_eval", "expected_results.json").read_text())
+    assert cases, "expected_results.json lists no cases"
+    return cases
 
-    for name in ("pair0_gt.json", "pair1_gt.json"):  # uncompressed and compressed RLE
-        ds = load_ytvis(fixture_file("ytvis_eval", name))
-        assert ds.num_tracks() > 0
+
+@pytest.mark.parametrize("case", fixture_params(lambda: sorted(_fixture_cases())))
+def test_fixture_gt_files_load(case):
+    """Every case's ground truth (compressed or uncompressed RLE, as its ``gt_rle`` says) and predictions load
+    with the sizes and counts the metadata gives."""
+    meta = _fixture_cases()[case]
+    gt_path = fixture_file("ytvis_eval", meta["gt_file"])
+    counts = [
+        seg["counts"]
+        for ann in json.loads(gt_path.read_text())["annotations"]
+        for seg in ann["segmentations"]
+        if isinstance(seg, dict)
+    ]
+    kind = {"compressed": str, "uncompressed": list}[meta["gt_rle"].split()[0]]
+    assert counts and all(isinstance(c, kind) for c in counts), f"{case}: not all {meta['gt_rle']}"
+    ds = load_ytvis(gt_path)
+    assert len(ds) == meta["num_videos"] and ds.num_tracks() == meta["num_gt_tracks"]
+    assert {(v.height, v.width) for v in ds.videos} == {tuple(meta["frame_hw"])}
+    predictions = load_predictions(fixture_file("ytvis_eval", meta["pred_file"]), ds)
+    assert sum(len(tracks) for tracks in predictions.values()) == meta["num_predictions"]

@@ -134,7 +134,7 @@ def test_no_tracks_gives_finite_losses_and_normaliser_one() -> None:
     assert result.raw["loss_mask"].item() == 0.0 and result.raw["loss_dice"].item() == 0.0
     assert all(torch.isfinite(v) for v in result.raw.values())
     result.total.backward()
-    assert outputs["pred_logits"].grad is not None
+    assert outputs["pred_logits"].grad is not None and torch.isfinite(outputs["pred_logits"].grad).all()
 
 
 def test_build_criterion_maps_the_training_config() -> None:

@@ -78,10 +78,11 @@ def test_outputs_match_official_dino():
 def test_sdpa_and_explicit_attention_agree():
     io = load_file(fixture_file("dino_vit", "io.safetensors"))
     model = _fixture_model()
-    x = io["rect.input"]
-    a, b = model.extract(x, with_attention=False), model.extract(x, with_attention=True)
-    torch.testing.assert_close(a.tokens, b.tokens, atol=1e-5, rtol=1e-5)
-    assert a.attention is None
+    for name in _input_names(io):
+        x = io[f"{name}.input"]
+        a, b = model.extract(x, with_attention=False), model.extract(x, with_attention=True)
+        torch.testing.assert_close(a.tokens, b.tokens, atol=1e-5, rtol=1e-5, msg=name)
+        assert a.attention is None
 
 
 def test_official_key_names_load_strictly():

@@ -17,18 +17,15 @@ from autoqvis.demo.world import WorldConfig, render_video
 from autoqvis.io import rle
 from autoqvis.io.ytvis import YTVISDataset, save_ytvis
 from autoqvis.structures import Track, VideoInfo
+from tests.conftest import TINY_SETTINGS
 
 SETTINGS = [
-    "model.preset=tiny",
+    *TINY_SETTINGS,
     "training.max_iters=3",
-    "training.batch_size=2",
-    "training.num_points=256",
     "training.checkpoint_period=1",
     "training.deterministic=true",
     "selection.round_iters=3",
     "selection.round_batch_size=2",
-    "inference.short_side=64",
-    "synthesis.short_sides=[64]",
     "selection.score_min=0",
     "selection.quality_min=0",
 ]

@@ -13,6 +13,7 @@ from autoqvis.demo.world import WorldConfig, render_image
 from autoqvis.errors import DataError
 from autoqvis.io import rle
 from autoqvis.synth.imagecut2video import ImageCut2Video, PseudoMaskImages, copy_paste
+from tests.conftest import TINY_SETTINGS, set_args
 
 SMALL = SynthesisConfig(short_sides=(96,), crop_min=100, crop_max=120)
 
@@ -138,16 +139,7 @@ def test_train_on_imagecut2video_clips(pseudo, tmp_path):
         str(tmp_path / "run"),
         "--masks",
         str(pseudo),
-        "--set",
-        "model.preset=tiny",
-        "--set",
-        "training.max_iters=2",
-        "--set",
-        "training.batch_size=2",
-        "--set",
-        "training.num_points=256",
-        "--set",
-        "synthesis.short_sides=[96]",
+        *set_args(TINY_SETTINGS, "training.max_iters=2"),
     ]
     assert main(args) == 0
     assert (tmp_path / "run" / "model" / "model.safetensors").is_file()
@@ -181,20 +173,7 @@ def test_train_on_a_youtube_vis_video_dataset(pseudo, tmp_path):
         str(out / "synthetic.json"),
         "--frames-root",
         str(out / "frames"),
-        "--set",
-        "model.preset=tiny",
-        "--set",
-        "training.max_iters=2",
-        "--set",
-        "training.batch_size=2",
-        "--set",
-        "training.num_points=256",
-        "--set",
-        "synthesis.short_sides=[96]",
-        "--set",
-        "synthesis.crop_min=80",
-        "--set",
-        "synthesis.crop_max=96",
+        *set_args(TINY_SETTINGS, "training.max_iters=2", "synthesis.crop_min=80", "synthesis.crop_max=96"),
     ]
     assert main(args) == 0
     assert (tmp_path / "run" / "model" / "model.json").is_file()
