@@ -6,7 +6,8 @@
 Per iteration: fetch this rank's clips -> preprocess (normalise, pad) -> forward -> criterion -> check the
 loss is finite -> backward (AMP-scaled when fp16) -> every ``grad_accum`` micro-batches: clip the full-model
 gradient norm, step, schedule. Rank 0 logs a heartbeat line and a JSON line per ``log_period`` iterations to
-``metrics.jsonl`` and writes ``last.pt`` atomically every ``checkpoint_period`` iterations and at the end.
+``metrics.jsonl`` (and, when the optional ``tensorboard`` package is installed, the same values as event files
+in ``tensorboard/``) and writes ``last.pt`` atomically every ``checkpoint_period`` iterations and at the end.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import logging
 import math
 import time
 from collections.abc import Sequence
-from contextlib import nullcontext
+from contextlib import closing, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ from autoqvis.engine.data import ClipSource, MixingBatchSampler, build_loader
 from autoqvis.engine.determinism import deterministic_algorithms
 from autoqvis.engine.ema import WeightAverage
 from autoqvis.engine.optim import all_params, build_optimizer, build_scheduler, clip_full_model
+from autoqvis.engine.tensorboard import TensorBoardLog
 from autoqvis.errors import AutoqvisError, CheckpointError
 from autoqvis.io.atomic import atomic_write_text
 from autoqvis.progress import progress_bar
@@ -80,6 +82,7 @@ class Trainer:
         self.iteration = 0
         self.stream_seed = cfg.seed
         self.ema = WeightAverage(self.model, cfg.ema_decay) if cfg.ema_decay > 0 else None
+        self.board: TensorBoardLog | None = None  # event files during train(), when tensorboard is installed
 
     @property
     def checkpoint_path(self) -> Path:
@@ -99,7 +102,7 @@ class Trainer:
         if resume and self.checkpoint_path.exists():
             self.load_state(load_training_state(self.checkpoint_path, self.device))
             log.info("resumed from %s at iteration %d", self.checkpoint_path, self.iteration)
-            self._truncate_metrics()
+        self._truncate_metrics()  # lines of an interrupted run after the state we start from
         if self.iteration >= self.cfg.max_iters:
             log.info("training already finished (%d iterations)", self.iteration)
             return self.checkpoint_path
@@ -119,9 +122,17 @@ class Trainer:
         start = time.perf_counter()
         first_iteration = self.iteration
         batches = iter(loader)
-        with progress_bar(
-            "train", total=self.cfg.max_iters, completed=self.iteration, enabled=dist.is_main()
-        ) as bar:
+        self.board = TensorBoardLog(
+            self.out_dir / "tensorboard",
+            purge_step=self.iteration + 1 if self.iteration else None,
+            enabled=dist.is_main(),
+        )
+        with (
+            progress_bar(
+                "train", total=self.cfg.max_iters, completed=self.iteration, enabled=dist.is_main()
+            ) as bar,
+            closing(self.board),
+        ):
             while self.iteration < self.cfg.max_iters:
                 micro = [next(batches) for _ in range(self.cfg.grad_accum)]
                 result = self.step(micro)
@@ -253,6 +264,8 @@ class Trainer:
         record = {"iteration": self.iteration, "lr": lr, "seconds_per_iter": seconds_per_iter, **values}
         with open(self.out_dir / "metrics.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")
+        if self.board is not None:
+            self.board.log(self.iteration, record)
 
     def _truncate_metrics(self) -> None:
         """Drop metric lines written after the checkpoint we resume from (they will be logged again)."""

@@ -170,3 +170,15 @@ def test_weight_average_resumes_exactly_and_is_the_output(tmp_path):
     before = {k: v.clone() for k, v in plain.model.state_dict().items()}
     plain.final_weights()
     assert all(torch.equal(before[k], v) for k, v in plain.model.state_dict().items())
+
+
+def test_a_fresh_run_drops_stale_metric_lines_and_writes_tensorboard_events(tmp_path):
+    from autoqvis.engine.tensorboard import tensorboard_available
+
+    (tmp_path / "metrics.jsonl").write_text('{"iteration": 5, "total": 9.0}\n')  # a killed run, no checkpoint
+    run = make(tmp_path, 5)
+    run.train()
+    lines = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [x["iteration"] for x in lines] == [5] and lines[0]["total"] != 9.0
+    events = list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
+    assert bool(events) == tensorboard_available()
