@@ -169,6 +169,9 @@ class TrainingConfig:
     droploss_tau: float = 0.01
     # quality loss targets: "all" (code) every query vs its best-mean-IoU GT; "matched" (paper) matched only
     quality_loss: Literal["all", "matched"] = "all"
+    # the quality head is trained on the masks of every decoder output (official) or of the final one only
+    # (a quarter of the head's training cost for the 3-layer tiny decoder)
+    quality_outputs: Literal["all", "last"] = "all"
     freeze_quality_head: bool = False
 
 

@@ -16,7 +16,7 @@ Scores: DAVIS-2016 J, F and J&F (first and last frame excluded) with the top-sco
 per sequence and mean; over seeds the mean +- standard error and the paired differences (paired by seed).
 
     python bench/davis.py [--root ROOT] [--seeds 3] [--first-seed 0] [--out runs/bench_davis]
-        [--skip-maskcut-baseline] [--controls] [--every 3] [--short-side 160] [--m0-iters N]
+        [--skip-maskcut-baseline] [--controls] [--every 3] [--extra-videos DIR] [--short-side 160] [--m0-iters N]
         [--round-iters N] [--config FILE ...] [--set key=value ...]
 """
 
@@ -78,7 +78,12 @@ def check_same_settings(args: argparse.Namespace, cfg: Config) -> None:
     """A run folder holds one configuration: its cached discovery and seeds are reused only with it."""
     from autoqvis.config import config_to_dict
 
-    settings = {"config": config_to_dict(cfg), "root": str(args.root.resolve()), "every": args.every}
+    settings = {
+        "config": config_to_dict(cfg),
+        "root": str(args.root.resolve()),
+        "every": args.every,
+        "extra": str(args.extra_videos.resolve()) if args.extra_videos else None,
+    }
     path = args.out / "settings.json"
     if path.is_file() and json.loads(path.read_text()) != settings:
         raise SystemExit(f"{args.out} holds a run with other settings; pass another --out (or delete it)")
@@ -116,13 +121,42 @@ def discover_all_frames(root: Path, out: Path, cfg: Config) -> dict:
     )
 
 
-def training_pool(all_frames: dict, every: int, out: Path) -> Path:
-    """The pseudo-mask JSON of every ``every``-th frame (what ImageCut2Video trains on)."""
+def discover_extra(extra: Path, every: int, out: Path, cfg: Config) -> dict:
+    """MaskCut on every ``every``-th frame of the unscored extra videos (resumable)."""
+    from autoqvis.discover.run import discover, video_items
+    from autoqvis.model.vit import load_vit
+
+    path = out / f"maskcut_extra_every{every}.json"
+    if path.is_file():
+        return json.loads(path.read_text())
+    frames_root = (out / "frames").resolve()
+    vit = load_vit(cfg.discovery.arch, cfg.discovery.weights)
+    return discover(
+        video_items(extra, every, frames_root),
+        path,
+        cfg.discovery,
+        vit,
+        source=f"extra:{extra.resolve()}:{every}",
+        frames_root=frames_root,
+    )
+
+
+def training_pool(all_frames: dict, every: int, out: Path, extra: dict | None = None) -> Path:
+    """The pseudo-mask JSON of every ``every``-th frame (what ImageCut2Video trains on), with the extra
+    videos' frames (already every ``every``-th) appended."""
     path = out / f"pseudo_masks_every{every}.json"
     keep = {im["id"] for im in all_frames["images"] if int(Path(im["file_name"]).stem) % every == 0}
     subset = dict(all_frames)
     subset["images"] = [im for im in all_frames["images"] if im["id"] in keep]
     subset["annotations"] = [a for a in all_frames["annotations"] if a["image_id"] in keep]
+    if extra:
+        image_offset = max(im["id"] for im in all_frames["images"]) + 1
+        ann_offset = max((a["id"] for a in all_frames["annotations"]), default=0) + 1
+        subset["images"] += [im | {"id": im["id"] + image_offset} for im in extra["images"]]
+        subset["annotations"] += [
+            a | {"id": a["id"] + ann_offset, "image_id": a["image_id"] + image_offset}
+            for a in extra["annotations"]
+        ]
     atomic_write_json(path, subset)
     return path
 
@@ -231,9 +265,11 @@ def label_controls(labels_path: Path, train_path: Path, gts: dict[str, np.ndarra
     labels = load_ytvis(labels_path, check_frames=False)
     training = load_ytvis(train_path, check_frames=False)
     ious, background, part, bloated, areas = [], 0, 0, 0, []
-    eligible = {v.name: {int(Path(f).stem) for f in v.file_names} for v in training.videos}
+    eligible = {v.name: {int(Path(f).stem) for f in v.file_names} for v in training.videos if v.name in gts}
     covered, truth_frames = 0, 0
     for info in labels.videos:
+        if info.name not in gts:  # an unscored extra video
+            continue
         gt = gts[info.name]
         frames = eligible.get(info.name, set())
         for t in frames:
@@ -271,15 +307,15 @@ def label_controls(labels_path: Path, train_path: Path, gts: dict[str, np.ndarra
 def oracle_set(train_path: Path, videos: YTVISDataset, gts: dict[str, np.ndarray]) -> YTVISDataset:
     """The round's training frames with the true object as the only label (the oracle control)."""
     training = load_ytvis(train_path, videos.frames_root, check_frames=False)
-    tracks = {}
-    for info in training.videos:
+    tracks, kept = {}, [v for v in training.videos if v.name in gts]
+    for info in kept:
         gt = gts[info.name]
         masks = [
             rle.encode(gt[int(Path(f).stem)]) if gt[int(Path(f).stem)].any() else None
             for f in info.file_names
         ]
         tracks[info.id] = [Track(masks=masks, id=1)] if any(m is not None for m in masks) else []
-    return YTVISDataset(videos=list(training.videos), tracks=tracks, frames_root=videos.frames_root)
+    return YTVISDataset(videos=kept, tracks=tracks, frames_root=videos.frames_root)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -292,7 +328,8 @@ def run_seed(seed: int, args, cfg: Config, pool: Path, masks: dict, gts: dict) -
     times: dict[str, float] = {}
     start = time.perf_counter()
     synthetic = ImageCut2Video(PseudoMaskImages(pool), cfg.synthesis, seed=seed)
-    videos, _ = cache_videos(find_videos(args.root), args.out / "videos", None)
+    inputs = find_videos(args.root) + (find_videos(args.extra_videos) if args.extra_videos else [])
+    videos, _ = cache_videos(inputs, args.out / "videos", None)
     run = SelfTrainRun(cfg, out, videos, [synthetic])
     result = run.run()
     times["self-training"] = time.perf_counter() - start
@@ -446,6 +483,11 @@ def main() -> None:
     parser.add_argument("--short-side", type=int, default=160)
     parser.add_argument("--m0-iters", type=int, help="default: the profile's training.max_iters")
     parser.add_argument("--round-iters", type=int, help="default: the profile's selection.round_iters")
+    parser.add_argument(
+        "--extra-videos",
+        type=Path,
+        help="more unlabeled videos for the training pool and the rounds (not scored), e.g. a larger pool",
+    )
     parser.add_argument("--skip-maskcut-baseline", action="store_true")
     parser.add_argument("--controls", action="store_true", help="oracle and synthetic-only rounds (slower)")
     parser.add_argument("--config", action="append", default=[], metavar="FILE")
@@ -458,7 +500,8 @@ def main() -> None:
     gts = truth(args.root)
     all_frames = discover_all_frames(args.root, args.out, cfg)
     masks = masks_by_frame(all_frames)
-    pool = training_pool(all_frames, args.every, args.out)
+    extra = discover_extra(args.extra_videos, args.every, args.out, cfg) if args.extra_videos else None
+    pool = training_pool(all_frames, args.every, args.out, extra)
     discovery = discovery_controls(masks, gts)
     baseline = None if args.skip_maskcut_baseline else maskcut_baseline(masks, gts)
     seeds = {}

@@ -156,20 +156,30 @@ class VideoSetCriterion(nn.Module):
             for suffix, out in rounds:
                 indices = self.matcher(out, targets, rand=rand)
                 all_indices.append(indices)
-                for name, value in self._round_losses(out, targets, indices, num_masks, rand).items():
+                final = not suffix
+                for name, value in self._round_losses(out, targets, indices, num_masks, rand, final).items():
                     raw[name + suffix] = value
                     weighted[name + suffix] = value * self.loss_weights[name]
         return LossBreakdown(raw=raw, weighted=weighted, indices=all_indices, num_masks=num_masks)
 
     def _round_losses(
-        self, out: dict, targets: list[dict], indices: Indices, num_masks: float, rand: RandFn
+        self,
+        out: dict,
+        targets: list[dict],
+        indices: Indices,
+        num_masks: float,
+        rand: RandFn,
+        final: bool = True,
     ) -> dict[str, Tensor]:
-        """Raw losses of one prediction round, in the reference order (labels, masks, quality)."""
+        """Raw losses of one prediction round, in the reference order (labels, masks, quality). An earlier
+        round the quality head did not score (``training.quality_outputs=last``) has no quality loss."""
         losses = {"loss_ce": self._classification(out, targets, indices)}
         losses.update(self._masks(out, targets, indices, num_masks, rand))
         if self.quality_loss is None:
             return losses
-        if "pred_maskiou" not in out:
+        if out.get("pred_maskiou") is None:
+            if not final:
+                return losses
             if not self._warned_missing_quality:
                 log.warning(
                     "quality_loss=%r but the outputs carry no pred_maskiou: skipped", self.quality_loss

@@ -135,6 +135,7 @@ def build_model(
     net = VideoMaskFormer(spec, criterion=build_criterion(training, spec.num_classes))
     if training.freeze_quality_head:
         net.freeze_quality_head()
+    net.quality_outputs = training.quality_outputs
     if isinstance(model, ModelConfig) and spec.backbone == "vit" and pretrained_backbone:
         vit = load_vit(spec.vit_arch, model.vit_weights)
         net.backbone.vit.load_state_dict(vit.state_dict())

@@ -143,6 +143,7 @@ class VideoMaskFormer(nn.Module):
         self.register_buffer("pixel_mean", torch.tensor(spec.pixel_mean).view(-1, 1, 1), persistent=False)
         self.register_buffer("pixel_std", torch.tensor(spec.pixel_std).view(-1, 1, 1), persistent=False)
         self.train_quality_head = spec.quality_head is not None
+        self.quality_outputs = "all"  # training: the decoder outputs the quality head scores ("all" | "last")
 
     # ----------------------------------------------------------------------------------------------
     # pieces
@@ -232,7 +233,7 @@ class VideoMaskFormer(nn.Module):
         _, mask_features, multi_scale = self.features(images)
         if record is not None:
             record["mask_features"], record["multi_scale"] = mask_features, multi_scale
-        score = ("all" if self.train_quality_head else "none") if self.training else "none"
+        score = (self.quality_outputs if self.train_quality_head else "none") if self.training else "none"
         return self.predictor(
             multi_scale, mask_features, num_videos=num_videos, score_quality=score, record=record
         )

@@ -252,3 +252,20 @@ def test_vit_backbone_pyramid_frozen_and_trainable_parts(image_stem, tmp_path):
     again = load_model(tmp_path / "m")
     assert again.spec.vit_image_stem == image_stem
     torch.testing.assert_close(again.eval().inference(frames).scores, out.scores)
+
+
+def test_quality_head_trained_on_the_last_output_only():
+    torch.manual_seed(0)
+    for outputs, expected in (("all", {"loss_maskiou", "loss_maskiou_0"}), ("last", {"loss_maskiou"})):
+        model = build_model("tiny", TrainingConfig(num_points=64, quality_outputs=outputs)).train()
+        frames = torch.randint(0, 256, (3, 3, 64, 64), dtype=torch.uint8)
+        masks = torch.zeros(1, 3, 64, 64, dtype=torch.bool)
+        masks[0, :, 10:40, 20:50] = True
+        clip = Clip(frames=frames, masks=masks, ids=torch.zeros(1, 3, dtype=torch.long))
+        images, _ = model.preprocess([clip.frames])
+        losses = model.criterion(model(images), model.prepare_targets([clip], images.shape[-2:]))
+        assert {k for k in losses if k.startswith("loss_maskiou")} >= expected
+        if outputs == "last":
+            assert not any(k.startswith("loss_maskiou_") for k in losses)
+        sum(losses.values()).backward()
+        assert all(p.grad is not None for p in model.quality_head.parameters())
