@@ -175,6 +175,10 @@ COMMANDS = {
     ],
     "discover": lambda root, out: ["discover", "--images", str(root / "clip"), "--out", out + ".json"],
     "demo": lambda root, out: ["demo", "--quick", "--out", out],
+    "evaluate": lambda root, out: [
+        *("evaluate", "--gt", str(root / "gt.json"), "--gt-frames", str(root / "clip")),
+        *("--weights", str(root / "model"), "--out", out),
+    ],
 }
 
 
@@ -200,7 +204,7 @@ def test_every_command_refuses_a_device_the_machine_lacks(
     assert not (tmp_path / "out").exists()  # nothing was started
 
 
-@pytest.mark.parametrize("command", ["predict", "train", "selftrain", "demo"])
+@pytest.mark.parametrize("command", ["predict", "train", "selftrain", "demo", "evaluate"])
 def test_fp16_on_the_cpu_is_refused_before_any_work(tiny_model_and_video, tmp_path, capsys, command):
     from autoqvis.cli import main
 
