@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 EXTRAS ?= dev,crf,onnx
 
-.PHONY: install demo demo-quick test test-slow lint bench clean
+.PHONY: install demo demo-quick test test-slow test-gpu lint bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,11 @@ test: install
 
 test-slow: install
 	$(PY) -m pytest -q -m slow
+
+# on a machine with CUDA: the gpu-marked tests, then the GPU benchmark (it exits 2 when there is no CUDA device)
+test-gpu: install
+	$(PY) -m pytest -q -m gpu -rs
+	$(PY) bench/gpu_speed.py
 
 bench: install
 	$(PY) bench/eval_speed.py
