@@ -108,7 +108,7 @@ def autocast_dtype(amp: str, device: torch.device | str) -> torch.dtype | None:
         if amp == "fp16":
             raise DeviceError(
                 "amp=fp16 needs a CUDA device: float16 autocast on the CPU is slower than float32; on the "
-                "CPU use amp=bf16 or off (e.g. --set training.amp=bf16)"
+                "CPU use bf16 or off"
             )
         return torch.bfloat16
     if device.type == "cuda":

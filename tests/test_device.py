@@ -81,7 +81,7 @@ def test_under_torchrun_each_process_takes_its_local_rank(two_gpus, monkeypatch)
 def test_autocast_dtypes_per_device(monkeypatch):
     assert autocast_dtype("off", "cpu") is None
     assert autocast_dtype("bf16", "cpu") == torch.bfloat16
-    with pytest.raises(DeviceError, match=r"amp=fp16 needs a CUDA device.*use amp=bf16 or off"):
+    with pytest.raises(DeviceError, match=r"amp=fp16 needs a CUDA device.*use bf16 or off"):
         autocast_dtype("fp16", "cpu")
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
     assert autocast_dtype("fp16", "cuda:0") == torch.float16
