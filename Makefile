@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 EXTRAS ?= dev,crf,onnx
 
-.PHONY: install demo demo-quick test test-slow setup-browser lint bench clean
+.PHONY: install demo demo-quick test test-slow test-gpu setup-browser lint bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,11 @@ SUDO ?= $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 setup-browser:
 	$(SUDO) apt-get update -q
 	$(SUDO) apt-get install -y -q chromium
+
+# on a machine with CUDA: the gpu-marked tests, then the GPU benchmark (it exits 2 when there is no CUDA device)
+test-gpu: install
+	$(PY) -m pytest -q -m gpu -rs
+	$(PY) bench/gpu_speed.py
 
 bench: install
 	$(PY) bench/eval_speed.py

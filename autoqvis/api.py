@@ -26,12 +26,14 @@ def segment(
     short_side: int = 360,
     top_k: int | None = None,
     track_score: str = "class",
+    amp: str = "off",
 ) -> VideoTracks:
     """Every object in ``video`` (a path, or a :class:`~autoqvis.io.video.VideoSource`): a
     :class:`~autoqvis.structures.VideoTracks` with per-frame RLE masks at the original size, scores and
     per-frame predicted quality. ``window`` > 0 streams the video in windows of that many frames sharing
     ``overlap`` frames (memory bounded by the window); ``track_score="quality"`` ranks the tracks by score x
-    mean predicted IoU. Runs on the model's device."""
+    mean predicted IoU. Runs on the model's device; ``amp="bf16"`` (CPU or CUDA) or ``"fp16"`` (CUDA) runs the
+    network under autocast, with float32 post-processing."""
     options = PredictOptions(
         window=window,
         overlap=overlap,
@@ -39,5 +41,6 @@ def segment(
         top_k=top_k or model.spec.test_topk,
         device=str(model.pixel_mean.device),
         track_score=track_score,
+        amp=amp,
     )
     return segment_video(model.eval(), video if not isinstance(video, str) else Path(video), options)

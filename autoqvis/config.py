@@ -143,6 +143,7 @@ class TrainingConfig:
     schedule: Literal["constant", "step", "cosine"] = "constant"
     steps: tuple[int, ...] = ()
     gamma: float = 0.1
+    # mixed precision: bf16 (CPU or CUDA) or fp16 (CUDA only, with a loss scaler: the official AMP on GPUs)
     amp: Literal["off", "bf16", "fp16"] = "off"
     grad_accum: int = 1
     checkpoint_period: int = 1000
@@ -216,7 +217,10 @@ class InferenceConfig:
     top_k: int = 10
     window: int = 0  # frames per window in streaming mode; 0 = whole video in one clip (the reference)
     overlap: int = 4  # frames shared by consecutive windows
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    # auto | cpu | cuda | cuda:N: where every command computes (auto: the GPU when CUDA is usable); the --device
+    # flag overrides it, and the config.yaml a command writes holds the device that ran
+    device: str = "auto"
+    # autocast of the network at inference: bf16 (CPU or CUDA) or fp16 (CUDA only); post-processing stays float32
     amp: Literal["off", "bf16", "fp16"] = "off"
     # how output tracks are ranked: "class" = the foreground probability (the official test); "quality" = that x
     # the track's mean predicted IoU (Mask Scoring R-CNN's rescoring with the quality head). Pseudo-labelling

@@ -12,6 +12,7 @@ Legend: ``N`` objects (tracks), ``T`` frames, ``H, W`` frame size, ``K`` predict
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -61,6 +62,13 @@ class Clip:
     @property
     def num_objects(self) -> int:
         return self.masks.shape[0]
+
+    def pin_memory(self) -> Clip:
+        """The same clip with its tensors in page-locked memory (the DataLoader calls this with
+        ``pin_memory=True``), so that copies to a GPU can be asynchronous."""
+        return dataclasses.replace(
+            self, frames=self.frames.pin_memory(), masks=self.masks.pin_memory(), ids=self.ids.pin_memory()
+        )
 
 
 @dataclass

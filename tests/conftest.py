@@ -102,3 +102,15 @@ def fixture_params(read) -> list:
         return list(read())
     except pytest.skip.Exception as err:
         return [pytest.param(None, marks=pytest.mark.skip(reason=str(err)))]
+
+
+@pytest.fixture(autouse=True)
+def _cpu_unless_marked_gpu(request, monkeypatch):
+    """Every test not marked ``gpu`` sees a machine without CUDA, in this process and in the processes it
+    starts, so that ``--device auto`` (the default) means the CPU there as on the machines the suite was
+    written on: bit-exact resume tests rely on CPU kernels. Tests marked ``gpu`` see the GPUs."""
+    if request.node.get_closest_marker("gpu") is None:
+        import torch
+
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")

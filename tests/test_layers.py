@@ -3,7 +3,7 @@
 Every ``import``/``from ... import`` of every module is read with :mod:`ast`, the ones inside functions
 included (a lazy import is still a dependency). The order is the README's "Layout" section:
 
-    base        errors, paths, progress
+    base        errors, paths, progress, device
     data        io, structures, config
     losses
     model       ResNet, ViT, pixel decoder, decoder, quality head, build/load
@@ -28,7 +28,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "autoqvis"
 
 LAYERS: list[tuple[str, ...]] = [
-    ("errors", "paths", "progress"),
+    ("errors", "paths", "progress", "device"),
     ("io", "structures", "config"),
     ("losses",),
     ("model",),

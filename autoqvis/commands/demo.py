@@ -12,7 +12,7 @@ import argparse
 import time
 from pathlib import Path
 
-from autoqvis.commands.common import add_config_arguments
+from autoqvis.commands.common import add_config_arguments, add_device_argument, device_from_args
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -37,11 +37,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--gt-frames", type=Path, help="frames root of --gt")
     parser.add_argument("--every", type=int, default=5, help="with --videos: discovery on every k-th frame")
+    add_device_argument(parser)
     add_config_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
-    from autoqvis.demo.pipeline import NOISE_NOTE, DemoPlan, run_demo
+    from autoqvis.demo.pipeline import NOISE_NOTE, DemoPlan, demo_config, run_demo
     from autoqvis.errors import DataError
 
     start = time.perf_counter()
@@ -51,6 +52,9 @@ def run(args: argparse.Namespace) -> int:
             "--gt and --gt-frames go together (the ground-truth JSON and the folder its file names are in)"
         )
     plan = DemoPlan.for_run(args.quick, args.footage, own_videos=args.videos is not None)
+    device, _ = device_from_args(
+        args, demo_config(plan, args.overrides, args.config), amp=("training", "inference")
+    )
     print(f"autoqvis demo ({'quick' if args.quick else 'default'}): {plan.describe()}")
     result = run_demo(
         out,
@@ -62,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
         gt=args.gt,
         gt_frames=args.gt_frames,
         every=args.every,
+        device=str(device),
         on_stage=lambda title: print(f"== {title}", flush=True),
     )
     print(result.table())

@@ -15,7 +15,12 @@ import dataclasses
 import logging
 from pathlib import Path
 
-from autoqvis.commands.common import add_config_arguments, config_from_args
+from autoqvis.commands.common import (
+    add_config_arguments,
+    add_device_argument,
+    config_from_args,
+    device_from_args,
+)
 from autoqvis.config import save_config
 from autoqvis.errors import DataError
 
@@ -34,7 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--preview", type=int, default=0, metavar="K", help="also write a PNG of K images' masks"
     )
-    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    add_device_argument(parser)
     parser.add_argument(
         "--skip-bad", action="store_true", help="skip unreadable images, report them at the end"
     )
@@ -52,9 +57,10 @@ def run(args: argparse.Namespace) -> int:
     if args.every:
         d = dataclasses.replace(d, every=args.every)
     cfg = dataclasses.replace(cfg, discovery=d)
+    device, cfg = device_from_args(args, cfg)
     if args.out.suffix != ".json":
         raise DataError(f"--out must name a .json file, got {args.out}")
-    vit = load_vit(d.arch, d.weights, device=args.device)
+    vit = load_vit(d.arch, d.weights, device=device)
     if args.images:
         items = image_items(args.images)
         frames_root, source, total = args.images.resolve(), f"images:{args.images.resolve()}", len(items)

@@ -1,7 +1,13 @@
-"""Evaluate predictions: YouTube-VIS AP/AR (class-agnostic by default) or DAVIS J&F.
+"""Evaluate predictions: YouTube-VIS AP/AR (class-agnostic by default) or DAVIS J&F; or run a model on labelled
+videos and score it.
 
 YouTube-VIS:  autoqvis evaluate --gt GT.json --pred PRED.json [--out DIR]
 DAVIS:        autoqvis evaluate --davis DAVIS_ROOT --pred-masks MASK_ROOT [--protocol 2016|2017-unsupervised]
+A model:      autoqvis evaluate --gt GT.json --gt-frames DIR --weights W [--preset P] [--device cuda]
+
+A model is scored with the official test protocol (the whole video at short side 360, the top 10 queries as
+tracks, no NMS; ``inference.*``): YouTube-VIS AP/AR on the ground truth's own video ids, the DAVIS-2017
+unsupervised J&F, and the quality predictor's Spearman correlation with the true IoU.
 
 Prints a table; with ``--out`` writes ``metrics.json`` (and ``config.yaml``) into that folder atomically.
 """
@@ -13,7 +19,12 @@ import json
 import logging
 from pathlib import Path
 
-from autoqvis.commands.common import add_config_arguments, config_from_args
+from autoqvis.commands.common import (
+    add_config_arguments,
+    add_device_argument,
+    config_from_args,
+    device_from_args,
+)
 from autoqvis.config import save_config
 from autoqvis.errors import DataError
 from autoqvis.io.atomic import atomic_write_json
@@ -36,6 +47,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="2016",
         help="DAVIS-2016 single object (default) or DAVIS-2017 unsupervised multi-object",
     )
+    md = parser.add_argument_group("a model on labelled videos (with --gt)")
+    md.add_argument(
+        "--weights", type=Path, metavar="W", help="model folder or official .pth: predict, then score"
+    )
+    md.add_argument("--gt-frames", type=Path, metavar="DIR", help="frames root of --gt (its file_names)")
+    md.add_argument(
+        "--preset", default=None, help="architecture of a weights file (default: model.*), as in predict"
+    )
+    add_device_argument(md)
     parser.add_argument("--out", type=Path, metavar="DIR", help="write metrics.json and config.yaml here")
     parser.add_argument("--json", action="store_true", help="print the metrics as JSON instead of a table")
     add_config_arguments(parser)
@@ -43,6 +63,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     cfg = config_from_args(args).evaluation
+    if args.weights or args.gt_frames:
+        return _evaluate_model(args)
     if args.gt or args.pred:
         if not (args.gt and args.pred):
             raise DataError("YouTube-VIS evaluation needs both --gt GT.json and --pred PRED.json")
@@ -75,4 +97,42 @@ def run(args: argparse.Namespace) -> int:
         save_config(config_from_args(args), args.out)
         path = atomic_write_json(args.out / "metrics.json", payload)
         log.info("wrote %s", path)
+    return 0
+
+
+def _evaluate_model(args: argparse.Namespace) -> int:
+    """Run ``--weights`` on the videos of ``--gt`` (frames under ``--gt-frames``) and score it."""
+    from autoqvis.config import ModelConfig
+    from autoqvis.eval.models import ModelEvaluator
+    from autoqvis.eval.ytvis import METRIC_NAMES
+    from autoqvis.model import load_model
+
+    if not (args.weights and args.gt and args.gt_frames) or args.pred:
+        raise DataError("scoring a model needs --weights W, --gt GT.json and --gt-frames DIR (and no --pred)")
+    device, cfg = device_from_args(args, config_from_args(args), amp=("inference",))
+    expected = args.preset or (cfg.model if cfg.model != ModelConfig() else None)
+    model = load_model(args.weights, model=expected, device=device)
+    scores = ModelEvaluator(args.gt, args.gt_frames, cfg, str(device)).score(model)
+    payload = {
+        "kind": "model",
+        "weights": str(args.weights),
+        "gt": str(args.gt),
+        **scores.to_json(samples=False),
+    }
+    if args.json:
+        print(json.dumps(payload, indent=1))
+    else:
+        y = scores.ytvis
+        print(f"YouTube-VIS (class-agnostic), {args.weights} on {device}")
+        print(" | ".join(f"{n:>6}" for n in METRIC_NAMES))
+        print(" | ".join("     -" if y.get(n) is None else f"{y[n]:6.2f}" for n in METRIC_NAMES))
+        jf = "-" if scores.jf is None else f"{scores.jf:.2f}"
+        rho = "-" if scores.spearman_quality is None else f"{scores.spearman_quality:.3f}"
+        conf = "-" if scores.spearman_confidence is None else f"{scores.spearman_confidence:.3f}"
+        print(
+            f"DAVIS-2017 unsupervised J&F {jf}; Spearman with the true IoU: quality {rho}, confidence {conf}"
+        )
+    if args.out:
+        save_config(cfg, args.out)
+        log.info("wrote %s", atomic_write_json(args.out / "metrics.json", payload))
     return 0

@@ -14,7 +14,12 @@ import argparse
 import logging
 from pathlib import Path
 
-from autoqvis.commands.common import add_config_arguments, config_from_args
+from autoqvis.commands.common import (
+    add_config_arguments,
+    add_device_argument,
+    config_from_args,
+    device_from_args,
+)
 from autoqvis.config import save_config
 
 log = logging.getLogger("autoqvis")
@@ -38,29 +43,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--short-side", type=int, help="input short side (inference.short_side, 360)")
     parser.add_argument("--top-k", type=int, help="tracks kept per window (inference.top_k, 10)")
-    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    add_device_argument(parser)
     parser.add_argument("--no-overlay", action="store_true", help="skip the overlay videos")
     add_config_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
     from autoqvis.config import ModelConfig
     from autoqvis.engine import dist
     from autoqvis.inference.predict import PredictOptions, predict_videos
     from autoqvis.io.video import find_videos
     from autoqvis.model import load_model
 
-    cfg = config_from_args(args)
+    device, cfg = device_from_args(args, config_from_args(args), amp=("inference",))
     videos = find_videos(args.input)
-    dist.init_from_env(torch.device(args.device))
+    dist.init_from_env(device)
     # the architecture asked for: --preset, or model.* when the configuration changes it from the defaults
     expected = args.preset or (cfg.model if cfg.model != ModelConfig() else None)
-    model = load_model(args.weights, model=expected, device=args.device)
+    model = load_model(args.weights, model=expected, device=device)
     options = PredictOptions.from_config(
         cfg.inference,
-        args.device,
+        str(device),
         window=args.window,
         overlap=args.overlap,
         short_side=args.short_side,

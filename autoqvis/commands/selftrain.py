@@ -19,7 +19,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from autoqvis.commands.common import add_config_arguments, config_from_args
+from autoqvis.commands.common import (
+    add_config_arguments,
+    add_device_argument,
+    config_from_args,
+    device_from_args,
+)
 from autoqvis.errors import DataError
 
 
@@ -43,14 +48,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--skip-initial", action="store_true", help="use --init as M0 (no initial stage)")
     parser.add_argument("--val", type=Path, help="YouTube-VIS ground truth to score every model")
     parser.add_argument("--val-frames", type=Path, help="frames root of --val")
-    parser.add_argument("--device", default="cpu")
+    add_device_argument(parser)
     parser.add_argument("--skip-bad", action="store_true", help="skip unreadable videos and report them")
     add_config_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
     from autoqvis.config import save_config
     from autoqvis.demo.world import world_source
     from autoqvis.engine import dist
@@ -72,7 +75,8 @@ def run(args: argparse.Namespace) -> int:
         raise DataError("--skip-initial needs --init (the M0 model to start from)")
     if bool(args.val) != bool(args.val_frames):
         raise DataError("--val and --val-frames go together")
-    dist.init_from_env(torch.device(args.device))
+    device, cfg = device_from_args(args, cfg, amp=("training", "inference"))
+    dist.init_from_env(device)
     videos, report = cache_videos(
         find_videos(args.videos), args.out, cfg.inference.short_side, skip_bad=args.skip_bad
     )
@@ -81,11 +85,11 @@ def run(args: argparse.Namespace) -> int:
     synthetic = [world_source(args.world, cfg.synthesis.num_frames)] if args.world else []
     masks = args.synthetic_masks
     if masks is None and args.synthetic_images:
-        masks = _discover_images(args.synthetic_images, args.out / "discovery", cfg, args.device)
+        masks = _discover_images(args.synthetic_images, args.out / "discovery", cfg, str(device))
     if masks:
         synthetic.append(synthetic_source(masks, args.synthetic_images, cfg))
-    evaluator = ModelEvaluator(args.val, args.val_frames, cfg, args.device) if args.val else None
-    run = SelfTrainRun(cfg, args.out, videos, synthetic, args.device, evaluator)
+    evaluator = ModelEvaluator(args.val, args.val_frames, cfg, str(device)) if args.val else None
+    run = SelfTrainRun(cfg, args.out, videos, synthetic, str(device), evaluator)
     result = run.run(init=args.init, m0=args.init if args.skip_initial else None)
     if dist.is_main():
         _print_table(result)

@@ -15,7 +15,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from autoqvis.commands.common import add_config_arguments, config_from_args
+from autoqvis.commands.common import (
+    add_config_arguments,
+    add_device_argument,
+    config_from_args,
+    device_from_args,
+)
 from autoqvis.errors import DataError
 
 
@@ -31,23 +36,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--frames-root", type=Path, action="append", default=[], help="frames root of each --videos"
     )
     parser.add_argument("--init", type=Path, help="initial weights (model folder, .pth or .safetensors)")
-    parser.add_argument("--device", default="cpu", help="cpu, cuda")
+    add_device_argument(parser)
     parser.add_argument("--no-resume", action="store_true", help="start over even if RUN/last.pt exists")
     add_config_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
     from autoqvis.demo.world import world_source
     from autoqvis.engine import dist
     from autoqvis.engine.run import train_stage
     from autoqvis.engine.sources import synthetic_source, video_sources
 
-    cfg = config_from_args(args)
-    device = torch.device(args.device)
-    if device.type == "cuda" and dist.local_rank():
-        device = torch.device("cuda", dist.local_rank())
+    device, cfg = device_from_args(args, config_from_args(args), amp=("training",))
     dist.init_from_env(device)
     synthetic = [world_source(args.world, cfg.synthesis.num_frames)] if args.world else []
     if args.masks:

@@ -210,7 +210,9 @@ def ensure_dinov2_weights() -> Path:
     return path
 
 
-def discover_video_frames(videos: Path, every: int, out: Path, cfg: Config, weights: Path) -> Path:
+def discover_video_frames(
+    videos: Path, every: int, out: Path, cfg: Config, weights: Path, device: str = "cpu"
+) -> Path:
     """MaskCut on every ``every``-th frame of the user's videos (the frames are saved beside the JSON)."""
     from autoqvis.discover.run import discover, video_items
     from autoqvis.model.vit import load_vit
@@ -224,20 +226,20 @@ def discover_video_frames(videos: Path, every: int, out: Path, cfg: Config, weig
         video_items(videos, every, frames_root),
         path,
         d,
-        load_vit(d.arch, weights),
+        load_vit(d.arch, weights, device=device),
         source=f"videos:{videos.resolve()}:{every}",
         frames_root=frames_root,
     )
     return path
 
 
-def discover_stills(stills: Path, out: Path, cfg: Config, weights: Path) -> Path:
+def discover_stills(stills: Path, out: Path, cfg: Config, weights: Path, device: str = "cpu") -> Path:
     from autoqvis.discover.run import discover_images, write_preview
 
     path = out / "pseudo_masks.json"
     if path.is_file():
         return path
-    dataset = discover_images(stills, path, dataclasses.replace(cfg.discovery, weights=str(weights)))
+    dataset = discover_images(stills, path, dataclasses.replace(cfg.discovery, weights=str(weights)), device)
     write_preview(dataset, stills, out / "pseudo_masks.preview.png", 8)
     return path
 
@@ -317,14 +319,17 @@ def run_demo(
     every: int = 5,
     plan: DemoPlan | None = None,
     footage: str | None = None,
+    device: str = "cpu",
     on_stage: Callable[[str], None] = lambda title: log.info("== %s", title),
 ) -> DemoResult:
     """The demo on the generated world, or with ``videos`` on the user's own footage (``gt`` + ``gt_frames``:
     an optional YouTube-VIS ground truth of held-out videos for scoring; without it nothing is scored).
-    ``on_stage(title)`` is called as each stage starts."""
+    ``on_stage(title)`` is called as each stage starts. Every model runs on ``device`` (recorded in the saved
+    configuration as ``inference.device``)."""
     out = Path(out)
     plan = plan or DemoPlan.for_run(quick, footage, own_videos=videos is not None)
     cfg = demo_config(plan, overrides, config_files)
+    cfg = dataclasses.replace(cfg, inference=dataclasses.replace(cfg.inference, device=device))
     save_config(cfg, out)
     timer = _StageTimer(on_stage)
 
@@ -342,13 +347,13 @@ def run_demo(
         weights = ensure_dinov2_weights()
         cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, vit_weights=str(weights)))
         if videos is None:
-            pseudo = discover_stills(inputs.stills, out / "discovery", cfg, weights)
+            pseudo = discover_stills(inputs.stills, out / "discovery", cfg, weights, device)
         else:
-            pseudo = discover_video_frames(Path(videos), every, out / "discovery", cfg, weights)
+            pseudo = discover_video_frames(Path(videos), every, out / "discovery", cfg, weights, device)
     with timer.stage(STAGES[2]):
         synthetic = synthesize(pseudo, inputs.stills, out / "synthetic_previews", cfg, seed)
     with timer.stage(STAGES[3]):
-        main_run, models = self_train(out, inputs, synthetic, cfg)
+        main_run, models = self_train(out, inputs, synthetic, cfg, device)
     with timer.stage(STAGES[4]):
         report = write_report(out, models, cfg, main_run, plan, timer.seconds)
     result = DemoResult(plan, seed, models, timer.seconds, report, out / "results.json")
@@ -365,20 +370,18 @@ def synthesize(pseudo: Path, images: Path, previews: Path, cfg: Config, seed: in
 
 
 def self_train(
-    out: Path, inputs: DemoInputs, synthetic: ImageCut2Video, cfg: Config
+    out: Path, inputs: DemoInputs, synthetic: ImageCut2Video, cfg: Config, device: str = "cpu"
 ) -> tuple[SelfTrainRun, list[ModelResult]]:
     """Stages 4-5: M0 and the rounds with quality-guided selection, then the confidence-only ablation's rounds
     from the same M0; every model scored on the test videos when there is ground truth."""
-    evaluator = ModelEvaluator(inputs.gt, inputs.test, cfg) if inputs.gt is not None else None
+    evaluator = ModelEvaluator(inputs.gt, inputs.test, cfg, device) if inputs.gt is not None else None
     videos, _ = cache_videos(find_videos(inputs.unlabeled), out / "selftrain", None)
-    main_run = SelfTrainRun(cfg, out / "selftrain", videos, [synthetic], evaluator=evaluator)
+    main_run = SelfTrainRun(cfg, out / "selftrain", videos, [synthetic], device, evaluator)
     main = main_run.run()
     ablation_cfg = dataclasses.replace(
         cfg, selection=dataclasses.replace(cfg.selection, selection_score="confidence")
     )
-    ablation = SelfTrainRun(
-        ablation_cfg, out / "ablation_confidence", videos, [synthetic], evaluator=evaluator
-    )
+    ablation = SelfTrainRun(ablation_cfg, out / "ablation_confidence", videos, [synthetic], device, evaluator)
     rounds = ablation.run(m0=main.models[0].path).models[1:]  # the same M0
     for m in rounds:
         m.name = f"confidence-only, {m.name}"

@@ -124,14 +124,20 @@ def _collate(batch: list[Clip]) -> list[Clip]:
 
 
 def build_loader(
-    sources: Sequence[ClipSource], sampler: MixingBatchSampler, num_workers: int = 0
+    sources: Sequence[ClipSource],
+    sampler: MixingBatchSampler,
+    num_workers: int = 0,
+    pin_memory: bool = False,
 ) -> DataLoader[list[Clip]]:
-    """DataLoader yielding lists of clips; it never touches the global RNG (exact resume)."""
+    """DataLoader yielding lists of clips; it never touches the global RNG (exact resume). ``pin_memory``
+    puts each clip's tensors in page-locked memory (see :meth:`Clip.pin_memory`) for asynchronous copies to
+    a GPU."""
     return DataLoader(
         MixedClipDataset(sources),
         batch_sampler=sampler,
         collate_fn=_collate,
         num_workers=num_workers,
+        pin_memory=pin_memory,
         persistent_workers=False,
         generator=torch.Generator().manual_seed(sampler.seed),
         prefetch_factor=2 if num_workers > 0 else None,

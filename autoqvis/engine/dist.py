@@ -13,8 +13,11 @@ from typing import Any, TypeVar
 import torch
 import torch.distributed as torch_dist
 
+from autoqvis.errors import AutoqvisError
+
 __all__ = [
     "all_gather_objects",
+    "backend_for",
     "barrier",
     "broadcast_object",
     "init_from_env",
@@ -50,15 +53,27 @@ def is_main() -> bool:
     return rank() == 0
 
 
+def backend_for(device: torch.device | str) -> str:
+    """The process-group backend for ``device``: ``nccl`` for CUDA (GPU-to-GPU all-reduce), ``gloo`` otherwise."""
+    return "nccl" if torch.device(device).type == "cuda" else "gloo"
+
+
 def init_from_env(device: torch.device) -> bool:
-    """Join the process group when started by torchrun (``WORLD_SIZE`` > 1). Returns True if distributed."""
+    """Join the process group when started by torchrun (``WORLD_SIZE`` > 1), with :func:`backend_for`
+    ``device``; on CUDA this process's GPU becomes the current one. Returns True if distributed."""
     if is_distributed():
         return True
     if int(os.environ.get("WORLD_SIZE", 1)) <= 1:
         return False
-    backend = "nccl" if device.type == "cuda" else "gloo"
+    device = torch.device(device)
+    backend = backend_for(device)
+    if backend == "nccl" and not torch_dist.is_nccl_available():
+        raise AutoqvisError(
+            "torchrun on CUDA needs the nccl backend, which this torch build lacks; run on the CPU (--device "
+            "cpu, gloo) or install a torch build with NCCL"
+        )
     if device.type == "cuda":
-        torch.cuda.set_device(local_rank())
+        torch.cuda.set_device(device.index if device.index is not None else local_rank())
     torch_dist.init_process_group(backend=backend, timeout=timedelta(minutes=30))
     return True
 

@@ -17,7 +17,7 @@ import logging
 import math
 import time
 from collections.abc import Sequence
-from contextlib import closing, nullcontext
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from autoqvis.config import TrainingConfig
+from autoqvis.device import autocast, autocast_dtype
 from autoqvis.engine import dist
 from autoqvis.engine.checkpoint import capture_rng, load_training_state, restore_rng, save_training_state
 from autoqvis.engine.data import ClipSource, MixingBatchSampler, build_loader
@@ -71,6 +72,7 @@ class Trainer:
         self.cfg, self.device, self.out_dir = cfg, device, Path(out_dir)
         self.sources, self.probs = list(sources), list(probs)
         self.run_config = run_config or {}
+        autocast_dtype(cfg.amp, device)  # fp16 on the CPU, or bf16 on a GPU without it: a clear error now
         self.model = model.to(device)
         self.optimizer = build_optimizer(self.model, cfg)
         self.scheduler = build_scheduler(self.optimizer, cfg)
@@ -116,7 +118,10 @@ class Trainer:
             rank=dist.rank(),
             world_size=dist.world_size(),
         )
-        loader = build_loader(self.sources, sampler, self.cfg.num_workers)
+        # pinned host memory makes the copies to the GPU asynchronous; it pays with worker processes (a background
+        # thread pins the next batches while the GPU computes; without workers it is one more synchronous copy)
+        pin = self.device.type == "cuda" and self.cfg.num_workers > 0
+        loader = build_loader(self.sources, sampler, self.cfg.num_workers, pin_memory=pin)
         self.model.train()
         meter = _Meter()
         start = time.perf_counter()
@@ -174,7 +179,7 @@ class Trainer:
     def forward_losses(self, clips: list) -> dict[str, torch.Tensor]:
         """Weighted losses of one micro-batch (list of :class:`~autoqvis.structures.Clip`)."""
         model = self.model
-        images, _ = model.preprocess([c.frames.to(self.device) for c in clips])
+        images, _ = model.preprocess([c.frames.to(self.device, non_blocking=True) for c in clips])
         targets = model.prepare_targets(clips, images.shape[-2:])
         outputs = self.ddp_model(images)
         return model.criterion(outputs, targets)
@@ -225,10 +230,7 @@ class Trainer:
     # helpers
 
     def _autocast(self):
-        if self.cfg.amp == "off":
-            return nullcontext()
-        dtype = torch.bfloat16 if self.cfg.amp == "bf16" else torch.float16
-        return torch.autocast(self.device.type, dtype=dtype)
+        return autocast(self.cfg.amp, self.device)
 
     def _check_finite(self, total: torch.Tensor, losses: dict[str, torch.Tensor]) -> None:
         if torch.isfinite(total):

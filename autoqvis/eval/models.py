@@ -124,8 +124,11 @@ class ModelEvaluator:
         self.device = device
 
     def __call__(self, model_dir: str | Path) -> ModelScores:
+        return self.score(load_model(model_dir, model=self.cfg.model, device=self.device))
+
+    def score(self, model) -> ModelScores:
+        """The scores of a loaded model (a :class:`~autoqvis.model.vis.VideoMaskFormer` on ``device``)."""
         gt, inf = self.gt, self.cfg.inference
-        model = load_model(model_dir, model=self.cfg.model, device=self.device)
         options = PredictOptions.from_config(inf, self.device, track_score="class")
         max_proposals = self.cfg.evaluation.davis_max_proposals
         # every video's tracks under each ranking; "quality" only for models with a quality head

@@ -27,6 +27,7 @@ import cv2
 import numpy as np
 import torch
 
+from autoqvis.device import autocast_dtype
 from autoqvis.inference.streaming import WindowResult, run_streaming, stream_windows
 from autoqvis.io import rle
 from autoqvis.io.atomic import atomic_path, atomic_write_json
@@ -57,6 +58,7 @@ class PredictOptions:
     device: str = "cpu"
     max_png_tracks: int = 20
     track_score: str = "class"  # "class" or "quality": see InferenceConfig.track_score
+    amp: str = "off"  # autocast of the model's forward: off | bf16 | fp16 (CUDA only); see autoqvis.device
 
     @classmethod
     def from_config(cls, inf, device: str = "cpu", **overrides) -> PredictOptions:
@@ -68,6 +70,7 @@ class PredictOptions:
             max_size=inf.max_size,
             top_k=inf.top_k,
             track_score=inf.track_score,
+            amp=inf.amp,
         )
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(device=device, **values)
@@ -76,12 +79,15 @@ class PredictOptions:
 def window_segmenter(
     model, options: PredictOptions, output_hw: tuple[int, int]
 ) -> Callable[[np.ndarray], WindowResult]:
-    """``segment((T, H, W, 3) uint8 frames) -> WindowResult`` with masks at ``output_hw``."""
+    """``segment((T, H, W, 3) uint8 frames) -> WindowResult`` with masks at ``output_hw``. An ``options.amp``
+    the device cannot run (``fp16`` on the CPU) is a :class:`~autoqvis.device.DeviceError` here, before any
+    frame is read."""
     device = torch.device(options.device)
+    autocast_dtype(options.amp, device)
 
     def segment(frames: np.ndarray) -> WindowResult:
         clip = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).to(device)
-        out = model.inference(clip, output_size=output_hw, top_k=options.top_k)
+        out = model.inference(clip, output_size=output_hw, top_k=options.top_k, amp=options.amp)
         return WindowResult(
             scores=out.scores.float().cpu().numpy(),
             masks=out.masks.cpu().numpy(),

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from autoqvis.device import autocast
 from autoqvis.model.decoder import VideoMaskedDecoder
 from autoqvis.model.pixel_decoder import MSDeformAttnPixelDecoder
 from autoqvis.model.resnet import ResNet
@@ -190,10 +191,10 @@ class VideoMaskFormer(nn.Module):
         device = self.pixel_mean.device
         targets = []
         for clip in clips:
-            ids = clip.ids.to(device)
+            ids = clip.ids.to(device, non_blocking=True)  # asynchronous from pinned memory, else a plain copy
             N, T, H, W = clip.masks.shape
             masks = torch.zeros(N, T, *padded_size, dtype=torch.bool, device=device)
-            masks[:, :, :H, :W] = clip.masks.to(device)
+            masks[:, :, :H, :W] = clip.masks.to(device, non_blocking=True)
             valid = (ids != -1).any(dim=-1)
             targets.append(
                 {
@@ -248,21 +249,33 @@ class VideoMaskFormer(nn.Module):
         output_size: tuple[int, int] | None = None,
         top_k: int | None = None,
         record: dict | None = None,
+        amp: str = "off",
     ) -> VideoOutput:
         """One video -> its top-k tracks (no gradient).
 
         ``frames`` (T, 3, H, W) uint8 RGB: all of the video's frames, decoded as one clip (B = 1, T = all
         frames). ``output_size`` (H_out, W_out) of the returned masks (default (H, W)); ``top_k`` queries kept
-        (default ``spec.test_topk``); ``record`` receives intermediate tensors (tests).
+        (default ``spec.test_topk``); ``record`` receives intermediate tensors (tests). ``amp`` (``off`` |
+        ``bf16`` | ``fp16``, see :mod:`autoqvis.device`) runs the backbone, pixel decoder and decoder under
+        autocast; post-processing stays in float32 (softmax scores, mask upsampling and the ``> 0`` threshold,
+        the quality head on the kept queries), so scores and IoUs are float32 either way.
 
         Returns a :class:`VideoOutput` of K = min(top_k, Q * num_classes) tracks, best first: ``scores`` (K,)
         float, ``labels`` (K,) int64, ``masks`` (K, T, H_out, W_out) bool, ``ious`` (K, T) float in [0, 1]
         (None without a quality head), ``query_index`` (K,) int64, ``embeddings`` (K, hidden_dim) float."""
         images, sizes = self.preprocess([frames])
-        _, mask_features, multi_scale = self.features(images)
+        with autocast(amp, images.device):
+            _, mask_features, multi_scale = self.features(images)
+            out = self.predictor(
+                multi_scale, mask_features, num_videos=1, score_quality="none", record=record
+            )
         if record is not None:
             record["mask_features"], record["multi_scale"] = mask_features, multi_scale
-        out = self.predictor(multi_scale, mask_features, num_videos=1, score_quality="none", record=record)
+        if amp != "off":
+            out = {
+                k: v.float() if isinstance(v, Tensor) and v.is_floating_point() else v for k, v in out.items()
+            }
+            multi_scale = [level.float() for level in multi_scale]
         return self.postprocess(
             out, images.shape[-2:], sizes[0], output_size or sizes[0], top_k, multi_scale, record
         )
