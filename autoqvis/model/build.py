@@ -63,6 +63,7 @@ PRESETS: dict[str, ModelSpec] = {
         dim_feedforward=256,
         dec_layers=3,
         quality_head=(65, 32, 64),
+        encoder_dropout=0.0,
     ),
 }
 
@@ -183,7 +184,9 @@ def load_weights(model: VideoMaskFormer, path: str | Path, strict: bool = False)
     """Load weights by key into ``model``.
 
     - a folder written by :func:`save_model`: its ``model.json`` must describe the same architecture as
-      ``model.spec`` (else an error naming the fields that differ), and every key must match;
+      ``model.spec`` (else an error naming the fields that differ), and every key must match; the one
+      exception is a folder without the quality head loaded into a model with one (the official initial stage
+      starts from the head-less VideoCutLER model): the head keeps its initialisation;
     - an official ``.pth`` or a safetensors file (no architecture stored): missing and unexpected keys are
       logged by name (an error when ``strict``); a VideoCutLER checkpoint leaves the quality head at its init.
 
@@ -191,6 +194,12 @@ def load_weights(model: VideoMaskFormer, path: str | Path, strict: bool = False)
     path = Path(path)
     stored = read_spec(path)
     if stored is not None:
+        if stored.quality_head is None and model.spec.quality_head is not None:
+            # a model without the quality head (ours of VideoCutLER's stage) initialises one with a head, as the
+            # official initial stage starts from the VideoCutLER checkpoint: the head stays at its init
+            stored = dataclasses.replace(stored, quality_head=model.spec.quality_head)
+        else:
+            strict = True
         differences = architecture_differences(stored, model.spec)
         if differences:
             raise CheckpointError(
@@ -198,7 +207,6 @@ def load_weights(model: VideoMaskFormer, path: str | Path, strict: bool = False)
                 f"({'; '.join(differences)}); set model.* to match the weights (see {path / 'model.json'}) "
                 "or pass weights of this architecture"
             )
-        strict = True
     state = read_state_dict(path)
     state = {k.replace("static_query", "query_feat"): v for k, v in state.items()}
     own = model.state_dict()

@@ -38,7 +38,7 @@ class ModelSpec:
     mask_dim: int = 256
     encoder_layers: int = 6  # SEM_SEG_HEAD.TRANSFORMER_ENC_LAYERS
     encoder_ffn: int = 1024  # hard-coded in the official pixel decoder
-    encoder_dropout: float = 0.0  # MASK_FORMER.DROPOUT (official 0.0 in the video configs)
+    encoder_dropout: float = 0.3  # MASK_FORMER.DROPOUT of the video configs (pixel-decoder encoder only)
     hidden_dim: int = 256
     num_queries: int = 100
     nheads: int = 8

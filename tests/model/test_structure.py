@@ -269,3 +269,24 @@ def test_quality_head_trained_on_the_last_output_only():
             assert not any(k.startswith("loss_maskiou_") for k in losses)
         sum(losses.values()).backward()
         assert all(p.grad is not None for p in model.quality_head.parameters())
+
+
+def test_a_model_without_the_quality_head_initialises_one_with_it(tmp_path):
+    import dataclasses
+
+    torch.manual_seed(0)
+    headless = build_model(dataclasses.replace(PRESETS["tiny"], quality_head=None))
+    save_model(headless, tmp_path / "videocutler")
+    torch.manual_seed(1)
+    model = build_model("tiny")
+    head = {k: v.clone() for k, v in model.state_dict().items() if "maskiou_feature_extractor" in k}
+    report = load_weights(model, tmp_path / "videocutler")
+    assert report.missing and all("maskiou_feature_extractor" in k for k in report.missing)
+    state = model.state_dict()
+    assert all(torch.equal(state[k], v) for k, v in head.items())  # the head keeps its init
+    assert all(torch.equal(state[k], v) for k, v in headless.state_dict().items())  # everything else loaded
+    with pytest.raises(CheckpointError, match="different architecture"):  # the other way round is refused
+        save_model(model, tmp_path / "with_head")
+        load_weights(
+            build_model(dataclasses.replace(PRESETS["tiny"], quality_head=None)), tmp_path / "with_head"
+        )
