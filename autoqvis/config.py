@@ -226,6 +226,9 @@ class InferenceConfig:
     # the track's mean predicted IoU (Mask Scoring R-CNN's rescoring with the quality head). Pseudo-labelling
     # always uses the class score (its selection multiplies in the predicted IoU per frame itself).
     track_score: Literal["class", "quality"] = "class"
+    # > 0: every predicted mask is refined by MaskCut's dense CRF on its frame resized to this short side
+    # (sharper edges for small, low-resolution models; needs the crf extra). 0: off (the official test)
+    crf_short_side: int = 0
 
 
 @dataclass(frozen=True)

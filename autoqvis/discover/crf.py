@@ -35,7 +35,8 @@ def _import_densecrf():
     except ImportError as err:
         raise AutoqvisError(
             "dense-CRF refinement needs the pydensecrf module; install it with `pip install pydensecrf2` "
-            "(or `pip install autoqvis[crf]`), or turn it off with --set discovery.crf=false"
+            "(or `pip install autoqvis[crf]`), or turn it off (--set discovery.crf=false for discovery, "
+            "--set inference.crf_short_side=0 for predictions)"
         ) from err
     return dcrf
 
@@ -63,7 +64,7 @@ def densecrf(image: np.ndarray, mask: np.ndarray, params: CRFParams = CRFParams(
     crf.addPairwiseBilateral(
         sxy=params.bilateral_sxy,
         srgb=params.bilateral_srgb,
-        rgbim=np.ascontiguousarray(image),
+        rgbim=np.require(image, requirements=["C", "W"]),  # pydensecrf needs a writable buffer
         compat=params.bilateral_compat,
     )
     q = np.array(crf.inference(params.iterations)).reshape(2, H, W)

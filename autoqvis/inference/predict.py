@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from autoqvis.device import autocast_dtype
+from autoqvis.inference.refine import crf_refine_tracks
 from autoqvis.inference.streaming import WindowResult, run_streaming, stream_windows
 from autoqvis.io import rle
 from autoqvis.io.atomic import atomic_path, atomic_write_json
@@ -58,6 +59,7 @@ class PredictOptions:
     device: str = "cpu"
     max_png_tracks: int = 20
     track_score: str = "class"  # "class" or "quality": see InferenceConfig.track_score
+    crf_short_side: int = 0  # > 0: masks refined by a dense CRF on the frames at this short side (refine.py)
     amp: str = "off"  # autocast of the model's forward: off | bf16 | fp16 (CUDA only); see autoqvis.device
 
     @classmethod
@@ -118,6 +120,8 @@ def segment_video(
     overlap = min(options.overlap, window - 1) if window < num_frames else 0
     segment = window_segmenter(model, options, original)
     tracks = run_streaming(iter(resized), num_frames, segment, window, overlap, original, on_window)
+    if options.crf_short_side > 0:
+        tracks = crf_refine_tracks(tracks, resized, options.crf_short_side)
     tracks = rank_tracks(tracks, options.track_score)
     info = VideoInfo(id=0, width=original[1], height=original[0], length=num_frames, name=source.name)
     return VideoTracks(video=info, tracks=tracks)
