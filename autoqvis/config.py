@@ -229,6 +229,7 @@ class InferenceConfig:
     # > 0: every predicted mask is refined by MaskCut's dense CRF on its frame resized to this short side
     # (sharper edges for small, low-resolution models; needs the crf extra). 0: off (the official test)
     crf_short_side: int = 0
+    crf_max_tracks: int = 3  # only the masks of the best this many tracks are refined (a CRF costs ~30 ms)
 
 
 @dataclass(frozen=True)

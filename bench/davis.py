@@ -101,20 +101,31 @@ def truth(root: Path) -> dict[str, np.ndarray]:
 # discovery and its controls
 
 
+def unfiltered(cfg: Config):
+    """The discovery settings without the region filters: MaskCut as the official code runs it (the filters
+    are applied to the training pool afterwards, so that runs differing only in them share one cache)."""
+    return dataclasses.replace(cfg.discovery, max_area=1.0, max_borders=4)
+
+
 def discover_all_frames(root: Path, out: Path, cfg: Config) -> dict:
-    """MaskCut on every frame (resumable); the training pool is a subset of these results."""
+    """MaskCut on every frame (resumable; reused while its settings are the same); the training pool is a
+    subset of these results."""
+    from autoqvis.config import config_to_dict
     from autoqvis.discover.run import discover, video_items
     from autoqvis.model.vit import load_vit
 
     path = out / "maskcut_all_frames.json"
     if path.is_file():
-        return json.loads(path.read_text())
+        cached = json.loads(path.read_text())
+        if cached.get("info", {}).get("discovery") == config_to_dict(unfiltered(cfg)):
+            return cached
+        raise SystemExit(f"{path} was made with other discovery settings; pass another --discovery-cache")
     frames_root = (out / "frames").resolve()
     vit = load_vit(cfg.discovery.arch, cfg.discovery.weights)
     return discover(
         video_items(root, 1, frames_root),
         path,
-        cfg.discovery,
+        unfiltered(cfg),
         vit,
         source=f"davis-all:{root.resolve()}",
         frames_root=frames_root,
@@ -134,16 +145,17 @@ def discover_extra(extra: Path, every: int, out: Path, cfg: Config) -> dict:
     return discover(
         video_items(extra, every, frames_root),
         path,
-        cfg.discovery,
+        unfiltered(cfg),
         vit,
         source=f"extra:{extra.resolve()}:{every}",
         frames_root=frames_root,
     )
 
 
-def training_pool(all_frames: dict, every: int, out: Path, extra: dict | None = None) -> Path:
+def training_pool(all_frames: dict, every: int, out: Path, cfg: Config, extra: dict | None = None) -> Path:
     """The pseudo-mask JSON of every ``every``-th frame (what ImageCut2Video trains on), with the extra
-    videos' frames (already every ``every``-th) appended."""
+    videos' frames (already every ``every``-th) appended, and without the region-sized masks the profile's
+    ``discovery.max_area`` / ``max_borders`` reject (as discovery itself does with them set)."""
     path = out / f"pseudo_masks_every{every}.json"
     keep = {im["id"] for im in all_frames["images"] if int(Path(im["file_name"]).stem) % every == 0}
     subset = dict(all_frames)
@@ -488,6 +500,12 @@ def main() -> None:
         type=Path,
         help="more unlabeled videos for the training pool and the rounds (not scored), e.g. a larger pool",
     )
+    parser.add_argument(
+        "--discovery-cache",
+        type=Path,
+        help="folder of the MaskCut results (default OUT/discovery); runs with the same discovery settings "
+        "(the region filters aside) can share one",
+    )
     parser.add_argument("--skip-maskcut-baseline", action="store_true")
     parser.add_argument("--controls", action="store_true", help="oracle and synthetic-only rounds (slower)")
     parser.add_argument("--config", action="append", default=[], metavar="FILE")
@@ -498,10 +516,11 @@ def main() -> None:
     cfg = bench_config(args, weights)
     check_same_settings(args, cfg)
     gts = truth(args.root)
-    all_frames = discover_all_frames(args.root, args.out, cfg)
+    cache = args.discovery_cache or args.out / "discovery"
+    all_frames = discover_all_frames(args.root, cache, cfg)
     masks = masks_by_frame(all_frames)
-    extra = discover_extra(args.extra_videos, args.every, args.out, cfg) if args.extra_videos else None
-    pool = training_pool(all_frames, args.every, args.out, extra)
+    extra = discover_extra(args.extra_videos, args.every, cache, cfg) if args.extra_videos else None
+    pool = training_pool(all_frames, args.every, args.out, cfg, extra)
     discovery = discovery_controls(masks, gts)
     baseline = None if args.skip_maskcut_baseline else maskcut_baseline(masks, gts)
     seeds = {}

@@ -60,6 +60,7 @@ class PredictOptions:
     max_png_tracks: int = 20
     track_score: str = "class"  # "class" or "quality": see InferenceConfig.track_score
     crf_short_side: int = 0  # > 0: masks refined by a dense CRF on the frames at this short side (refine.py)
+    crf_max_tracks: int = 3  # ... the masks of the best this many tracks
     amp: str = "off"  # autocast of the model's forward: off | bf16 | fp16 (CUDA only); see autoqvis.device
 
     @classmethod
@@ -120,9 +121,10 @@ def segment_video(
     overlap = min(options.overlap, window - 1) if window < num_frames else 0
     segment = window_segmenter(model, options, original)
     tracks = run_streaming(iter(resized), num_frames, segment, window, overlap, original, on_window)
-    if options.crf_short_side > 0:
-        tracks = crf_refine_tracks(tracks, resized, options.crf_short_side)
     tracks = rank_tracks(tracks, options.track_score)
+    if options.crf_short_side > 0:
+        best = options.crf_max_tracks
+        tracks = crf_refine_tracks(tracks[:best], resized, options.crf_short_side) + tracks[best:]
     info = VideoInfo(id=0, width=original[1], height=original[0], length=num_frames, name=source.name)
     return VideoTracks(video=info, tracks=tracks)
 
