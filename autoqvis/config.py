@@ -23,6 +23,9 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import itertools
+import math
+import shlex
 import subprocess
 import types
 import typing
@@ -50,11 +53,83 @@ __all__ = [
     "load_config",
     "parse_override",
     "save_config",
+    "set_command_line",
 ]
 
 
 class ConfigError(AutoqvisError, ValueError):
-    """A configuration file or override that cannot be applied."""
+    """A configuration file or override that cannot be applied. ``key``: the dotted key at fault, if one."""
+
+    def __init__(self, message: str, key: str | None = None):
+        super().__init__(message)
+        self.key = key
+
+
+# ---------------------------------------------------------------------------------------------------
+# allowed ranges: every numeric field of every section declares one, checked whenever a section is made
+# (defaults, YAML files, --set, dataclasses.replace, a saved config read back)
+
+
+@dataclass(frozen=True)
+class Range:
+    """The allowed values of a numeric field: ``lo <= value <= hi`` (``<`` on an open side); NaN and
+    infinities are never allowed."""
+
+    lo: float | None = None
+    hi: float | None = None
+    lo_open: bool = False
+    hi_open: bool = False
+
+    def __contains__(self, value: float) -> bool:
+        if not math.isfinite(value):
+            return False
+        if self.lo is not None and (value <= self.lo if self.lo_open else value < self.lo):
+            return False
+        return not (self.hi is not None and (value >= self.hi if self.hi_open else value > self.hi))
+
+    def __str__(self) -> str:
+        if self.lo is not None and self.hi is not None:
+            return f"in {'(' if self.lo_open else '['}{self.lo:g}, {self.hi:g}{')' if self.hi_open else ']'}"
+        if self.lo is not None:
+            return f"{'>' if self.lo_open else '>='} {self.lo:g}"
+        if self.hi is not None:
+            return f"{'<' if self.hi_open else '<='} {self.hi:g}"
+        return "a finite number"
+
+
+COUNT = Range(lo=1)  # how many of something: >= 1
+NON_NEGATIVE = Range(lo=0)
+POSITIVE = Range(lo=0, lo_open=True)
+FRACTION = Range(lo=0, hi=1)  # probabilities, IoU and score thresholds
+SIDE = Range(lo=32)  # an image side in pixels: the model's coarsest feature map has stride 32
+
+
+def check_section(section: Any, name: str, ranges: Mapping[str, Range], ordered: Sequence[str] = ()) -> None:
+    """Raise :class:`ConfigError` naming ``name.key``, the value and the allowed range for the first field of
+    ``section`` outside its range; a tuple field is checked value by value and must not be empty; the
+    ``ordered`` tuple fields must be non-decreasing (``(lo, hi)`` ranges, ascending lists)."""
+    for key, allowed in ranges.items():
+        value = getattr(section, key)
+        values = value if isinstance(value, tuple) else (value,)
+        if not values:
+            raise ConfigError(f"'{name}.{key}' must hold at least one value, got []", key=f"{name}.{key}")
+        for v in values:
+            if v not in allowed:
+                each = "each value of " if isinstance(value, tuple) else ""
+                raise ConfigError(
+                    f"{each}'{name}.{key}' must be {allowed}, got {_show(value)}", key=f"{name}.{key}"
+                )
+    for key in ordered:
+        value = getattr(section, key)
+        if any(a > b for a, b in itertools.pairwise(value)):
+            raise ConfigError(
+                f"'{name}.{key}' must be in ascending order (low, high), got {_show(value)}",
+                key=f"{name}.{key}",
+            )
+
+
+def _show(value: Any) -> str:
+    return str(list(value)) if isinstance(value, tuple) else repr(value)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -81,6 +156,21 @@ class DiscoveryConfig:
     every: int = 1  # with --videos: use every k-th frame
     batch_size: int = 8  # images per ViT forward
 
+    def __post_init__(self) -> None:
+        check_section(
+            self,
+            "discovery",
+            {
+                "fixed_size": SIDE,
+                "tau": Range(0, 1, hi_open=True),
+                "eps": Range(0, 1, lo_open=True, hi_open=True),
+                "num_masks": COUNT,
+                "crf_min_iou": FRACTION,
+                "every": COUNT,
+                "batch_size": COUNT,
+            },
+        )
+
 
 @dataclass(frozen=True)
 class SynthesisConfig:
@@ -100,6 +190,32 @@ class SynthesisConfig:
     copy_paste: bool = True  # paste a partner image's instances on every frame
     paste_scale: tuple[float, float] = (0.8, 1.0)  # per-frame scale of the pasted layer
     paste_max_overlap: float = 0.5  # no paste if a pasted mask covers >= this of a target object
+
+    def __post_init__(self) -> None:
+        check_section(
+            self,
+            "synthesis",
+            {
+                "num_frames": COUNT,
+                "crop_min": COUNT,
+                "crop_max": COUNT,
+                "short_sides": SIDE,
+                "max_size": SIDE,
+                "flip_prob": FRACTION,
+                "brightness": NON_NEGATIVE,
+                "contrast": NON_NEGATIVE,
+                "rotation": Range(-180, 180),
+                "rotation_center": FRACTION,
+                "paste_scale": Range(0, 1, lo_open=True),
+                "paste_max_overlap": FRACTION,
+            },
+            ordered=("brightness", "contrast", "rotation", "rotation_center", "paste_scale"),
+        )
+        if self.crop_min > self.crop_max:
+            raise ConfigError(
+                f"'synthesis.crop_min' ({self.crop_min}) must be <= 'synthesis.crop_max' ({self.crop_max})",
+                key="synthesis.crop_min",
+            )
 
 
 @dataclass(frozen=True)
@@ -159,6 +275,39 @@ class TrainingConfig:
     quality_loss: Literal["all", "matched"] = "all"
     freeze_quality_head: bool = False
 
+    def __post_init__(self) -> None:
+        check_section(
+            self,
+            "training",
+            {
+                "max_iters": COUNT,
+                "batch_size": COUNT,
+                "lr": POSITIVE,
+                "weight_decay": NON_NEGATIVE,
+                "backbone_lr_mult": NON_NEGATIVE,
+                "clip_grad_norm": POSITIVE,
+                "warmup_iters": NON_NEGATIVE,
+                "warmup_factor": Range(0, 1, lo_open=True),
+                "gamma": POSITIVE,
+                "grad_accum": COUNT,
+                "checkpoint_period": COUNT,
+                "log_period": COUNT,
+                "seed": Range(0, 2**32 - 1),
+                "num_workers": NON_NEGATIVE,
+                "num_points": COUNT,
+                "oversample_ratio": Range(lo=1),
+                "importance_sample_ratio": FRACTION,
+                "class_weight": NON_NEGATIVE,
+                "mask_weight": NON_NEGATIVE,
+                "dice_weight": NON_NEGATIVE,
+                "quality_weight": NON_NEGATIVE,
+                "no_object_weight": FRACTION,
+                "droploss_tau": FRACTION,
+            },
+        )
+        if self.steps:  # empty is allowed: no steps
+            check_section(self, "training", {"steps": COUNT}, ordered=("steps",))
+
 
 @dataclass(frozen=True)
 class SelectionConfig:
@@ -184,6 +333,25 @@ class SelectionConfig:
     # with a labelled validation set: the best model (M0 or a round) by this metric is reported as the result
     select_metric: Literal["AP", "AP50", "AP75", "AR1", "AR10", "JF"] = "AP50"
 
+    def __post_init__(self) -> None:
+        check_section(
+            self,
+            "selection",
+            {
+                "top_k": COUNT,
+                "nms_iou": FRACTION,
+                "score_min": FRACTION,
+                "quality_min": FRACTION,
+                "min_frames": COUNT,
+                "fuse_iou": FRACTION,
+                "min_eligible_frames": COUNT,
+                "num_rounds": NON_NEGATIVE,
+                "round_iters": COUNT,
+                "round_batch_size": COUNT,
+                "mix_prob": FRACTION,
+            },
+        )
+
 
 @dataclass(frozen=True)
 class InferenceConfig:
@@ -201,6 +369,25 @@ class InferenceConfig:
     # always uses the class score (its selection multiplies in the predicted IoU per frame itself).
     track_score: Literal["class", "quality"] = "class"
 
+    def __post_init__(self) -> None:
+        check_section(
+            self,
+            "inference",
+            {
+                "short_side": SIDE,
+                "max_size": SIDE,
+                "top_k": COUNT,
+                "window": NON_NEGATIVE,
+                "overlap": NON_NEGATIVE,
+            },
+        )
+        if self.window and self.overlap >= self.window:
+            raise ConfigError(
+                f"'inference.overlap' ({self.overlap}) must be smaller than 'inference.window' ({self.window}): "
+                f"consecutive windows share overlap frames; set it to {self.window - 1} or less (--overlap)",
+                key="inference.overlap",
+            )
+
 
 @dataclass(frozen=True)
 class EvaluationConfig:
@@ -213,6 +400,26 @@ class EvaluationConfig:
     davis_keep_first_last: bool = False  # DAVIS-2016 excludes the first and last frame
     davis_bound_th: float = 0.008  # boundary tolerance, fraction of the image diagonal
     davis_max_proposals: int = 20  # DAVIS-2017 unsupervised: proposals per sequence
+
+    def __post_init__(self) -> None:
+        check_section(
+            self,
+            "evaluation",
+            {
+                "max_dets": COUNT,
+                "area_small": POSITIVE,
+                "area_large": POSITIVE,
+                "davis_bound_th": Range(0, 1, lo_open=True, hi_open=True),
+                "davis_max_proposals": Range(1, 255),  # ids of an 8-bit palette PNG
+            },
+            ordered=("max_dets",),
+        )
+        if self.area_small >= self.area_large:
+            raise ConfigError(
+                f"'evaluation.area_small' ({self.area_small:g}) must be smaller than 'evaluation.area_large' "
+                f"({self.area_large:g})",
+                key="evaluation.area_small",
+            )
 
 
 @dataclass(frozen=True)
@@ -233,8 +440,14 @@ class Config:
 def load_config(
     paths: Sequence[str | Path] = (), overrides: Sequence[str] = (), base: Config | None = None
 ) -> Config:
-    """Defaults (or ``base``) + each YAML delta in order + each ``a.b=value`` override in order."""
+    """Defaults (or ``base``) + each YAML delta in order + each ``a.b=value`` override in order.
+
+    The deltas are merged first (a later one wins for the same key) and applied at once, so that the ranges
+    and the rules between fields (``inference.overlap < inference.window``) see the final values whatever
+    the order of the files and overrides; an error names the file or override that set the key at fault."""
     cfg = base if base is not None else Config()
+    merged: dict[str, Any] = {}
+    sources: dict[str, str] = {}
     for path in paths:
         path = Path(path)
         if not path.is_file():
@@ -243,12 +456,34 @@ def load_config(
             delta = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as err:
             raise ConfigError(f"{path} is not valid YAML: {err}") from err
+        except (OSError, UnicodeDecodeError) as err:
+            raise ConfigError(f"cannot read config file {path}: {err}") from err
         if not isinstance(delta, Mapping):
             raise ConfigError(f"{path} must hold a mapping of sections, got {type(delta).__name__}")
-        cfg = apply_delta(cfg, delta, source=str(path))
+        _merge(merged, delta, sources, str(path))
     for text in overrides:
-        cfg = apply_delta(cfg, parse_override(text), source=f"--set {text}")
-    return cfg
+        _merge(merged, parse_override(text), sources, f"--set {text}")
+    return apply_delta(cfg, merged, source=sources)
+
+
+def _merge(merged: dict, delta: Mapping, sources: dict[str, str], source: str, prefix: str = "") -> None:
+    """Deep-merge ``delta`` into ``merged``, recording which source set each dotted key last."""
+    for key, value in delta.items():
+        dotted = f"{prefix}{key}"
+        sources[dotted] = source
+        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
+            _merge(merged[key], value, sources, source, prefix=f"{dotted}.")
+        else:
+            merged[key] = dict(value) if isinstance(value, Mapping) else value
+            if isinstance(value, Mapping):
+                _record(value, sources, source, prefix=f"{dotted}.")
+
+
+def _record(delta: Mapping, sources: dict[str, str], source: str, prefix: str) -> None:
+    for key, value in delta.items():
+        sources[f"{prefix}{key}"] = source
+        if isinstance(value, Mapping):
+            _record(value, sources, source, prefix=f"{prefix}{key}.")
 
 
 def parse_override(text: str) -> dict[str, Any]:
@@ -269,23 +504,37 @@ def parse_override(text: str) -> dict[str, Any]:
     return nested
 
 
-def apply_delta(obj: Any, delta: Mapping[str, Any], source: str, prefix: str = "") -> Any:
-    """Return a copy of dataclass ``obj`` with ``delta`` applied; unknown keys and bad types raise."""
+def apply_delta(obj: Any, delta: Mapping[str, Any], source: str | Mapping[str, str], prefix: str = "") -> Any:
+    """Return a copy of dataclass ``obj`` with ``delta`` applied; unknown keys, bad types and values out of
+    range raise. ``source`` names where the delta came from, one name or one per dotted key."""
+
+    def where(dotted: str) -> str:
+        if isinstance(source, str):
+            return source
+        while dotted and dotted not in source:
+            dotted = dotted.rpartition(".")[0]
+        return source.get(dotted, "config")
+
     fields = {f.name: f for f in dataclasses.fields(obj)}
     hints = typing.get_type_hints(type(obj))
     changes = {}
     for key, value in delta.items():
         dotted = f"{prefix}{key}"
         if key not in fields:
-            raise ConfigError(_unknown_key_message(dotted, source))
+            raise ConfigError(_unknown_key_message(dotted, where(dotted)), key=dotted)
         current = getattr(obj, key)
         if dataclasses.is_dataclass(current):
             if not isinstance(value, Mapping):
-                raise ConfigError(f"{source}: '{dotted}' is a section and needs a mapping, got {value!r}")
+                raise ConfigError(
+                    f"{where(dotted)}: '{dotted}' is a section and needs a mapping, got {value!r}", key=dotted
+                )
             changes[key] = apply_delta(current, value, source, prefix=f"{dotted}.")
         else:
-            changes[key] = _coerce(value, hints[key], dotted, source)
-    return dataclasses.replace(obj, **changes)
+            changes[key] = _coerce(value, hints[key], dotted, where(dotted))
+    try:
+        return dataclasses.replace(obj, **changes)
+    except ConfigError as err:  # a range or a rule between fields (from the section's __post_init__)
+        raise ConfigError(f"{where(err.key or prefix.rstrip('.'))}: {err}", key=err.key) from None
 
 
 def config_to_dict(obj: Any) -> dict[str, Any]:
@@ -308,15 +557,30 @@ def config_from_dict(data: Mapping[str, Any]) -> Config:
     return apply_delta(Config(), data, source="saved config")
 
 
-def save_config(cfg: Config, directory: str | Path, name: str = "config.yaml") -> Path:
-    """Write the resolved configuration (and the git commit, when known) into ``directory``."""
+def save_config(
+    cfg: Config, directory: str | Path, name: str = "config.yaml", command: str | None = None
+) -> Path:
+    """Write the resolved configuration into ``directory``, after a header with the git commit (when known)
+    and the command line that ran (``command``, default the one :func:`set_command_line` recorded)."""
     from autoqvis.io.atomic import atomic_write_text
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
+    command = command if command is not None else _COMMAND_LINE
     header = f"# resolved autoqvis configuration\n# git commit: {git_commit() or 'unknown'}\n"
+    if command:
+        header += "# command: " + command.replace("\n", " ") + "\n"
     text = header + yaml.safe_dump(config_to_dict(cfg), sort_keys=False)
     return atomic_write_text(directory / name, text)
+
+
+_COMMAND_LINE: str | None = None
+
+
+def set_command_line(argv: Sequence[str] | None) -> None:
+    """Record the command line this process runs (the CLI does), for the header of every saved config."""
+    global _COMMAND_LINE
+    _COMMAND_LINE = None if argv is None else shlex.join(["autoqvis", *argv])
 
 
 def git_commit() -> str | None:

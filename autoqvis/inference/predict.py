@@ -27,6 +27,7 @@ import cv2
 import numpy as np
 import torch
 
+from autoqvis.config import InferenceConfig
 from autoqvis.inference.streaming import WindowResult, run_streaming, stream_windows
 from autoqvis.io import rle
 from autoqvis.io.atomic import atomic_path, atomic_write_json
@@ -57,6 +58,16 @@ class PredictOptions:
     device: str = "cpu"
     max_png_tracks: int = 20
     track_score: str = "class"  # "class" or "quality": see InferenceConfig.track_score
+
+    def __post_init__(self) -> None:
+        """The ranges of the ``inference`` section apply (window >= 0, overlap < window, top_k >= 1, ...)."""
+        InferenceConfig(
+            short_side=self.short_side or InferenceConfig.short_side,
+            max_size=self.max_size,
+            top_k=self.top_k,
+            window=self.window,
+            overlap=self.overlap,
+        )
 
     @classmethod
     def from_config(cls, inf, device: str = "cpu", **overrides) -> PredictOptions:
