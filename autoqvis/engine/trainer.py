@@ -161,7 +161,7 @@ class Trainer:
         model = self.model
         images, _ = model.preprocess([c.frames.to(self.device) for c in clips])
         targets = model.prepare_targets(clips, images.shape[-2:])
-        outputs = self.ddp_model(images)
+        outputs = self.ddp_model(images, num_videos=len(clips))  # any clip length (synthesis.num_frames)
         return model.criterion(outputs, targets)
 
     # -----------------------------------------------------------------------------------------------
