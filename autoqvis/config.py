@@ -455,7 +455,7 @@ def load_config(
         try:
             delta = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as err:
-            raise ConfigError(f"{path} is not valid YAML: {err}") from err
+            raise ConfigError(f"{path} is not valid YAML: {_yaml_problem(err)}") from err
         except (OSError, UnicodeDecodeError) as err:
             raise ConfigError(f"cannot read config file {path}: {err}") from err
         if not isinstance(delta, Mapping):
@@ -494,7 +494,7 @@ def parse_override(text: str) -> dict[str, Any]:
     try:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError as err:
-        raise ConfigError(f"cannot parse the value of override {text!r}: {err}") from err
+        raise ConfigError(f"cannot parse the value of override {text!r}: {_yaml_problem(err)}") from err
     nested: dict[str, Any] = {}
     node = nested
     parts = key.strip().split(".")
@@ -614,6 +614,14 @@ def all_keys(obj: Any = None, prefix: str = "") -> list[str]:
 
 # ---------------------------------------------------------------------------------------------------
 # helpers
+
+
+def _yaml_problem(err: yaml.YAMLError) -> str:
+    """One line: what the YAML parser expected and where."""
+    mark = getattr(err, "problem_mark", None)
+    problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+    where = f" at line {mark.line + 1} column {mark.column + 1}" if mark is not None else ""
+    return f"{problem}{where}"
 
 
 def _unknown_key_message(dotted: str, source: str) -> str:
