@@ -13,7 +13,7 @@ import json
 import logging
 from pathlib import Path
 
-from autoqvis.commands.common import add_config_arguments, config_from_args
+from autoqvis.commands.common import add_config_arguments, config_from_args, output_folder
 from autoqvis.config import save_config
 from autoqvis.errors import DataError
 from autoqvis.io.atomic import atomic_write_json
@@ -43,6 +43,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     cfg = config_from_args(args).evaluation
+    if (args.gt or args.pred) and (args.davis or args.pred_masks):
+        raise DataError(
+            "pass either --gt/--pred (YouTube-VIS) or --davis/--pred-masks (DAVIS), not both; run evaluate twice "
+            "to get both"
+        )
+    if args.out:
+        output_folder(args.out)
     if args.gt or args.pred:
         if not (args.gt and args.pred):
             raise DataError("YouTube-VIS evaluation needs both --gt GT.json and --pred PRED.json")

@@ -14,6 +14,7 @@ from pycocotools import mask as mask_utils
 
 __all__ = [
     "area",
+    "counts_errors",
     "decode",
     "decode_stack",
     "encode",
@@ -81,6 +82,8 @@ def to_compressed(segmentation: Any, height: int, width: int) -> RLE:
             raise ValueError(f"RLE size {size} disagrees with the video size [{height}, {width}]")
         if isinstance(segmentation["counts"], list):
             counts = segmentation["counts"]
+            if not all(isinstance(c, int) and not isinstance(c, bool) and 0 <= c < 1 << 32 for c in counts):
+                raise ValueError("uncompressed RLE counts must be non-negative integers")
             if sum(counts) != height * width:
                 raise ValueError(
                     f"uncompressed RLE counts sum to {sum(counts)}, expected H*W = {height * width}"
@@ -99,6 +102,110 @@ def to_compressed(segmentation: Any, height: int, width: int) -> RLE:
         "size": [height, width],
         "counts": counts.decode("ascii") if isinstance(counts, bytes) else counts,
     }
+
+
+# ---------------------------------------------------------------------------------------------------
+# validating compressed counts without decoding the masks
+
+_CHUNK_CHARS = 1 << 16  # characters validated per numpy pass: the arrays stay in the CPU cache
+_MAX_DIGITS = 7  # 7 x 5 bits hold any 32-bit run length
+
+
+def counts_errors(counts: Sequence[str | bytes], sizes: Sequence[Sequence[int]]) -> list[tuple[int, str]]:
+    """Check compressed RLE ``counts`` strings against their declared ``[H, W]``: ``(index, reason)`` for each
+    invalid one, in order.
+
+    The COCO string format (pycocotools ``rleFrString``): each run length is written in 5-bit digits, one
+    character each (value + 48), least significant first; 0x20 marks that another digit follows and 0x10 on
+    the last digit makes the number negative; from the fourth number on, each is stored as the difference to
+    the one two places earlier. Valid: only characters '0'..'o', no number cut off, no number over 32 bits,
+    every run length >= 0 and their sum H*W. Vectorised over all strings (no mask is decoded), so validating a
+    YouTube-VIS-sized file costs a fraction of reading it."""
+    errors: list[tuple[int, str]] = []
+    start = 0
+    while start < len(counts):
+        stop, chars = start, 0
+        while stop < len(counts) and (chars < _CHUNK_CHARS or stop == start):
+            chars += len(counts[stop])
+            stop += 1
+        errors += [(start + i, r) for i, r in _counts_errors(counts[start:stop], sizes[start:stop])]
+        start = stop
+    return errors
+
+
+def _counts_errors(counts: Sequence[str | bytes], sizes: Sequence[Sequence[int]]) -> list[tuple[int, str]]:
+    n = len(counts)
+    reason: dict[int, str] = {}
+    try:  # the common case: every string ASCII, encoded in one call
+        joined = "".join(counts).encode("ascii")
+        lens = np.fromiter(map(len, counts), np.int64, n)
+    except (UnicodeEncodeError, TypeError):
+        encoded = []
+        for i, c in enumerate(counts):
+            try:
+                encoded.append(c.encode("ascii") if isinstance(c, str) else bytes(c))
+            except UnicodeEncodeError:
+                reason[i] = "it holds non-ASCII characters"
+                encoded.append(b"")
+        joined = b"".join(encoded)
+        lens = np.fromiter(map(len, encoded), np.int64, n)
+    char_end = np.cumsum(lens)  # one past each string's last character
+
+    def flag(char_positions: np.ndarray, why: str) -> None:  # rare: only for invalid strings
+        for i in np.unique(np.searchsorted(char_end, char_positions, side="right")):
+            reason.setdefault(int(i), why)
+
+    digits = np.frombuffer(joined, np.uint8) - np.uint8(48)  # wraps below '0' to > 63
+    bad = digits > 63
+    if bad.any():
+        flag(np.flatnonzero(bad), "a character outside '0'..'o'")
+        digits = np.where(bad, np.uint8(0), digits)
+    more = (digits & 0x20) != 0
+    last = char_end[lens > 0] - 1
+    if more[last].any():
+        flag(last[more[last]], "it stops in the middle of a number")
+    ends = ~more
+    ends[last] = True  # a string's last character ends its last number
+    # the numbers: first and last character, extra digits, value (5 bits a digit, least significant first)
+    end_at = np.flatnonzero(ends)
+    start_at = np.empty_like(end_at)
+    start_at[:1] = 0
+    np.add(end_at[:-1], 1, out=start_at[1:])
+    extra = end_at - start_at  # digits after the first
+    values = (digits[start_at] & 0x1F).astype(np.int64)
+    longer = np.flatnonzero(extra)
+    if len(longer):
+        if extra[longer].max() >= _MAX_DIGITS:
+            flag(end_at[extra >= _MAX_DIGITS], "a number longer than 32 bits")
+            extra = np.minimum(extra, _MAX_DIGITS - 1)
+        for p in range(1, int(extra[longer].max()) + 1):
+            has = longer[extra[longer] >= p]
+            values[has] += (digits[start_at[has] + p] & 0x1F).astype(np.int64) << (5 * p)
+    negative = np.flatnonzero(digits[end_at] & 0x10)  # the sign bit of the last digit
+    values[negative] -= np.int64(1) << (5 * (extra[negative] + 1))
+    # from the fourth number of a string on, each is the difference to the number two places earlier: two
+    # cumulative sums (the odd numbers; the even ones from the third), restarted at each string's first number
+    per_string = np.diff(np.concatenate(([0], np.cumsum(ends)))[np.concatenate(([0], char_end))])
+    first = np.cumsum(per_string) - per_string  # index of each string's first number
+    first_of = np.repeat(first, per_string)
+    index = np.arange(len(end_at)) - first_of
+    odd = (index & 1).astype(bool)
+    even = ~odd & (index >= 2)
+    odd_sums = np.cumsum(values * odd)
+    even_sums = np.cumsum(values * even)
+    runs = np.where(
+        odd, odd_sums - odd_sums[first_of], np.where(even, even_sums - even_sums[first_of], values)
+    )
+    if (runs < 0).any():
+        flag(end_at[runs < 0], "a negative run length")
+    if (runs >= 1 << 32).any():
+        flag(end_at[runs >= 1 << 32], "a run length over 32 bits")
+    totals = np.concatenate(([0], np.cumsum(runs)))
+    covered = totals[first + per_string] - totals[first]
+    expected = np.array([int(h) * int(w) for h, w in sizes], dtype=np.int64).reshape(n)
+    for i in np.flatnonzero(covered != expected):
+        reason.setdefault(int(i), f"the runs cover {int(covered[i])} pixels, not H*W = {int(expected[i])}")
+    return sorted(reason.items())
 
 
 def iou_matrix(a: Sequence[RLE], b: Sequence[RLE]) -> tuple[np.ndarray, np.ndarray]:
