@@ -21,6 +21,7 @@ The stage labels in the docstrings below are the ones the official code and the 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
 import itertools
@@ -29,14 +30,14 @@ import shlex
 import subprocess
 import types
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 
-from autoqvis.errors import AutoqvisError
+from autoqvis.errors import AutoqvisError, StaleOutputError
 
 __all__ = [
     "Config",
@@ -53,6 +54,7 @@ __all__ = [
     "load_config",
     "parse_override",
     "save_config",
+    "saved_config",
     "set_command_line",
 ]
 
@@ -572,6 +574,27 @@ def save_config(
         header += "# command: " + command.replace("\n", " ") + "\n"
     text = header + yaml.safe_dump(config_to_dict(cfg), sort_keys=False)
     return atomic_write_text(directory / name, text)
+
+
+@contextlib.contextmanager
+def saved_config(
+    cfg: Config, directory: str | Path, name: str = "config.yaml", enabled: bool = True
+) -> Iterator[Path]:
+    """Save the config for a run whose resumable units are checked as it goes (self-training, the demo): when
+    the run stops because earlier outputs were made with other settings (:class:`StaleOutputError`), the
+    previous ``config.yaml`` is put back, since it still describes the files beside it."""
+    from autoqvis.io.atomic import atomic_write_bytes
+
+    path = Path(directory) / name
+    previous = path.read_bytes() if enabled and path.is_file() else None
+    if enabled:
+        save_config(cfg, directory, name)
+    try:
+        yield path
+    except StaleOutputError:
+        if enabled and previous is not None:
+            atomic_write_bytes(path, previous)
+        raise
 
 
 _COMMAND_LINE: str | None = None

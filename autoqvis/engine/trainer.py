@@ -30,11 +30,12 @@ from autoqvis.engine.checkpoint import capture_rng, load_training_state, restore
 from autoqvis.engine.data import ClipSource, MixingBatchSampler, build_loader
 from autoqvis.engine.determinism import deterministic_algorithms
 from autoqvis.engine.optim import all_params, build_optimizer, build_scheduler, clip_full_model
-from autoqvis.errors import AutoqvisError
+from autoqvis.errors import AutoqvisError, CheckpointError, StaleOutputError
 from autoqvis.io.atomic import atomic_write_text
+from autoqvis.io.fingerprint import describe_changes
 from autoqvis.progress import progress_bar
 
-__all__ = ["Trainer", "TrainingDivergedError"]
+__all__ = ["CHECKPOINT_NAME", "Trainer", "TrainingDivergedError"]
 
 log = logging.getLogger(__name__)
 
@@ -64,10 +65,14 @@ class Trainer:
         out_dir: str | Path,
         device: torch.device,
         run_config: dict[str, Any] | None = None,
+        fingerprint: dict[str, Any] | None = None,
     ):
         self.cfg, self.device, self.out_dir = cfg, device, Path(out_dir)
         self.sources, self.probs = list(sources), list(probs)
         self.run_config = run_config or {}
+        # what determines the run (autoqvis.engine.run.training_fingerprint): stored in every checkpoint, and a
+        # checkpoint of another fingerprint is not resumed
+        self.fingerprint = None if fingerprint is None else json.loads(json.dumps(fingerprint, default=str))
         self.model = model.to(device)
         self.optimizer = build_optimizer(self.model, cfg)
         self.scheduler = build_scheduler(self.optimizer, cfg)
@@ -95,7 +100,7 @@ class Trainer:
     def _train(self, resume: bool) -> Path:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         if resume and self.checkpoint_path.exists():
-            self.load_state(load_training_state(self.checkpoint_path, self.device))
+            self.resume_from(self.checkpoint_path)
             log.info("resumed from %s at iteration %d", self.checkpoint_path, self.iteration)
             self._truncate_metrics()
         if self.iteration >= self.cfg.max_iters:
@@ -177,7 +182,27 @@ class Trainer:
             "rng": capture_rng(),
             "iteration": self.iteration,
             "config": json.dumps(self.run_config),
+            "fingerprint": json.dumps(self.fingerprint),
         }
+
+    def resume_from(self, path: Path) -> None:
+        """Load ``last.pt``: refused when it was written with another fingerprint, and a damaged file says how
+        to recover."""
+        state = load_training_state(path, self.device)
+        stored = json.loads(state.get("fingerprint") or "null") if isinstance(state, dict) else None
+        if stored is not None and self.fingerprint is not None and stored != self.fingerprint:
+            raise StaleOutputError(
+                f"{path} was written by a training run with other settings or inputs: "
+                f"{describe_changes(stored, self.fingerprint)}. Rerun with the earlier settings to resume it, pass "
+                "a new --out, or add --no-resume to train from scratch"
+            )
+        try:
+            self.load_state(state)
+        except (KeyError, TypeError, ValueError, RuntimeError) as err:
+            raise CheckpointError(
+                f"cannot resume from {path}: {type(err).__name__}: {err}; the file is damaged or from another "
+                f"model. Rerun with --no-resume to start the training over, or delete {path}"
+            ) from err
 
     def load_state(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
