@@ -74,6 +74,7 @@ def to_compressed(segmentation: Any, height: int, width: int) -> RLE:
     if isinstance(segmentation, list):  # polygons: [[x0, y0, x1, y1, ...], ...]
         if not segmentation or not all(isinstance(p, list) and len(p) >= 6 for p in segmentation):
             raise ValueError("polygons must be a non-empty list of [x0, y0, x1, y1, x2, y2, ...] lists")
+        _check_polygons(segmentation, height, width)
         rles = mask_utils.frPyObjects(segmentation, height, width)
         rle = mask_utils.merge(rles)
     elif isinstance(segmentation, dict) and "counts" in segmentation and "size" in segmentation:
@@ -206,6 +207,21 @@ def _counts_errors(counts: Sequence[str | bytes], sizes: Sequence[Sequence[int]]
     for i in np.flatnonzero(covered != expected):
         reason.setdefault(int(i), f"the runs cover {int(covered[i])} pixels, not H*W = {int(expected[i])}")
     return sorted(reason.items())
+
+
+def _check_polygons(polygons: list[list], height: int, width: int) -> None:
+    """Coordinates pycocotools can rasterise: pairs of finite numbers near the frame (NaN or far-away points
+    crash or exhaust its C code)."""
+    side = max(height, width)
+    for p in polygons:
+        if len(p) % 2:
+            raise ValueError(f"a polygon needs an even number of coordinates (x, y pairs), got {len(p)}")
+        for v in p:
+            if isinstance(v, bool) or not isinstance(v, int | float) or not -side <= v <= 2 * side:
+                raise ValueError(
+                    f"polygon coordinates must be numbers within [{-side}, {2 * side}] (the frame is "
+                    f"{width}x{height}), got {v!r}"
+                )
 
 
 def iou_matrix(a: Sequence[RLE], b: Sequence[RLE]) -> tuple[np.ndarray, np.ndarray]:

@@ -167,7 +167,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     except (
         Exception
     ) as err:  # torch raises many types for bad files (UnpicklingError, RuntimeError, IndexError...)
-        needs_code, reason = describe_torch_load_error(err)
+        needs_code, reason = describe_torch_load_error(err, path)
         if needs_code:
             raise CheckpointError(
                 f"{path} needs arbitrary code to unpickle, which autoqvis refuses for safety ({reason}). "
@@ -186,16 +186,44 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     return data
 
 
-def describe_torch_load_error(err: BaseException) -> tuple[bool, str]:
+def describe_torch_load_error(err: BaseException, path: str | Path | None = None) -> tuple[bool, str]:
     """Why ``torch.load(weights_only=True)`` failed: (the file is a pickle that would run code, a short reason).
-    Random or truncated bytes also fail in the weights-only unpickler, but not on an unsupported *global*."""
+
+    Random or truncated bytes fail in the weights-only unpickler too; a pickle needing code is one that names
+    an unsupported *global*, or (a plain ``pickle.dump`` file, which that unpickler cannot even walk) a valid
+    pickle stream that imports or calls something (read with :mod:`pickletools`, which runs nothing)."""
     text = str(err)
     inner = re.search(r"WeightsUnpickler error:\s*(.+)", text)
     reason = inner.group(1).strip() if inner else (text.strip().splitlines() or [""])[0]
     reason = f"{type(err).__name__}: {reason}" if reason else type(err).__name__
     if len(reason) > 200:
         reason = reason[:197] + "..."
-    return isinstance(err, pickle.UnpicklingError) and "Unsupported global" in text, reason
+    if not isinstance(err, pickle.UnpicklingError):
+        return False, reason
+    if "Unsupported global" in text:
+        return True, reason
+    target = _pickle_code(Path(path)) if path is not None else None
+    return (True, f"it imports {target}") if target else (False, reason)
+
+
+def _pickle_code(path: Path) -> str | None:
+    """What a well-formed pickle stream at the start of ``path`` imports (``module.name``), None when it
+    imports nothing or is not a pickle stream (random or truncated bytes)."""
+    import pickletools
+
+    strings: list[str] = []
+    try:
+        with open(path, "rb") as f:
+            for op, arg, _ in pickletools.genops(f):
+                if op.name in ("GLOBAL", "INST"):
+                    return str(arg).replace(" ", ".")
+                if op.name == "STACK_GLOBAL":
+                    return ".".join(strings[-2:]) or "an object"
+                if isinstance(arg, str):
+                    strings.append(arg)
+    except Exception:  # not a pickle stream
+        return None
+    return None
 
 
 def load_weights(model: VideoMaskFormer, path: str | Path, strict: bool = False) -> LoadReport:
