@@ -96,8 +96,8 @@ def os_error_message(err: OSError) -> str:
     path = " -> ".join(str(p) for p in (err.filename, err.filename2) if p is not None)
     what = err.strerror or str(err) or type(err).__name__
     hint = {
-        errno.ENOSPC: "the disk is full; free some space and rerun (finished work is kept and resumed)",
-        errno.EDQUOT: "the disk quota is exceeded; free some space and rerun (finished work is kept and resumed)",
+        errno.ENOSPC: "the disk is full; free some space and rerun: finished work is kept and resumed",
+        errno.EDQUOT: "the disk quota is exceeded; free some space and rerun: finished work is kept and resumed",
         errno.EACCES: "permission denied; choose a folder you can write to (--out) or fix the permissions",
         errno.EPERM: "operation not permitted; choose a folder you can write to (--out) or fix the permissions",
         errno.EROFS: "the file system is read-only; choose a writable folder (--out)",

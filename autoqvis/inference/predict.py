@@ -329,6 +329,8 @@ class PredictionRun:
     def run(self, model, overlays: bool = True, rank: int = 0, world_size: int = 1) -> list[dict]:
         """Segment this rank's share of the videos (those not finished with these settings), writing each
         video's outputs; rank 0 gathers ``predictions.json`` (the videos finished so far)."""
+        if not self.resume and rank == 0:  # it gathers the results of the run being started over
+            (self.out / "predictions.json").unlink(missing_ok=True)
         todo = list(self.names.items())[rank::world_size]
         for video, name in todo:
             result_path = self.out / "results" / f"{name}.json"
