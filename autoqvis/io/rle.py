@@ -69,7 +69,8 @@ def area(rle: RLE) -> int:
 def to_compressed(segmentation: Any, height: int, width: int) -> RLE:
     """Polygon list, uncompressed RLE or compressed RLE -> compressed RLE of size (height, width).
 
-    Raises ValueError on a size mismatch or an unknown format.
+    Raises ValueError on a size mismatch or an unknown format. A compressed string is passed on as it is:
+    readers validate all of a file's strings at once with :func:`counts_errors`.
     """
     if isinstance(segmentation, list):  # polygons: [[x0, y0, x1, y1, ...], ...]
         if not segmentation or not all(isinstance(p, list) and len(p) >= 6 for p in segmentation):
@@ -90,7 +91,9 @@ def to_compressed(segmentation: Any, height: int, width: int) -> RLE:
                     f"uncompressed RLE counts sum to {sum(counts)}, expected H*W = {height * width}"
                 )
             rle = mask_utils.frPyObjects(segmentation, height, width)
-        elif isinstance(segmentation["counts"], str | bytes):
+        elif isinstance(segmentation["counts"], str):
+            return {"size": [height, width], "counts": segmentation["counts"]}  # as is: see counts_errors
+        elif isinstance(segmentation["counts"], bytes):
             rle = to_pycocotools(segmentation)
         else:
             raise ValueError(
@@ -112,7 +115,9 @@ _CHUNK_CHARS = 1 << 16  # characters validated per numpy pass: the arrays stay i
 _MAX_DIGITS = 7  # 7 x 5 bits hold any 32-bit run length
 
 
-def counts_errors(counts: Sequence[str | bytes], sizes: Sequence[Sequence[int]]) -> list[tuple[int, str]]:
+def counts_errors(
+    counts: Sequence[str | bytes], sizes: Sequence[Sequence[int]] | np.ndarray
+) -> list[tuple[int, str]]:
     """Check compressed RLE ``counts`` strings against their declared ``[H, W]``: ``(index, reason)`` for each
     invalid one, in order.
 
@@ -123,18 +128,18 @@ def counts_errors(counts: Sequence[str | bytes], sizes: Sequence[Sequence[int]])
     every run length >= 0 and their sum H*W. Vectorised over all strings (no mask is decoded), so validating a
     YouTube-VIS-sized file costs a fraction of reading it."""
     errors: list[tuple[int, str]] = []
+    ends = np.cumsum(np.fromiter(map(len, counts), np.int64, len(counts)))
+    sizes = np.asarray(sizes, np.int64).reshape(len(counts), 2)
     start = 0
-    while start < len(counts):
-        stop, chars = start, 0
-        while stop < len(counts) and (chars < _CHUNK_CHARS or stop == start):
-            chars += len(counts[stop])
-            stop += 1
+    while start < len(counts):  # chunks of about _CHUNK_CHARS characters, at least one string each
+        done = ends[start - 1] if start else 0
+        stop = max(int(np.searchsorted(ends, done + _CHUNK_CHARS, side="right")), start + 1)
         errors += [(start + i, r) for i, r in _counts_errors(counts[start:stop], sizes[start:stop])]
         start = stop
     return errors
 
 
-def _counts_errors(counts: Sequence[str | bytes], sizes: Sequence[Sequence[int]]) -> list[tuple[int, str]]:
+def _counts_errors(counts: Sequence[str | bytes], sizes: np.ndarray) -> list[tuple[int, str]]:
     n = len(counts)
     reason: dict[int, str] = {}
     try:  # the common case: every string ASCII, encoded in one call
@@ -186,7 +191,7 @@ def _counts_errors(counts: Sequence[str | bytes], sizes: Sequence[Sequence[int]]
     values[negative] -= np.int64(1) << (5 * (extra[negative] + 1))
     # from the fourth number of a string on, each is the difference to the number two places earlier: two
     # cumulative sums (the odd numbers; the even ones from the third), restarted at each string's first number
-    per_string = np.diff(np.concatenate(([0], np.cumsum(ends)))[np.concatenate(([0], char_end))])
+    per_string = np.diff(np.searchsorted(end_at, char_end), prepend=0)
     first = np.cumsum(per_string) - per_string  # index of each string's first number
     first_of = np.repeat(first, per_string)
     index = np.arange(len(end_at)) - first_of
@@ -197,13 +202,12 @@ def _counts_errors(counts: Sequence[str | bytes], sizes: Sequence[Sequence[int]]
     runs = np.where(
         odd, odd_sums - odd_sums[first_of], np.where(even, even_sums - even_sums[first_of], values)
     )
-    if (runs < 0).any():
+    if ((runs < 0) | (runs >= 1 << 32)).any():
         flag(end_at[runs < 0], "a negative run length")
-    if (runs >= 1 << 32).any():
         flag(end_at[runs >= 1 << 32], "a run length over 32 bits")
     totals = np.concatenate(([0], np.cumsum(runs)))
     covered = totals[first + per_string] - totals[first]
-    expected = np.array([int(h) * int(w) for h, w in sizes], dtype=np.int64).reshape(n)
+    expected = sizes[:, 0] * sizes[:, 1]
     for i in np.flatnonzero(covered != expected):
         reason.setdefault(int(i), f"the runs cover {int(covered[i])} pixels, not H*W = {int(expected[i])}")
     return sorted(reason.items())

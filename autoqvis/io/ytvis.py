@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from autoqvis.errors import DataError
 from autoqvis.io import rle as rle_utils
 from autoqvis.io.atomic import atomic_write_json
@@ -283,22 +285,26 @@ class _CompressedMasks:
 
     def __init__(self) -> None:
         self.counts: list[str] = []
-        self.sizes: list[tuple[int, int]] = []
-        self.places: list[tuple[str, int]] = []  # (where, frame)
+        self.groups: list[tuple[int, int, str, list[int]]] = []  # (height, width, where, frames) per track
 
-    def add(self, mask: dict, where: str, frame: int) -> None:
-        self.counts.append(mask["counts"])
-        self.sizes.append((mask["size"][0], mask["size"][1]))
-        self.places.append((where, frame))
+    def add(self, counts: list[str], frames: list[int], height: int, width: int, where: str) -> None:
+        if counts:
+            self.counts += counts
+            self.groups.append((height, width, where, frames))
 
     def check(self) -> None:
-        errors = rle_utils.counts_errors(self.counts, self.sizes)
+        lengths = [len(frames) for *_, frames in self.groups]
+        sizes = np.repeat(np.array([g[:2] for g in self.groups], np.int64).reshape(-1, 2), lengths, axis=0)
+        errors = rle_utils.counts_errors(self.counts, sizes)
         if errors:
             i, reason = errors[0]
-            (where, frame), (h, w) = self.places[i], self.sizes[i]
+            ends = np.cumsum(lengths)
+            group = int(np.searchsorted(ends, i, side="right"))
+            h, w, where, frames = self.groups[group]
+            i -= int(ends[group]) - len(frames)
             more = f" ({len(errors) - 1} more masks are invalid too)" if len(errors) > 1 else ""
             raise DataError(
-                f"{where}: field 'segmentations' frame {frame}: the RLE counts are not a valid {h}x{w} mask: "
+                f"{where}: field 'segmentations' frame {frames[i]}: the RLE counts are not a valid {h}x{w} mask: "
                 f"{reason}{more}; the file is damaged or was written for another frame size"
             )
 
@@ -309,17 +315,27 @@ def _segmentations(
     """Per-frame compressed RLE (None where absent); a bad entry raises DataError naming the frame. Strings
     given compressed are added to ``strings`` for validation (others are converted by pycocotools)."""
     masks = []
+    counts, frames = [], []
+    size = [height, width]
     for t, seg in enumerate(segs):
         if seg is None:
             masks.append(None)
+            continue
+        if type(seg) is dict and type(seg.get("counts")) is str and seg.get("size") == size:  # the usual case
+            masks.append({"size": [height, width], "counts": seg["counts"]})
+            counts.append(seg["counts"])
+            frames.append(t)
             continue
         try:
             mask = rle_utils.to_compressed(seg, height, width)
         except (ValueError, TypeError, KeyError, OverflowError) as err:
             raise DataError(f"{where}: field 'segmentations' frame {t}: {err}") from err
-        if strings is not None and isinstance(seg, dict) and isinstance(seg.get("counts"), str | bytes):
-            strings.add(mask, where, t)
+        if isinstance(seg, dict) and isinstance(seg.get("counts"), str | bytes):
+            counts.append(mask["counts"])
+            frames.append(t)
         masks.append(mask)
+    if strings is not None:
+        strings.add(counts, frames, height, width, where)
     return masks
 
 
