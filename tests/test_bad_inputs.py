@@ -166,6 +166,8 @@ def root(tmp_path_factory) -> Path:
     (root / "evil.pth").write_bytes(pickle.dumps({"model": {"w": Evil()}}, protocol=4))  # not torch's format
     (root / "notzip.whl").write_bytes(b"this is not a zip archive")
     (root / "afile.txt").write_text("a file, not a folder\n")
+    _write(root / "gt_empty.json", {"videos": [], "annotations": []})
+    _write(root / "pred_empty.json", [])
     (root / "davis_empty").mkdir()
     (root / "davis_noseq" / "Annotations" / "480p").mkdir(parents=True)
     (root / "bad.yaml").write_text("training:\n  lr: [1\n")
@@ -388,6 +390,12 @@ CASES = [
         "polygon coordinates must be numbers within [-64, 128] (the frame is 64x48), got nan",
     ),
     c(
+        "gt-without-videos",
+        "evaluate --gt {root}/gt_empty.json --pred {root}/pred_empty.json",
+        2,
+        "holds no video",
+    ),
+    c(
         "davis-empty-root",
         "evaluate --davis {root}/davis_empty --pred-masks {root}/prev_predict/masks",
         2,
@@ -606,3 +614,16 @@ def test_os_errors_are_one_line(root, tmp_path, capsys, monkeypatch):
     err = capsys.readouterr().err
     assert code == 2 and "Traceback" not in err
     assert "Permission denied" in err and "choose a folder you can write to" in err
+
+
+def test_discovery_skips_a_broken_video_only_when_asked(root, tmp_path):
+    from autoqvis.discover.run import video_items
+    from autoqvis.errors import DataError
+
+    shutil.copytree(root / "videos" / "a", tmp_path / "in" / "a")
+    (tmp_path / "in" / "broken.mp4").write_bytes(b"not a video")
+    with pytest.raises(DataError, match=r"broken.mp4.*pass --skip-bad"):
+        list(video_items(tmp_path / "in", 1, tmp_path / "frames"))
+    assert [i.name for i in video_items(tmp_path / "in", 1, tmp_path / "frames", skip_bad=True)] == [
+        f"a/{t:05d}.jpg" for t in range(T)
+    ]

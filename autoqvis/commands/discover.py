@@ -42,7 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument(
-        "--skip-bad", action="store_true", help="skip unreadable images, report them at the end"
+        "--skip-bad", action="store_true", help="skip unreadable images and videos, report them"
     )
     add_no_resume(parser, "the discovery run")
     add_config_arguments(parser)
@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
         frames_root, source, total = args.images.resolve(), image_source(args.images), len(items)
     else:
         frames_root = args.out.with_name(args.out.stem + ".frames").resolve()
-        items = video_items(args.videos, d.every, frames_root)
+        items = video_items(args.videos, d.every, frames_root, skip_bad=args.skip_bad)
         source, total = video_source(args.videos, d.every), None
     # a rerun with other settings stops here, before anything (config.yaml included) is written
     if not args.no_resume:

@@ -84,25 +84,28 @@ def image_items(root: str | Path) -> list[DiscoveryItem]:
     return [DiscoveryItem(p.relative_to(root).as_posix(), lambda p=p: read_image(p)) for p in files]
 
 
-def video_items(root: str | Path, every: int, frames_root: Path) -> Iterator[DiscoveryItem]:
+def video_items(
+    root: str | Path, every: int, frames_root: Path, skip_bad: bool = False
+) -> Iterator[DiscoveryItem]:
     """Every ``every``-th frame of every video under ``root``; each is saved as JPEG under ``frames_root``
-    (so that the JSON's file names resolve) when it is loaded."""
+    (so that the JSON's file names resolve) when it is loaded. With ``skip_bad`` a video that cannot be
+    opened or decoded is skipped from where it fails, with a warning."""
     if every < 1:
         raise DataError(f"--every must be >= 1, got {every}")
     for path in find_videos(root):
-        video = open_video(path)
-        name = video.name
-
-        def frames(video=video):
+        try:
+            video = open_video(path)
+            name = video.name
             for index, frame in enumerate(video):
                 if index % every == 0:
-                    yield index, frame
-
-        for index, frame in frames():
-            yield DiscoveryItem(
-                f"{name}/{index:05d}.jpg",
-                lambda f=frame, n=f"{name}/{index:05d}.jpg": _save_frame(f, frames_root / n),
-            )
+                    yield DiscoveryItem(
+                        f"{name}/{index:05d}.jpg",
+                        lambda f=frame, n=f"{name}/{index:05d}.jpg": _save_frame(f, frames_root / n),
+                    )
+        except DataError as err:
+            if not skip_bad:
+                raise DataError(f"{err} (pass --skip-bad to skip unreadable videos)") from err
+            log.warning("skipping the rest of %s: %s", path, err)
 
 
 def _save_frame(frame: np.ndarray, path: Path) -> np.ndarray:
