@@ -29,6 +29,8 @@ from autoqvis.io.ytvis import YTVISDataset, save_ytvis
 from autoqvis.model import build_model, save_model
 from autoqvis.structures import Track, VideoInfo
 
+pytestmark = pytest.mark.filterwarnings("ignore:Detected pickle protocol")  # evil.pth: a plain pickle
+
 H, W, T = 48, 64, 3
 TINY_SYNTH = [
     "--set",
