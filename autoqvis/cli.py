@@ -8,12 +8,16 @@ Every command that uses configuration takes ``--config FILE`` (repeatable YAML d
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import logging
+import os
 import sys
+import traceback
 from collections.abc import Sequence
 
 from autoqvis import __version__
+from autoqvis.config import set_command_line
 from autoqvis.errors import AutoqvisError
 
 # (command name, module under autoqvis.commands, one-line help), in the order `--help` lists them
@@ -48,6 +52,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; returns the exit code: 0 done, 2 bad input or a problem of the environment (one line
+    on stderr saying what to do), 1 an internal error (a bug), 130 interrupted. ``AUTOQVIS_DEBUG=1`` also
+    prints the traceback."""
+    argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
@@ -55,15 +63,57 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
     setup_logging(level)
+    set_command_line(argv)
+    prefix = f"autoqvis {args.command}: error:"
     try:
         return int(args._run(args) or 0)
     except AutoqvisError as err:
-        logging.getLogger("autoqvis").debug("error details", exc_info=True)
-        print(f"autoqvis {args.command}: error: {err}", file=sys.stderr)
+        _debug_traceback()
+        print(f"{prefix} {err}", file=sys.stderr)
+        return 2
+    except OSError as err:
+        _debug_traceback()
+        print(f"{prefix} {os_error_message(err)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"autoqvis {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Exception as err:  # a bug: say so in one line; the traceback with AUTOQVIS_DEBUG=1
+        _debug_traceback()
+        first = (str(err).strip().splitlines() or [""])[0][:300]
+        print(
+            f"autoqvis {args.command}: internal error: {type(err).__name__}: {first}. This is a bug in autoqvis "
+            "(finished outputs are kept); rerun with AUTOQVIS_DEBUG=1 to see the traceback and report it",
+            file=sys.stderr,
+        )
+        return 1
+    finally:
+        set_command_line(None)
+
+
+def os_error_message(err: OSError) -> str:
+    """One line for an operating-system error: what failed, on which path, and what to do."""
+    path = " -> ".join(str(p) for p in (err.filename, err.filename2) if p is not None)
+    what = err.strerror or str(err) or type(err).__name__
+    hint = {
+        errno.ENOSPC: "the disk is full; free some space and rerun: finished work is kept and resumed",
+        errno.EDQUOT: "the disk quota is exceeded; free some space and rerun: finished work is kept and resumed",
+        errno.EACCES: "permission denied; choose a folder you can write to (--out) or fix the permissions",
+        errno.EPERM: "operation not permitted; choose a folder you can write to (--out) or fix the permissions",
+        errno.EROFS: "the file system is read-only; choose a writable folder (--out)",
+        errno.ENOTDIR: "a file stands where a folder is needed; pass a folder path, or move the file away",
+        errno.EEXIST: "a file stands where a folder is needed; pass a folder path, or move the file away",
+        errno.EISDIR: "a folder stands where a file is needed; pass a file path",
+        errno.ENOENT: "it does not exist; check the path",
+        errno.ENAMETOOLONG: "the path is too long; use a shorter one",
+    }.get(err.errno or 0, "check the path and the disk, then rerun")
+    return f"{what}{': ' + path if path else ''} ({hint})"
+
+
+def _debug_traceback() -> None:
+    verbose = logging.getLogger("autoqvis").isEnabledFor(logging.DEBUG)
+    if verbose or os.environ.get("AUTOQVIS_DEBUG", "") not in ("", "0"):
+        traceback.print_exc(file=sys.stderr)
 
 
 def setup_logging(level: int) -> None:

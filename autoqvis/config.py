@@ -24,19 +24,23 @@ The stage labels in the docstrings below are the ones the official code and the 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
+import itertools
+import math
+import shlex
 import subprocess
 import types
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 
-from autoqvis.errors import AutoqvisError
+from autoqvis.errors import AutoqvisError, StaleOutputError
 
 __all__ = [
     "Config",
@@ -55,11 +59,84 @@ __all__ = [
     "profiles",
     "resolve_config_file",
     "save_config",
+    "saved_config",
+    "set_command_line",
 ]
 
 
 class ConfigError(AutoqvisError, ValueError):
-    """A configuration file or override that cannot be applied."""
+    """A configuration file or override that cannot be applied. ``key``: the dotted key at fault, if one."""
+
+    def __init__(self, message: str, key: str | None = None):
+        super().__init__(message)
+        self.key = key
+
+
+# ---------------------------------------------------------------------------------------------------
+# allowed ranges: every numeric field of every section declares one, checked whenever a section is made
+# (defaults, YAML files, --set, dataclasses.replace, a saved config read back)
+
+
+@dataclass(frozen=True)
+class Range:
+    """The allowed values of a numeric field: ``lo <= value <= hi`` (``<`` on an open side); NaN and
+    infinities are never allowed."""
+
+    lo: float | None = None
+    hi: float | None = None
+    lo_open: bool = False
+    hi_open: bool = False
+
+    def __contains__(self, value: float) -> bool:
+        if not math.isfinite(value):
+            return False
+        if self.lo is not None and (value <= self.lo if self.lo_open else value < self.lo):
+            return False
+        return not (self.hi is not None and (value >= self.hi if self.hi_open else value > self.hi))
+
+    def __str__(self) -> str:
+        if self.lo is not None and self.hi is not None:
+            return f"in {'(' if self.lo_open else '['}{self.lo:g}, {self.hi:g}{')' if self.hi_open else ']'}"
+        if self.lo is not None:
+            return f"{'>' if self.lo_open else '>='} {self.lo:g}"
+        if self.hi is not None:
+            return f"{'<' if self.hi_open else '<='} {self.hi:g}"
+        return "a finite number"
+
+
+COUNT = Range(lo=1)  # how many of something: >= 1
+NON_NEGATIVE = Range(lo=0)
+POSITIVE = Range(lo=0, lo_open=True)
+FRACTION = Range(lo=0, hi=1)  # probabilities, IoU and score thresholds
+SIDE = Range(lo=32)  # an image side in pixels: the model's coarsest feature map has stride 32
+
+
+def check_section(section: Any, name: str, ranges: Mapping[str, Range], ordered: Sequence[str] = ()) -> None:
+    """Raise :class:`ConfigError` naming ``name.key``, the value and the allowed range for the first field of
+    ``section`` outside its range; a tuple field is checked value by value and must not be empty; the
+    ``ordered`` tuple fields must be non-decreasing (``(lo, hi)`` ranges, ascending lists)."""
+    for key, allowed in ranges.items():
+        value = getattr(section, key)
+        values = value if isinstance(value, tuple) else (value,)
+        if not values:
+            raise ConfigError(f"'{name}.{key}' must hold at least one value, got []", key=f"{name}.{key}")
+        for v in values:
+            if v not in allowed:
+                each = "each value of " if isinstance(value, tuple) else ""
+                raise ConfigError(
+                    f"{each}'{name}.{key}' must be {allowed}, got {_show(value)}", key=f"{name}.{key}"
+                )
+    for key in ordered:
+        value = getattr(section, key)
+        if any(a > b for a, b in itertools.pairwise(value)):
+            raise ConfigError(
+                f"'{name}.{key}' must be in ascending order (low, high), got {_show(value)}",
+                key=f"{name}.{key}",
+            )
+
+
+def _show(value: Any) -> str:
+    return str(list(value)) if isinstance(value, tuple) else repr(value)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -90,6 +167,23 @@ class DiscoveryConfig:
     max_area: float = 1.0
     max_borders: int = 4
 
+    def __post_init__(self) -> None:
+        check_section(
+            self,
+            "discovery",
+            {
+                "fixed_size": SIDE,
+                "tau": Range(0, 1, hi_open=True),
+                "eps": Range(0, 1, lo_open=True, hi_open=True),
+                "num_masks": COUNT,
+                "crf_min_iou": FRACTION,
+                "every": COUNT,
+                "batch_size": COUNT,
+                "max_area": FRACTION,
+                "max_borders": Range(0, 4),
+            },
+        )
+
 
 @dataclass(frozen=True)
 class SynthesisConfig:
@@ -109,6 +203,32 @@ class SynthesisConfig:
     copy_paste: bool = True  # paste a partner image's instances on every frame
     paste_scale: tuple[float, float] = (0.8, 1.0)  # per-frame scale of the pasted layer
     paste_max_overlap: float = 0.5  # no paste if a pasted mask covers >= this of a target object
+
+    def __post_init__(self) -> None:
+        check_section(
+            self,
+            "synthesis",
+            {
+                "num_frames": COUNT,
+                "crop_min": COUNT,
+                "crop_max": COUNT,
+                "short_sides": SIDE,
+                "max_size": SIDE,
+                "flip_prob": FRACTION,
+                "brightness": NON_NEGATIVE,
+                "contrast": NON_NEGATIVE,
+                "rotation": Range(-180, 180),
+                "rotation_center": FRACTION,
+                "paste_scale": Range(0, 1, lo_open=True),
+                "paste_max_overlap": FRACTION,
+            },
+            ordered=("brightness", "contrast", "rotation", "rotation_center", "paste_scale"),
+        )
+        if self.crop_min > self.crop_max:
+            raise ConfigError(
+                f"'synthesis.crop_min' ({self.crop_min}) must be <= 'synthesis.crop_max' ({self.crop_max})",
+                key="synthesis.crop_min",
+            )
 
 
 @dataclass(frozen=True)
@@ -175,6 +295,40 @@ class TrainingConfig:
     quality_outputs: Literal["all", "last"] = "all"
     freeze_quality_head: bool = False
 
+    def __post_init__(self) -> None:
+        check_section(
+            self,
+            "training",
+            {
+                "max_iters": COUNT,
+                "batch_size": COUNT,
+                "lr": POSITIVE,
+                "weight_decay": NON_NEGATIVE,
+                "backbone_lr_mult": NON_NEGATIVE,
+                "clip_grad_norm": POSITIVE,
+                "warmup_iters": NON_NEGATIVE,
+                "warmup_factor": Range(0, 1, lo_open=True),
+                "gamma": POSITIVE,
+                "grad_accum": COUNT,
+                "checkpoint_period": COUNT,
+                "log_period": COUNT,
+                "seed": Range(0, 2**32 - 1),
+                "num_workers": NON_NEGATIVE,
+                "num_points": COUNT,
+                "oversample_ratio": Range(lo=1),
+                "importance_sample_ratio": FRACTION,
+                "class_weight": NON_NEGATIVE,
+                "mask_weight": NON_NEGATIVE,
+                "dice_weight": NON_NEGATIVE,
+                "quality_weight": NON_NEGATIVE,
+                "no_object_weight": FRACTION,
+                "droploss_tau": FRACTION,
+                "ema_decay": Range(0, 1, hi_open=True),
+            },
+        )
+        if self.steps:  # empty is allowed: no steps
+            check_section(self, "training", {"steps": COUNT}, ordered=("steps",))
+
 
 @dataclass(frozen=True)
 class SelectionConfig:
@@ -207,6 +361,27 @@ class SelectionConfig:
     # "quality" (mean Q of its objects), "stability", "agreement", or "last" (the last round)
     label_free_pick: Literal["last", "quality", "stability", "agreement"] = "quality"
 
+    def __post_init__(self) -> None:
+        check_section(
+            self,
+            "selection",
+            {
+                "top_k": COUNT,
+                "nms_iou": FRACTION,
+                "score_min": FRACTION,
+                "quality_min": FRACTION,
+                "min_frames": COUNT,
+                "fuse_iou": FRACTION,
+                "min_eligible_frames": COUNT,
+                "num_rounds": NON_NEGATIVE,
+                "round_iters": COUNT,
+                "round_batch_size": COUNT,
+                "mix_prob": FRACTION,
+                "max_area": FRACTION,
+                "max_borders": Range(0, 4),
+            },
+        )
+
 
 @dataclass(frozen=True)
 class InferenceConfig:
@@ -231,6 +406,27 @@ class InferenceConfig:
     crf_short_side: int = 0
     crf_max_tracks: int = 3  # only the masks of the best this many tracks are refined (a CRF costs ~30 ms)
 
+    def __post_init__(self) -> None:
+        check_section(
+            self,
+            "inference",
+            {
+                "short_side": SIDE,
+                "max_size": SIDE,
+                "top_k": COUNT,
+                "window": NON_NEGATIVE,
+                "overlap": NON_NEGATIVE,
+                "crf_short_side": NON_NEGATIVE,
+                "crf_max_tracks": NON_NEGATIVE,
+            },
+        )
+        if self.window and self.overlap >= self.window:
+            raise ConfigError(
+                f"'inference.overlap' ({self.overlap}) must be smaller than 'inference.window' ({self.window}): "
+                f"consecutive windows share overlap frames; set it to {self.window - 1} or less (--overlap)",
+                key="inference.overlap",
+            )
+
 
 @dataclass(frozen=True)
 class EvaluationConfig:
@@ -243,6 +439,26 @@ class EvaluationConfig:
     davis_keep_first_last: bool = False  # DAVIS-2016 excludes the first and last frame
     davis_bound_th: float = 0.008  # boundary tolerance, fraction of the image diagonal
     davis_max_proposals: int = 20  # DAVIS-2017 unsupervised: proposals per sequence
+
+    def __post_init__(self) -> None:
+        check_section(
+            self,
+            "evaluation",
+            {
+                "max_dets": COUNT,
+                "area_small": POSITIVE,
+                "area_large": POSITIVE,
+                "davis_bound_th": Range(0, 1, lo_open=True, hi_open=True),
+                "davis_max_proposals": Range(1, 255),  # ids of an 8-bit palette PNG
+            },
+            ordered=("max_dets",),
+        )
+        if self.area_small >= self.area_large:
+            raise ConfigError(
+                f"'evaluation.area_small' ({self.area_small:g}) must be smaller than 'evaluation.area_large' "
+                f"({self.area_large:g})",
+                key="evaluation.area_small",
+            )
 
 
 @dataclass(frozen=True)
@@ -263,20 +479,48 @@ class Config:
 def load_config(
     paths: Sequence[str | Path] = (), overrides: Sequence[str] = (), base: Config | None = None
 ) -> Config:
-    """Defaults (or ``base``) + each YAML delta in order + each ``a.b=value`` override in order."""
+    """Defaults (or ``base``) + each YAML delta in order + each ``a.b=value`` override in order.
+
+    The deltas are merged first (a later one wins for the same key) and applied at once, so that the ranges
+    and the rules between fields (``inference.overlap < inference.window``) see the final values whatever
+    the order of the files and overrides; an error names the file or override that set the key at fault."""
     cfg = base if base is not None else Config()
+    merged: dict[str, Any] = {}
+    sources: dict[str, str] = {}
     for path in paths:
         path = resolve_config_file(path)
         try:
             delta = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as err:
-            raise ConfigError(f"{path} is not valid YAML: {err}") from err
+            raise ConfigError(f"{path} is not valid YAML: {_yaml_problem(err)}") from err
+        except (OSError, UnicodeDecodeError) as err:
+            raise ConfigError(f"cannot read config file {path}: {err}") from err
         if not isinstance(delta, Mapping):
             raise ConfigError(f"{path} must hold a mapping of sections, got {type(delta).__name__}")
-        cfg = apply_delta(cfg, delta, source=str(path))
+        _merge(merged, delta, sources, str(path))
     for text in overrides:
-        cfg = apply_delta(cfg, parse_override(text), source=f"--set {text}")
-    return cfg
+        _merge(merged, parse_override(text), sources, f"--set {text}")
+    return apply_delta(cfg, merged, source=sources)
+
+
+def _merge(merged: dict, delta: Mapping, sources: dict[str, str], source: str, prefix: str = "") -> None:
+    """Deep-merge ``delta`` into ``merged``, recording which source set each dotted key last."""
+    for key, value in delta.items():
+        dotted = f"{prefix}{key}"
+        sources[dotted] = source
+        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
+            _merge(merged[key], value, sources, source, prefix=f"{dotted}.")
+        else:
+            merged[key] = dict(value) if isinstance(value, Mapping) else value
+            if isinstance(value, Mapping):
+                _record(value, sources, source, prefix=f"{dotted}.")
+
+
+def _record(delta: Mapping, sources: dict[str, str], source: str, prefix: str) -> None:
+    for key, value in delta.items():
+        sources[f"{prefix}{key}"] = source
+        if isinstance(value, Mapping):
+            _record(value, sources, source, prefix=f"{prefix}{key}.")
 
 
 PROFILES_DIR = Path(__file__).resolve().parent / "configs"
@@ -310,7 +554,7 @@ def parse_override(text: str) -> dict[str, Any]:
     try:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError as err:
-        raise ConfigError(f"cannot parse the value of override {text!r}: {err}") from err
+        raise ConfigError(f"cannot parse the value of override {text!r}: {_yaml_problem(err)}") from err
     nested: dict[str, Any] = {}
     node = nested
     parts = key.strip().split(".")
@@ -320,23 +564,37 @@ def parse_override(text: str) -> dict[str, Any]:
     return nested
 
 
-def apply_delta(obj: Any, delta: Mapping[str, Any], source: str, prefix: str = "") -> Any:
-    """Return a copy of dataclass ``obj`` with ``delta`` applied; unknown keys and bad types raise."""
+def apply_delta(obj: Any, delta: Mapping[str, Any], source: str | Mapping[str, str], prefix: str = "") -> Any:
+    """Return a copy of dataclass ``obj`` with ``delta`` applied; unknown keys, bad types and values out of
+    range raise. ``source`` names where the delta came from, one name or one per dotted key."""
+
+    def where(dotted: str) -> str:
+        if isinstance(source, str):
+            return source
+        while dotted and dotted not in source:
+            dotted = dotted.rpartition(".")[0]
+        return source.get(dotted, "config")
+
     fields = {f.name: f for f in dataclasses.fields(obj)}
     hints = typing.get_type_hints(type(obj))
     changes = {}
     for key, value in delta.items():
         dotted = f"{prefix}{key}"
         if key not in fields:
-            raise ConfigError(_unknown_key_message(dotted, source))
+            raise ConfigError(_unknown_key_message(dotted, where(dotted)), key=dotted)
         current = getattr(obj, key)
         if dataclasses.is_dataclass(current):
             if not isinstance(value, Mapping):
-                raise ConfigError(f"{source}: '{dotted}' is a section and needs a mapping, got {value!r}")
+                raise ConfigError(
+                    f"{where(dotted)}: '{dotted}' is a section and needs a mapping, got {value!r}", key=dotted
+                )
             changes[key] = apply_delta(current, value, source, prefix=f"{dotted}.")
         else:
-            changes[key] = _coerce(value, hints[key], dotted, source)
-    return dataclasses.replace(obj, **changes)
+            changes[key] = _coerce(value, hints[key], dotted, where(dotted))
+    try:
+        return dataclasses.replace(obj, **changes)
+    except ConfigError as err:  # a range or a rule between fields (from the section's __post_init__)
+        raise ConfigError(f"{where(err.key or prefix.rstrip('.'))}: {err}", key=err.key) from None
 
 
 def config_to_dict(obj: Any) -> dict[str, Any]:
@@ -359,15 +617,51 @@ def config_from_dict(data: Mapping[str, Any]) -> Config:
     return apply_delta(Config(), data, source="saved config")
 
 
-def save_config(cfg: Config, directory: str | Path, name: str = "config.yaml") -> Path:
-    """Write the resolved configuration (and the git commit, when known) into ``directory``."""
+def save_config(
+    cfg: Config, directory: str | Path, name: str = "config.yaml", command: str | None = None
+) -> Path:
+    """Write the resolved configuration into ``directory``, after a header with the git commit (when known)
+    and the command line that ran (``command``, default the one :func:`set_command_line` recorded)."""
     from autoqvis.io.atomic import atomic_write_text
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
+    command = command if command is not None else _COMMAND_LINE
     header = f"# resolved autoqvis configuration\n# git commit: {git_commit() or 'unknown'}\n"
+    if command:
+        header += "# command: " + command.replace("\n", " ") + "\n"
     text = header + yaml.safe_dump(config_to_dict(cfg), sort_keys=False)
     return atomic_write_text(directory / name, text)
+
+
+@contextlib.contextmanager
+def saved_config(
+    cfg: Config, directory: str | Path, name: str = "config.yaml", enabled: bool = True
+) -> Iterator[Path]:
+    """Save the config for a run whose resumable units are checked as it goes (self-training, the demo): when
+    the run stops because earlier outputs were made with other settings (:class:`StaleOutputError`), the
+    previous ``config.yaml`` is put back, since it still describes the files beside it."""
+    from autoqvis.io.atomic import atomic_write_bytes
+
+    path = Path(directory) / name
+    previous = path.read_bytes() if enabled and path.is_file() else None
+    if enabled:
+        save_config(cfg, directory, name)
+    try:
+        yield path
+    except StaleOutputError:
+        if enabled and previous is not None:
+            atomic_write_bytes(path, previous)
+        raise
+
+
+_COMMAND_LINE: str | None = None
+
+
+def set_command_line(argv: Sequence[str] | None) -> None:
+    """Record the command line this process runs (the CLI does), for the header of every saved config."""
+    global _COMMAND_LINE
+    _COMMAND_LINE = None if argv is None else shlex.join(["autoqvis", *argv])
 
 
 def git_commit() -> str | None:
@@ -401,6 +695,14 @@ def all_keys(obj: Any = None, prefix: str = "") -> list[str]:
 
 # ---------------------------------------------------------------------------------------------------
 # helpers
+
+
+def _yaml_problem(err: yaml.YAMLError) -> str:
+    """One line: what the YAML parser expected and where."""
+    mark = getattr(err, "problem_mark", None)
+    problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+    where = f" at line {mark.line + 1} column {mark.column + 1}" if mark is not None else ""
+    return f"{problem}{where}"
 
 
 def _unknown_key_message(dotted: str, source: str) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["AutoqvisError", "CheckpointError", "DataError"]
+__all__ = ["AutoqvisError", "CheckpointError", "DataError", "StaleOutputError"]
 
 
 class AutoqvisError(Exception):
@@ -16,3 +16,8 @@ class DataError(AutoqvisError, ValueError):
 
 class CheckpointError(AutoqvisError, ValueError):
     """A weights file that cannot be loaded."""
+
+
+class StaleOutputError(AutoqvisError):
+    """Outputs of an earlier run made with other settings or inputs, where a rerun would resume: the message
+    names what changed and the ways on (a new output folder, or ``--no-resume`` to start that unit over)."""

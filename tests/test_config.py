@@ -1,3 +1,7 @@
+import dataclasses
+import math
+import re
+
 import pytest
 import yaml
 
@@ -95,3 +99,66 @@ def test_shipped_profiles_load_by_name_or_path(tmp_path):
     assert by_name.model.backbone == "vit" and by_name != Config()
     with pytest.raises(ConfigError, match=r"not found; .*small_data"):
         load_config([tmp_path / "nope.yaml"])
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("training.max_iters=-5", r"'training.max_iters' must be >= 1, got -5"),
+        ("training.batch_size=0", r"'training.batch_size' must be >= 1, got 0"),
+        ("training.lr=-1", r"'training.lr' must be > 0, got -1.0"),
+        ("training.lr=.nan", r"'training.lr' must be > 0, got nan"),
+        ("selection.quality_min=2.0", r"'selection.quality_min' must be in \[0, 1\], got 2.0"),
+        ("selection.nms_iou=1.5", r"'selection.nms_iou' must be in \[0, 1\], got 1.5"),
+        ("discovery.tau=-1", r"'discovery.tau' must be in \[0, 1\), got -1.0"),
+        ("synthesis.num_frames=0", r"'synthesis.num_frames' must be >= 1, got 0"),
+        ("synthesis.brightness=[1.2, 0.9]", r"'synthesis.brightness' must be in ascending order"),
+        ("synthesis.crop_min=800", r"'synthesis.crop_min' \(800\) must be <= 'synthesis.crop_max' \(720\)"),
+        ("inference.short_side=0", r"'inference.short_side' must be >= 32, got 0"),
+        ("inference.window=2", r"'inference.overlap' \(4\) must be smaller than 'inference.window' \(2\)"),
+        ("evaluation.max_dets=[]", r"'evaluation.max_dets' must hold at least one value"),
+        ("evaluation.davis_max_proposals=300", r"must be in \[1, 255\], got 300"),
+    ],
+)
+def test_values_out_of_range_name_key_value_and_range(override, message):
+    with pytest.raises(ConfigError, match=rf"^--set {re.escape(override)}: .*{message}"):
+        load_config(overrides=[override])
+
+
+def test_every_numeric_field_has_a_range():
+    """NaN is outside every range: a numeric field that accepts it has no declared range."""
+    cfg = Config()
+    for section in dataclasses.fields(cfg):
+        value = getattr(cfg, section.name)
+        for f in dataclasses.fields(value):
+            current = getattr(value, f.name)
+            if isinstance(current, bool) or not isinstance(current, int | float | tuple):
+                continue
+            bad = (math.nan,) if isinstance(current, tuple) else math.nan
+            with pytest.raises(ConfigError, match=f"'{section.name}.{f.name}'"):
+                dataclasses.replace(value, **{f.name: bad})
+
+
+def test_rules_between_fields_see_the_final_values(tmp_path):
+    """window=2 alone breaks overlap < window; with the overlap set later (or in another file) it is fine."""
+    cfg = load_config(overrides=["inference.window=2", "inference.overlap=1"])
+    assert (cfg.inference.window, cfg.inference.overlap) == (2, 1)
+    delta = tmp_path / "w.yaml"
+    delta.write_text("inference:\n  window: 2\n")
+    assert load_config([delta], ["inference.overlap=0"]).inference.overlap == 0
+    with pytest.raises(ConfigError, match=r"w.yaml: 'inference.overlap' \(4\)"):
+        load_config([delta])
+    with pytest.raises(ConfigError, match=r"'training.max_iters' must be >= 1"):
+        config_from_dict({"training": {"max_iters": 0}})
+
+
+def test_saved_config_records_the_command_line(tmp_path):
+    from autoqvis.config import set_command_line
+
+    set_command_line(["predict", "in dir", "--top-k", "5"])
+    try:
+        text = save_config(Config(), tmp_path).read_text()
+    finally:
+        set_command_line(None)
+    assert "# command: autoqvis predict 'in dir' --top-k 5\n" in text
+    assert "# command" not in save_config(Config(), tmp_path / "b").read_text()

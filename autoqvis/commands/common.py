@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
+from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
-from autoqvis.config import Config, load_config
+from autoqvis.config import Config, ConfigError, load_config
+from autoqvis.errors import DataError
 
 if TYPE_CHECKING:
     import torch
@@ -24,6 +28,16 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
         default=[],
         metavar="KEY=VALUE",
         help="override one config value, e.g. --set selection.quality_min=0.5",
+    )
+
+
+def add_no_resume(parser: argparse.ArgumentParser, what: str) -> None:
+    """``--no-resume``: start over instead of continuing (or refusing) where outputs of an earlier run are."""
+    parser.add_argument(
+        "--no-resume",
+        action="store_true",
+        help=f"start {what} over: remove its earlier outputs instead of continuing them (a rerun with the same "
+        "settings continues; with other settings it stops and says what changed)",
     )
 
 
@@ -63,3 +77,62 @@ def device_from_args(
         except DeviceError as err:
             raise DeviceError(f"{section}.{err}") from None
     return device, dataclasses.replace(cfg, inference=dataclasses.replace(cfg.inference, device=str(device)))
+
+
+def with_flags(cfg: Config, section: str, **values) -> Config:
+    """``cfg`` with the command-line numbers that set ``section`` fields folded in (None: not given), so that
+    the saved config shows what ran; a value out of range, or breaking a rule between fields, names the key."""
+    given = {k: v for k, v in values.items() if v is not None}
+    if not given:
+        return cfg
+    try:
+        return dataclasses.replace(cfg, **{section: dataclasses.replace(getattr(cfg, section), **given)})
+    except ConfigError as err:
+        flags = ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in given.items())
+        raise ConfigError(f"{flags}: {err}", key=err.key) from None
+
+
+def integer(lo: int | None = None, hi: int | None = None) -> Callable[[str], int]:
+    """An argparse ``type``: an integer in ``[lo, hi]``; the error names the value and the range (argparse
+    adds the flag)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if (lo is not None and value < lo) or (hi is not None and value > hi):
+            allowed = (
+                f"in [{lo}, {hi}]"
+                if lo is not None and hi is not None
+                else f">= {lo}"
+                if lo is not None
+                else f"<= {hi}"
+            )
+            raise argparse.ArgumentTypeError(f"must be {allowed}, got {value}")
+        return value
+
+    parse.__name__ = "integer"
+    return parse
+
+
+def output_folder(path: Path, flag: str = "--out") -> Path:
+    """Check an output folder before anything is written: not a file, writable if it exists."""
+    if path.exists() and not path.is_dir():
+        raise DataError(f"{flag} {path} is a file, not a folder; pass a folder (it is created if missing)")
+    if path.is_dir() and not os.access(path, os.W_OK | os.X_OK):
+        raise DataError(f"{flag} {path} is not writable (permission denied); pass a folder you can write to")
+    parent = next((p for p in path.absolute().parents if p.exists()), None)
+    if not path.exists() and parent is not None and (not parent.is_dir() or not os.access(parent, os.W_OK)):
+        raise DataError(f"{flag} {path} cannot be created: {parent} is not a writable folder")
+    return path
+
+
+def output_file(path: Path, flag: str = "--out", suffix: str | None = None) -> Path:
+    """Check an output file before anything is written: not a folder, its folder writable."""
+    if suffix is not None and path.suffix != suffix:
+        raise DataError(f"{flag} must name a {suffix} file, got {path}")
+    if path.is_dir():
+        raise DataError(f"{flag} {path} is a folder; pass a file name ({suffix or 'a file'})")
+    output_folder(path.parent, f"the folder of {flag}")
+    return path

@@ -3,7 +3,8 @@
 Discovery (MaskCut with the offline DINOv2-S features) on still photos, ImageCut2Video, the initial stage with
 the quality head, two self-training rounds on unlabeled videos and the confidence-only ablation, each model
 scored on held-out videos (YouTube-VIS AP/AR, DAVIS J&F, quality correlation); writes ``OUT/report.html``.
-Default about 12 minutes on 2 CPU cores, ``--quick`` about 1. A rerun continues where it stopped.
+Default about 12 minutes on 2 CPU cores, ``--quick`` about 1. A rerun continues where it stopped; with other
+settings it stops at the first stage they change and names what changed (``--no-resume`` starts over).
 """
 
 from __future__ import annotations
@@ -12,7 +13,14 @@ import argparse
 import time
 from pathlib import Path
 
-from autoqvis.commands.common import add_config_arguments, add_device_argument, device_from_args
+from autoqvis.commands.common import (
+    add_config_arguments,
+    add_device_argument,
+    add_no_resume,
+    device_from_args,
+    integer,
+    output_folder,
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -22,7 +30,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--quick", action="store_true", help="a smaller world and shorter training (about 1 min)"
     )
-    parser.add_argument("--seed", type=int, default=0, help="random seed of the generated world")
+    parser.add_argument(
+        "--seed", type=integer(0, 2**32 - 1), default=0, help="random seed of the generated world"
+    )
     parser.add_argument(
         "--footage",
         choices=("real", "clean"),
@@ -36,8 +46,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--gt", type=Path, help="with --videos: YouTube-VIS ground truth of held-out videos to score"
     )
     parser.add_argument("--gt-frames", type=Path, help="frames root of --gt")
-    parser.add_argument("--every", type=int, default=5, help="with --videos: discovery on every k-th frame")
+    parser.add_argument(
+        "--every", type=integer(1), default=5, help="with --videos: discovery on every k-th frame"
+    )
     add_device_argument(parser)
+    add_no_resume(parser, "every stage of the demo")
     add_config_arguments(parser)
 
 
@@ -51,6 +64,7 @@ def run(args: argparse.Namespace) -> int:
         raise DataError(
             "--gt and --gt-frames go together (the ground-truth JSON and the folder its file names are in)"
         )
+    output_folder(out)
     plan = DemoPlan.for_run(args.quick, args.footage, own_videos=args.videos is not None)
     device, _ = device_from_args(
         args, demo_config(plan, args.overrides, args.config), amp=("training", "inference")
@@ -68,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
         every=args.every,
         device=str(device),
         on_stage=lambda title: print(f"== {title}", flush=True),
+        resume=not args.no_resume,
     )
     print(result.table())
     print(NOISE_NOTE)

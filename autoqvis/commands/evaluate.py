@@ -24,6 +24,7 @@ from autoqvis.commands.common import (
     add_device_argument,
     config_from_args,
     device_from_args,
+    output_folder,
 )
 from autoqvis.config import save_config
 from autoqvis.errors import DataError
@@ -63,6 +64,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     cfg = config_from_args(args).evaluation
+    if (args.gt or args.pred) and (args.davis or args.pred_masks):
+        raise DataError(
+            "pass either --gt/--pred (YouTube-VIS) or --davis/--pred-masks (DAVIS), not both; run evaluate twice "
+            "to get both"
+        )
+    if args.out:
+        output_folder(args.out)
     if args.weights or args.gt_frames:
         return _evaluate_model(args)
     if args.gt or args.pred:

@@ -5,7 +5,9 @@
 INPUT: a video file, a frame folder, a folder of them, or a DAVIS root. W: a folder written by autoqvis
 (model.safetensors + model.json), or an official VideoCutLER / AutoQ-VIS ``.pth`` (with ``--preset``).
 ``--window 0`` (default) runs each video as one clip like the reference; a window bounds memory for long
-videos. Finished videos are skipped on a rerun.
+videos. A rerun skips videos finished with the same weights and settings, and stops on ones made with other
+ones (``--no-resume`` predicts every video again). ``--window/--overlap/--short-side/--top-k`` are written
+into ``OUT/config.yaml`` as the ``inference`` values they set.
 """
 
 from __future__ import annotations
@@ -17,8 +19,12 @@ from pathlib import Path
 from autoqvis.commands.common import (
     add_config_arguments,
     add_device_argument,
+    add_no_resume,
     config_from_args,
     device_from_args,
+    integer,
+    output_folder,
+    with_flags,
 )
 from autoqvis.config import save_config
 
@@ -37,51 +43,66 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "different --preset or model.* setting is refused",
     )
     parser.add_argument("--out", type=Path, required=True, help="output folder")
-    parser.add_argument("--window", type=int, help="frames per window, 0: whole video (inference.window)")
     parser.add_argument(
-        "--overlap", type=int, help="frames shared by consecutive windows (inference.overlap)"
+        "--window", type=integer(0), help="frames per window, 0: whole video (inference.window)"
     )
-    parser.add_argument("--short-side", type=int, help="input short side (inference.short_side, 360)")
-    parser.add_argument("--top-k", type=int, help="tracks kept per window (inference.top_k, 10)")
+    parser.add_argument(
+        "--overlap",
+        type=integer(0),
+        help="frames shared by consecutive windows, < --window (inference.overlap)",
+    )
+    parser.add_argument("--short-side", type=integer(32), help="input short side (inference.short_side, 360)")
+    parser.add_argument("--top-k", type=integer(1), help="tracks kept per window (inference.top_k, 10)")
     add_device_argument(parser)
     parser.add_argument("--no-overlay", action="store_true", help="skip the overlay videos")
+    parser.add_argument(
+        "--skip-bad", action="store_true", help="skip unreadable videos, report them at the end"
+    )
+    add_no_resume(parser, "every video's predictions")
     add_config_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     from autoqvis.config import ModelConfig
     from autoqvis.engine import dist
-    from autoqvis.inference.predict import PredictOptions, predict_videos
+    from autoqvis.inference.predict import PredictionRun, PredictOptions
+    from autoqvis.io.fingerprint import weights_identity
     from autoqvis.io.video import find_videos
     from autoqvis.model import load_model
 
-    device, cfg = device_from_args(args, config_from_args(args), amp=("inference",))
-    videos = find_videos(args.input)
-    dist.init_from_env(device)
-    # the architecture asked for: --preset, or model.* when the configuration changes it from the defaults
-    expected = args.preset or (cfg.model if cfg.model != ModelConfig() else None)
-    model = load_model(args.weights, model=expected, device=device)
-    options = PredictOptions.from_config(
-        cfg.inference,
-        str(device),
+    cfg = with_flags(
+        config_from_args(args),
+        "inference",
         window=args.window,
         overlap=args.overlap,
         short_side=args.short_side,
         top_k=args.top_k,
     )
+    output_folder(args.out)
+    device, cfg = device_from_args(args, cfg, amp=("inference",))
+    videos = find_videos(args.input)
+    dist.init_from_env(device)
+    # the architecture asked for: --preset, or model.* when the configuration changes it from the defaults
+    expected = args.preset or (cfg.model if cfg.model != ModelConfig() else None)
+    model = load_model(args.weights, model=expected, device=device)
+    options = PredictOptions.from_config(cfg.inference, str(device))
+    settings = {"weights": weights_identity(args.weights), "architecture": model.spec.to_json()}
     rank, world = dist.rank(), dist.world_size()
+    job = PredictionRun(
+        videos, args.out, options, settings, resume=not args.no_resume, skip_bad=args.skip_bad
+    )
+    job.check()  # before anything is written: a rerun with other settings stops here
     if rank == 0:
         save_config(cfg, args.out)
-    results = predict_videos(
-        model, videos, args.out, options, overlays=not args.no_overlay, rank=rank, world_size=world
-    )
+    results = job.run(model, overlays=not args.no_overlay, rank=rank, world_size=world)
     if world > 1:
         dist.barrier()
         if rank == 0:
-            results = predict_videos(
-                model, videos, args.out, options, overlays=False
-            )  # gathers what all ranks wrote
+            results = job.gather()  # what all ranks wrote
     if rank == 0:
-        print(f"{len(videos)} video(s), {len(results)} tracks -> {args.out / 'predictions.json'}")
+        done = len(job.names) - len(job.report.skipped)
+        print(f"{done} video(s), {len(results)} tracks -> {args.out / 'predictions.json'}")
+        if job.report:
+            print(job.report.summary())
     dist.shutdown()
     return 0

@@ -11,7 +11,8 @@ demo-world clips). ``--val GT.json --val-frames DIR`` scores every model. ``--in
 DAVIS-2017 unsupervised J&F, quality-vs-true-IoU correlation) and the best by ``selection.select_metric`` is the
 selected model (``RUN/best.json``; without ``--val``: the last round). Each round writes ``RUN/round_k/``
 (predictions, pseudo-labels, selection counts, model); ``RUN/report.html`` shows it all. Rerunning the same
-command continues where it stopped.
+command continues where it stopped; a rerun with other settings or inputs continues the stages they do not
+change and stops at the first one they do, naming what changed (``--no-resume`` starts every stage over).
 """
 
 from __future__ import annotations
@@ -22,8 +23,11 @@ from pathlib import Path
 from autoqvis.commands.common import (
     add_config_arguments,
     add_device_argument,
+    add_no_resume,
     config_from_args,
     device_from_args,
+    integer,
+    output_folder,
 )
 from autoqvis.errors import DataError
 
@@ -43,18 +47,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="images for ImageCut2Video: the images root of --synthetic-masks, or alone: MaskCut runs on them "
         "first (RUN/discovery/pseudo_masks.json, resumable; ViT weights from discovery.weights or the cache)",
     )
-    parser.add_argument("--world", type=int, default=0, metavar="N", help="N procedural synthetic clips")
+    parser.add_argument(
+        "--world", type=integer(0), default=0, metavar="N", help="N procedural synthetic clips"
+    )
     parser.add_argument("--init", type=Path, help="initial weights (model folder or official checkpoint)")
     parser.add_argument("--skip-initial", action="store_true", help="use --init as M0 (no initial stage)")
     parser.add_argument("--val", type=Path, help="YouTube-VIS ground truth to score every model")
     parser.add_argument("--val-frames", type=Path, help="frames root of --val")
     add_device_argument(parser)
     parser.add_argument("--skip-bad", action="store_true", help="skip unreadable videos and report them")
+    add_no_resume(parser, "every stage of the run")
     add_config_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
-    from autoqvis.config import save_config
+    from autoqvis.config import saved_config
     from autoqvis.demo.world import world_source
     from autoqvis.engine import dist
     from autoqvis.engine.sources import synthetic_source
@@ -75,22 +82,23 @@ def run(args: argparse.Namespace) -> int:
         raise DataError("--skip-initial needs --init (the M0 model to start from)")
     if bool(args.val) != bool(args.val_frames):
         raise DataError("--val and --val-frames go together")
+    output_folder(args.out)
+    resume = not args.no_resume
     device, cfg = device_from_args(args, cfg, amp=("training", "inference"))
     dist.init_from_env(device)
     videos, report = cache_videos(
-        find_videos(args.videos), args.out, cfg.inference.short_side, skip_bad=args.skip_bad
+        find_videos(args.videos), args.out, cfg.inference.short_side, skip_bad=args.skip_bad, resume=resume
     )
-    if dist.is_main():
-        save_config(cfg, args.out)
-    synthetic = [world_source(args.world, cfg.synthesis.num_frames)] if args.world else []
-    masks = args.synthetic_masks
-    if masks is None and args.synthetic_images:
-        masks = _discover_images(args.synthetic_images, args.out / "discovery", cfg, str(device))
-    if masks:
-        synthetic.append(synthetic_source(masks, args.synthetic_images, cfg))
-    evaluator = ModelEvaluator(args.val, args.val_frames, cfg, str(device)) if args.val else None
-    run = SelfTrainRun(cfg, args.out, videos, synthetic, str(device), evaluator)
-    result = run.run(init=args.init, m0=args.init if args.skip_initial else None)
+    with saved_config(cfg, args.out, enabled=dist.is_main()):
+        synthetic = [world_source(args.world, cfg.synthesis.num_frames)] if args.world else []
+        masks = args.synthetic_masks
+        if masks is None and args.synthetic_images:
+            masks = _discover_images(args.synthetic_images, args.out / "discovery", cfg, str(device), resume)
+        if masks:
+            synthetic.append(synthetic_source(masks, args.synthetic_images, cfg))
+        evaluator = ModelEvaluator(args.val, args.val_frames, cfg, str(device)) if args.val else None
+        run = SelfTrainRun(cfg, args.out, videos, synthetic, str(device), evaluator, resume=resume)
+        result = run.run(init=args.init, m0=args.init if args.skip_initial else None)
     if dist.is_main():
         _print_table(result)
         chosen = result.selected_model
@@ -114,14 +122,15 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _discover_images(images: Path, out: Path, cfg, device: str) -> Path:
-    """MaskCut pseudo-masks of ``images`` (rank 0; the others wait), reused when already there."""
+def _discover_images(images: Path, out: Path, cfg, device: str, resume: bool = True) -> Path:
+    """MaskCut pseudo-masks of ``images`` (rank 0; the others wait); a finished run of the same settings and
+    images is reused."""
     from autoqvis.discover.run import discover_images
     from autoqvis.engine import dist
 
     path = out / "pseudo_masks.json"
-    if dist.is_main() and not path.is_file():
-        discover_images(images, path, cfg.discovery, device)
+    if dist.is_main():
+        discover_images(images, path, cfg.discovery, device, resume=resume)
     dist.barrier()
     return path
 

@@ -7,7 +7,9 @@
 
 With several sources, batches are drawn from the video datasets with probability ``selection.mix_prob`` and
 from the synthetic ones otherwise. ``--init`` gives the initial weights (official .pth or a model folder).
-A rerun of the same command resumes from ``RUN/last.pt``; ``--no-resume`` starts over.
+A rerun of the same command resumes from ``RUN/last.pt`` (a finished model is kept); a rerun with other
+settings, sources or initial weights stops and names what changed (``RUN/fingerprint.json``);
+``--no-resume`` starts over.
 """
 
 from __future__ import annotations
@@ -18,8 +20,11 @@ from pathlib import Path
 from autoqvis.commands.common import (
     add_config_arguments,
     add_device_argument,
+    add_no_resume,
     config_from_args,
     device_from_args,
+    integer,
+    output_folder,
 )
 from autoqvis.errors import DataError
 
@@ -30,14 +35,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--masks", type=Path, help="pseudo-mask JSON (autoqvis discover): ImageCut2Video clips"
     )
     parser.add_argument("--images", type=Path, help="images root of --masks (default: recorded in the JSON)")
-    parser.add_argument("--world", type=int, default=0, metavar="N", help="N procedural demo-world clips")
+    parser.add_argument(
+        "--world", type=integer(0), default=0, metavar="N", help="N procedural demo-world clips"
+    )
     parser.add_argument("--videos", type=Path, action="append", default=[], help="YouTube-VIS dataset JSON")
     parser.add_argument(
         "--frames-root", type=Path, action="append", default=[], help="frames root of each --videos"
     )
     parser.add_argument("--init", type=Path, help="initial weights (model folder, .pth or .safetensors)")
     add_device_argument(parser)
-    parser.add_argument("--no-resume", action="store_true", help="start over even if RUN/last.pt exists")
+    add_no_resume(parser, "the training run")
     add_config_arguments(parser)
 
 
@@ -48,6 +55,7 @@ def run(args: argparse.Namespace) -> int:
     from autoqvis.engine.sources import synthetic_source, video_sources
 
     device, cfg = device_from_args(args, config_from_args(args), amp=("training",))
+    output_folder(args.out)
     dist.init_from_env(device)
     synthetic = [world_source(args.world, cfg.synthesis.num_frames)] if args.world else []
     if args.masks:

@@ -28,12 +28,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from autoqvis.config import Config, load_config, save_config
+from autoqvis.config import Config, load_config, saved_config
 from autoqvis.demo.world import FOOTAGE, WorldConfig, render_image, render_video
 from autoqvis.errors import CheckpointError, DataError
 from autoqvis.eval.models import ModelEvaluator
 from autoqvis.io import rle
 from autoqvis.io.atomic import atomic_write_json
+from autoqvis.io.fingerprint import Unit, open_unit
 from autoqvis.io.video import find_videos
 from autoqvis.io.ytvis import YTVISDataset, save_ytvis
 from autoqvis.report.run import write_run_report
@@ -140,12 +141,21 @@ def demo_config(
 # stage 1: the world
 
 
-def make_world(out: Path, plan: DemoPlan, seed: int = 0) -> DemoInputs:
-    """Stills (PNG), unlabeled videos and test videos (JPEG frame folders), test ground truth (YouTube-VIS)."""
+def make_world(out: Path, plan: DemoPlan, seed: int = 0, resume: bool = True) -> DemoInputs:
+    """Stills (PNG), unlabeled videos and test videos (JPEG frame folders), test ground truth (YouTube-VIS);
+    reused when the world's fingerprint (its sizes, counts and seed) matches."""
     paths = DemoInputs(
         stills=out / "stills", unlabeled=out / "unlabeled", test=out / "test", gt=out / "test_gt.json"
     )
-    if paths.gt.is_file():
+    unit = Unit(
+        "the generated world", out / "fingerprint.json", (paths.stills, paths.unlabeled, paths.test, paths.gt)
+    )
+    fingerprint = {
+        "world": dataclasses.asdict(plan.world()),
+        "counts": [plan.stills, plan.unlabeled_videos, plan.test_videos],
+        "seed": seed,
+    }
+    if open_unit(unit, fingerprint, resume) and paths.gt.is_file():
         return paths
     rng = np.random.default_rng(seed)
     world = plan.world()
@@ -211,36 +221,44 @@ def ensure_dinov2_weights() -> Path:
 
 
 def discover_video_frames(
-    videos: Path, every: int, out: Path, cfg: Config, weights: Path, device: str = "cpu"
+    videos: Path,
+    every: int,
+    out: Path,
+    cfg: Config,
+    weights: Path,
+    device: str = "cpu",
+    resume: bool = True,
 ) -> Path:
     """MaskCut on every ``every``-th frame of the user's videos (the frames are saved beside the JSON)."""
-    from autoqvis.discover.run import discover, video_items
+    from autoqvis.discover.run import discover, video_items, video_source
     from autoqvis.model.vit import load_vit
 
     path = out / "pseudo_masks.json"
-    if path.is_file():
-        return path
     frames_root = (out / "pseudo_masks.frames").resolve()
     d = dataclasses.replace(cfg.discovery, weights=str(weights))
     discover(
         video_items(videos, every, frames_root),
         path,
         d,
-        load_vit(d.arch, weights, device=device),
-        source=f"videos:{videos.resolve()}:{every}",
+        lambda: load_vit(d.arch, weights, device=device),
+        source=video_source(videos, every),
         frames_root=frames_root,
+        resume=resume,
     )
     return path
 
 
-def discover_stills(stills: Path, out: Path, cfg: Config, weights: Path, device: str = "cpu") -> Path:
+def discover_stills(
+    stills: Path, out: Path, cfg: Config, weights: Path, device: str = "cpu", resume: bool = True
+) -> Path:
     from autoqvis.discover.run import discover_images, write_preview
 
     path = out / "pseudo_masks.json"
-    if path.is_file():
-        return path
-    dataset = discover_images(stills, path, dataclasses.replace(cfg.discovery, weights=str(weights)), device)
-    write_preview(dataset, stills, out / "pseudo_masks.preview.png", 8)
+    d = dataclasses.replace(cfg.discovery, weights=str(weights))
+    dataset = discover_images(stills, path, d, device, resume=resume)
+    preview = out / "pseudo_masks.preview.png"
+    if not preview.is_file() or preview.stat().st_mtime_ns < path.stat().st_mtime_ns:
+        write_preview(dataset, stills, preview, 8)
     return path
 
 
@@ -321,21 +339,28 @@ def run_demo(
     footage: str | None = None,
     device: str = "cpu",
     on_stage: Callable[[str], None] = lambda title: log.info("== %s", title),
+    resume: bool = True,
 ) -> DemoResult:
     """The demo on the generated world, or with ``videos`` on the user's own footage (``gt`` + ``gt_frames``:
     an optional YouTube-VIS ground truth of held-out videos for scoring; without it nothing is scored).
     ``on_stage(title)`` is called as each stage starts. Every model runs on ``device`` (recorded in the saved
-    configuration as ``inference.device``)."""
+    configuration as ``inference.device``). A rerun continues every stage whose fingerprint is unchanged and
+    stops at the first that changed (``resume=False`` starts every stage over)."""
     out = Path(out)
     plan = plan or DemoPlan.for_run(quick, footage, own_videos=videos is not None)
     cfg = demo_config(plan, overrides, config_files)
     cfg = dataclasses.replace(cfg, inference=dataclasses.replace(cfg.inference, device=device))
-    save_config(cfg, out)
+    with saved_config(cfg, out):
+        return _run_stages(out, plan, cfg, seed, videos, gt, gt_frames, every, on_stage, resume)
+
+
+def _run_stages(out, plan, cfg, seed, videos, gt, gt_frames, every, on_stage, resume) -> DemoResult:
     timer = _StageTimer(on_stage)
+    device = cfg.inference.device
 
     with timer.stage(STAGES[0] if videos is None else "1/6 your videos"):
         if videos is None:
-            inputs = make_world(out / "data", plan, seed)
+            inputs = make_world(out / "data", plan, seed, resume)
         else:
             inputs = DemoInputs(
                 stills=out / "discovery" / "pseudo_masks.frames",
@@ -347,13 +372,15 @@ def run_demo(
         weights = ensure_dinov2_weights()
         cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, vit_weights=str(weights)))
         if videos is None:
-            pseudo = discover_stills(inputs.stills, out / "discovery", cfg, weights, device)
+            pseudo = discover_stills(inputs.stills, out / "discovery", cfg, weights, device, resume)
         else:
-            pseudo = discover_video_frames(Path(videos), every, out / "discovery", cfg, weights, device)
+            pseudo = discover_video_frames(
+                Path(videos), every, out / "discovery", cfg, weights, device, resume
+            )
     with timer.stage(STAGES[2]):
         synthetic = synthesize(pseudo, inputs.stills, out / "synthetic_previews", cfg, seed)
     with timer.stage(STAGES[3]):
-        main_run, models = self_train(out, inputs, synthetic, cfg, device)
+        main_run, models = self_train(out, inputs, synthetic, cfg, device, resume)
     with timer.stage(STAGES[4]):
         report = write_report(out, models, cfg, main_run, plan, timer.seconds)
     result = DemoResult(plan, seed, models, timer.seconds, report, out / "results.json")
@@ -362,26 +389,37 @@ def run_demo(
 
 
 def synthesize(pseudo: Path, images: Path, previews: Path, cfg: Config, seed: int) -> ImageCut2Video:
-    """Stage 3: ImageCut2Video clips from the pseudo-masks, and a few animated previews."""
+    """Stage 3: ImageCut2Video clips from the pseudo-masks, and a few animated previews (drawn again whenever
+    the pseudo-masks are newer)."""
     synthetic = ImageCut2Video(PseudoMaskImages(pseudo, images), cfg.synthesis, seed=cfg.training.seed)
-    if not previews.is_dir():
+    first = previews / "preview_01.gif"
+    if not first.is_file() or first.stat().st_mtime_ns < pseudo.stat().st_mtime_ns:
         write_previews(synthetic, list(range(min(4, len(synthetic)))), seed, previews)
     return synthetic
 
 
 def self_train(
-    out: Path, inputs: DemoInputs, synthetic: ImageCut2Video, cfg: Config, device: str = "cpu"
+    out: Path,
+    inputs: DemoInputs,
+    synthetic: ImageCut2Video,
+    cfg: Config,
+    device: str = "cpu",
+    resume: bool = True,
 ) -> tuple[SelfTrainRun, list[ModelResult]]:
     """Stages 4-5: M0 and the rounds with quality-guided selection, then the confidence-only ablation's rounds
     from the same M0; every model scored on the test videos when there is ground truth."""
     evaluator = ModelEvaluator(inputs.gt, inputs.test, cfg, device) if inputs.gt is not None else None
-    videos, _ = cache_videos(find_videos(inputs.unlabeled), out / "selftrain", None)
-    main_run = SelfTrainRun(cfg, out / "selftrain", videos, [synthetic], device, evaluator)
+    videos, _ = cache_videos(find_videos(inputs.unlabeled), out / "selftrain", None, resume=resume)
+    main_run = SelfTrainRun(
+        cfg, out / "selftrain", videos, [synthetic], device, evaluator=evaluator, resume=resume
+    )
     main = main_run.run()
     ablation_cfg = dataclasses.replace(
         cfg, selection=dataclasses.replace(cfg.selection, selection_score="confidence")
     )
-    ablation = SelfTrainRun(ablation_cfg, out / "ablation_confidence", videos, [synthetic], device, evaluator)
+    ablation = SelfTrainRun(
+        ablation_cfg, out / "ablation_confidence", videos, [synthetic], device, evaluator, resume=resume
+    )
     rounds = ablation.run(m0=main.models[0].path).models[1:]  # the same M0
     for m in rounds:
         m.name = f"confidence-only, {m.name}"

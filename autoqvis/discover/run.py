@@ -10,13 +10,15 @@ Output (``pseudo.json``)::
 
 ``file_name`` is relative to the frames root: the images folder itself, or, for videos, ``<out>.frames/``
 where the sampled frames are written as JPEG. Resumable: each finished image is appended (and fsynced) to
-``<out>.partial.jsonl``; a rerun with the same settings skips those images, and the final JSON is written
-atomically before the partial file is removed. An image without any mask is still listed (no annotation).
+``<out>.partial.jsonl``; a rerun with the same settings skips those images (or returns the finished JSON), and
+the final JSON is written atomically before the partial file is removed. What determines the output (the
+discovery section, the ViT weights' content, the inputs' identity) is stored in ``<out stem>.fingerprint.json``:
+a rerun with other settings or inputs stops and names what changed (:mod:`autoqvis.io.fingerprint`). An image
+without any mask is still listed (no annotation).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -25,11 +27,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from autoqvis.config import DiscoveryConfig, config_to_dict
-from autoqvis.errors import DataError
+from autoqvis.errors import CheckpointError, DataError
 from autoqvis.io import rle
 from autoqvis.io.atomic import atomic_path, atomic_write_json
+from autoqvis.io.fingerprint import Unit, content_identity, open_unit, stat_identity
 from autoqvis.io.video import (
     FRAME_SUFFIXES,
     SkipReport,
@@ -39,9 +43,21 @@ from autoqvis.io.video import (
     read_image,
     skip_bad_input,
 )
+from autoqvis.io.ytvis import load_json
+from autoqvis.model.vit import resolve_weights
 from autoqvis.progress import progress_bar
 
-__all__ = ["DiscoveryItem", "discover", "discover_images", "image_items", "video_items"]
+__all__ = [
+    "DiscoveryItem",
+    "discover",
+    "discover_images",
+    "discovery_fingerprint",
+    "discovery_unit",
+    "image_items",
+    "image_source",
+    "video_items",
+    "video_source",
+]
 
 log = logging.getLogger("autoqvis")
 
@@ -68,25 +84,28 @@ def image_items(root: str | Path) -> list[DiscoveryItem]:
     return [DiscoveryItem(p.relative_to(root).as_posix(), lambda p=p: read_image(p)) for p in files]
 
 
-def video_items(root: str | Path, every: int, frames_root: Path) -> Iterator[DiscoveryItem]:
+def video_items(
+    root: str | Path, every: int, frames_root: Path, skip_bad: bool = False
+) -> Iterator[DiscoveryItem]:
     """Every ``every``-th frame of every video under ``root``; each is saved as JPEG under ``frames_root``
-    (so that the JSON's file names resolve) when it is loaded."""
+    (so that the JSON's file names resolve) when it is loaded. With ``skip_bad`` a video that cannot be
+    opened or decoded is skipped from where it fails, with a warning."""
     if every < 1:
         raise DataError(f"--every must be >= 1, got {every}")
     for path in find_videos(root):
-        video = open_video(path)
-        name = video.name
-
-        def frames(video=video):
+        try:
+            video = open_video(path)
+            name = video.name
             for index, frame in enumerate(video):
                 if index % every == 0:
-                    yield index, frame
-
-        for index, frame in frames():
-            yield DiscoveryItem(
-                f"{name}/{index:05d}.jpg",
-                lambda f=frame, n=f"{name}/{index:05d}.jpg": _save_frame(f, frames_root / n),
-            )
+                    yield DiscoveryItem(
+                        f"{name}/{index:05d}.jpg",
+                        lambda f=frame, n=f"{name}/{index:05d}.jpg": _save_frame(f, frames_root / n),
+                    )
+        except DataError as err:
+            if not skip_bad:
+                raise DataError(f"{err} (pass --skip-bad to skip unreadable videos)") from err
+            log.warning("skipping the rest of %s: %s", path, err)
 
 
 def _save_frame(frame: np.ndarray, path: Path) -> np.ndarray:
@@ -98,32 +117,54 @@ def _save_frame(frame: np.ndarray, path: Path) -> np.ndarray:
     return frame
 
 
-def _fingerprint(cfg: DiscoveryConfig, source: str) -> str:
-    data = json.dumps({"cfg": config_to_dict(cfg), "source": source}, sort_keys=True, default=str)
-    return hashlib.sha256(data.encode()).hexdigest()[:16]
+def discovery_unit(out: Path, frames_root: Path | None = None) -> Unit:
+    """A discovery run writing ``out`` as a resumable unit: the JSON, its partial log, and the sampled frames
+    folder when discovery wrote it (``<out>.frames/`` for videos; never an input images folder)."""
+    out = Path(out)
+    outputs = [out, out.with_name(out.name + ".partial.jsonl")]
+    if (
+        frames_root is not None
+        and Path(frames_root).resolve() == out.with_name(out.stem + ".frames").resolve()
+    ):
+        outputs.append(Path(frames_root))
+    return Unit("the discovery run", out.with_name(out.stem + ".fingerprint.json"), tuple(outputs))
 
 
-def _read_partial(path: Path, fingerprint: str) -> dict[str, dict]:
+def discovery_fingerprint(cfg: DiscoveryConfig, source: str | dict) -> dict:
+    """What determines the pseudo-masks: the discovery section (the batch size aside), the ViT weights'
+    content, and the inputs' identity (``source``: see :func:`image_source` and :func:`video_source`)."""
+    settings = {k: v for k, v in config_to_dict(cfg).items() if k not in ("batch_size", "weights")}
+    try:
+        weights = content_identity(resolve_weights(cfg.arch, cfg.weights))
+        weights.pop("name")
+    except (CheckpointError, OSError):
+        weights = {"path": cfg.weights}
+    return {"discovery": settings, "weights": weights, "inputs": source}
+
+
+def image_source(root: str | Path) -> dict:
+    """The identity of an images folder (file count, bytes, newest change)."""
+    return {"images": stat_identity(root)}
+
+
+def video_source(root: str | Path, every: int) -> dict:
+    """The identity of the videos under ``root`` sampled every ``every`` frames."""
+    return {"videos": [stat_identity(p) for p in find_videos(root)], "every": every}
+
+
+def _read_partial(path: Path) -> dict[str, dict]:
     """Finished images of an interrupted run (a torn last line is ignored)."""
     if not path.is_file():
         return {}
     done: dict[str, dict] = {}
     with open(path, encoding="utf-8") as f:
         lines = f.read().splitlines()
-    if not lines:
-        return {}
-    header = json.loads(lines[0])
-    if header.get("fingerprint") != fingerprint:
-        raise DataError(
-            f"{path} is from a run with other settings or inputs; delete it to start over, or rerun with the "
-            "same --images/--videos, --every and --set values to resume"
-        )
-    for line in lines[1:]:
+    for line in lines[1:]:  # the first line is a header
         try:
             entry = json.loads(line)
-        except json.JSONDecodeError:
+            done[entry["file_name"]] = entry
+        except (json.JSONDecodeError, KeyError, TypeError):
             break  # the run stopped while writing this line
-        done[entry["file_name"]] = entry
     return done
 
 
@@ -133,20 +174,31 @@ def discover(
     cfg: DiscoveryConfig,
     vit,
     *,
-    source: str,
+    source: str | dict,
     frames_root: str | Path,
     skip_bad: bool = False,
     total: int | None = None,
+    resume: bool = True,
 ) -> dict:
-    """Run MaskCut on every item, resumably; write ``out`` and return the dataset dict."""
+    """Run MaskCut on every item, resumably; write ``out`` and return the dataset dict.
+
+    ``vit``: the ViT, or a function returning it (not called when the run is already finished). ``source``: the
+    inputs' identity, part of the fingerprint (``<out stem>.fingerprint.json``): a rerun with the same one
+    returns the finished JSON or continues the partial log; with another it stops naming what changed
+    (``resume=False`` starts over)."""
     from autoqvis.discover.maskcut import maskcut_batch
 
     out = Path(out)
     partial = out.with_name(out.name + ".partial.jsonl")
-    fingerprint = _fingerprint(cfg, source)
-    done = _read_partial(partial, fingerprint)
+    unit = discovery_unit(out, Path(frames_root))
+    resumed = open_unit(unit, discovery_fingerprint(cfg, source), resume)
+    if resumed and out.is_file() and not partial.exists():
+        log.info("%s is already finished with these settings and inputs", out)
+        return load_json(out)
+    done = _read_partial(partial) if resumed else {}
     if done:
         log.info("resuming: %d images already done in %s", len(done), partial)
+    model = vit() if callable(vit) and not isinstance(vit, torch.nn.Module) else vit
     out.parent.mkdir(parents=True, exist_ok=True)
     report = SkipReport()
     entries: list[dict] = []
@@ -156,11 +208,11 @@ def discover(
         progress_bar("discover", total=total) as bar,
     ):
         if fresh:
-            log_file.write(json.dumps({"fingerprint": fingerprint}) + "\n")
+            log_file.write(json.dumps({"autoqvis": "discovery log"}) + "\n")
         batch: list[tuple[str, np.ndarray]] = []
 
         def flush() -> None:
-            results = maskcut_batch([img for _, img in batch], vit, cfg)
+            results = maskcut_batch([img for _, img in batch], model, cfg)
             for (name, img), result in zip(batch, results, strict=True):
                 entry = {
                     "file_name": name,
@@ -197,15 +249,25 @@ def discover(
     return dataset
 
 
-def discover_images(images: str | Path, out: str | Path, cfg: DiscoveryConfig, device: str = "cpu") -> dict:
+def discover_images(
+    images: str | Path, out: str | Path, cfg: DiscoveryConfig, device: str = "cpu", resume: bool = True
+) -> dict:
     """MaskCut on every image under ``images`` with the ViT ``cfg`` names (weights from ``cfg.weights`` or the
     cache), resumably; write ``out`` and return the dataset dict."""
     from autoqvis.model.vit import load_vit
 
     root = Path(images).resolve()
     items = image_items(root)
-    vit = load_vit(cfg.arch, cfg.weights, device=device)
-    return discover(items, out, cfg, vit, source=f"images:{root}", frames_root=root, total=len(items))
+    return discover(
+        items,
+        out,
+        cfg,
+        lambda: load_vit(cfg.arch, cfg.weights, device=device),
+        source=image_source(root),
+        frames_root=root,
+        total=len(items),
+        resume=resume,
+    )
 
 
 def _to_coco(entries: list[dict], cfg: DiscoveryConfig, frames_root: str | Path) -> dict:

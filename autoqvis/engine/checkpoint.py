@@ -57,11 +57,20 @@ def load_training_state(path: str | Path, map_location: str | torch.device = "cp
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} not found")
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # torch raises many types for bad files
+        from autoqvis.model.build import describe_torch_load_error
+
         raise CheckpointError(
-            f"cannot load checkpoint {path}: {err}; the file is damaged or not ours"
+            f"cannot load checkpoint {path} ({describe_torch_load_error(err)[1]}): the file is damaged or not ours. "
+            f"Rerun with --no-resume to start the training over, or delete {path}"
         ) from err
+    if not isinstance(state, dict):
+        raise CheckpointError(
+            f"{path} holds a {type(state).__name__}, not a training state; rerun with --no-resume to start the "
+            f"training over, or delete {path}"
+        )
+    return state
 
 
 # python's and numpy's RNG states hold tuples and arrays; store them as plain lists/dicts (weights_only)

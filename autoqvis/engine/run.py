@@ -1,8 +1,11 @@
 """One training stage end to end: build the model, its criterion and the trainer, train, save the model.
 
 Used by ``autoqvis train`` and by the self-training rounds. The run folder holds ``last.pt`` (the resumable
-training state), ``metrics.jsonl``, ``config.yaml`` and, when training finishes, ``model/`` (the weights in
-our format: ``model.safetensors`` + ``model.json``).
+training state), ``metrics.jsonl``, ``config.yaml``, ``fingerprint.json`` (what determines the run: the model,
+training and synthesis sections, the sources and their mixing probabilities, the initial weights) and, when
+training finishes, ``model/`` (the weights in our format: ``model.safetensors`` + ``model.json``). A rerun
+with the same fingerprint continues (a finished model is reused); with another it stops and says what
+changed (:mod:`autoqvis.io.fingerprint`).
 """
 
 from __future__ import annotations
@@ -11,18 +14,61 @@ import dataclasses
 import logging
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from autoqvis.config import Config, TrainingConfig, config_to_dict, save_config
 from autoqvis.engine import dist
 from autoqvis.engine.data import ClipSource
-from autoqvis.engine.trainer import Trainer
+from autoqvis.engine.trainer import CHECKPOINT_NAME, Trainer
+from autoqvis.io.fingerprint import Unit, open_unit, weights_identity
 from autoqvis.model import build_model, load_weights, save_model
 
-__all__ = ["train_stage"]
+__all__ = ["train_stage", "training_fingerprint", "training_unit"]
 
 log = logging.getLogger("autoqvis")
+
+# training settings that do not change the trained weights
+_NOT_IN_FINGERPRINT = ("log_period", "checkpoint_period", "num_workers")
+
+
+def training_unit(out: Path) -> Unit:
+    """The training run in ``out`` as a resumable unit (its checkpoint, metrics and final model)."""
+    return Unit(
+        "the training run",
+        out / "fingerprint.json",
+        (out / CHECKPOINT_NAME, out / "model", out / "metrics.jsonl"),
+    )
+
+
+def training_fingerprint(
+    cfg: Config,
+    training: TrainingConfig,
+    sources: Sequence[ClipSource],
+    probs: Sequence[float],
+    init: str | Path | None,
+) -> dict[str, Any]:
+    """What determines a training run's weights: the model, training and synthesis (augmentation) sections,
+    each source's identity with its mixing probability, and the initial weights' content."""
+    model = config_to_dict(cfg.model)
+    model.pop("weights")  # the initial weights count by content ("init"), not by path
+    train = {k: v for k, v in config_to_dict(training).items() if k not in _NOT_IN_FINGERPRINT}
+    return {
+        "model": model,
+        "training": train,
+        "synthesis": config_to_dict(cfg.synthesis),
+        "sources": [_source_identity(s) for s in sources],
+        "probs": [float(p) for p in probs],
+        "init": weights_identity(init),
+    }
+
+
+def _source_identity(source: ClipSource) -> dict[str, Any]:
+    identity = getattr(source, "identity", None)
+    if callable(identity):
+        return identity()
+    return {"kind": type(source).__name__, "len": len(source)}
 
 
 def train_stage(
@@ -36,23 +82,32 @@ def train_stage(
     resume: bool = True,
 ) -> Path:
     """Train ``cfg.model`` (initialised from ``init`` or ``cfg.model.weights``) with ``training`` (default
-    ``cfg.training``) on ``sources`` mixed with ``probs``; returns the saved model folder."""
+    ``cfg.training``) on ``sources`` mixed with ``probs``; returns the saved model folder.
+
+    With ``resume`` a run with the same fingerprint continues from ``last.pt`` (or its finished model is
+    returned); one with another fingerprint raises :class:`~autoqvis.errors.StaleOutputError`. Without
+    ``resume`` the run's checkpoint, metrics and model are removed first."""
     out = Path(out)
     device = torch.device(device)
     training = training or cfg.training
     final = out / "model"
-    if (final / "model.json").is_file() and resume:
-        log.info("%s already holds a finished model; skipping training", final)
-        return final
     init = init or cfg.model.weights
+    fingerprint = training_fingerprint(cfg, training, sources, probs, init)
+    resumed = open_unit(training_unit(out), fingerprint, resume, write=dist.is_main())
+    dist.barrier()
+    if resumed and (final / "model.json").is_file():
+        log.info("%s already holds the finished model of these settings; skipping training", final)
+        return final
     torch.manual_seed(training.seed)  # the same initial weights in every process and on every rerun
     model = build_model(cfg.model, training, pretrained_backbone=not init)
     if init:
         load_weights(model, init)
     if dist.is_main():
         save_config(dataclasses.replace(cfg, training=training), out)
-    trainer = Trainer(model, sources, probs, training, out, device, run_config=config_to_dict(cfg))
-    trainer.train(resume=resume)
+    trainer = Trainer(
+        model, sources, probs, training, out, device, run_config=config_to_dict(cfg), fingerprint=fingerprint
+    )
+    trainer.train(resume=True)
     trainer.final_weights()
     if dist.is_main():
         save_model(model.cpu(), final)

@@ -34,11 +34,12 @@ from autoqvis.engine.determinism import deterministic_algorithms
 from autoqvis.engine.ema import WeightAverage
 from autoqvis.engine.optim import all_params, build_optimizer, build_scheduler, clip_full_model
 from autoqvis.engine.tensorboard import TensorBoardLog
-from autoqvis.errors import AutoqvisError, CheckpointError
+from autoqvis.errors import AutoqvisError, CheckpointError, StaleOutputError
 from autoqvis.io.atomic import atomic_write_text
+from autoqvis.io.fingerprint import describe_changes
 from autoqvis.progress import progress_bar
 
-__all__ = ["Trainer", "TrainingDivergedError"]
+__all__ = ["CHECKPOINT_NAME", "Trainer", "TrainingDivergedError"]
 
 log = logging.getLogger(__name__)
 
@@ -68,11 +69,15 @@ class Trainer:
         out_dir: str | Path,
         device: torch.device,
         run_config: dict[str, Any] | None = None,
+        fingerprint: dict[str, Any] | None = None,
     ):
         self.cfg, self.device, self.out_dir = cfg, device, Path(out_dir)
         self.sources, self.probs = list(sources), list(probs)
         self.run_config = run_config or {}
         autocast_dtype(cfg.amp, device)  # fp16 on the CPU, or bf16 on a GPU without it: a clear error now
+        # what determines the run (autoqvis.engine.run.training_fingerprint): stored in every checkpoint, and a
+        # checkpoint of another fingerprint is not resumed
+        self.fingerprint = None if fingerprint is None else json.loads(json.dumps(fingerprint, default=str))
         self.model = model.to(device)
         self.optimizer = build_optimizer(self.model, cfg)
         self.scheduler = build_scheduler(self.optimizer, cfg)
@@ -102,7 +107,7 @@ class Trainer:
     def _train(self, resume: bool) -> Path:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         if resume and self.checkpoint_path.exists():
-            self.load_state(load_training_state(self.checkpoint_path, self.device))
+            self.resume_from(self.checkpoint_path)
             log.info("resumed from %s at iteration %d", self.checkpoint_path, self.iteration)
         self._truncate_metrics()  # lines of an interrupted run after the state we start from
         if self.iteration >= self.cfg.max_iters:
@@ -181,7 +186,7 @@ class Trainer:
         model = self.model
         images, _ = model.preprocess([c.frames.to(self.device, non_blocking=True) for c in clips])
         targets = model.prepare_targets(clips, images.shape[-2:])
-        outputs = self.ddp_model(images)
+        outputs = self.ddp_model(images, num_videos=len(clips))  # any clip length (synthesis.num_frames)
         return model.criterion(outputs, targets)
 
     # -----------------------------------------------------------------------------------------------
@@ -198,7 +203,27 @@ class Trainer:
             "iteration": self.iteration,
             "config": json.dumps(self.run_config),
             **({"ema": self.ema.state_dict()} if self.ema is not None else {}),
+            "fingerprint": json.dumps(self.fingerprint),
         }
+
+    def resume_from(self, path: Path) -> None:
+        """Load ``last.pt``: refused when it was written with another fingerprint, and a damaged file says how
+        to recover."""
+        state = load_training_state(path, self.device)
+        stored = json.loads(state.get("fingerprint") or "null") if isinstance(state, dict) else None
+        if stored is not None and self.fingerprint is not None and stored != self.fingerprint:
+            raise StaleOutputError(
+                f"{path} was written by a training run with other settings or inputs: "
+                f"{describe_changes(stored, self.fingerprint)}. Rerun with the earlier settings to resume it, pass "
+                "a new --out, or add --no-resume to train from scratch"
+            )
+        try:
+            self.load_state(state)
+        except (KeyError, TypeError, ValueError, RuntimeError) as err:
+            raise CheckpointError(
+                f"cannot resume from {path}: {type(err).__name__}: {err}; the file is damaged or from another "
+                f"model. Rerun with --no-resume to start the training over, or delete {path}"
+            ) from err
 
     def load_state(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])

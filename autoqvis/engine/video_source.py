@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
+from PIL import Image, UnidentifiedImageError
 
 from autoqvis.errors import DataError
 from autoqvis.io import rle as rle_utils
@@ -49,6 +50,14 @@ class VideoClipSource:
         usable = [v for v in dataset.videos if v.length >= 2]
         if not usable:
             raise DataError("no video with at least 2 frames to train on")
+        for info in usable:  # the first frame's size (a header read), before any training
+            path = dataset.frame_paths(info.id)[0]
+            try:
+                with Image.open(path) as img:
+                    size = img.size
+            except (OSError, UnidentifiedImageError) as err:
+                raise DataError(f"video {info.id}: cannot read frame {path}: {err}") from err
+            _check_size(size[1], size[0], info, path)
         self.dataset, self.videos = dataset, usable
         self.augment, self.num_frames, self.frame_range, self.source = (
             augment,
@@ -60,12 +69,24 @@ class VideoClipSource:
     def __len__(self) -> int:
         return len(self.videos)
 
+    def identity(self) -> dict:
+        """What determines its clips (for the fingerprint of a training run); the augmentation is the
+        training run's ``synthesis`` section."""
+        return {
+            "kind": "videos",
+            "dataset": self.dataset.content_hash(),
+            "num_frames": self.num_frames,
+            "frame_range": self.frame_range,
+        }
+
     def clip(self, index: int, seed: int) -> Clip:
         rng = np.random.default_rng(seed)
         info = self.videos[index]
         chosen = sample_frames(info.length, self.num_frames, self.frame_range, rng)
         paths = self.dataset.frame_paths(info.id)
         frames = [read_image(paths[t]) for t in chosen]
+        for t, frame in zip(chosen, frames, strict=True):
+            _check_size(frame.shape[0], frame.shape[1], info, paths[t])
         tracks = self.dataset.tracks[info.id]
         masks = np.zeros((len(tracks), len(chosen), info.height, info.width), dtype=bool)
         for n, track in enumerate(tracks):
@@ -86,4 +107,13 @@ class VideoClipSource:
             source=self.source,
             video_id=info.id,
             frame_indices=tuple(chosen),
+        )
+
+
+def _check_size(height: int, width: int, info, path) -> None:
+    """A frame must have the size its dataset declares (its masks are drawn at that size)."""
+    if (height, width) != (info.height, info.width):
+        raise DataError(
+            f"video {info.id} ({info.name or 'unnamed'}): frame {path} is {width}x{height} but the dataset declares "
+            f"width {info.width} and height {info.height}; pass the frames the JSON was made for (--frames-root)"
         )

@@ -278,6 +278,8 @@ def evaluate_davis_folders(
     if not pred_root.is_dir():
         raise DataError(f"{pred_root} not found; expected a folder of <sequence>/<frame>.png predictions")
     names = list(sequences) if sequences is not None else sequence_names(gt_folder)
+    if not names:
+        raise DataError(f"{gt_folder}: no sequence to evaluate (no <sequence>/NNNNN.png folder)")
     missing = [s for s in names if not (pred_root / s).is_dir()]
     if missing:
         raise DataError(

@@ -25,6 +25,7 @@ from autoqvis.eval.quality import pearson, spearman
 from autoqvis.eval.ytvis import evaluate_tracks, track_ious
 from autoqvis.inference.predict import PredictOptions, id_map, rank_tracks, segment_video
 from autoqvis.io import rle
+from autoqvis.io.fingerprint import content_identity
 from autoqvis.io.video import FrameList
 from autoqvis.io.ytvis import load_ytvis
 from autoqvis.model import load_model
@@ -120,8 +121,14 @@ class ModelEvaluator:
 
     def __init__(self, gt_path: str | Path, frames_root: str | Path, cfg: Config, device: str = "cpu"):
         self.gt = load_ytvis(gt_path, frames_root=frames_root)
+        self.gt_path, self.frames_root = Path(gt_path), Path(frames_root)
         self.cfg = cfg
         self.device = device
+
+    def identity(self) -> dict:
+        """The validation set (for the fingerprint of a cached score): the ground truth's content and the
+        frames root's name."""
+        return {"gt": content_identity(self.gt_path)["sha256"], "frames_root": self.frames_root.name}
 
     def __call__(self, model_dir: str | Path) -> ModelScores:
         return self.score(load_model(model_dir, model=self.cfg.model, device=self.device))

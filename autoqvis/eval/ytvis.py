@@ -121,6 +121,8 @@ def evaluate_tracks(
 def evaluate_files(gt_path, pred_path, *, class_agnostic: bool = True, **kwargs) -> YTVISResult:
     """Evaluate a YouTube-VIS results file against a ground-truth file (both validated on read)."""
     dataset = load_ytvis(gt_path, class_agnostic=class_agnostic)
+    if not dataset.videos:
+        raise DataError(f"{gt_path} holds no video: there is nothing to evaluate against")
     predictions = load_predictions(pred_path, dataset)
     if class_agnostic:
         for tracks in predictions.values():

@@ -7,7 +7,9 @@ as tracks, masks at the original size. Streaming mode cuts long videos into over
 Per video, ``autoqvis predict`` writes into ``OUT``:
 
 - ``results/<video>.json``: YouTube-VIS results (RLE per frame, score, per-frame predicted quality), written
-  atomically when the video is done (a rerun skips finished videos); ``predictions.json`` gathers them all
+  atomically when the video is done, with ``fingerprints/<video>.json`` (the weights' identity, the
+  options and the video's identity): a rerun skips videos finished with the same fingerprint and stops on
+  ones made with another (:mod:`autoqvis.io.fingerprint`); ``predictions.json`` gathers them all
   with ``video_id`` = the video's position and ``video_name``;
 - ``masks/<video>/<frame>.png``: DAVIS palette PNGs, track k+1 painted with the k-th best score on top
   (at most 20 tracks, as the DAVIS-2017 unsupervised protocol reads them);
@@ -17,6 +19,7 @@ Per video, ``autoqvis predict`` writes into ``OUT``:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 from collections.abc import Callable, Iterable
@@ -27,20 +30,24 @@ import cv2
 import numpy as np
 import torch
 
+from autoqvis.config import InferenceConfig
 from autoqvis.device import autocast_dtype
+from autoqvis.errors import DataError
 from autoqvis.inference.refine import crf_refine_tracks
 from autoqvis.inference.streaming import WindowResult, run_streaming, stream_windows
 from autoqvis.io import rle
 from autoqvis.io.atomic import atomic_path, atomic_write_json
 from autoqvis.io.davis import DAVIS_PALETTE, write_mask_png
-from autoqvis.io.video import VideoSource, open_video
+from autoqvis.io.fingerprint import Unit, open_unit, stat_identity
+from autoqvis.io.video import SkipReport, VideoSource, open_video, skip_bad_input
 from autoqvis.io.ytvis import load_json
 from autoqvis.structures import Track, VideoInfo, VideoTracks
 
 __all__ = [
     "PredictOptions",
+    "PredictionRun",
     "id_map",
-    "predict_videos",
+    "prediction_unit",
     "segment_video",
     "write_davis_masks",
     "write_overlay",
@@ -62,6 +69,16 @@ class PredictOptions:
     crf_short_side: int = 0  # > 0: masks refined by a dense CRF on the frames at this short side (refine.py)
     crf_max_tracks: int = 3  # ... the masks of the best this many tracks
     amp: str = "off"  # autocast of the model's forward: off | bf16 | fp16 (CUDA only); see autoqvis.device
+
+    def __post_init__(self) -> None:
+        """The ranges of the ``inference`` section apply (window >= 0, overlap < window, top_k >= 1, ...)."""
+        InferenceConfig(
+            short_side=self.short_side or InferenceConfig.short_side,
+            max_size=self.max_size,
+            top_k=self.top_k,
+            window=self.window,
+            overlap=self.overlap,
+        )
 
     @classmethod
     def from_config(cls, inf, device: str = "cpu", **overrides) -> PredictOptions:
@@ -267,58 +284,130 @@ def write_overlay(
     return path
 
 
-def predict_videos(
-    model,
-    videos: list[Path],
-    out: Path,
-    options: PredictOptions,
-    overlays: bool = True,
-    rank: int = 0,
-    world_size: int = 1,
-) -> list[dict]:
-    """Segment every video (this rank's share), writing per-video outputs; rank 0 gathers ``predictions.json``.
+def prediction_unit(out: Path, name: str) -> Unit:
+    """One video's outputs in a ``predict`` folder as a resumable unit."""
+    return Unit(
+        f"the predictions of video {name}",
+        out / "fingerprints" / f"{name}.json",
+        (
+            out / "results" / f"{name}.json",
+            out / "masks" / name,
+            out / "overlays" / f"{name}.mp4",
+            out / "overlays" / f"{name}.gif",
+        ),
+    )
 
-    A video whose ``results/<name>.json`` exists is skipped (resume)."""
-    from autoqvis.progress import progress_bar
 
-    out = Path(out)
-    names = [open_video(v).name for v in videos]
-    if len(set(names)) != len(names):
-        dup = next(n for n in names if names.count(n) > 1)
-        raise ValueError(f"two inputs are both named {dup!r}; give the videos distinct names")
-    for index in range(rank, len(videos), world_size):
-        name = names[index]
-        result_path = out / "results" / f"{name}.json"
-        if result_path.is_file():
-            log.info("%s: already done, skipping", name)
-            continue
-        source = open_video(videos[index], options.short_side, options.max_size)
-        n = len(source)
+@dataclass
+class PredictionRun:
+    """``autoqvis predict`` over a list of videos into ``out``, resumable per video.
+
+    ``settings``: what determines every video's outputs besides the video itself (the weights' identity, the
+    architecture asked for; the options are added). Each video's fingerprint is that plus the video's
+    identity (:func:`~autoqvis.io.fingerprint.stat_identity`)."""
+
+    videos: list[Path]
+    out: Path
+    options: PredictOptions
+    settings: dict
+    resume: bool = True
+    skip_bad: bool = False
+    report: SkipReport = dataclasses.field(default_factory=SkipReport)
+
+    def __post_init__(self) -> None:
+        self.out = Path(self.out)
+        self.names: dict[Path, str] = {}
+        for video in self.videos:
+            with _hint_skip_bad(self.skip_bad), skip_bad_input(str(video), self.report, self.skip_bad):
+                self.names[video] = open_video(video).name
+        names = list(self.names.values())
+        if len(set(names)) != len(names):
+            dup = next(n for n in names if names.count(n) > 1)
+            raise DataError(f"two inputs are both named {dup!r}; give the videos distinct names")
+        if not self.names:
+            raise DataError(f"no readable video among {len(self.videos)} input(s)\n{self.report.summary()}")
+
+    def fingerprint(self, video: Path) -> dict:
+        options = {k: v for k, v in dataclasses.asdict(self.options).items() if k != "device"}
+        return {**self.settings, "inference": options, "video": stat_identity(video)}
+
+    def check(self) -> None:
+        """Raise :class:`~autoqvis.errors.StaleOutputError` if any video's outputs were made with other
+        settings (only when resuming); writes nothing (call it before the config is saved)."""
+        if self.resume:
+            for video, name in self.names.items():
+                open_unit(prediction_unit(self.out, name), self.fingerprint(video), True, write=False)
+
+    def run(self, model, overlays: bool = True, rank: int = 0, world_size: int = 1) -> list[dict]:
+        """Segment this rank's share of the videos (those not finished with these settings), writing each
+        video's outputs; rank 0 gathers ``predictions.json`` (the videos finished so far)."""
+        if not self.resume and rank == 0:  # it gathers the results of the run being started over
+            (self.out / "predictions.json").unlink(missing_ok=True)
+        todo = list(self.names.items())[rank::world_size]
+        for video, name in todo:
+            result_path = self.out / "results" / f"{name}.json"
+            resumed = open_unit(prediction_unit(self.out, name), self.fingerprint(video), self.resume)
+            if resumed and result_path.is_file():
+                log.info("%s: already done with these settings, skipping", name)
+                continue
+            with _hint_skip_bad(self.skip_bad), skip_bad_input(name, self.report, self.skip_bad):
+                self._predict_one(model, video, name, overlays)
+        if self.report:
+            log.warning(self.report.summary())
+        return self.gather() if rank == 0 else []
+
+    def gather(self) -> list[dict]:
+        """``predictions.json``: every finished video's results, ``video_id`` its position in the input list."""
+        gathered = []
+        for index, video in enumerate(self.videos):
+            path = self.out / "results" / f"{self.names.get(video)}.json"
+            if video in self.names and path.is_file():
+                for entry in _read_result(path):
+                    gathered.append({**entry, "video_id": index + 1})
+        atomic_write_json(self.out / "predictions.json", gathered)
+        return gathered
+
+    def _predict_one(self, model, video: Path, name: str, overlays: bool) -> None:
+        from autoqvis.progress import progress_bar
+
+        options = self.options
+        n = len(open_video(video, options.short_side, options.max_size))
+        window = options.window if 0 < options.window < n else n
         windows = len(
-            stream_windows(
-                n,
-                options.window if 0 < options.window < n else n,
-                min(options.overlap, max(options.window - 1, 0)) if 0 < options.window < n else 0,
-            )
+            stream_windows(n, window, min(options.overlap, max(window - 1, 0)) if window < n else 0)
         )
-        with progress_bar(f"{name}", total=windows) as bar:
-            vt = segment_video(model, videos[index], options, on_window=bar.advance)
-        write_davis_masks(vt, out / "masks" / name, options.max_png_tracks)
+        with progress_bar(name, total=windows) as bar:
+            vt = segment_video(model, video, options, on_window=bar.advance)
+        write_davis_masks(vt, self.out / "masks" / name, options.max_png_tracks)
         if overlays:
             write_overlay(
-                iter(open_video(videos[index])),
-                vt,
-                out / "overlays" / f"{name}.mp4",
-                gif=vt.video.length <= 60,
+                iter(open_video(video)), vt, self.out / "overlays" / f"{name}.mp4", gif=vt.video.length <= 60
             )
-        atomic_write_json(result_path, results_json(vt, index + 1))
+        atomic_write_json(
+            self.out / "results" / f"{name}.json", results_json(vt, self.videos.index(video) + 1)
+        )
         log.info("%s: %d frames, %d tracks", name, vt.video.length, len(vt.tracks))
-    if rank != 0:
-        return []
-    gathered = []
-    for name in names:
-        path = out / "results" / f"{name}.json"
-        if path.is_file():
-            gathered.extend(load_json(path))
-    atomic_write_json(out / "predictions.json", gathered)
-    return gathered
+
+
+@contextlib.contextmanager
+def _hint_skip_bad(skip_bad: bool):
+    """A bad video stops the run unless ``--skip-bad``: say so."""
+    try:
+        yield
+    except DataError as err:
+        if skip_bad:
+            raise
+        raise DataError(f"{err} (pass --skip-bad to skip unreadable videos and predict the others)") from err
+
+
+def _read_result(path: Path) -> list[dict]:
+    try:
+        data = load_json(path)
+    except DataError as err:
+        raise DataError(
+            f"{err}; it is a finished video's result file: delete it (the video is predicted again) or rerun with "
+            "--no-resume"
+        ) from err
+    if not isinstance(data, list):
+        raise DataError(f"{path} is not a list of results; delete it (the video is predicted again)")
+    return data

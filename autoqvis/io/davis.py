@@ -95,11 +95,15 @@ def write_mask_png(path: str | Path, ids: np.ndarray) -> Path:
 def annotation_folder(root: str | Path, resolution: str = "480p") -> Path:
     """The folder of per-sequence annotation folders under a DAVIS root (or a plain folder of them)."""
     root = Path(root)
+    if not root.is_dir():
+        raise DataError(
+            f"DAVIS root {root} not found; expected a folder with Annotations/{resolution}/<sequence>"
+        )
     for candidate in (root / "Annotations" / resolution, root / "Annotations", root):
-        if candidate.is_dir() and any(p.is_dir() for p in candidate.iterdir()):
+        if candidate.is_dir() and sequence_names(candidate):
             return candidate
     raise DataError(
-        f"{root}: expected a DAVIS root with Annotations/{resolution}/<sequence>/NNNNN.png "
+        f"{root} holds no annotated sequence: expected a DAVIS root with Annotations/{resolution}/<sequence>/NNNNN.png "
         "(or a folder of <sequence>/NNNNN.png folders)"
     )
 

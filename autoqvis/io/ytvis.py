@@ -17,20 +17,25 @@ Every problem raises :class:`~autoqvis.errors.DataError` naming the file, the vi
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from autoqvis.errors import DataError
 from autoqvis.io import rle as rle_utils
 from autoqvis.io.atomic import atomic_write_json
+from autoqvis.io.fingerprint import hash_json
 from autoqvis.io.video import FrameList, read_image
 from autoqvis.structures import Track, VideoInfo
 
 __all__ = [
     "CLASS_AGNOSTIC_CATEGORIES",
     "YTVISDataset",
+    "check_relative",
     "load_json",
     "load_predictions",
     "load_ytvis",
@@ -88,6 +93,19 @@ class YTVISDataset:
 
     def num_tracks(self) -> int:
         return sum(len(t) for t in self.tracks.values())
+
+    def content_hash(self) -> str:
+        """sha256 of the videos (ids, sizes, frame names) and every track (masks, scores, quality, flags):
+        the identity of a dataset for the fingerprint of what is trained or selected from it."""
+        return hash_json(
+            {
+                "videos": [[v.id, v.width, v.height, v.length, list(v.file_names)] for v in self.videos],
+                "tracks": [
+                    [vid, [[t.masks, t.score, t.category_id, t.predicted_iou, t.selected] for t in tracks]]
+                    for vid, tracks in sorted(self.tracks.items())
+                ],
+            }
+        )
 
     def to_json(self) -> dict[str, Any]:
         videos = [
@@ -165,9 +183,11 @@ def load_ytvis(
     annotations = data.get("annotations", [])
     if not isinstance(annotations, list):
         raise DataError(f"{path}: 'annotations' must be a list, got {type(annotations).__name__}")
+    strings = _CompressedMasks()
     for i, ann in enumerate(annotations):
-        track = _parse_annotation(path, i, ann, dataset, class_agnostic)
+        track = _parse_annotation(path, i, ann, dataset, class_agnostic, strings)
         dataset.tracks[ann["video_id"]].append(track)
+    strings.check()
     if root is not None and check_frames:
         _check_frames_exist(path, dataset)
     return dataset
@@ -193,7 +213,7 @@ def _parse_video(path: Path, index: int, v: Any) -> VideoInfo:
     if len(names) != v["length"]:
         raise DataError(f"{where}: field 'file_names' has {len(names)} entries but 'length' is {v['length']}")
     for name in names:
-        _check_relative(name, f"{where}: field 'file_names'")
+        check_relative(name, f"{where}: field 'file_names'")
     return VideoInfo(
         id=v["id"],
         width=v["width"],
@@ -204,7 +224,7 @@ def _parse_video(path: Path, index: int, v: Any) -> VideoInfo:
     )
 
 
-def _check_relative(name: str, where: str) -> None:
+def check_relative(name: str, where: str) -> None:
     """A frame path must stay inside the dataset root: relative, no ``..`` escaping it."""
     norm = os.path.normpath(name)
     if os.path.isabs(name) or norm == ".." or norm.startswith(".." + os.sep) or name.startswith(("/", "\\")):
@@ -213,12 +233,14 @@ def _check_relative(name: str, where: str) -> None:
         )
 
 
-def _parse_annotation(path: Path, index: int, ann: Any, dataset: YTVISDataset, class_agnostic: bool) -> Track:
+def _parse_annotation(
+    path: Path, index: int, ann: Any, dataset: YTVISDataset, class_agnostic: bool, strings: _CompressedMasks
+) -> Track:
     where = f"{path}: annotations[{index}]"
     if not isinstance(ann, dict):
         raise DataError(f"{where} must be an object, got {type(ann).__name__}")
     video_id = ann.get("video_id")
-    if video_id not in dataset._by_id:
+    if isinstance(video_id, bool) or not isinstance(video_id, int) or video_id not in dataset._by_id:
         raise DataError(f"{where}: field 'video_id' is {video_id!r}, which is not a video in 'videos'")
     info = dataset._by_id[video_id]
     where = f"{path}: video {video_id}, annotation {ann.get('id', index)}"
@@ -228,17 +250,19 @@ def _parse_annotation(path: Path, index: int, ann: Any, dataset: YTVISDataset, c
         raise DataError(
             f"{where}: field 'segmentations' must be a list of {info.length} entries (one per frame), got {got}"
         )
-    masks = _segmentations(segs, info.height, info.width, where)
+    masks = _segmentations(segs, info.height, info.width, where, strings)
     return Track(
         masks=masks,
-        score=float(ann.get("score", 1.0)),
-        category_id=1 if class_agnostic else int(ann.get("category_id", 1)),
+        score=_score(ann.get("score", 1.0), f"{where}: field 'score'"),
+        category_id=1
+        if class_agnostic
+        else _integer(ann.get("category_id", 1), f"{where}: field 'category_id'"),
         predicted_iou=_optional_floats(
             ann.get("predicted_ious"), info.length, f"{where}: field 'predicted_ious'"
         ),
         selected=_optional_bools(ann.get("selected"), info.length, f"{where}: field 'selected'"),
         id=ann.get("id"),
-        iscrowd=int(ann.get("iscrowd", 0) or 0),
+        iscrowd=_integer(ann.get("iscrowd", 0) or 0, f"{where}: field 'iscrowd'"),
         annotated_areas=_optional_areas(ann.get("areas"), info.length, f"{where}: field 'areas'"),
     )
 
@@ -255,18 +279,83 @@ def _optional_areas(values: Any, length: int, where: str) -> list[float | None] 
         raise DataError(f"{where} must hold numbers or nulls: {err}") from err
 
 
-def _segmentations(segs: list, height: int, width: int, where: str) -> list:
-    """Per-frame compressed RLE (None where absent); a bad entry raises DataError naming the frame."""
+class _CompressedMasks:
+    """The compressed RLE strings of a file as they are read, checked together at the end (one vectorised
+    pass, :func:`autoqvis.io.rle.counts_errors`); the error names the first bad one's place."""
+
+    def __init__(self) -> None:
+        self.counts: list[str] = []
+        self.groups: list[tuple[int, int, str, list[int]]] = []  # (height, width, where, frames) per track
+
+    def add(self, counts: list[str], frames: list[int], height: int, width: int, where: str) -> None:
+        if counts:
+            self.counts += counts
+            self.groups.append((height, width, where, frames))
+
+    def check(self) -> None:
+        lengths = [len(frames) for *_, frames in self.groups]
+        sizes = np.repeat(np.array([g[:2] for g in self.groups], np.int64).reshape(-1, 2), lengths, axis=0)
+        errors = rle_utils.counts_errors(self.counts, sizes)
+        if errors:
+            i, reason = errors[0]
+            ends = np.cumsum(lengths)
+            group = int(np.searchsorted(ends, i, side="right"))
+            h, w, where, frames = self.groups[group]
+            i -= int(ends[group]) - len(frames)
+            more = f" ({len(errors) - 1} more masks are invalid too)" if len(errors) > 1 else ""
+            raise DataError(
+                f"{where}: field 'segmentations' frame {frames[i]}: the RLE counts are not a valid {h}x{w} mask: "
+                f"{reason}{more}; the file is damaged or was written for another frame size"
+            )
+
+
+def _segmentations(
+    segs: list, height: int, width: int, where: str, strings: _CompressedMasks | None = None
+) -> list:
+    """Per-frame compressed RLE (None where absent); a bad entry raises DataError naming the frame. Strings
+    given compressed are added to ``strings`` for validation (others are converted by pycocotools)."""
     masks = []
+    counts, frames = [], []
+    size = [height, width]
     for t, seg in enumerate(segs):
         if seg is None:
             masks.append(None)
             continue
+        if type(seg) is dict and type(seg.get("counts")) is str and seg.get("size") == size:  # the usual case
+            masks.append({"size": [height, width], "counts": seg["counts"]})
+            counts.append(seg["counts"])
+            frames.append(t)
+            continue
         try:
-            masks.append(rle_utils.to_compressed(seg, height, width))
-        except (ValueError, TypeError, KeyError) as err:
+            mask = rle_utils.to_compressed(seg, height, width)
+        except (ValueError, TypeError, KeyError, OverflowError) as err:
             raise DataError(f"{where}: field 'segmentations' frame {t}: {err}") from err
+        if isinstance(seg, dict) and isinstance(seg.get("counts"), str | bytes):
+            counts.append(mask["counts"])
+            frames.append(t)
+        masks.append(mask)
+    if strings is not None:
+        strings.add(counts, frames, height, width, where)
     return masks
+
+
+def _number(value: Any, where: str) -> float:
+    """A finite number (not a bool, string or null)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise DataError(f"{where} must be a number, got {value!r}")
+    if not math.isfinite(value):
+        raise DataError(f"{where} must be a finite number, got {value!r}")
+    return float(value)
+
+
+def _score(value: Any, where: str) -> float:
+    return _number(value, where)
+
+
+def _integer(value: Any, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise DataError(f"{where} must be an integer, got {value!r}")
+    return value
 
 
 def _optional_floats(values: Any, length: int, where: str) -> list[float] | None:
@@ -274,7 +363,10 @@ def _optional_floats(values: Any, length: int, where: str) -> list[float] | None
         return None
     if not isinstance(values, list) or len(values) != length:
         raise DataError(f"{where} must be a list of {length} numbers (one per frame)")
-    return [float(v[0] if isinstance(v, list) else v) for v in values]
+    return [
+        _number(v[0] if isinstance(v, list) and len(v) == 1 else v, f"{where}[{t}]")
+        for t, v in enumerate(values)
+    ]
 
 
 def _optional_bools(values: Any, length: int, where: str) -> list[bool] | None:
@@ -304,6 +396,7 @@ def load_predictions(path: str | Path, dataset: YTVISDataset | None = None) -> d
     if not isinstance(data, list):
         raise DataError(f"{path}: expected a list of predictions, got {type(data).__name__}")
     result: dict[int, list[Track]] = {v.id: [] for v in dataset.videos} if dataset else {}
+    strings = _CompressedMasks()
     for i, pred in enumerate(data):
         where = f"{path}: predictions[{i}]"
         if not isinstance(pred, dict):
@@ -312,6 +405,8 @@ def load_predictions(path: str | Path, dataset: YTVISDataset | None = None) -> d
             if key not in pred:
                 raise DataError(f"{where}: missing field '{key}'")
         video_id = pred["video_id"]
+        if isinstance(video_id, bool) or not isinstance(video_id, int):
+            raise DataError(f"{where}: field 'video_id' must be an integer, got {video_id!r}")
         segs = pred["segmentations"]
         if not isinstance(segs, list):
             raise DataError(
@@ -333,18 +428,31 @@ def load_predictions(path: str | Path, dataset: YTVISDataset | None = None) -> d
                 raise DataError(
                     f"{where} (video {video_id}): no segmentation carries a 'size'; pass the ground truth"
                 )
-            h, w = sizes[0]
-        masks = _segmentations(segs, int(h), int(w), f"{where} (video {video_id})")
+            h, w = _size(sizes[0], f"{where} (video {video_id}): field 'size'")
+        masks = _segmentations(segs, int(h), int(w), f"{where} (video {video_id})", strings)
         track = Track(
             masks=masks,
-            score=float(pred["score"]),
-            category_id=int(pred.get("category_id", 1)),
+            score=_score(pred["score"], f"{where} (video {video_id}): field 'score'"),
+            category_id=_integer(
+                pred.get("category_id", 1), f"{where} (video {video_id}): field 'category_id'"
+            ),
             predicted_iou=_optional_floats(
                 pred.get("predicted_ious"), len(segs), f"{where}: field 'predicted_ious'"
             ),
         )
         result.setdefault(video_id, []).append(track)
+    strings.check()
     return result
+
+
+def _size(value: Any, where: str) -> tuple[int, int]:
+    if (
+        not isinstance(value, list | tuple)
+        or len(value) != 2
+        or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)
+    ):
+        raise DataError(f"{where} must be [height, width] (positive integers), got {value!r}")
+    return value[0], value[1]
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -346,19 +346,32 @@ def load_state_dict_file(path: str | Path) -> dict[str, Tensor]:
     """Read an official DINO/DINOv2 checkpoint (.pth) or a safetensors file and normalise its key names:
     unwrap ``teacher``/``model``/``state_dict``, strip ``module.``/``backbone.`` prefixes, flatten
     DINOv2 block chunks (``blocks.1.4.`` -> ``blocks.4.``) and drop a classifier ``head.*``."""
+    from autoqvis.model.build import describe_torch_load_error
+
     path = Path(path)
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
-        state = load_file(str(path))
+        try:
+            state = load_file(str(path))
+        except Exception as err:  # safetensors raises its own error types
+            raise CheckpointError(
+                f"{path} is not a readable safetensors file ({type(err).__name__}: {err}); the file is damaged or "
+                "truncated: import or copy it again"
+            ) from err
     else:
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as err:  # torch raises several types for a bad file
-            raise CheckpointError(f"cannot read ViT checkpoint {path}: {err}") from err
+            raise CheckpointError(
+                f"cannot read ViT checkpoint {path} ({describe_torch_load_error(err)[1]}); the file is damaged, "
+                "truncated or not a checkpoint"
+            ) from err
     for wrapper in ("teacher", "model", "state_dict"):
         if isinstance(state, Mapping) and wrapper in state and isinstance(state[wrapper], Mapping):
             state = state[wrapper]
+    if not isinstance(state, Mapping) or not all(isinstance(v, Tensor) for v in state.values()):
+        raise CheckpointError(f"{path}: expected a state dict of tensors, got {type(state).__name__}")
     out = {}
     for key, value in state.items():
         key = re.sub(r"^(module\.)?(backbone\.)?", "", key)

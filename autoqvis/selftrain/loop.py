@@ -27,7 +27,6 @@ finished unit: a finished video, a finished selection, a training checkpoint.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -39,9 +38,11 @@ from autoqvis.engine.data import ClipSource
 from autoqvis.engine.determinism import deterministic_algorithms
 from autoqvis.engine.run import train_stage
 from autoqvis.engine.video_source import VideoClipSource
+from autoqvis.errors import DataError
 from autoqvis.eval.models import ModelScores
 from autoqvis.inference.predict import PredictOptions, segment_video
 from autoqvis.io.atomic import atomic_write_json
+from autoqvis.io.fingerprint import Unit, hash_json, open_unit, weights_identity
 from autoqvis.io.video import FrameList
 from autoqvis.io.ytvis import YTVISDataset, load_json, load_ytvis, save_ytvis
 from autoqvis.model import load_model
@@ -164,6 +165,7 @@ class SelfTrainRun:
     synthetic: Sequence[ClipSource]
     device: str = "cpu"
     evaluator: Callable[[Path], ModelScores] | None = None  # scores a model folder on a validation set
+    resume: bool = True  # False: every unit of the run starts over (--no-resume)
 
     # -- the initial stage --------------------------------------------------------------------------------
 
@@ -180,24 +182,37 @@ class SelfTrainRun:
             self.device,
             init=init,
             training=training,
+            resume=self.resume,
         )
 
     # -- pseudo-labels ------------------------------------------------------------------------------------
 
     def pseudo_label(self, k: int, model_dir: Path) -> dict[int, list[Track]]:
         """The current model's top-k tracks for every unlabeled video (round k's pseudo-labelling pass)."""
+        folder = self.out / f"round_{k}" / "predictions"
         return self.predict_unlabeled(
-            model_dir, self.out / f"round_{k}" / "predictions", f"round {k}: pseudo-label"
+            model_dir, folder, f"round {k}: pseudo-label", f"round {k}'s predictions"
         )
 
-    def predict_unlabeled(self, model_dir: Path, folder: Path, title: str) -> dict[int, list[Track]]:
+    def predict_unlabeled(
+        self, model_dir: Path, folder: Path, title: str, what: str
+    ) -> dict[int, list[Track]]:
         """A model's top-k tracks (ranked by class score) for every unlabeled video, one file per video in
-        ``folder`` (this rank's share; a finished video is not predicted again)."""
-        model = load_model(model_dir, model=self.cfg.model, device=self.device)
+        ``folder`` (this rank's share; a finished video of the same model and settings is not predicted
+        again: ``<folder>.fingerprint.json``)."""
         inf = self.cfg.inference
         options = PredictOptions.from_config(
             inf, self.device, top_k=self.cfg.selection.top_k, track_score="class"
         )
+        unit = Unit(what, folder.with_name(folder.name + ".fingerprint.json"), (folder,))
+        fingerprint = {
+            "model": weights_identity(model_dir),
+            "inference": {k: v for k, v in dataclasses.asdict(options).items() if k != "device"},
+            "videos": self.videos.content_hash(),
+        }
+        open_unit(unit, fingerprint, self.resume, write=dist.is_main())
+        dist.barrier()
+        model = load_model(model_dir, model=self.cfg.model, device=self.device)
         todo = [v for i, v in enumerate(self.videos.videos) if i % dist.world_size() == dist.rank()]
         with progress_bar(title, total=len(todo), enabled=dist.is_main()) as bar:
             for info in todo:
@@ -213,10 +228,7 @@ class SelfTrainRun:
                     atomic_write_json(path, [_track_json(t) for t in tracks])
                 bar.advance()
         dist.barrier()
-        return {
-            info.id: [_track_from_json(d) for d in load_json(folder / f"{info.id}.json")]
-            for info in self.videos.videos
-        }
+        return {info.id: _read_tracks(folder / f"{info.id}.json") for info in self.videos.videos}
 
     # -- selection and fusion -------------------------------------------------------------------------------
 
@@ -230,9 +242,20 @@ class SelfTrainRun:
             folder / "selection.json",
             folder / "training_set.json",
         )
-        settings_path = folder / "selection_settings.json"
-        settings = config_to_dict(self.cfg)["selection"]
-        reuse = settings_path.is_file() and load_json(settings_path) == settings
+        unit = Unit(
+            f"round {k}'s selection",
+            folder / "selection.fingerprint.json",
+            (labels_path, stats_path, train_path),
+        )
+        settings = {k: v for k, v in config_to_dict(self.cfg)["selection"].items() if k in SELECTION_KEYS}
+        fingerprint = {
+            "selection": settings,
+            "predictions": _tracks_hash(predictions),
+            "previous": None if previous is None else _tracks_hash(previous),
+            "videos": self.videos.content_hash(),
+        }
+        reuse = open_unit(unit, fingerprint, self.resume, write=dist.is_main())
+        dist.barrier()
         if reuse and train_path.is_file() and labels_path.is_file() and stats_path.is_file():
             labels = load_ytvis(labels_path, check_frames=False).tracks
             return (
@@ -261,7 +284,6 @@ class SelfTrainRun:
             )
             save_ytvis(training_set, train_path)
             atomic_write_json(stats_path, stats.to_json())
-            atomic_write_json(settings_path, settings)
         dist.barrier()
         return labels, stats, training_set
 
@@ -289,6 +311,7 @@ class SelfTrainRun:
             self.device,
             init=init,
             training=round_training_config(self.cfg),
+            resume=self.resume,
         )
 
     # -- the whole loop ---------------------------------------------------------------------------------------
@@ -322,7 +345,9 @@ class SelfTrainRun:
                 models.append(self.result(f"round {k}", k, model, stats))
             if len(models) > 1:
                 last = self.out / f"round_{len(models) - 1}" / "model_predictions"
-                unlabeled.append(self.predict_unlabeled(model, last, "last model: predict"))
+                unlabeled.append(
+                    self.predict_unlabeled(model, last, "last model: predict", "the last model's predictions")
+                )
                 for m, scores in zip(models, label_free_scores(unlabeled, self.cfg.selection), strict=True):
                     m.label_free = scores
         result = self.choose(models)
@@ -359,14 +384,73 @@ class SelfTrainRun:
         """A model's row, scored (once; ``metrics.json`` beside the model folder) when there is an evaluator."""
         scores = None
         if self.evaluator is not None:
-            cache = model.parent / "metrics.json"
-            if cache.is_file():
-                scores = ModelScores.from_json(json.loads(cache.read_text()))
+            # beside the model folder (a weights file given as M0 is scored into the run's m0/ folder)
+            folder = model.parent if model.is_dir() else self.out / "m0"
+            cache = folder / "metrics.json"
+            unit = Unit(f"the scores of {name}", folder / "metrics.fingerprint.json", (cache,))
+            identity = getattr(self.evaluator, "identity", None)
+            fingerprint = {
+                "model": weights_identity(model),
+                "validation": identity() if callable(identity) else type(self.evaluator).__name__,
+                "inference": _without_device(config_to_dict(self.cfg)["inference"]),
+                "evaluation": config_to_dict(self.cfg)["evaluation"],
+            }
+            reuse = open_unit(unit, fingerprint, self.resume, write=dist.is_main())
+            if reuse and cache.is_file():
+                scores = _read_scores(cache)
             else:
                 scores = self.evaluator(model)
                 if dist.is_main():
                     atomic_write_json(cache, scores.to_json(samples=True))
         return ModelResult(name, model, k, stats, scores, note)
+
+
+# the selection settings that change which pseudo-labels a round keeps (the others steer the rounds' training)
+SELECTION_KEYS = (
+    "top_k",
+    "nms_iou",
+    "score_min",
+    "quality_min",
+    "selection_score",
+    "min_frames",
+    "fusion",
+    "fuse_iou",
+    "min_eligible_frames",
+)
+
+
+def _tracks_hash(tracks: dict[int, list[Track]]) -> str:
+    return hash_json(
+        [
+            [vid, [[t.score, t.masks, t.predicted_iou, t.selected] for t in video_tracks]]
+            for vid, video_tracks in sorted(tracks.items())
+        ]
+    )
+
+
+def _without_device(section: dict) -> dict:
+    return {k: v for k, v in section.items() if k != "device"}
+
+
+def _read_tracks(path: Path) -> list[Track]:
+    """A video's predictions written by :meth:`SelfTrainRun.pseudo_label`; a damaged file says what to do."""
+    try:
+        return [_track_from_json(d) for d in load_json(path)]
+    except (DataError, KeyError, TypeError, ValueError) as err:
+        raise DataError(
+            f"cannot read {path} ({err}); delete it (the video is predicted again on the rerun) or rerun with "
+            "--no-resume"
+        ) from err
+
+
+def _read_scores(path: Path) -> ModelScores:
+    try:
+        return ModelScores.from_json(load_json(path))
+    except (DataError, KeyError, TypeError, ValueError) as err:
+        raise DataError(
+            f"cannot read {path} ({err}); delete it (the model is scored again on the rerun) or rerun with "
+            "--no-resume"
+        ) from err
 
 
 def _track_json(t: Track) -> dict:

@@ -16,8 +16,10 @@ from pathlib import Path
 
 from PIL import Image
 
+from autoqvis.engine import dist
 from autoqvis.errors import DataError
 from autoqvis.io.atomic import atomic_path, atomic_write_json
+from autoqvis.io.fingerprint import Unit, open_unit, stat_identity
 from autoqvis.io.video import SkipReport, open_video, skip_bad_input
 from autoqvis.io.ytvis import YTVISDataset, load_ytvis, save_ytvis
 from autoqvis.progress import progress_bar
@@ -29,13 +31,49 @@ log = logging.getLogger(__name__)
 
 
 def cache_videos(
-    paths: Sequence[Path], run_dir: Path, short_side: int | None, max_size: int = 1333, skip_bad: bool = False
+    paths: Sequence[Path],
+    run_dir: Path,
+    short_side: int | None,
+    max_size: int = 1333,
+    skip_bad: bool = False,
+    resume: bool = True,
 ) -> tuple[YTVISDataset, SkipReport]:
-    """Decode every video once into ``run_dir/frames`` (resumable) and return the frame dataset."""
+    """Decode every video once into ``run_dir/frames`` (resumable) and return the frame dataset.
+
+    The cache's fingerprint (``videos.fingerprint.json``: the sizes and each input's identity) must match for
+    it to be reused; ``resume=False`` decodes every video again. In a distributed run rank 0 decodes."""
     frames_root = run_dir / "frames"
     index_path = run_dir / "videos.json"
-    if index_path.exists():
-        return load_ytvis(index_path, frames_root, check_frames=False), SkipReport()
+    if dist.is_main():
+        result = _cache(paths, run_dir, short_side, max_size, skip_bad, resume)
+    dist.barrier()
+    if not dist.is_main():
+        result = load_ytvis(index_path, frames_root, check_frames=False), SkipReport()
+    return result
+
+
+def _cache(
+    paths: Sequence[Path], run_dir: Path, short_side: int | None, max_size: int, skip_bad: bool, resume: bool
+) -> tuple[YTVISDataset, SkipReport]:
+    frames_root = run_dir / "frames"
+    index_path = run_dir / "videos.json"
+    unit = Unit(
+        "the frame cache of the unlabeled videos",
+        run_dir / "videos.fingerprint.json",
+        (index_path, frames_root),
+    )
+    fingerprint = {
+        "short_side": short_side,
+        "max_size": max_size,
+        "inputs": [stat_identity(p) for p in paths],
+    }
+    if open_unit(unit, fingerprint, resume) and index_path.exists():
+        try:
+            return load_ytvis(index_path, frames_root, check_frames=False), SkipReport()
+        except DataError as err:
+            raise DataError(
+                f"{err}; the frame cache is damaged: delete {index_path} or rerun with --no-resume"
+            ) from err
     names = _unique_names(paths)
     report = SkipReport()
     videos: list[VideoInfo] = []
@@ -59,8 +97,11 @@ def _cache_one(
     folder = frames_root / name
     marker = folder / ".done"
     if marker.exists():
-        meta = json.loads(marker.read_text())
-        return VideoInfo(id=video_id, name=name, **meta)
+        try:
+            meta = json.loads(marker.read_text())
+            return VideoInfo(id=video_id, name=name, **meta)
+        except (json.JSONDecodeError, TypeError, UnicodeDecodeError) as err:
+            log.warning("%s is damaged (%s); decoding %s again", marker, err, path)
     if folder.exists():
         shutil.rmtree(folder)  # a half-written video from an interrupted run
     folder.mkdir(parents=True)

@@ -20,16 +20,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
 import torch
 
-from autoqvis.config import SynthesisConfig
+from autoqvis.config import SynthesisConfig, config_to_dict
 from autoqvis.errors import DataError
 from autoqvis.io import rle
+from autoqvis.io.fingerprint import content_identity
 from autoqvis.io.video import read_image
-from autoqvis.io.ytvis import load_json
+from autoqvis.io.ytvis import check_relative, load_json
 from autoqvis.structures import Clip
 from autoqvis.synth.augment import clip_augment
 
@@ -49,6 +51,7 @@ class PseudoMaskImages:
 
     def __init__(self, masks_json: str | Path, images_root: str | Path | None = None, min_masks: int = 1):
         path = Path(masks_json)
+        self.path = path
         data = load_json(path)
         if not isinstance(data, dict) or "images" not in data or "annotations" not in data:
             raise DataError(
@@ -58,19 +61,55 @@ class PseudoMaskImages:
         if root is None:
             raise DataError(f"{path} names no frames root; pass the images folder")
         self.root = Path(root)
-        by_image: dict[int, list] = {}
+        if not isinstance(data["annotations"], list) or not isinstance(data["images"], list):
+            raise DataError(f"{path}: 'images' and 'annotations' must be lists")
+        by_image: dict[int, list[tuple[int, Any]]] = {}
         for i, ann in enumerate(data["annotations"]):
-            if "image_id" not in ann or "segmentation" not in ann:
+            if not isinstance(ann, dict) or "image_id" not in ann or "segmentation" not in ann:
                 raise DataError(f"{path}: annotations[{i}] needs 'image_id' and 'segmentation'")
-            by_image.setdefault(ann["image_id"], []).append(ann["segmentation"])
+            if isinstance(ann["image_id"], bool) or not isinstance(ann["image_id"], int):
+                raise DataError(
+                    f"{path}: annotations[{i}]: 'image_id' must be an integer, got {ann['image_id']!r}"
+                )
+            by_image.setdefault(ann["image_id"], []).append((i, ann["segmentation"]))
         self.entries = []
+        counts, sizes, places = [], [], []
         for i, img in enumerate(data["images"]):
+            where = f"{path}: images[{i}]"
+            if not isinstance(img, dict):
+                raise DataError(f"{where} must be an object, got {type(img).__name__}")
             for key in ("id", "file_name", "height", "width"):
                 if key not in img:
-                    raise DataError(f"{path}: images[{i}] is missing '{key}'")
-            segs = by_image.get(img["id"], [])
+                    raise DataError(f"{where} is missing '{key}'")
+            h, w = img["height"], img["width"]
+            if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in (h, w)):
+                raise DataError(f"{where}: 'height' and 'width' must be positive integers, got {h!r}, {w!r}")
+            if not isinstance(img["file_name"], str):
+                raise DataError(f"{where}: 'file_name' must be a relative path, got {img['file_name']!r}")
+            check_relative(img["file_name"], f"{where}: 'file_name'")
+            segs = []
+            for a, seg in by_image.get(img["id"], []):
+                try:
+                    mask = rle.to_compressed(seg, h, w)
+                except (ValueError, TypeError, KeyError, OverflowError) as err:
+                    raise DataError(
+                        f"{path}: annotations[{a}] (image {img['id']}): 'segmentation': {err}"
+                    ) from err
+                if isinstance(seg, dict) and isinstance(seg.get("counts"), str | bytes):
+                    counts.append(mask["counts"])
+                    sizes.append((h, w))
+                    places.append((a, img["id"]))
+                segs.append(mask)
             if len(segs) >= min_masks:
-                self.entries.append(_Entry(img["file_name"], int(img["height"]), int(img["width"]), segs))
+                self.entries.append(_Entry(img["file_name"], h, w, segs))
+        errors = rle.counts_errors(counts, sizes)
+        if errors:
+            k, reason = errors[0]
+            (a, image_id), (h, w) = places[k], sizes[k]
+            raise DataError(
+                f"{path}: annotations[{a}] (image {image_id}): 'segmentation': the RLE counts are not a valid "
+                f"{h}x{w} mask: {reason}; the file is damaged or was written for another image size"
+            )
         if not self.entries:
             raise DataError(f"{path}: no image has at least {min_masks} pseudo-mask(s)")
 
@@ -83,9 +122,10 @@ class PseudoMaskImages:
         image = read_image(self.root / e.file_name)
         if image.shape[:2] != (e.height, e.width):
             raise DataError(
-                f"{self.root / e.file_name} is {image.shape[1]}x{image.shape[0]}, the JSON says {e.width}x{e.height}"
+                f"{self.root / e.file_name} is {image.shape[1]}x{image.shape[0]}, but {self.path} declares "
+                f"{e.width}x{e.height}; pass the images the pseudo-masks were made on (--images)"
             )
-        masks = np.stack([rle.decode(rle.to_compressed(s, e.height, e.width)) for s in e.segmentations])
+        masks = np.stack([rle.decode(s) for s in e.segmentations])
         return image, masks
 
 
@@ -143,6 +183,16 @@ class ImageCut2Video:
 
     def __len__(self) -> int:
         return len(self.images)
+
+    def identity(self) -> dict:
+        """What determines its clips (for the fingerprint of a training run)."""
+        return {
+            "kind": "imagecut2video",
+            "masks": content_identity(self.images.path),
+            "images": len(self.images),
+            "synthesis": config_to_dict(self.cfg),
+            "seed": self.seed,
+        }
 
     def __getitem__(self, index: int) -> Clip:
         return self.clip(index, self.seed)

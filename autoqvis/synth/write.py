@@ -7,6 +7,7 @@ marker (and its ``tracks.json``) is finished and is not rewritten; the JSON is a
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -41,10 +42,9 @@ def write_clips(source, indices: list[int], seed: int, out: Path) -> YTVISDatase
     with progress_bar("synthesize", total=len(indices)) as bar:
         for n, index in enumerate(indices, start=1):
             folder = out / "frames" / f"clip_{n:06d}"
-            if (folder / ".done").is_file():
-                names = [f"{folder.name}/{p.name}" for p in sorted(folder.glob("*.jpg"))]
-                masks = json.loads((folder / "tracks.json").read_text())
-                size = Image.open(folder / "00000.jpg").size
+            done = _finished_clip(folder)
+            if done is not None:
+                names, masks, size = done
             else:
                 clip = source.clip(index, seed + n)
                 names, masks = _write_clip(clip, folder)
@@ -61,6 +61,22 @@ def write_clips(source, indices: list[int], seed: int, out: Path) -> YTVISDatase
     )
     save_ytvis(dataset, out / "synthetic.json")
     return dataset
+
+
+def _finished_clip(folder: Path) -> tuple[list[str], list, tuple[int, int]] | None:
+    """A clip folder finished earlier (``.done``): its frame names, tracks and size; None when it is not
+    finished, or damaged (then it is written again)."""
+    if not (folder / ".done").is_file():
+        return None
+    try:
+        names = [f"{folder.name}/{p.name}" for p in sorted(folder.glob("*.jpg"))]
+        masks = json.loads((folder / "tracks.json").read_text())
+        with Image.open(folder / "00000.jpg") as img:
+            size = img.size
+        return names, masks, size
+    except (OSError, ValueError) as err:  # a missing or torn file (JSONDecodeError is a ValueError)
+        logging.getLogger("autoqvis").warning("%s is damaged (%s); writing the clip again", folder, err)
+        return None
 
 
 def clip_gif(clip: Clip, path: Path, fps: float = 2.0) -> Path:

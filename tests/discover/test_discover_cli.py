@@ -75,12 +75,7 @@ def test_images_output_preview_and_resume(images, tmp_path, weights):
         "masks": [rle.encode(first)],
         "scores": [0.77],
     }
-    from autoqvis.config import load_config
-    from autoqvis.discover.run import _fingerprint
-
-    d = load_config([], [*DISCOVERY, f"discovery.weights={weights}"]).discovery
-    fp = _fingerprint(d, f"images:{images.resolve()}")
-    partial.write_text(json.dumps({"fingerprint": fp}) + "\n" + json.dumps(first_entry) + "\n" + '{"file_na')
+    partial.write_text('{"autoqvis": "discovery log"}\n' + json.dumps(first_entry) + "\n" + '{"file_na')
     out.unlink()
     assert _run(images, out, weights) == 0
     again = json.loads(out.read_text())
@@ -90,9 +85,14 @@ def test_images_output_preview_and_resume(images, tmp_path, weights):
 
 def test_a_partial_file_from_other_settings_is_an_error(images, tmp_path, weights, capsys):
     out = tmp_path / "pseudo.json"
-    out.with_name("pseudo.json.partial.jsonl").write_text('{"fingerprint": "something-else"}\n')
+    out.with_name("pseudo.json.partial.jsonl").write_text('{"autoqvis": "discovery log"}\n')
+    assert _run(images, out, weights) == 2  # no fingerprint: what made it is unknown
+    assert "pseudo.fingerprint.json is missing" in capsys.readouterr().err
+    out.with_name("pseudo.fingerprint.json").write_text('{"fingerprint": {"discovery": {"tau": 0.3}}}')
     assert _run(images, out, weights) == 2
-    assert "other settings" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "other settings or inputs: discovery.tau 0.3 -> 0.15" in err and "--no-resume" in err
+    assert _run(images, out, weights, "--no-resume") == 0
 
 
 def test_videos_every_k_frames_and_bad_images(tmp_path, weights, capsys):

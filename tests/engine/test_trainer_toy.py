@@ -36,7 +36,7 @@ class ToyModel(nn.Module):
     def prepare_targets(self, clips, padded_hw):
         return [{"mean": c.masks.float().mean()} for c in clips]
 
-    def forward(self, images):
+    def forward(self, images, num_videos=None):
         B, T = images.shape[:2]
         x = self.norm(self.backbone(images.flatten(0, 1))).mean((2, 3))
         return {"pred": self.head(self.dropout(x)).view(B, T).mean(1)}

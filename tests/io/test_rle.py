@@ -74,3 +74,58 @@ def test_region_sized_masks_by_area_and_borders():
     big = np.ones((10, 10), bool)
     big[4:6, 4:6] = False
     assert is_region_sized(big, 0.9, 4) and not is_region_sized(big, 1.0, 4)  # 96% of the frame
+
+
+def _counts_string(runs: list[int]) -> str:
+    """pycocotools' rleToString, in Python: 5-bit digits, continuation 0x20, sign 0x10, deltas from the 4th."""
+    out = []
+    for i, x in enumerate(runs):
+        x -= runs[i - 2] if i > 2 else 0
+        more = True
+        while more:
+            c = x & 0x1F
+            x >>= 5
+            more = x != -1 if c & 0x10 else x != 0
+            out.append(chr(48 + (c | 0x20 if more else c)))
+    return "".join(out)
+
+
+def test_counts_errors_accepts_every_valid_string_and_names_each_fault(monkeypatch):
+    rng = np.random.default_rng(0)
+    masks = [rng.random((int(h), int(w))) < rng.random() for h, w in rng.integers(1, 40, (300, 2))]
+    strings = [rle.encode(m) for m in masks]
+    assert rle.counts_errors([s["counts"] for s in strings], [s["size"] for s in strings]) == []
+    runs = [0, 7, 300, 2, 1000, 0, 3]  # large numbers, zero runs, deltas of both signs
+    assert (
+        _counts_string(runs)
+        == mask_utils.frPyObjects({"size": [3, 439], "counts": runs}, 3, 439)["counts"].decode()
+    )
+    bad = {
+        "garbage!!": "a character outside '0'..'o'",
+        _counts_string([5, 6])[:-1]
+        + "o": "it stops in the middle of a number",  # a continuation bit at the end
+        "0" * 8: "the runs cover 0 pixels, not H*W = 12",
+        _counts_string([4, 4, 4, -2, 2]): "a negative run length",
+        _counts_string([4, 4, 5]): "the runs cover 13 pixels, not H*W = 12",
+        "n" * 8 + "0": "a number longer than 32 bits",
+        "é": "it holds non-ASCII characters",
+    }
+    good = _counts_string([4, 4, 4])
+    strings = [good, *bad, good]
+    assert rle.counts_errors(strings, [(3, 4)] * len(strings)) == [
+        (i + 1, why) for i, why in enumerate(bad.values())
+    ]
+    # split into many chunks: the same answer
+    monkeypatch.setattr(rle, "_CHUNK_CHARS", 3)
+    assert rle.counts_errors(strings, [(3, 4)] * len(strings)) == [
+        (i + 1, why) for i, why in enumerate(bad.values())
+    ]
+
+
+def test_polygons_pycocotools_cannot_rasterise_are_refused():
+    with pytest.raises(ValueError, match="must be numbers within"):
+        rle.to_compressed([[float("nan"), 1, 2, 3, 4, 5]], 10, 12)
+    with pytest.raises(ValueError, match="must be numbers within"):
+        rle.to_compressed([[1e9, 1, 2, 3, 4, 5]], 10, 12)
+    with pytest.raises(ValueError, match="even number of coordinates"):
+        rle.to_compressed([[1, 1, 2, 3, 4, 5, 6]], 10, 12)

@@ -1,3 +1,5 @@
+import shutil
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -37,7 +39,10 @@ def test_cache_videos_resumable_and_skips_bad_ones(tmp_path):
 def test_interrupted_video_is_redone(tmp_path):
     make_inputs(tmp_path / "in")
     paths = [p for p in find_videos(tmp_path / "in") if p.suffix != ".mp4" or p.stem != "broken"]
+    cache_videos(paths, tmp_path / "run", short_side=None)
+    (tmp_path / "run" / "videos.json").unlink()  # as if the run was killed while decoding clip_2:
     partial = tmp_path / "run" / "frames" / "clip_2"
+    shutil.rmtree(partial)
     partial.mkdir(parents=True)
     (partial / "00000.jpg").write_bytes(b"half")  # no .done marker: an interrupted decode
     dataset, _ = cache_videos(paths, tmp_path / "run", short_side=None)
