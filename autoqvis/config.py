@@ -355,6 +355,12 @@ class SelectionConfig:
     freeze_quality_head: bool = True  # ablation: train the head during self-training
     droploss: bool = True  # ablation: vanilla mask loss
     mix_prob: float = 0.5  # probability that a batch comes from the pseudo-labelled real videos
+    # mixing that follows the amount of labels: with mix_frames > 0 the real-video probability is
+    # mix_prob x min(1, labelled frames / mix_frames), so a handful of labelled frames is not drawn half the
+    # time (overfitting them). Official: 0 (a fixed mix_prob)
+    mix_frames: int = 0
+    # the rounds' learning rate; 0 = training.lr (official: one rate for every stage)
+    round_lr: float = 0.0
     # with a labelled validation set: the best model (M0 or a round) by this metric is reported as the result
     select_metric: Literal["AP", "AP50", "AP75", "AR1", "AR10", "JF"] = "AP50"
     # without one: the model with the best label-free criterion on the unlabeled videos (selftrain/pick.py):
@@ -377,6 +383,8 @@ class SelectionConfig:
                 "round_iters": COUNT,
                 "round_batch_size": COUNT,
                 "mix_prob": FRACTION,
+                "mix_frames": NON_NEGATIVE,
+                "round_lr": NON_NEGATIVE,
                 "max_area": FRACTION,
                 "max_borders": Range(0, 4),
             },

@@ -343,7 +343,10 @@ def run_seed(seed: int, args, cfg: Config, pool: Path, masks: dict, gts: dict) -
     inputs = find_videos(args.root) + (find_videos(args.extra_videos) if args.extra_videos else [])
     videos, _ = cache_videos(inputs, args.out / "videos", None)
     run = SelfTrainRun(cfg, out, videos, [synthetic])
-    result = run.run()
+    m0 = args.m0_from / f"seed_{seed}" / "m0" / "model" if args.m0_from else None
+    if m0 is not None and not (m0 / "model.json").is_file():
+        raise SystemExit(f"--m0-from: {m0} holds no finished model; run that benchmark's seed {seed} first")
+    result = run.run(m0=m0)
     times["self-training"] = time.perf_counter() - start
     record: dict = {"models": {}, "label_free": {}, "controls": {}, "seconds": times}
     start = time.perf_counter()
@@ -505,6 +508,12 @@ def main() -> None:
         type=Path,
         help="folder of the MaskCut results (default OUT/discovery); runs with the same discovery settings "
         "(the region filters aside) can share one",
+    )
+    parser.add_argument(
+        "--m0-from",
+        type=Path,
+        help="another run of this benchmark whose seed_N/m0 models are this run's M0s (to compare round "
+        "settings on the same M0s, paired by seed; its M0 settings must be this run's)",
     )
     parser.add_argument("--skip-maskcut-baseline", action="store_true")
     parser.add_argument("--controls", action="store_true", help="oracle and synthetic-only rounds (slower)")

@@ -21,7 +21,7 @@ def command_lines(text: str) -> list[str]:
     lines = []
     for line in text.splitlines():
         line = line.split(" #")[0].strip().lstrip("#").strip()
-        for match in re.finditer(r"(?:^|-m |[\s`(])autoqvis (\w[\w-]*)([^`|)]*)", line):
+        for match in re.finditer(r"(?:^|-m |[\s`(])autoqvis (\w[\w-]*)(?![\w:-])([^`|)]*)", line):
             lines.append(f"{match.group(1)}{match.group(2)}")
     return lines
 
@@ -32,7 +32,11 @@ def subcommands() -> dict[str, argparse.ArgumentParser]:
     return dict(action.choices)
 
 
-SOURCES = [ROOT / "docs" / "reproduce.md", ROOT / "README.md", *sorted((ROOT / "configs").glob("*.yaml"))]
+SOURCES = [
+    ROOT / "docs" / "reproduce.md",
+    ROOT / "README.md",
+    *sorted((ROOT / "autoqvis" / "configs").glob("*.yaml")),
+]
 
 
 @pytest.mark.parametrize("path", SOURCES, ids=lambda p: p.name)

@@ -79,7 +79,10 @@ def init_from_env(device: torch.device) -> bool:
 
 
 def shutdown() -> None:
+    """Leave the process group once every rank got here (a rank that tears its gloo threads down while
+    another still talks to it can abort the process)."""
     if is_distributed():
+        torch_dist.barrier()
         torch_dist.destroy_process_group()
 
 

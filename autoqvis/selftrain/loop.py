@@ -32,7 +32,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from autoqvis.config import Config, TrainingConfig, config_to_dict
+from autoqvis.config import Config, SelectionConfig, TrainingConfig, config_to_dict
 from autoqvis.engine import dist
 from autoqvis.engine.data import ClipSource
 from autoqvis.engine.determinism import deterministic_algorithms
@@ -147,7 +147,16 @@ def round_training_config(cfg: Config) -> TrainingConfig:
         batch_size=s.round_batch_size,
         freeze_quality_head=s.freeze_quality_head,
         droploss=s.droploss,
+        lr=s.round_lr or cfg.training.lr,
     )
+
+
+def real_mix_prob(selection: SelectionConfig, labelled_frames: int) -> float:
+    """Probability that a round's batch comes from the pseudo-labelled videos: ``mix_prob``, scaled down by
+    ``labelled_frames / mix_frames`` when ``mix_frames`` is set and fewer frames than that are labelled."""
+    if selection.mix_frames <= 0:
+        return selection.mix_prob
+    return selection.mix_prob * min(1.0, labelled_frames / selection.mix_frames)
 
 
 def pick_best(models: Sequence[ModelResult], metric: str) -> int:
@@ -300,7 +309,9 @@ class SelfTrainRun:
         real = VideoClipSource(
             training_set, clip_augment(self.cfg.synthesis), num_frames=self.cfg.synthesis.num_frames
         )
-        p = self.cfg.selection.mix_prob
+        frames = sum(v.length for v in training_set.videos)
+        p = real_mix_prob(self.cfg.selection, frames)
+        log.info("round %d: %d labelled frames; real clips drawn with probability %.3f", k, frames, p)
         sources = [*self.synthetic, real]
         probs = [(1 - p) / len(self.synthetic)] * len(self.synthetic) + [p]
         return train_stage(

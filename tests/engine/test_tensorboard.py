@@ -2,6 +2,7 @@
 without the optional package."""
 
 import sys
+import time
 
 import pytest
 import torch
@@ -43,6 +44,9 @@ def test_resuming_purges_the_steps_logged_after_the_checkpoint(tmp_path):
     with TensorBoardLog(tmp_path) as board:  # an interrupted run: checkpoint at 2, logged up to 3
         for it in (1, 2, 3):
             board.log(it, {"total": float(it)})
+    # event files are named by the second they were opened in; a reader orders files of one second by name
+    # (".10" before ".9"), which a real resume (minutes later) never meets
+    time.sleep(1.05)
     with TensorBoardLog(tmp_path, purge_step=3) as board:  # resumed from the checkpoint at 2
         for it in (3, 4):
             board.log(it, {"total": 10.0 * it})

@@ -51,6 +51,7 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
         if rank == 0:
             torch.save(trainer.model.state_dict(), Path(out) / "ddp_weights.pt")
     finally:
+        dist.barrier()  # no rank tears its gloo threads down while the other still saves or talks
         dist.destroy_process_group()
 
 
