@@ -27,7 +27,9 @@ KEYS = ("AP", "AP50", "AP75", "AR10")
 def values(row: dict) -> dict[str, float]:
     m = row.get("metrics") or {}
     out = {k: (m.get("ytvis") or {}).get(k) for k in KEYS} | {"J&F": m.get("jf")}
-    out["AP50 alt"] = (m.get("ytvis_alt") or {}).get("AP50")  # the other track ranking (quality)
+    out["AP50 alt"] = (m.get("ytvis_alt") or {}).get(
+        "AP50"
+    )  # the other track ranking (the profile ranks by quality: class)
     out["labels"] = row.get("pseudo_labels")
     return {k: float("nan") if v is None else float(v) for k, v in out.items()}
 

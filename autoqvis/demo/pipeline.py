@@ -133,6 +133,9 @@ def demo_config(
         # threshold for its harder, dense setting (UVO) is used instead
         "selection.quality_min=0.3",
         f"inference.short_side={side}",
+        # the profile's CRF was measured on real footage; the world's rendered objects have hard edges already,
+        # and the demo's time budget has no room for a CRF per predicted mask (~30 ms each)
+        "inference.crf_short_side=0",
     ]
     return load_config(["small_data", *(config_files or [])], deltas + list(overrides or []))
 
