@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
+import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -14,6 +16,8 @@ from autoqvis.errors import DataError
 
 if TYPE_CHECKING:
     import torch
+
+log = logging.getLogger("autoqvis")
 
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
@@ -136,3 +140,26 @@ def output_file(path: Path, flag: str = "--out", suffix: str | None = None) -> P
         raise DataError(f"{flag} {path} is a folder; pass a file name ({suffix or 'a file'})")
     output_folder(path.parent, f"the folder of {flag}")
     return path
+
+
+def model_weights(path: Path, flag: str = "--weights") -> Path:
+    """A model folder or weights file as given; a self-training run folder (``best.json``, no ``model.json``)
+    stands for the model its ``best.json`` names (found inside the run even after the run was moved)."""
+    best = path / "best.json"
+    if not path.is_dir() or (path / "model.json").exists() or not best.is_file():
+        return path
+    try:
+        named = Path(json.loads(best.read_text())["path"])
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise DataError(
+            f"{flag} {path} is a self-training run but its best.json cannot be read ({err}); pass a model folder "
+            f"such as {path / 'm0' / 'model'}"
+        ) from err
+    for candidate in (named, path / named, path / named.parent.name / named.name):
+        if (candidate / "model.json").is_file():
+            log.info("%s: the model best.json names, %s", flag, candidate)
+            return candidate
+    raise DataError(
+        f"{flag} {path}: best.json names {named}, which holds no model; pass a model folder of the run "
+        f"such as {path / 'm0' / 'model'}"
+    )

@@ -24,6 +24,7 @@ from autoqvis.commands.common import (
     add_device_argument,
     config_from_args,
     device_from_args,
+    model_weights,
     output_folder,
 )
 from autoqvis.config import save_config
@@ -119,6 +120,7 @@ def _evaluate_model(args: argparse.Namespace) -> int:
         raise DataError("scoring a model needs --weights W, --gt GT.json and --gt-frames DIR (and no --pred)")
     device, cfg = device_from_args(args, config_from_args(args), amp=("inference",))
     expected = args.preset or (cfg.model if cfg.model != ModelConfig() else None)
+    args.weights = model_weights(args.weights)
     model = load_model(args.weights, model=expected, device=device)
     scores = ModelEvaluator(args.gt, args.gt_frames, cfg, str(device)).score(model)
     payload = {

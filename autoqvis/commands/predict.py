@@ -23,6 +23,7 @@ from autoqvis.commands.common import (
     config_from_args,
     device_from_args,
     integer,
+    model_weights,
     output_folder,
     with_flags,
 )
@@ -34,7 +35,11 @@ log = logging.getLogger("autoqvis")
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("input", type=Path, help="video file, frame folder, folder of them, or DAVIS root")
     parser.add_argument(
-        "--weights", type=Path, required=True, help="model folder or official .pth/.safetensors"
+        "--weights",
+        type=Path,
+        required=True,
+        help="model folder, official .pth/.safetensors, or a self-training run folder (the model its best.json "
+        "names)",
     )
     parser.add_argument(
         "--preset",
@@ -84,6 +89,7 @@ def run(args: argparse.Namespace) -> int:
     dist.init_from_env(device)
     # the architecture asked for: --preset, or model.* when the configuration changes it from the defaults
     expected = args.preset or (cfg.model if cfg.model != ModelConfig() else None)
+    args.weights = model_weights(args.weights)
     model = load_model(args.weights, model=expected, device=device)
     options = PredictOptions.from_config(cfg.inference, str(device))
     settings = {"weights": weights_identity(args.weights), "architecture": model.spec.to_json()}
