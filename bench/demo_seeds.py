@@ -34,6 +34,11 @@ def values(row: dict) -> dict[str, float]:
     return {k: float("nan") if v is None else float(v) for k, v in out.items()}
 
 
+def standard_error(values: np.ndarray) -> float:
+    """Standard error of the mean (sample standard deviation / sqrt(n)); nan for one value."""
+    return float(values.std(ddof=1) / np.sqrt(len(values))) if len(values) > 1 else float("nan")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -61,7 +66,11 @@ def main() -> None:
         runs.append({r["model"]: values(r) for r in rows})
     models = list(runs[0])
     columns = (*KEYS, "J&F", "AP50 alt", "labels")
-    print(f"{len(runs)} seeds; mean +- std over seeds (AP50 alt: tracks ranked by the other score, quality)")
+    results = json.loads((args.out / f"seed_{args.first_seed}" / "results.json").read_text())
+    ranking = ((results["rows"][0].get("metrics") or {}).get("ytvis_alt") or {}).get("ranking", "-")
+    print(
+        f"{len(runs)} seeds; mean +- std over seeds (AP50 alt: tracks ranked by the other score, {ranking})"
+    )
     print(f"{'model':34s} " + " ".join(f"{c:>13s}" for c in columns))
     for name in models:
         cells = []
@@ -77,11 +86,11 @@ def main() -> None:
         wins = int((diffs["AP50"] > 0).sum())
         print(
             f"{a + ' - ' + b:60s} "
-            + " ".join(f"{c} {d.mean():+6.2f} +-{d.std():5.2f}" for c, d in diffs.items())
+            + " ".join(f"{c} {d.mean():+6.2f} +-{standard_error(d):5.2f}" for c, d in diffs.items())
             + f"  (AP50 higher in {wins}/{len(runs)})"
         )
 
-    print("paired differences (mean +- std over seeds):")
+    print("paired differences (mean +- standard error over seeds, paired by seed):")
     for k in (1, 2):
         paired(f"round {k}", "M0 (synthetic only)")
     for k in (1, 2):
