@@ -30,7 +30,8 @@ class ModelRow:
     metrics: dict[str, float] | None = None  # YTVIS metrics x100
     jf: float | None = None  # DAVIS J&F x100
     pseudo_labels: int | None = None  # pseudo-label tracks the model was trained on
-    best: bool = False  # the model the run selected (by the validation metric, else the last round)
+    best: bool = False  # the model the run selected (by the validation metric, else the label-free pick)
+    label_free: dict[str, float] | None = None  # criteria on the unlabeled videos (selftrain/pick.py)
 
 
 @dataclass
@@ -126,15 +127,19 @@ def _fmt(value: float | None, digits: int = 1) -> str:
 def _table(models: Sequence[ModelRow]) -> str:
     extra = sorted({k for m in models for k in (m.metrics or {}) if k.endswith("-ranked")})
     keys = TABLE_KEYS + tuple(extra)  # e.g. "AP50 quality-ranked": the other track ranking
+    criteria = list(dict.fromkeys(k for m in models for k in (m.label_free or {})))
     head = (
         "<tr><th>model</th>"
         + "".join(f"<th>{k}</th>" for k in keys)
-        + "<th>J&amp;F</th><th>pseudo-labels</th></tr>"
+        + "<th>J&amp;F</th><th>pseudo-labels</th>"
+        + "".join(f"<th>{html.escape(c)} (no labels)</th>" for c in criteria)
+        + "</tr>"
     )
     rows = []
     for m in models:
         cells = [_fmt((m.metrics or {}).get(k)) for k in keys]
         cells += [_fmt(m.jf), "–" if m.pseudo_labels is None else str(m.pseudo_labels)]
+        cells += [_fmt((m.label_free or {}).get(c), 3) for c in criteria]
         name = html.escape(m.name) + (" <strong>(selected)</strong>" if m.best else "")
         rows.append(f"<tr><td>{name}</td>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
     return _section("Models", "<table>" + head + "".join(rows) + "</table>")

@@ -50,6 +50,7 @@ def write_run_report(
             jf=m.scores.jf if m.scores else None,
             pseudo_labels=m.pseudo_labels,
             best=m.name == selected,
+            label_free=m.label_free,
         )
         for m in models
     ]

@@ -22,7 +22,13 @@ def test_report_is_self_contained_and_complete(tmp_path):
         title="demo <run>",
         models=[
             ModelRow("synthetic only (M0)", {"AP": 10.0, "AP50": 20.0, "AP75": 8.0, "AR10": 15.0}, jf=30.0),
-            ModelRow("round 1", {"AP": 12.0, "AP50": 25.5, "AP75": 9.0, "AR10": 18.0}, pseudo_labels=14),
+            ModelRow(
+                "round 1",
+                {"AP": 12.0, "AP50": 25.5, "AP75": 9.0, "AR10": 18.0},
+                pseudo_labels=14,
+                best=True,
+                label_free={"quality": 0.4321, "stability": 0.6789},
+            ),
             ModelRow("no metrics"),
         ],
         config_yaml="selection:\n  quality_min: 0.75\n",
@@ -46,6 +52,9 @@ def test_report_is_self_contained_and_complete(tmp_path):
     assert page.startswith("<!DOCTYPE html>") and page.rstrip().endswith("</html>")
     assert "demo &lt;run&gt;" in page and "25.5" in page and "Spearman 0.600" in page
     assert "quality_min: 0.75" in page
+    # the label-free criteria beside the true metrics, for the selected model
+    assert "quality (no labels)" in page and "stability (no labels)" in page
+    assert "round 1 <strong>(selected)</strong>" in page and "0.432" in page and "0.679" in page
     images = re.findall(r'src="data:(image/(?:png|gif));base64,([^"]+)"', page)
     assert [m for m, _ in images].count(
         "image/png"
