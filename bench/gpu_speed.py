@@ -39,6 +39,7 @@ import torch
 
 from autoqvis.config import TrainingConfig
 from autoqvis.device import DeviceError, describe_device, resolve_device
+from autoqvis.engine.data import ClipList
 from autoqvis.engine.trainer import Trainer
 from autoqvis.model import build_model
 from autoqvis.structures import Clip
@@ -99,17 +100,6 @@ def eval_speed(device: torch.device, amp: str, frames: int, height: int, width: 
     return {"seconds": seconds, "fps": frames / seconds, "peak_gib": peak_gib(device)}
 
 
-class _Clips:
-    def __init__(self, clips: list[Clip]):
-        self.clips = clips
-
-    def __len__(self) -> int:
-        return len(self.clips)
-
-    def clip(self, index: int, seed: int) -> Clip:
-        return self.clips[index]
-
-
 def training_clips(height: int, width: int, n: int = 2, frames: int = 3) -> list[Clip]:
     clips = []
     for i in range(n):
@@ -130,7 +120,7 @@ def train_speed(device: torch.device, amp: str, stage: str, size: tuple[int, int
     model = build_model("paper_r50", cfg)
     clips = training_clips(*size)
     with tempfile.TemporaryDirectory() as out:
-        trainer = Trainer(model, [_Clips(clips)], [1.0], cfg, out, device)
+        trainer = Trainer(model, [ClipList(clips)], [1.0], cfg, out, device)
         model.train()
         for _ in range(2):  # warm-up (and the fp16 scaler's first overflow steps)
             trainer.step([clips])

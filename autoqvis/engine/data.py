@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from autoqvis.structures import Clip
 
-__all__ = ["ClipKey", "ClipSource", "MixedClipDataset", "MixingBatchSampler", "build_loader"]
+__all__ = ["ClipKey", "ClipList", "ClipSource", "MixedClipDataset", "MixingBatchSampler", "build_loader"]
 
 
 class ClipSource(Protocol):
@@ -34,6 +34,19 @@ class ClipSource(Protocol):
     def __len__(self) -> int: ...
 
     def clip(self, index: int, seed: int) -> Clip: ...
+
+
+class ClipList:
+    """A :class:`ClipSource` of ready-made clips (the seed is ignored): benchmarks and tests."""
+
+    def __init__(self, clips: list[Clip]):
+        self.clips = clips
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    def clip(self, index: int, seed: int) -> Clip:
+        return self.clips[index]
 
 
 @dataclass(frozen=True)

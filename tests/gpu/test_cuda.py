@@ -21,6 +21,7 @@ import pytest
 import torch
 
 from autoqvis.config import TrainingConfig
+from autoqvis.engine.data import ClipList
 from autoqvis.engine.trainer import Trainer
 from autoqvis.model import build_model, msdeform, save_model
 from autoqvis.structures import Clip
@@ -159,7 +160,7 @@ def test_amp_training_step_gives_finite_losses_and_gradients(tmp_path, amp):
     torch.manual_seed(0)
     cfg = TrainingConfig(amp=amp, batch_size=2, max_iters=6)
     model = build_model("paper_r50", cfg)
-    trainer = Trainer(model, [_ListSource(_clips(2, 3, 256, 320))], [1.0], cfg, tmp_path, DEVICE)
+    trainer = Trainer(model, [ClipList(_clips(2, 3, 256, 320))], [1.0], cfg, tmp_path, DEVICE)
     model.train()
     clips = _clips(2, 3, 256, 320)
     finite_steps = 0
@@ -172,17 +173,6 @@ def test_amp_training_step_gives_finite_losses_and_gradients(tmp_path, amp):
             assert grads and all(torch.isfinite(g).all() for g in grads)
     assert finite_steps >= (3 if amp == "fp16" else 4), f"only {finite_steps} of 4 steps had finite gradients"
     assert all(torch.isfinite(p).all() for p in model.parameters())
-
-
-class _ListSource:
-    def __init__(self, clips: list[Clip]):
-        self.clips = clips
-
-    def __len__(self) -> int:
-        return len(self.clips)
-
-    def clip(self, index: int, seed: int) -> Clip:
-        return self.clips[index]
 
 
 @pytest.mark.parametrize("amp", ["bf16", "fp16"])
