@@ -3,7 +3,7 @@
 One demo run scores each model on 40 test videos, but a model trained twice with the same settings differs by
 a few AP50 (threaded CPU kernels reorder float sums; different data draws then follow), so one run cannot
 separate a +3 AP50 gain from noise. This runs ``autoqvis demo`` for ``--seeds`` seeds (each a new world and a
-new training seed; ~12 min each on 2 cores; finished seeds are reused) and prints per model the mean and
+new training seed; 13-19 min each on 2 cores; finished seeds are reused) and prints per model the mean and
 standard deviation of AP, AP50, AP75, AR10, J&F and the pseudo-labels kept, then the paired differences that
 the paper's claims are about: round k - M0, and quality-guided - confidence-only round k.
 
