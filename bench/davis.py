@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from stats import standard_error  # bench/stats.py (the script's folder is on sys.path)
 
 from autoqvis.config import Config, load_config
 from autoqvis.demo.pipeline import ensure_dinov2_weights
@@ -409,9 +410,7 @@ def mean_jf(per_sequence: dict[str, dict[str, float]], key: str = "J&F") -> floa
 
 
 def mean_se(values: list[float]) -> str:
-    v = np.asarray(values, float)
-    se = v.std(ddof=1) / np.sqrt(len(v)) if len(v) > 1 else float("nan")
-    return f"{100 * v.mean():6.1f} +- {100 * se:4.1f}"
+    return f"{100 * np.mean(values):6.1f} +- {100 * standard_error(values):4.1f}"
 
 
 def report(seeds: dict[int, dict], baseline: dict | None, discovery: dict, seqs: list[str]) -> None:

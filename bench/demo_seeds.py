@@ -18,6 +18,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+from stats import standard_error  # bench/stats.py (the script's folder is on sys.path)
 
 from autoqvis.demo.pipeline import run_demo
 
@@ -32,11 +33,6 @@ def values(row: dict) -> dict[str, float]:
     )  # the other track ranking (the profile ranks by quality: class)
     out["labels"] = row.get("pseudo_labels")
     return {k: float("nan") if v is None else float(v) for k, v in out.items()}
-
-
-def standard_error(values: np.ndarray) -> float:
-    """Standard error of the mean (sample standard deviation / sqrt(n)); nan for one value."""
-    return float(values.std(ddof=1) / np.sqrt(len(values))) if len(values) > 1 else float("nan")
 
 
 def main() -> None:

@@ -444,23 +444,21 @@ def _without_device(section: dict) -> dict:
 
 
 def _read_tracks(path: Path) -> list[Track]:
-    """A video's predictions written by :meth:`SelfTrainRun.pseudo_label`; a damaged file says what to do."""
-    try:
-        return [_track_from_json(d) for d in load_json(path)]
-    except (DataError, KeyError, TypeError, ValueError) as err:
-        raise DataError(
-            f"cannot read {path} ({err}); delete it (the video is predicted again on the rerun) or rerun with "
-            "--no-resume"
-        ) from err
+    """A video's predictions written by :meth:`SelfTrainRun.pseudo_label`."""
+    return _read_or_explain(path, lambda d: [_track_from_json(t) for t in d], "the video is predicted again")
 
 
 def _read_scores(path: Path) -> ModelScores:
+    return _read_or_explain(path, ModelScores.from_json, "the model is scored again")
+
+
+def _read_or_explain(path: Path, parse: Callable, again: str):
+    """``parse`` of a JSON file this loop wrote; a damaged one says what to delete and what the rerun redoes."""
     try:
-        return ModelScores.from_json(load_json(path))
+        return parse(load_json(path))
     except (DataError, KeyError, TypeError, ValueError) as err:
         raise DataError(
-            f"cannot read {path} ({err}); delete it (the model is scored again on the rerun) or rerun with "
-            "--no-resume"
+            f"cannot read {path} ({err}); delete it ({again} on the rerun) or rerun with --no-resume"
         ) from err
 
 
