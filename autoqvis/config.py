@@ -29,6 +29,7 @@ import dataclasses
 import difflib
 import itertools
 import math
+import re
 import shlex
 import subprocess
 import types
@@ -263,8 +264,10 @@ class TrainingConfig:
     schedule: Literal["constant", "step", "cosine"] = "constant"
     steps: tuple[int, ...] = ()
     gamma: float = 0.1
-    # mixed precision: bf16 (CPU or CUDA) or fp16 (CUDA only, with a loss scaler: the official AMP on GPUs)
-    amp: Literal["off", "bf16", "fp16"] = "off"
+    # mixed precision: bf16 (CPU or CUDA) or fp16 (CUDA only, with a loss scaler: the official AMP on GPUs);
+    # auto: bf16 where the device computes it natively (CUDA with bf16, a CPU with AVX512-BF16 or AMX), else
+    # float32 (a CPU without a bf16 unit emulates it ~3x slower). Commands record the precision that ran
+    amp: Literal["auto", "off", "bf16", "fp16"] = "off"
     grad_accum: int = 1
     checkpoint_period: int = 1000
     log_period: int = 20
@@ -403,8 +406,9 @@ class InferenceConfig:
     # auto | cpu | cuda | cuda:N: where every command computes (auto: the GPU when CUDA is usable); the --device
     # flag overrides it, and the config.yaml a command writes holds the device that ran
     device: str = "auto"
-    # autocast of the network at inference: bf16 (CPU or CUDA) or fp16 (CUDA only); post-processing stays float32
-    amp: Literal["off", "bf16", "fp16"] = "off"
+    # autocast of the network at inference: bf16 (CPU or CUDA) or fp16 (CUDA only); post-processing stays float32;
+    # auto: bf16 where the device computes it natively, else float32 (as training.amp)
+    amp: Literal["auto", "off", "bf16", "fp16"] = "off"
     # how output tracks are ranked: "class" = the foreground probability (the official test); "quality" = that x
     # the track's mean predicted IoU (Mask Scoring R-CNN's rescoring with the quality head). Pseudo-labelling
     # always uses the class score (its selection multiplies in the predicted IoU per frame itself).
@@ -498,9 +502,11 @@ def load_config(
     for path in paths:
         path = resolve_config_file(path)
         try:
-            delta = yaml.safe_load(path.read_text()) or {}
+            delta = read_yaml(path.read_text()) or {}
         except yaml.YAMLError as err:
             raise ConfigError(f"{path} is not valid YAML: {_yaml_problem(err)}") from err
+        except ConfigError as err:  # a duplicate key
+            raise ConfigError(f"{path}: {err}") from None
         except (OSError, UnicodeDecodeError) as err:
             raise ConfigError(f"cannot read config file {path}: {err}") from err
         if not isinstance(delta, Mapping):
@@ -560,7 +566,7 @@ def parse_override(text: str) -> dict[str, Any]:
     if not sep or not key.strip():
         raise ConfigError(f"override must look like section.key=value, got {text!r}")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = read_yaml(raw) if raw.strip() else ""
     except yaml.YAMLError as err:
         raise ConfigError(f"cannot parse the value of override {text!r}: {_yaml_problem(err)}") from err
     nested: dict[str, Any] = {}
@@ -702,6 +708,48 @@ def all_keys(obj: Any = None, prefix: str = "") -> list[str]:
 
 
 # ---------------------------------------------------------------------------------------------------
+# YAML as the user typed it
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML with the booleans of YAML 1.2 (``true`` / ``false`` only: ``off``, ``no``, ``on``, ``yes`` stay the
+    strings they look like, so ``--set training.amp=off`` means ``'off'``) and no duplicate keys."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+
+
+def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict:
+    loader.flatten_mapping(node)
+    seen: dict[Any, yaml.Node] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node)
+        if key in seen:
+            first = seen[key].start_mark.line + 1
+            raise ConfigError(
+                f"duplicate key {key!r} at line {key_node.start_mark.line + 1} (first at line {first}): "
+                "a key may appear once per section; keep one of them"
+            )
+        seen[key] = key_node
+    return loader.construct_mapping(node)
+
+
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def read_yaml(text: str) -> Any:
+    """Parse YAML as :func:`yaml.safe_load` does, but with YAML 1.2 booleans and duplicate keys refused
+    (:class:`ConfigError` naming the key and both lines)."""
+    return yaml.load(text, Loader=_Loader)  # a SafeLoader subclass: builds plain data only
+
+
+# ---------------------------------------------------------------------------------------------------
 # helpers
 
 
@@ -758,6 +806,8 @@ def _coerce(value: Any, hint: Any, dotted: str, source: str) -> Any:
             raise fail(f"a list of {len(args)} values")
         return tuple(_coerce(v, a, dotted, source) for v, a in zip(value, args))
     if hint is bool:
+        if isinstance(value, str) and value.lower() in _BOOL_WORDS:  # YAML 1.1's yes/no/on/off, as typed
+            return _BOOL_WORDS[value.lower()]
         if not isinstance(value, bool):
             raise fail("true or false")
         return value
@@ -779,6 +829,9 @@ def _coerce(value: Any, hint: Any, dotted: str, source: str) -> Any:
             raise fail("a string")
         return value
     raise ConfigError(f"{source}: '{dotted}' has an unsupported type {hint}")  # internal: a new field type
+
+
+_BOOL_WORDS = {"yes": True, "on": True, "y": True, "no": False, "off": False, "n": False}
 
 
 def _type_name(hint: Any) -> str:

@@ -42,7 +42,7 @@ def test_unknown_key_names_the_nearest(tmp_path):
 @pytest.mark.parametrize(
     ("override", "message"),
     [
-        ("training.amp=fp8", "must be one of 'off', 'bf16', 'fp16'"),
+        ("training.amp=fp8", "must be one of 'auto', 'off', 'bf16', 'fp16'"),
         ("training.max_iters=1.5", "must be an integer"),
         ("selection.quality_min=high", "must be a number"),
         ("synthesis.brightness=[0.9]", "must be a list of 2 values"),
@@ -162,3 +162,29 @@ def test_saved_config_records_the_command_line(tmp_path):
         set_command_line(None)
     assert "# command: autoqvis predict 'in dir' --top-k 5\n" in text
     assert "# command" not in save_config(Config(), tmp_path / "b").read_text()
+
+
+def test_documented_words_are_read_as_typed(tmp_path):
+    """YAML 1.1 reads `off`, `no`, `on`, `yes` as booleans; a config value is read as the user typed it."""
+    assert load_config([], ["training.amp=off"]).training.amp == "off"
+    (tmp_path / "c.yaml").write_text("training:\n  amp: off\n  deterministic: yes\n")
+    cfg = load_config([tmp_path / "c.yaml"])
+    assert cfg.training.amp == "off" and cfg.training.deterministic is True
+    assert load_config([], ["training.deterministic=false"]).training.deterministic is False
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("training:\n  lr: 1.0e-4\n  lr: 2.0e-4\n", "duplicate key 'lr' at line 3 (first at line 2)"),
+        (
+            "training:\n  lr: 1.0e-4\nmodel:\n  preset: tiny\ntraining:\n  seed: 3\n",
+            "duplicate key 'training'",
+        ),
+    ],
+)
+def test_duplicate_keys_and_sections_are_refused(tmp_path, text, fragment):
+    (tmp_path / "c.yaml").write_text(text)
+    with pytest.raises(ConfigError, match=re.escape(fragment)) as err:
+        load_config([tmp_path / "c.yaml"])
+    assert str(tmp_path / "c.yaml") in str(err.value)

@@ -81,7 +81,7 @@ def test_under_torchrun_each_process_takes_its_local_rank(two_gpus, monkeypatch)
 def test_autocast_dtypes_per_device(monkeypatch):
     assert autocast_dtype("off", "cpu") is None
     assert autocast_dtype("bf16", "cpu") == torch.bfloat16
-    with pytest.raises(DeviceError, match=r"amp=fp16 needs a CUDA device.*use bf16 or off"):
+    with pytest.raises(DeviceError, match=r"amp=fp16 needs a CUDA device.*use auto, bf16 or off"):
         autocast_dtype("fp16", "cpu")
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
     assert autocast_dtype("fp16", "cuda:0") == torch.float16
@@ -244,3 +244,47 @@ def test_predict_records_the_device_that_ran_and_runs_bf16_on_the_cpu(tiny_model
     for a, b in zip(fp32, bf16, strict=True):
         assert abs(a["score"] - b["score"]) < 0.02
         assert all(0 <= v <= 1 for v in b["predicted_ious"])
+
+
+@pytest.mark.parametrize(
+    ("bf16_unit", "amx", "expected"), [(False, False, "off"), (True, False, "bf16"), (False, True, "bf16")]
+)
+def test_amp_auto_follows_the_cpus_bfloat16_unit(monkeypatch, bf16_unit, amx, expected):
+    """auto is bf16 only where the CPU computes it natively (AVX512-BF16 or AMX); elsewhere float32."""
+    from autoqvis.device import describe_amp, resolve_amp
+
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: bf16_unit)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
+    assert resolve_amp("auto", "cpu") == expected
+    assert autocast_dtype("auto", "cpu") == (torch.bfloat16 if expected == "bf16" else None)
+    assert resolve_amp("bf16", "cpu") == "bf16" and resolve_amp("off", "cpu") == "off"  # explicit values stay
+    assert ("no bfloat16 unit" in describe_amp("auto", "cpu")) == (expected == "off")
+
+
+def test_amp_auto_on_cuda_follows_the_gpu(monkeypatch):
+    from autoqvis.device import resolve_amp
+
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: False)
+    assert resolve_amp("auto", "cuda:0") == "off"
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
+    assert resolve_amp("auto", "cuda:0") == "bf16"
+
+
+@pytest.mark.parametrize("bf16_unit", [False, True])
+def test_train_records_the_precision_auto_chose(
+    tiny_model_and_video, tmp_path, monkeypatch, bf16_unit, capsys
+):
+    """`training.amp=auto` is resolved on the device: the run's config.yaml holds what ran, and it is logged."""
+    import yaml
+
+    from autoqvis.cli import main
+
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: bf16_unit)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    args = COMMANDS["train"](tiny_model_and_video, str(tmp_path / "out"))
+    flags = ["--set", "training.amp=auto", "--set", "training.max_iters=1"]
+    assert main([*args, "--device", "cpu", *flags]) == 0
+    saved = yaml.safe_load((tmp_path / "out" / "config.yaml").read_text())["training"]
+    assert saved["amp"] == ("bf16" if bf16_unit else "off")
+    chosen = "bfloat16 autocast" if bf16_unit else "float32"
+    assert f"training precision on cpu: {chosen}" in capsys.readouterr().out

@@ -67,20 +67,33 @@ def device_from_args(
     ``inference.device`` set to it, so that the ``config.yaml`` a command writes records what ran.
 
     ``amp`` names the precision settings this command uses (``"training"``, ``"inference"``): each is checked
-    against the device now, so that a setting the device cannot run fails before any work starts."""
-    from autoqvis.device import DeviceError, autocast_dtype, resolve_device  # torch: only when a command runs
+    against the device now, so that a setting the device cannot run fails before any work starts, and
+    ``auto`` is replaced by the precision it gives on this device (logged, and recorded in ``config.yaml`` and
+    the fingerprints: a run resumed on a machine that would choose another precision says so)."""
+    from autoqvis.device import (  # torch: only when a command runs
+        DeviceError,
+        autocast_dtype,
+        describe_amp,
+        resolve_amp,
+        resolve_device,
+    )
 
     given = getattr(args, "device", None)
     device = resolve_device(
         given if given is not None else cfg.inference.device,
         "--device" if given is not None else "inference.device",
     )
+    cfg = dataclasses.replace(cfg, inference=dataclasses.replace(cfg.inference, device=str(device)))
     for section in amp:
+        values = getattr(cfg, section)
         try:
-            autocast_dtype(getattr(cfg, section).amp, device)
+            autocast_dtype(values.amp, device)
         except DeviceError as err:
             raise DeviceError(f"{section}.{err}") from None
-    return device, dataclasses.replace(cfg, inference=dataclasses.replace(cfg.inference, device=str(device)))
+        log.info("%s precision on %s: %s", section, device, describe_amp(values.amp, device))
+        values = dataclasses.replace(values, amp=resolve_amp(values.amp, device))
+        cfg = dataclasses.replace(cfg, **{section: values})
+    return device, cfg
 
 
 def with_flags(cfg: Config, section: str, **values) -> Config:

@@ -66,15 +66,17 @@ def run(args: argparse.Namespace) -> int:
         )
     output_folder(out)
     plan = DemoPlan.for_run(args.quick, args.footage, own_videos=args.videos is not None)
-    device, _ = device_from_args(
+    device, cfg = device_from_args(
         args, demo_config(plan, args.overrides, args.config), amp=("training", "inference")
     )
+    # the precision `auto` gave on this device, as every other command records it
+    overrides = [*args.overrides, f"training.amp={cfg.training.amp}", f"inference.amp={cfg.inference.amp}"]
     print(f"autoqvis demo ({'quick' if args.quick else 'default'}): {plan.describe()}")
     result = run_demo(
         out,
         plan=plan,
         seed=args.seed,
-        overrides=args.overrides,
+        overrides=overrides,
         config_files=args.config,
         videos=args.videos,
         gt=args.gt,

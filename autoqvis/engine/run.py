@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from autoqvis.config import Config, TrainingConfig, config_to_dict, save_config
+from autoqvis.device import resolve_amp
 from autoqvis.engine import dist
 from autoqvis.engine.data import ClipSource
 from autoqvis.engine.trainer import CHECKPOINT_NAME, Trainer
@@ -89,7 +90,9 @@ def train_stage(
     ``resume`` the run's checkpoint, metrics and model are removed first."""
     out = Path(out)
     device = torch.device(device)
+    # auto precision is resolved on this device, so the fingerprint and config.yaml record what ran
     training = training or cfg.training
+    training = dataclasses.replace(training, amp=resolve_amp(training.amp, device))
     final = out / "model"
     init = init or cfg.model.weights
     fingerprint = training_fingerprint(cfg, training, sources, probs, init)

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from autoqvis.config import TrainingConfig
-from autoqvis.device import autocast, autocast_dtype
+from autoqvis.device import autocast, autocast_dtype, describe_amp, resolve_amp
 from autoqvis.engine import dist
 from autoqvis.engine.checkpoint import capture_rng, load_training_state, restore_rng, save_training_state
 from autoqvis.engine.data import ClipSource, MixingBatchSampler, build_loader
@@ -75,13 +75,14 @@ class Trainer:
         self.sources, self.probs = list(sources), list(probs)
         self.run_config = run_config or {}
         autocast_dtype(cfg.amp, device)  # fp16 on the CPU, or bf16 on a GPU without it: a clear error now
+        self.amp = resolve_amp(cfg.amp, device)  # auto: bf16 where the device computes it natively, else off
         # what determines the run (autoqvis.engine.run.training_fingerprint): stored in every checkpoint, and a
         # checkpoint of another fingerprint is not resumed
         self.fingerprint = None if fingerprint is None else json.loads(json.dumps(fingerprint, default=str))
         self.model = model.to(device)
         self.optimizer = build_optimizer(self.model, cfg)
         self.scheduler = build_scheduler(self.optimizer, cfg)
-        self.scaler = torch.amp.GradScaler(device.type, enabled=cfg.amp == "fp16")
+        self.scaler = torch.amp.GradScaler(device.type, enabled=self.amp == "fp16")
         self.ddp_model: nn.Module = self.model
         if dist.is_distributed():
             ids = [device.index] if device.type == "cuda" else None
@@ -113,6 +114,8 @@ class Trainer:
         if self.iteration >= self.cfg.max_iters:
             log.info("training already finished (%d iterations)", self.iteration)
             return self.checkpoint_path
+        if dist.is_main():
+            log.info("training precision: %s", describe_amp(self.cfg.amp, self.device))
         sampler = MixingBatchSampler(
             [len(s) for s in self.sources],
             self.probs,
@@ -255,7 +258,7 @@ class Trainer:
     # helpers
 
     def _autocast(self):
-        return autocast(self.cfg.amp, self.device)
+        return autocast(self.amp, self.device)
 
     def _check_finite(self, total: torch.Tensor, losses: dict[str, torch.Tensor]) -> None:
         if torch.isfinite(total):

@@ -83,15 +83,8 @@ class PredictOptions:
     @classmethod
     def from_config(cls, inf, device: str = "cpu", **overrides) -> PredictOptions:
         """Options from an :class:`~autoqvis.config.InferenceConfig`; ``overrides`` that are not None win."""
-        values = dict(
-            window=inf.window,
-            overlap=inf.overlap,
-            short_side=inf.short_side,
-            max_size=inf.max_size,
-            top_k=inf.top_k,
-            track_score=inf.track_score,
-            amp=inf.amp,
-        )
+        names = {f.name for f in dataclasses.fields(cls)} - {"device"}
+        values = {f.name: getattr(inf, f.name) for f in dataclasses.fields(inf) if f.name in names}
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(device=device, **values)
 

@@ -179,3 +179,50 @@ def test_predict_command_ranks_by_quality_when_asked(model_dir, videos, tmp_path
         ious = [p for m, p in zip(r["segmentations"], r["predicted_ious"]) if decode(m).any()]
         expected = class_score[json.dumps(r["segmentations"])] * (np.mean(ious) if ious else 0.0)
         assert r["score"] == pytest.approx(expected, abs=1e-6)
+
+
+def test_options_from_config_carry_every_inference_field():
+    """Every inference setting that prediction uses arrives in PredictOptions (the CRF fields once did not)."""
+    import dataclasses
+
+    changed = InferenceConfig(
+        short_side=100,
+        max_size=700,
+        top_k=4,
+        window=9,
+        overlap=3,
+        amp="bf16",
+        track_score="quality",
+        crf_short_side=96,
+        crf_max_tracks=2,
+    )
+    options = PredictOptions.from_config(changed, "cpu")
+    shared = {f.name for f in dataclasses.fields(PredictOptions)} & {
+        f.name for f in dataclasses.fields(changed)
+    }
+    for name in shared - {"device"}:
+        assert getattr(options, name) == getattr(changed, name) != getattr(InferenceConfig(), name), name
+
+
+def test_predict_refines_masks_with_the_crf_when_configured(model_dir, videos, tmp_path, monkeypatch):
+    """`inference.crf_short_side` reaches `autoqvis predict`: the best tracks' masks go through the CRF."""
+    import autoqvis.inference.predict as predict_module
+
+    calls = []
+
+    def spy(tracks, source, short_side):
+        calls.append((len(tracks), short_side))
+        return tracks
+
+    monkeypatch.setattr(predict_module, "crf_refine_tracks", spy)
+    args = ["predict", str(videos / "clip_b"), "--weights", str(model_dir), "--out", str(tmp_path / "o")]
+    flags = [
+        "--short-side",
+        "48",
+        "--set",
+        "inference.crf_short_side=64",
+        "--set",
+        "inference.crf_max_tracks=2",
+    ]
+    assert main([*args, *flags]) == 0
+    assert calls == [(2, 64)]
