@@ -412,11 +412,14 @@ class InferenceConfig:
     # how output tracks are ranked: "class" = the foreground probability (the official test); "quality" = that x
     # the track's mean predicted IoU (Mask Scoring R-CNN's rescoring with the quality head). Pseudo-labelling
     # always uses the class score (its selection multiplies in the predicted IoU per frame itself).
-    track_score: Literal["class", "quality"] = "class"
+    track_score: Literal["class", "quality", "main"] = "class"
     # > 0: every predicted mask is refined by MaskCut's dense CRF on its frame resized to this short side
     # (sharper edges for small, low-resolution models; needs the crf extra). 0: off (the official test)
     crf_short_side: int = 0
-    crf_max_tracks: int = 3  # only the masks of the best this many tracks are refined (a CRF costs ~30 ms)
+    crf_max_tracks: int = 3  # only the masks of the best this many tracks are refined (~0.2 s per mask)
+    # MiB of a frozen ViT's tokens kept to be reused when several models predict the same frames (the
+    # self-training passes, scoring every model); 0: off. Same outputs, the ViT runs once per frame
+    token_cache_mb: int = 1024
 
     def __post_init__(self) -> None:
         check_section(
@@ -430,6 +433,7 @@ class InferenceConfig:
                 "overlap": NON_NEGATIVE,
                 "crf_short_side": NON_NEGATIVE,
                 "crf_max_tracks": NON_NEGATIVE,
+                "token_cache_mb": NON_NEGATIVE,
             },
         )
         if self.window and self.overlap >= self.window:

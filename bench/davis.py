@@ -1,23 +1,39 @@
-"""Real footage: the whole unsupervised pipeline on a DAVIS-style root, over several seeds, with controls.
+"""Real footage: the whole unsupervised pipeline on DAVIS-style roots, over several seeds, with controls.
 
-The ground truth (``Annotations/480p/<seq>/*.png``, every non-zero pixel is the foreground object, as in
-DAVIS-2016) is used only for scoring. Pipeline (``configs/small_data.yaml`` plus the sizes below):
+Two pools of unlabeled training video (``--pool``):
 
-1. discovery: MaskCut with the offline DINOv2-S features on every frame of the videos (cached, shared by all
-   seeds); the training pool is every ``--every``-th frame. Controls: masks per frame, their area and the
-   image borders they touch, IoU of the best mask with the true object;
-2. per seed (``training.seed``): ImageCut2Video from the pool, the initial stage (M0) and
-   ``selection.num_rounds`` self-training rounds on the videos themselves; the label-free criteria of every
-   model and the model they pick. Controls: M0 against its own MaskCut teacher; each round's label precision
-   and coverage against the truth; with ``--controls``, an oracle round (true masks on the same frames) and a
-   synthetic-only round (``selection.mix_prob=0``) from the same M0.
+- ``scored`` (transductive, the own-videos workflow): discovery, ImageCut2Video and the self-training rounds on
+  the scored videos themselves (``--root``);
+- ``train`` (inductive, the paper's setting): on the videos of ``--train-root`` (DAVIS-2016 train), every model
+  scored on ``--root`` (DAVIS-2016 dev), which it never saw;
+- ``both``: the two pools together.
 
-Scores: DAVIS-2016 J, F and J&F (first and last frame excluded) with the top-scoring track as the foreground,
-per sequence and mean; over seeds the mean +- standard error and the paired differences (paired by seed).
+Ground truth is used only for scoring and for the controls: the scored root's masks score every model; the
+pool's masks measure the pseudo-labels' precision and make the control label sets (a model trained on them is
+a control, never a result). Pipeline (``configs/small_data.yaml`` plus the sizes below):
 
-    python bench/davis.py [--root ROOT] [--seeds 3] [--first-seed 0] [--out runs/bench_davis]
-        [--skip-maskcut-baseline] [--controls] [--every 3] [--extra-videos DIR] [--short-side 160] [--m0-iters N]
-        [--round-iters N] [--config FILE ...] [--set key=value ...]
+1. discovery: MaskCut with the offline DINOv2-S features on every frame of each root (cached per root in
+   ``--discovery-cache``, shared by all seeds and runs with the same discovery settings); the training pool is
+   every ``--every``-th frame of the pool videos, without region-sized masks (the profile's region rule).
+   Controls: masks per frame, their area and borders, IoU of the best mask with the truth;
+2. per seed (``training.seed``): ImageCut2Video from the pool, the initial stage (M0), ``num_rounds``
+   self-training rounds on the pool videos; the label-free criteria and the model they pick. Controls: M0
+   against its own MaskCut teacher (pool frames); each round's label precision and coverage; with
+   ``--controls``, from the same M0 and at one round's budget: synthetic clips only (``mix_prob=0``), the
+   oracle round (true masks on round 1's own frames) and the supervised ceiling (true masks on every frame
+   of the pool videos: the most any label can give this student at this budget).
+
+Scores per model and sequence, J&F x100 (DAVIS-2016 protocol: first and last frame left out): the top-ranked
+track (``inference.track_score``, with the profile's CRF refinement) as the foreground; the best of its top
+``--best-of`` tracks (an oracle choice among its own tracks: ranking errors vs mask errors); and the DAVIS-2017
+unsupervised protocol (up to 20 proposals matched to the truth; every frame). Over seeds: mean +- standard
+error and paired differences (paired by seed). Every model's raw top-20 tracks are kept
+(``seed_N/scores/<model>/raw/``) with per-track features and J&F, for ranking studies.
+
+    python bench/davis.py [--pool scored|train|both] [--root ROOT] [--train-root ROOT] [--seeds 3]
+        [--first-seed 0] [--out runs/bench_davis] [--discovery-cache DIR] [--controls] [--every 3]
+        [--short-side 160] [--m0-iters N] [--round-iters N] [--m0-from RUN] [--threads N]
+        [--config FILE ...] [--set key=value ...]
 """
 
 from __future__ import annotations
@@ -29,31 +45,43 @@ import time
 from pathlib import Path
 
 import numpy as np
-from stats import standard_error  # bench/stats.py (the script's folder is on sys.path)
+import torch
+from davis_measures import (  # bench/ is on sys.path (the script's folder)
+    MASKCUT,
+    discover_frames,
+    discovery_controls,
+    label_controls,
+    maskcut_baseline,
+    masks_by_frame,
+    score_model,
+    teacher_agreement,
+    training_curve,
+    training_frames,
+    training_pool,
+    true_label_set,
+    truth,
+)
+from stats import standard_error
 
-from autoqvis.config import Config, load_config
+from autoqvis.config import Config, config_to_dict, load_config
 from autoqvis.demo.pipeline import ensure_dinov2_weights
-from autoqvis.eval.davis import evaluate_sequence_2016
-from autoqvis.inference.predict import PredictOptions, segment_video
-from autoqvis.io import rle
+from autoqvis.device import cpu_capabilities
+from autoqvis.engine.run import train_stage
 from autoqvis.io.atomic import atomic_write_json
-from autoqvis.io.davis import annotation_folder, read_id_masks, sequence_names
-from autoqvis.io.video import FrameList, find_videos
-from autoqvis.io.ytvis import YTVISDataset, load_ytvis
-from autoqvis.model import load_model
-from autoqvis.selftrain.loop import SelfTrainRun
+from autoqvis.io.video import find_videos
+from autoqvis.io.ytvis import load_ytvis
+from autoqvis.selftrain.loop import SelfTrainRun, _read_tracks, round_training_config
 from autoqvis.selftrain.videos import cache_videos
-from autoqvis.structures import Track
 from autoqvis.synth.imagecut2video import ImageCut2Video, PseudoMaskImages
 
 REPO = Path(__file__).resolve().parents[1]
-DATA = REPO.parent / "shared" / "data" / "davis2016-dev"
+DATA = REPO.parent / "shared" / "data"
 PROFILE = "small_data"
-MASKCUT = "MaskCut per frame (first mask)"
+CONTROL_NAMES = ("synthetic only", "oracle (true masks, round 1 frames)", "supervised ceiling (true masks)")
 
 
 # ---------------------------------------------------------------------------------------------------
-# configuration and data
+# configuration
 
 
 def bench_config(args: argparse.Namespace, weights: Path) -> Config:
@@ -76,272 +104,45 @@ def bench_config(args: argparse.Namespace, weights: Path) -> Config:
 
 
 def check_same_settings(args: argparse.Namespace, cfg: Config) -> None:
-    """A run folder holds one configuration: its cached discovery and seeds are reused only with it."""
-    from autoqvis.config import config_to_dict
-
+    """A run folder holds one configuration: its seeds are reused only with it."""
     settings = {
         "config": config_to_dict(cfg),
         "root": str(args.root.resolve()),
+        "pool": args.pool,
+        "train_root": str(args.train_root.resolve()) if args.pool != "scored" else None,
         "every": args.every,
-        "extra": str(args.extra_videos.resolve()) if args.extra_videos else None,
+        "best_of": args.best_of,
     }
     path = args.out / "settings.json"
     if path.is_file() and json.loads(path.read_text()) != settings:
-        raise SystemExit(f"{args.out} holds a run with other settings; pass another --out (or delete it)")
+        old = json.loads(path.read_text())
+        changed = sorted(k for k in settings if old.get(k) != settings[k])
+        raise SystemExit(
+            f"{args.out} holds a run with other settings ({', '.join(changed)}); pass another --out"
+        )
     args.out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(path, settings)
 
 
-def truth(root: Path) -> dict[str, np.ndarray]:
-    """(T, H, W) bool foreground of every sequence."""
-    ann = annotation_folder(root)
-    return {q: read_id_masks(ann / q)[0] > 0 for q in sequence_names(ann)}
-
-
-# ---------------------------------------------------------------------------------------------------
-# discovery and its controls
-
-
-def unfiltered(cfg: Config):
-    """The discovery settings without the region filters: MaskCut as the official code runs it (the filters
-    are applied to the training pool afterwards, so that runs differing only in them share one cache)."""
-    return dataclasses.replace(cfg.discovery, max_area=1.0, max_borders=4)
-
-
-def discover_all_frames(root: Path, out: Path, cfg: Config) -> dict:
-    """MaskCut on every frame (resumable; reused while its settings are the same); the training pool is a
-    subset of these results."""
-    from autoqvis.config import config_to_dict
-    from autoqvis.discover.run import discover, video_items
-    from autoqvis.model.vit import load_vit
-
-    path = out / "maskcut_all_frames.json"
-    if path.is_file():
-        cached = json.loads(path.read_text())
-        if cached.get("info", {}).get("discovery") == config_to_dict(unfiltered(cfg)):
-            return cached
-        raise SystemExit(f"{path} was made with other discovery settings; pass another --discovery-cache")
-    frames_root = (out / "frames").resolve()
-    vit = load_vit(cfg.discovery.arch, cfg.discovery.weights)
-    return discover(
-        video_items(root, 1, frames_root),
-        path,
-        unfiltered(cfg),
-        vit,
-        source=f"davis-all:{root.resolve()}",
-        frames_root=frames_root,
-    )
-
-
-def discover_extra(extra: Path, every: int, out: Path, cfg: Config) -> dict:
-    """MaskCut on every ``every``-th frame of the unscored extra videos (resumable)."""
-    from autoqvis.discover.run import discover, video_items
-    from autoqvis.model.vit import load_vit
-
-    path = out / f"maskcut_extra_every{every}.json"
-    if path.is_file():
-        return json.loads(path.read_text())
-    frames_root = (out / "frames").resolve()
-    vit = load_vit(cfg.discovery.arch, cfg.discovery.weights)
-    return discover(
-        video_items(extra, every, frames_root),
-        path,
-        unfiltered(cfg),
-        vit,
-        source=f"extra:{extra.resolve()}:{every}",
-        frames_root=frames_root,
-    )
-
-
-def training_pool(all_frames: dict, every: int, out: Path, cfg: Config, extra: dict | None = None) -> Path:
-    """The pseudo-mask JSON of every ``every``-th frame (what ImageCut2Video trains on), with the extra
-    videos' frames (already every ``every``-th) appended, and without the region-sized masks the profile's
-    ``discovery.max_area`` / ``max_borders`` reject (as discovery itself does with them set)."""
-    path = out / f"pseudo_masks_every{every}.json"
-    keep = {im["id"] for im in all_frames["images"] if int(Path(im["file_name"]).stem) % every == 0}
-    subset = dict(all_frames)
-    subset["images"] = [im for im in all_frames["images"] if im["id"] in keep]
-    subset["annotations"] = [a for a in all_frames["annotations"] if a["image_id"] in keep]
-    if extra:
-        image_offset = max(im["id"] for im in all_frames["images"]) + 1
-        ann_offset = max((a["id"] for a in all_frames["annotations"]), default=0) + 1
-        subset["images"] += [im | {"id": im["id"] + image_offset} for im in extra["images"]]
-        subset["annotations"] += [
-            a | {"id": a["id"] + ann_offset, "image_id": a["image_id"] + image_offset}
-            for a in extra["annotations"]
-        ]
-    atomic_write_json(path, subset)
-    return path
-
-
-def masks_by_frame(all_frames: dict) -> dict[tuple[str, int], list[np.ndarray]]:
-    """(sequence, frame index) -> that frame's MaskCut masks in cut order."""
-    by_image = {im["id"]: im for im in all_frames["images"]}
-    out: dict[tuple[str, int], list[np.ndarray]] = {}
-    for im in all_frames["images"]:
-        out[(Path(im["file_name"]).parent.name, int(Path(im["file_name"]).stem))] = []
-    for a in all_frames["annotations"]:
-        im = by_image[a["image_id"]]
-        key = (Path(im["file_name"]).parent.name, int(Path(im["file_name"]).stem))
-        out[key].append(rle.decode(a["segmentation"]))
-    return out
-
-
-def iou(a: np.ndarray, b: np.ndarray) -> float:
-    union = np.logical_or(a, b).sum()
-    return float(np.logical_and(a, b).sum() / union) if union else 1.0
-
-
-def discovery_controls(masks: dict, gts: dict[str, np.ndarray]) -> dict[str, float]:
-    """Masks per frame, their area and border statistics, and IoU of the best mask with the truth."""
-    from autoqvis.io.rle import touched_borders
-
-    counts, areas, borders, best, first = [], [], [], [], []
-    for (q, t), ms in masks.items():
-        gt = gts[q][t]
-        counts.append(len(ms))
-        areas += [float(m.mean()) for m in ms]
-        borders += [touched_borders(m) for m in ms]
-        best.append(max((iou(m, gt) for m in ms), default=0.0))
-        first.append(iou(ms[0], gt) if ms else 0.0)
-    areas, borders, best = np.array(areas), np.array(borders), np.array(best)
-    return {
-        "frames": len(counts),
-        "masks_per_frame": float(np.mean(counts)),
-        "frames_without_mask": float(np.mean(np.array(counts) == 0)),
-        "mean_area": float(areas.mean()) if areas.size else 0.0,
-        "share_area_over_half": float((areas > 0.5).mean()) if areas.size else 0.0,
-        "share_3_or_4_borders": float((borders >= 3).mean()) if borders.size else 0.0,
-        "best_mask_iou": float(best.mean()),
-        "best_mask_iou_over_half": float((best >= 0.5).mean()),
-        "first_mask_iou": float(np.mean(first)),
-    }
-
-
-def maskcut_baseline(masks: dict, gts: dict[str, np.ndarray]) -> dict[str, dict[str, float]]:
-    """J, F, J&F per sequence with the first MaskCut mask of each frame as the foreground."""
-    out = {}
-    for q, gt in gts.items():
-        pred = np.stack(
-            [masks[(q, t)][0] if masks[(q, t)] else np.zeros(gt.shape[1:], bool) for t in range(len(gt))]
-        )
-        out[q] = jf(q, gt, pred)
-    return out
-
-
-def jf(name: str, gt: np.ndarray, pred: np.ndarray) -> dict[str, float]:
-    stats = evaluate_sequence_2016(name, gt, pred).stats()
-    return {"J": stats["J-Mean"], "F": stats["F-Mean"], "J&F": (stats["J-Mean"] + stats["F-Mean"]) / 2}
-
-
-# ---------------------------------------------------------------------------------------------------
-# models and their controls
-
-
-def dense(track: Track | None, shape: tuple[int, ...]) -> np.ndarray:
-    if track is None:
-        return np.zeros(shape, bool)
-    return np.stack([rle.decode(m) if m is not None else np.zeros(shape[1:], bool) for m in track.masks])
-
-
-def score_model(model_dir: Path, root: Path, gts: dict[str, np.ndarray], cfg: Config) -> dict:
-    """J, F, J&F per sequence with the model's top-scoring track as the foreground (and the track itself)."""
-    net = load_model(model_dir, model=cfg.model)
-    options = PredictOptions.from_config(cfg.inference, "cpu")
-    frames = root / "JPEGImages" / "480p"
-    per, tops = {}, {}
-    for q, gt in gts.items():
-        source = FrameList(
-            name=q, short_side=cfg.inference.short_side, paths=sorted((frames / q).glob("*.jpg"))
-        )
-        tracks = segment_video(net, source, options).tracks
-        tops[q] = dense(tracks[0] if tracks else None, gt.shape)
-        per[q] = jf(q, gt, tops[q])
-    return {"per_sequence": per, "top_tracks": tops}
-
-
-def teacher_agreement(tops: dict[str, np.ndarray], masks: dict, every: int) -> float:
-    """Mean IoU of M0's top track with its MaskCut teacher's first mask on the training-pool frames."""
-    values = [
-        iou(top[t], masks[(q, t)][0])
-        for q, top in tops.items()
-        for t in range(0, len(top), every)
-        if masks.get((q, t))
+def pool_roots(args: argparse.Namespace) -> list[Path]:
+    return {"scored": [args.root], "train": [args.train_root], "both": [args.root, args.train_root]}[
+        args.pool
     ]
-    return float(np.mean(values)) if values else float("nan")
-
-
-def label_controls(labels_path: Path, train_path: Path, gts: dict[str, np.ndarray]) -> dict[str, float]:
-    """Precision and coverage of a round's selected labels against the truth: per selected object-frame the
-    IoU with the true object; the share of labels that are background, parts of it or bloated around it; the
-    share of truth frames (in the training set) that a selected label covers at IoU >= 0.5."""
-    labels = load_ytvis(labels_path, check_frames=False)
-    training = load_ytvis(train_path, check_frames=False)
-    ious, background, part, bloated, areas = [], 0, 0, 0, []
-    eligible = {v.name: {int(Path(f).stem) for f in v.file_names} for v in training.videos if v.name in gts}
-    covered, truth_frames = 0, 0
-    for info in labels.videos:
-        if info.name not in gts:  # an unscored extra video
-            continue
-        gt = gts[info.name]
-        frames = eligible.get(info.name, set())
-        for t in frames:
-            truth_frames += bool(gt[t].any())
-            hits = []
-            for track in labels.tracks.get(info.id, []):
-                m = track.masks[t]
-                if m is None or not track.selected[t]:
-                    continue
-                mask = rle.decode(m)
-                inter = np.logical_and(mask, gt[t]).sum()
-                value = iou(mask, gt[t])
-                ious.append(value)
-                areas.append(float(mask.mean()))
-                hits.append(value)
-                if value < 0.5:
-                    background += inter < 0.5 * mask.sum()
-                    part += inter >= 0.8 * mask.sum()
-                    bloated += gt[t].sum() > 0 and inter >= 0.8 * gt[t].sum()
-            covered += bool(hits) and max(hits) >= 0.5
-    n = max(len(ious), 1)
-    return {
-        "selected_object_frames": len(ious),
-        "training_frames": sum(len(f) for f in eligible.values()),
-        "mean_iou": float(np.mean(ious)) if ious else float("nan"),
-        "share_iou_over_half": float(np.mean(np.array(ious) >= 0.5)) if ious else float("nan"),
-        "share_background": background / n,
-        "share_parts": part / n,
-        "share_bloated": bloated / n,
-        "mean_area": float(np.mean(areas)) if areas else float("nan"),
-        "truth_frames_covered": covered / max(truth_frames, 1),
-    }
-
-
-def oracle_set(train_path: Path, videos: YTVISDataset, gts: dict[str, np.ndarray]) -> YTVISDataset:
-    """The round's training frames with the true object as the only label (the oracle control)."""
-    training = load_ytvis(train_path, videos.frames_root, check_frames=False)
-    tracks, kept = {}, [v for v in training.videos if v.name in gts]
-    for info in kept:
-        gt = gts[info.name]
-        masks = [
-            rle.encode(gt[int(Path(f).stem)]) if gt[int(Path(f).stem)].any() else None
-            for f in info.file_names
-        ]
-        tracks[info.id] = [Track(masks=masks, id=1)] if any(m is not None for m in masks) else []
-    return YTVISDataset(videos=kept, tracks=tracks, frames_root=videos.frames_root)
 
 
 # ---------------------------------------------------------------------------------------------------
 # one seed
 
 
-def run_seed(seed: int, args, cfg: Config, pool: Path, masks: dict, gts: dict) -> dict:
+def run_seed(
+    seed: int, args, cfg: Config, pool: Path, pool_masks: dict, scored_gts: dict, pool_gts: dict
+) -> dict:
     out = args.out / f"seed_{seed}"
     cfg = dataclasses.replace(cfg, training=dataclasses.replace(cfg.training, seed=seed))
     times: dict[str, float] = {}
     start = time.perf_counter()
     synthetic = ImageCut2Video(PseudoMaskImages(pool), cfg.synthesis, seed=seed)
-    inputs = find_videos(args.root) + (find_videos(args.extra_videos) if args.extra_videos else [])
+    inputs = [v for root in pool_roots(args) for v in find_videos(root)]
     videos, _ = cache_videos(inputs, args.out / "videos", None)
     run = SelfTrainRun(cfg, out, videos, [synthetic])
     m0 = args.m0_from / f"seed_{seed}" / "m0" / "model" if args.m0_from else None
@@ -350,62 +151,65 @@ def run_seed(seed: int, args, cfg: Config, pool: Path, masks: dict, gts: dict) -
     result = run.run(m0=m0)
     times["self-training"] = time.perf_counter() - start
     record: dict = {"models": {}, "label_free": {}, "controls": {}, "seconds": times}
-    start = time.perf_counter()
+    models = {m.name: m.path for m in result.models}
     for m in result.models:
-        scored = score_model(m.path, args.root, gts, cfg)
-        record["models"][m.name] = scored["per_sequence"]
         record["label_free"][m.name] = m.label_free
         if m.round == 0:
-            record["controls"]["M0 vs its MaskCut teacher (mean IoU, pool frames)"] = teacher_agreement(
-                scored["top_tracks"], masks, args.every
-            )
             record["controls"]["M0 training curve"] = training_curve(m.path.parent / "metrics.jsonl")
+            first = out / "round_1" / "predictions"
+            if first.is_dir():
+                names = {v.id: v.name for v in videos.videos}
+                predictions = {names[int(p.stem)]: _read_tracks(p) for p in first.glob("*.json")}
+                record["controls"]["M0 vs its MaskCut teacher (mean IoU, pool frames)"] = teacher_agreement(
+                    predictions, pool_masks, args.every
+                )
         else:
             folder = out / f"round_{m.round}"
-            record["controls"][f"round {m.round} labels"] = label_controls(
-                folder / "pseudo_labels.json", folder / "training_set.json", gts
-            )
+            if (folder / "training_set.json").is_file():
+                record["controls"][f"round {m.round} labels"] = label_controls(
+                    folder / "pseudo_labels.json", folder / "training_set.json", pool_gts
+                )
     record["picked"] = result.selected_model.name
-    times["evaluation"] = time.perf_counter() - start
     if args.controls:
-        record["models"].update(round_controls(run, result, cfg, args, gts))
+        start = time.perf_counter()
+        models |= round_controls(run, result.models[0].path, cfg, pool_gts)
+        times["controls"] = time.perf_counter() - start
+    start = time.perf_counter()
+    for name, path in models.items():
+        cache = out / "scores" / name.replace(" ", "_").replace("(", "").replace(")", "").replace(",", "")
+        record["models"][name] = score_model(path, args.root, scored_gts, cfg, cache, args.best_of)
+    times["evaluation"] = time.perf_counter() - start
     return record
 
 
-def round_controls(run: SelfTrainRun, result, cfg: Config, args, gts: dict) -> dict:
-    """Round 1 retrained from M0 on the true masks of its frames, and on synthetic clips only."""
-    m0, folder = result.models[0].path, run.out / "round_1"
-    if not (folder / "training_set.json").is_file():
-        return {}
-    training = load_ytvis(folder / "training_set.json", run.videos.frames_root, check_frames=False)
-    oracle = SelfTrainRun(cfg, run.out / "control_oracle", run.videos, run.synthetic)
-    oracle_model = oracle.retrain(1, oracle_set(folder / "training_set.json", run.videos, gts), m0)
-    synth_cfg = dataclasses.replace(cfg, selection=dataclasses.replace(cfg.selection, mix_prob=0.0))
-    synth = SelfTrainRun(synth_cfg, run.out / "control_synthetic_only", run.videos, run.synthetic)
-    synth_model = synth.retrain(1, training, m0)
-    return {
-        "oracle round 1 (true masks)": score_model(oracle_model, args.root, gts, cfg)["per_sequence"],
-        "round 1 on synthetic only": score_model(synth_model, args.root, gts, cfg)["per_sequence"],
+def round_controls(run: SelfTrainRun, m0: Path, cfg: Config, gts: dict) -> dict[str, Path]:
+    """Retrainings from M0 at one round's budget: on synthetic clips only, on the true masks of round 1's own
+    frames (oracle; when round 1 kept any), on the true masks of every pool frame (the supervised ceiling)."""
+    out = {
+        CONTROL_NAMES[0]: train_stage(
+            cfg,
+            run.synthetic,
+            [1 / len(run.synthetic)] * len(run.synthetic),
+            run.out / "control_synthetic_only",
+            init=m0,
+            training=round_training_config(cfg),
+        )
     }
-
-
-def training_curve(path: Path) -> dict[str, float]:
-    lines = [json.loads(x) for x in path.read_text().splitlines() if x.strip()] if path.is_file() else []
-    if not lines:
-        return {}
-    third = max(len(lines) // 3, 1)
-    return {
-        "first_third_loss": float(np.mean([x["total"] for x in lines[:third]])),
-        "last_third_loss": float(np.mean([x["total"] for x in lines[-third:]])),
-        "iterations": lines[-1]["iteration"],
-    }
+    training_set = run.out / "round_1" / "training_set.json"
+    if training_set.is_file() and load_ytvis(training_set, check_frames=False).videos:
+        oracle = SelfTrainRun(cfg, run.out / "control_oracle", run.videos, run.synthetic)
+        frames = training_frames(training_set)
+        out[CONTROL_NAMES[1]] = oracle.retrain(1, true_label_set(run.videos, gts, frames), m0)
+    ceiling = SelfTrainRun(cfg, run.out / "control_ceiling", run.videos, run.synthetic)
+    out[CONTROL_NAMES[2]] = ceiling.retrain(1, true_label_set(run.videos, gts, None), m0)
+    return out
 
 
 # ---------------------------------------------------------------------------------------------------
 # report
 
 
-def mean_jf(per_sequence: dict[str, dict[str, float]], key: str = "J&F") -> float:
+def mean_of(per_sequence: dict[str, dict], key: str = "J&F") -> float:
     return float(np.mean([v[key] for v in per_sequence.values()]))
 
 
@@ -413,73 +217,92 @@ def mean_se(values: list[float]) -> str:
     return f"{100 * np.mean(values):6.1f} +- {100 * standard_error(values):4.1f}"
 
 
-def report(seeds: dict[int, dict], baseline: dict | None, discovery: dict, seqs: list[str]) -> None:
+def report(
+    seeds: dict[int, dict], baseline: dict | None, discovery: dict, seqs: list[str], best_of: int
+) -> None:
     names = list(next(iter(seeds.values()))["models"])
-    print(f"\n== discovery (every frame): {json.dumps({k: round(v, 3) for k, v in discovery.items()})}")
-    print(f"\n== DAVIS-2016 J&F x100, top-scoring track; mean over {len(seeds)} seed(s) per sequence")
+    for root, controls in discovery.items():
+        print(
+            f"\n== discovery on {root} (every frame): {json.dumps({k: round(v, 3) for k, v in controls.items()})}"
+        )
+    print(f"\n== DAVIS-2016 J&F x100 on the scored videos, top-ranked track; mean over {len(seeds)} seed(s)")
     print(
-        f"{'model':34s} "
-        + " ".join(f"{q[:10]:>10s}" for q in seqs)
-        + "   J mean  F mean  J&F mean +- SE (seeds)"
+        f"{'model':40s} "
+        + " ".join(f"{q[:9]:>9s}" for q in seqs)
+        + f"   J     F    J&F +- SE (seeds)   best of {best_of}     2017-unsup."
     )
     rows = ([(MASKCUT, [baseline])] if baseline else []) + [
-        (n, [s["models"][n] for s in seeds.values()]) for n in names
+        (n, [s["models"][n] for s in seeds.values() if n in s["models"]]) for n in names
     ]
     for name, runs in rows:
-        cells = " ".join(f"{100 * np.mean([r[q]['J&F'] for r in runs]):10.1f}" for q in seqs)
-        j = np.mean([mean_jf(r, "J") for r in runs])
-        f = np.mean([mean_jf(r, "F") for r in runs])
-        print(f"{name:34s} {cells}   {100 * j:6.1f}  {100 * f:6.1f}  {mean_se([mean_jf(r) for r in runs])}")
+        cells = " ".join(f"{100 * np.mean([r[q]['J&F'] for r in runs]):9.1f}" for q in seqs)
+        j, f = (np.mean([mean_of(r, k) for r in runs]) for k in ("J", "F"))
+        extra = ""
+        if name != MASKCUT:
+            extra = f"  {mean_se([mean_of(r, f'best_of_{best_of}') for r in runs])}"
+            extra += f"  {mean_se([mean_of(r, '2017') for r in runs])}"
+        print(
+            f"{name:40s} {cells}  {100 * j:5.1f} {100 * f:5.1f}  {mean_se([mean_of(r) for r in runs])}{extra}"
+        )
     print("\n== paired differences of mean J&F (x100), mean +- SE over seeds; per seed")
 
-    def paired(a: str, b: str) -> None:
-        diffs = []
-        for s in seeds.values():
-            va = mean_jf(baseline) if a == MASKCUT else mean_jf(s["models"][a]) if a in s["models"] else None
-            vb = mean_jf(baseline) if b == MASKCUT else mean_jf(s["models"][b]) if b in s["models"] else None
-            if va is not None and vb is not None:
-                diffs.append(va - vb)
+    def value(s: dict, name: str, key: str = "J&F") -> float | None:
+        if name == MASKCUT:
+            return mean_of(baseline, key) if baseline and key == "J&F" else None
+        return mean_of(s["models"][name], key) if name in s["models"] else None
+
+    def paired(a: str, b: str, key: str = "J&F") -> None:
+        diffs = [
+            va - vb
+            for s in seeds.values()
+            if (va := value(s, a, key)) is not None and (vb := value(s, b, key)) is not None
+        ]
         if diffs:
             per = ", ".join(f"{100 * d:+.1f}" for d in diffs)
-            print(f"{a + ' - ' + b:58s} {mean_se(diffs)}   ({per})")
+            label = f"{a} - {b}" + ("" if key == "J&F" else f" ({key})")
+            print(f"{label:78s} {mean_se(diffs)}   ({per})")
 
     m0 = names[0]
+    rounds = [n for n in names if n.startswith("round")]
     if baseline:
         paired(m0, MASKCUT)
     for n in names[1:]:
         paired(n, m0)
-    m0s = [mean_jf(s["models"][m0]) for s in seeds.values()]
-    print(
-        f"M0 spread over seeds: std {100 * np.std(m0s, ddof=1) if len(m0s) > 1 else 0:.1f}, "
-        f"range {100 * (max(m0s) - min(m0s)):.1f} J&F"
-    )
+    for control in CONTROL_NAMES:
+        for n in rounds:
+            paired(n, control)
+    m0s = [mean_of(s["models"][m0]) for s in seeds.values()]
+    spread = 100 * np.std(m0s, ddof=1) if len(m0s) > 1 else 0.0
+    print(f"M0 spread over seeds: std {spread:.1f}, range {100 * (max(m0s) - min(m0s)):.1f} J&F")
     print("\n== label-free pick (no ground truth): picked vs truly best model per seed")
-    losses = []
+    losses, picks = [], []
     for seed, s in seeds.items():
-        jfs = {n: mean_jf(s["models"][n]) for n in names if not n.startswith(("oracle", "round 1 on"))}
+        jfs = {n: mean_of(s["models"][n]) for n in names if n == m0 or n.startswith("round")}
         best = max(jfs, key=jfs.get)
         losses.append(jfs[best] - jfs[s["picked"]])
+        picks.append(jfs[s["picked"]] - jfs[m0])
         crit = {
             n: {k: (None if v is None else round(v, 3)) for k, v in (s["label_free"].get(n) or {}).items()}
             for n in jfs
         }
         print(
-            f"seed {seed}: picked {s['picked']} ({100 * jfs[s['picked']]:.1f}), best {best} ({100 * jfs[best]:.1f}); criteria {crit}"
+            f"seed {seed}: picked {s['picked']} ({100 * jfs[s['picked']]:.1f}), best {best} "
+            f"({100 * jfs[best]:.1f}); criteria {crit}"
         )
-    picks = [mean_jf(s["models"][s["picked"]]) - mean_jf(s["models"][m0]) for s in seeds.values()]
     print(
-        f"picked the best in {sum(v == 0 for v in losses)}/{len(losses)} seeds; mean loss {100 * np.mean(losses):.1f} J&F; "
-        f"picked - M0 {mean_se(picks)}"
+        f"picked the best in {sum(v == 0 for v in losses)}/{len(losses)} seeds; mean loss "
+        f"{100 * np.mean(losses):.1f} J&F; picked - M0 {mean_se(picks)}"
     )
     print("\n== controls per seed")
     for seed, s in seeds.items():
-        for name, value in s["controls"].items():
+        for name, value_ in s["controls"].items():
             text = (
-                json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in value.items()})
-                if isinstance(value, dict)
-                else f"{value:.3f}"
+                json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in value_.items()})
+                if isinstance(value_, dict)
+                else f"{value_:.3f}"
             )
             print(f"seed {seed} {name}: {text}")
+        print(f"seed {seed} seconds: {json.dumps({k: round(v) for k, v in s['seconds'].items()})}")
 
 
 def main() -> None:
@@ -487,7 +310,16 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
-        "--root", type=Path, default=DATA, help="DAVIS-style root (JPEGImages/480p, Annotations/480p)"
+        "--root", type=Path, default=DATA / "davis2016-dev", help="the scored DAVIS-style root"
+    )
+    parser.add_argument(
+        "--train-root", type=Path, default=DATA / "davis2016-train", help="the inductive pool"
+    )
+    parser.add_argument(
+        "--pool",
+        choices=("scored", "train", "both"),
+        default="scored",
+        help="the unlabeled training videos: the scored ones (transductive), --train-root (inductive) or both",
     )
     parser.add_argument("--out", type=Path, default=Path("runs/bench_davis"))
     parser.add_argument("--seeds", type=int, default=3)
@@ -498,15 +330,14 @@ def main() -> None:
     parser.add_argument("--m0-iters", type=int, help="default: the profile's training.max_iters")
     parser.add_argument("--round-iters", type=int, help="default: the profile's selection.round_iters")
     parser.add_argument(
-        "--extra-videos",
-        type=Path,
-        help="more unlabeled videos for the training pool and the rounds (not scored), e.g. a larger pool",
+        "--best-of", type=int, default=5, help="the oracle choice among a model's top k tracks"
     )
     parser.add_argument(
         "--discovery-cache",
         type=Path,
-        help="folder of the MaskCut results (default OUT/discovery); runs with the same discovery settings "
-        "(the region filters aside) can share one",
+        default=Path("runs/davis_discovery"),
+        help="folder of the MaskCut results, one subfolder per root (shared by runs with the same discovery "
+        "settings, the region filters aside)",
     )
     parser.add_argument(
         "--m0-from",
@@ -515,41 +346,58 @@ def main() -> None:
         "settings on the same M0s, paired by seed; its M0 settings must be this run's)",
     )
     parser.add_argument("--skip-maskcut-baseline", action="store_true")
-    parser.add_argument("--controls", action="store_true", help="oracle and synthetic-only rounds (slower)")
+    parser.add_argument(
+        "--controls",
+        action="store_true",
+        help="synthetic-only, oracle and supervised-ceiling rounds from the same M0 (slower)",
+    )
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--config", action="append", default=[], metavar="FILE")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     start = time.perf_counter()
+    print(cpu_capabilities(), flush=True)
     weights = ensure_dinov2_weights()
     cfg = bench_config(args, weights)
     check_same_settings(args, cfg)
-    gts = truth(args.root)
-    cache = args.discovery_cache or args.out / "discovery"
-    all_frames = discover_all_frames(args.root, cache, cfg)
-    masks = masks_by_frame(all_frames)
-    extra = discover_extra(args.extra_videos, args.every, cache, cfg) if args.extra_videos else None
-    pool = training_pool(all_frames, args.every, args.out, cfg, extra)
-    discovery = discovery_controls(masks, gts)
-    baseline = None if args.skip_maskcut_baseline else maskcut_baseline(masks, gts)
+    roots = {r.resolve().name: r for r in [args.root, *pool_roots(args)]}
+    scored = args.root.resolve().name
+    discoveries = {  # every frame of the scored videos (the MaskCut row), the training frames of the others
+        name: discover_frames(r, args.discovery_cache, cfg, 1 if name == scored else args.every)
+        for name, r in roots.items()
+    }
+    frames = {name: masks_by_frame(d) for name, d in discoveries.items()}
+    truths = {name: truth(r) for name, r in roots.items()}
+    in_pool = [r.resolve().name for r in pool_roots(args)]
+    pool = training_pool({n: discoveries[n] for n in in_pool}, args.every, args.out, cfg)
+    pool_gts = {q: gt for n in in_pool for q, gt in truths[n].items()}
+    pool_masks = {k: v for n in in_pool for k, v in frames[n].items()}
+    scored_gts = truths[scored]
+    discovery = {n: discovery_controls(frames[n], truths[n]) for n in roots}
+    baseline = None if args.skip_maskcut_baseline else maskcut_baseline(frames[scored], scored_gts)
     seeds = {}
     for seed in range(args.first_seed, args.first_seed + args.seeds):
         cached = args.out / f"seed_{seed}" / "bench.json"
         if cached.is_file():
             seeds[seed] = json.loads(cached.read_text())
         else:
-            seeds[seed] = run_seed(seed, args, cfg, pool, masks, gts)
+            seeds[seed] = run_seed(seed, args, cfg, pool, pool_masks, scored_gts, pool_gts)
             atomic_write_json(cached, seeds[seed])
         print(
-            f"seed {seed} done: "
-            + ", ".join(f"{n} {100 * mean_jf(v):.1f}" for n, v in seeds[seed]["models"].items()),
+            f"seed {seed} done ({sum(seeds[seed]['seconds'].values()):.0f} s): "
+            + ", ".join(f"{n} {100 * mean_of(v):.1f}" for n, v in seeds[seed]["models"].items()),
             flush=True,
         )
     print(
-        f"\nDAVIS-2016 protocol on {len(gts)} sequences of {args.root}; profile {PROFILE} "
-        f"{args.config or ''} {args.overrides or ''}; short side {args.short_side}"
+        f"\nDAVIS-2016 protocol on {len(scored_gts)} sequences of {args.root}; pool {args.pool}; profile "
+        f"{PROFILE} {args.config or ''} {args.overrides or ''}; short side {args.short_side}"
     )
-    report(seeds, baseline, discovery, list(gts))
-    print(f"\nwall time {time.perf_counter() - start:.0f} s (cached seeds and discovery are reused)")
+    report(seeds, baseline, discovery, list(scored_gts), args.best_of)
+    print(
+        f"\nwall time {time.perf_counter() - start:.0f} s (cached seeds and discovery are reused); {cpu_capabilities()}"
+    )
     atomic_write_json(
         args.out / "results.json", {"seeds": seeds, "baseline": baseline, "discovery": discovery}
     )

@@ -14,6 +14,7 @@ true IoU (its track matched to the ground-truth track of highest video IoU), wit
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -23,12 +24,13 @@ from autoqvis.config import Config
 from autoqvis.eval.davis import DavisResult, evaluate_sequence_unsupervised
 from autoqvis.eval.quality import pearson, spearman
 from autoqvis.eval.ytvis import evaluate_tracks, track_ious
-from autoqvis.inference.predict import PredictOptions, id_map, rank_tracks, segment_video
+from autoqvis.inference.predict import PredictOptions, finish_tracks, id_map, segment_video
 from autoqvis.io import rle
 from autoqvis.io.fingerprint import content_identity
 from autoqvis.io.video import FrameList
 from autoqvis.io.ytvis import load_ytvis
 from autoqvis.model import load_model
+from autoqvis.model.vit_backbone import TokenCache, use_token_cache
 from autoqvis.structures import Track
 
 __all__ = ["METRICS", "ModelEvaluator", "ModelScores", "QualitySamples"]
@@ -124,6 +126,8 @@ class ModelEvaluator:
         self.gt_path, self.frames_root = Path(gt_path), Path(frames_root)
         self.cfg = cfg
         self.device = device
+        mb = cfg.inference.token_cache_mb  # every model it scores sees the same frames: one ViT pass each
+        self.tokens = TokenCache(mb * 2**20) if mb > 0 else None
 
     def identity(self) -> dict:
         """The validation set (for the fingerprint of a cached score): the ground truth's content and the
@@ -131,15 +135,19 @@ class ModelEvaluator:
         return {"gt": content_identity(self.gt_path)["sha256"], "frames_root": self.frames_root.name}
 
     def __call__(self, model_dir: str | Path) -> ModelScores:
-        return self.score(load_model(model_dir, model=self.cfg.model, device=self.device))
+        model = load_model(model_dir, model=self.cfg.model, device=self.device)
+        return self.score(use_token_cache(model, self.tokens))
 
     def score(self, model) -> ModelScores:
         """The scores of a loaded model (a :class:`~autoqvis.model.vis.VideoMaskFormer` on ``device``)."""
         gt, inf = self.gt, self.cfg.inference
-        options = PredictOptions.from_config(inf, self.device, track_score="class")
+        options = PredictOptions.from_config(inf, self.device)
+        raw = dataclasses.replace(options, track_score="class", crf_short_side=0)
         max_proposals = self.cfg.evaluation.davis_max_proposals
-        # every video's tracks under each ranking; "quality" only for models with a quality head
-        ranked: dict[str, dict[int, list[Track]]] = {"class": {}, "quality": {}}
+        # every video's tracks under the configured ranking and the other one ("quality" for "class", else
+        # "class"); the quality rankings only for models with a quality head
+        other = "quality" if inf.track_score == "class" else "class"
+        ranked: dict[str, dict[int, list[Track]]] = {inf.track_score: {}, other: {}}
         davis = DavisResult("2017-unsupervised")
         samples = QualitySamples()
         for info in gt.videos:
@@ -149,9 +157,10 @@ class ModelEvaluator:
                 max_size=inf.max_size,
                 paths=gt.frame_paths(info.id),
             )
-            by_class = ranked["class"][info.id] = segment_video(model, source, options).tracks
-            if inf.track_score == "quality" or all(t.predicted_iou is not None for t in by_class):
-                ranked["quality"][info.id] = rank_tracks(by_class, "quality")
+            by_class = segment_video(model, source, raw).tracks
+            for ranking in ranked:
+                if ranking == inf.track_score or all(t.predicted_iou is not None for t in by_class):
+                    ranked[ranking][info.id] = finish_tracks(by_class, source, options, ranking)
             tracks = ranked[inf.track_score][info.id]
             truth = gt.tracks.get(info.id, [])
             hw = (info.height, info.width)
@@ -160,7 +169,6 @@ class ModelEvaluator:
             davis.objects.extend(evaluate_sequence_unsupervised(info.name or str(info.id), gt_ids, proposals))
             samples.add(truth, by_class)
         summary = davis.summary()
-        other = "class" if inf.track_score == "quality" else "quality"
         # the same tracks under the other ranking: what the quality head's rescoring is worth
         has_alt = len(ranked[other]) == len(gt.videos)
         q, s, true = samples.quality, samples.confidence, samples.true_iou

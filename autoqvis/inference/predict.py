@@ -33,6 +33,7 @@ import torch
 from autoqvis.config import InferenceConfig
 from autoqvis.device import autocast_dtype
 from autoqvis.errors import DataError
+from autoqvis.inference.ranking import rank_tracks
 from autoqvis.inference.refine import crf_refine_tracks
 from autoqvis.inference.streaming import WindowResult, run_streaming, stream_windows
 from autoqvis.io import rle
@@ -46,6 +47,7 @@ from autoqvis.structures import Track, VideoInfo, VideoTracks
 __all__ = [
     "PredictOptions",
     "PredictionRun",
+    "finish_tracks",
     "id_map",
     "prediction_unit",
     "segment_video",
@@ -65,7 +67,7 @@ class PredictOptions:
     top_k: int = 10
     device: str = "cpu"
     max_png_tracks: int = 20
-    track_score: str = "class"  # "class" or "quality": see InferenceConfig.track_score
+    track_score: str = "class"  # "class", "quality" or "main": see autoqvis.inference.ranking
     crf_short_side: int = 0  # > 0: masks refined by a dense CRF on the frames at this short side (refine.py)
     crf_max_tracks: int = 3  # ... the masks of the best this many tracks
     amp: str = "off"  # autocast of the model's forward: off | bf16 | fp16 (CUDA only); see autoqvis.device
@@ -131,40 +133,22 @@ def segment_video(
     overlap = min(options.overlap, window - 1) if window < num_frames else 0
     segment = window_segmenter(model, options, original)
     tracks = run_streaming(iter(resized), num_frames, segment, window, overlap, original, on_window)
-    tracks = rank_tracks(tracks, options.track_score)
-    if options.crf_short_side > 0:
-        best = options.crf_max_tracks
-        tracks = crf_refine_tracks(tracks[:best], resized, options.crf_short_side) + tracks[best:]
+    tracks = finish_tracks(tracks, resized, options)
     info = VideoInfo(id=0, width=original[1], height=original[0], length=num_frames, name=source.name)
     return VideoTracks(video=info, tracks=tracks)
 
 
-def rank_tracks(tracks: list[Track], track_score: str = "class") -> list[Track]:
-    """The tracks best first, numbered 1..n. ``track_score="quality"`` first multiplies each track's score by
-    its mean predicted IoU over the frames where it has a mask (Mask Scoring R-CNN's rescoring; 0 for a track
-    with no mask); the inputs are not modified."""
-    if track_score not in ("class", "quality"):
-        raise ValueError(f"track_score must be 'class' or 'quality', got {track_score!r}")
-    if track_score == "quality":
-        tracks = [dataclasses.replace(t, score=t.score * _mean_predicted_iou(t)) for t in tracks]
-    else:
-        tracks = [dataclasses.replace(t) for t in tracks]
-    tracks.sort(key=lambda t: -t.score)
-    for k, t in enumerate(tracks):
-        t.id = k + 1
+def finish_tracks(
+    tracks: list[Track], source: VideoSource, options: PredictOptions, track_score: str | None = None
+) -> list[Track]:
+    """The network's tracks ranked by ``track_score`` (default ``options.track_score``) and, with
+    ``options.crf_short_side``, the best ``options.crf_max_tracks`` tracks' masks refined by the dense CRF on
+    ``source``'s frames (new tracks; the inputs are not modified)."""
+    tracks = rank_tracks(tracks, track_score or options.track_score, source.frame_size())
+    if options.crf_short_side > 0:
+        best = options.crf_max_tracks
+        tracks = crf_refine_tracks(tracks[:best], source, options.crf_short_side) + tracks[best:]
     return tracks
-
-
-def _mean_predicted_iou(track: Track) -> float:
-    if track.predicted_iou is None:
-        raise ValueError(
-            "inference.track_score=quality needs the quality head's predicted IoU; this model has no quality "
-            "head (use inference.track_score=class)"
-        )
-    values = [
-        p for m, p in zip(track.masks, track.predicted_iou, strict=True) if m is not None and rle.area(m) > 0
-    ]
-    return float(np.mean(values)) if values else 0.0
 
 
 def results_json(video_tracks: VideoTracks, video_id: int) -> list[dict]:

@@ -125,7 +125,7 @@ def test_predict_on_an_mp4_file(model_dir, tmp_path):
 
 
 def test_rank_tracks_by_class_score_or_by_quality():
-    from autoqvis.inference.predict import rank_tracks
+    from autoqvis.inference.ranking import rank_tracks
     from autoqvis.io import rle
     from autoqvis.structures import Track
 
@@ -147,7 +147,7 @@ def test_rank_tracks_by_class_score_or_by_quality():
     assert [t.score for t in tracks] == [0.9, 0.6, 0.95] and tracks[0].id is None  # inputs untouched
     with pytest.raises(ValueError, match="no quality head"):
         rank_tracks([Track(masks=[full], score=0.5)], "quality")
-    with pytest.raises(ValueError, match="'class' or 'quality'"):
+    with pytest.raises(ValueError, match="one of class, quality, main"):
         rank_tracks(tracks, "area")
 
 

@@ -1,0 +1,146 @@
+"""Which track is the video's main object? Rankings of a model's tracks compared on DAVIS-style roots.
+
+Reads what ``bench/davis.py`` (or ``--score-root`` below) kept for each model: every raw track's features
+(:class:`autoqvis.inference.ranking.TrackFeatures`) and its J&F against the single foreground. For each ranking
+rule it prints the mean J&F of the track it puts first (no CRF: the rules are compared on the same masks), next
+to the oracle (the best of the tracks). The weights of ``main`` are searched on a grid on the ``--tune`` files and
+reported on the ``--test`` files, so a rule is never judged on the sequences it was tuned on.
+
+    python bench/ranking_study.py --tune runs/A/seed_0/scores/*/scores.json \
+        --test runs/B/seed_0/scores/*/scores.json
+
+``--score-root ROOT --model DIR --out FILE`` first writes such a file for one model on another root (e.g. the
+training videos' own ground truth, to tune on them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+from pathlib import Path
+
+import numpy as np
+
+from autoqvis.inference.ranking import TrackFeatures, main_object_score
+
+GRID = {
+    "persistence_power": [0.0, 0.5, 1.0, 2.0, 4.0],
+    "border_penalty": [0.0, 0.5, 1.0, 3.0],
+    "max_area": [0.4, 0.6, 1.0],
+    "min_area": [0.0, 0.005, 0.02],
+}
+
+
+def load(paths: list[Path], roots: list[Path]) -> list[list[dict]]:
+    """One list of tracks (features + J&F) per sequence, over every file; with the DAVIS ``roots`` the
+    sequences' frames are found in, each track also gets its ``motion`` contrast (flow at short side 160,
+    cached beside the scores file)."""
+    sequences = []
+    for path in paths:
+        motion_file = path.with_name("motion.json")
+        motions = json.loads(motion_file.read_text()) if motion_file.is_file() else {}
+        for name, value in json.loads(path.read_text()).items():
+            if not value.get("tracks"):
+                continue
+            frames = next(
+                (
+                    r / "JPEGImages" / "480p" / name
+                    for r in roots
+                    if (r / "JPEGImages" / "480p" / name).is_dir()
+                ),
+                None,
+            )
+            if frames is not None and name not in motions:
+                motions[name] = sequence_motion(path.parent / "raw" / f"{name}.json", frames)
+                motion_file.write_text(json.dumps(motions))
+            for track, m in zip(value["tracks"], motions.get(name, []), strict=False):
+                track["motion"] = m
+            sequences.append(value["tracks"])
+    return sequences
+
+
+def sequence_motion(raw: Path, frames: Path) -> list[float]:
+    from autoqvis.inference.ranking import motion_contrast, video_flows
+    from autoqvis.io.video import FrameFolder
+    from autoqvis.structures import Track
+
+    tracks = [Track(masks=d["masks"], score=d["score"]) for d in json.loads(raw.read_text())]
+    flows = video_flows(FrameFolder(frames, short_side=160))
+    return [motion_contrast(t, flows) for t in tracks]
+
+
+def features(track: dict) -> TrackFeatures:
+    return TrackFeatures(**{k: track[k] for k in TrackFeatures.__dataclass_fields__})
+
+
+def top_jf(sequences: list[list[dict]], key) -> float:
+    """Mean J&F of the track each sequence ranks first under ``key`` (higher first; ties: the class order)."""
+    return float(
+        np.mean([max(enumerate(ts), key=lambda it: (key(it[1]), -it[0]))[1]["J&F"] for ts in sequences])
+    )
+
+
+def rules(weights: dict | None = None) -> dict:
+    w = weights or {}
+    return {
+        "class": lambda t: t["score"],
+        "quality": lambda t: t["score"] * t["quality"],
+        "main": lambda t: main_object_score(features(t), **w),
+        "oracle (best track)": lambda t: t["J&F"],
+    }
+
+
+def search(sequences: list[list[dict]]) -> tuple[dict, float]:
+    """The ``main`` weights with the best mean top-1 J&F on ``sequences`` (the first best on ties)."""
+    best, best_value = {}, -1.0
+    for values in itertools.product(*GRID.values()):
+        w = dict(zip(GRID, values, strict=True))
+        value = top_jf(sequences, lambda t, w=w: main_object_score(features(t), **w))
+        if value > best_value + 1e-9:
+            best, best_value = w, value
+    return best, best_value
+
+
+def score_root(root: Path, model: Path, out: Path, short_side: int) -> None:
+    """Write the scores file of ``model`` on ``root`` (raw tracks and their features)."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from davis_measures import score_model, truth
+
+    from autoqvis.config import load_config
+
+    cfg = load_config(["small_data"], [f"inference.short_side={short_side}", "inference.crf_short_side=0"])
+    scores = score_model(model, root, truth(root), cfg, out.parent / (out.stem + "_cache"), best_of=5)
+    out.write_text(json.dumps(scores))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--tune", type=Path, nargs="*", default=[])
+    parser.add_argument("--test", type=Path, nargs="*", default=[])
+    parser.add_argument(
+        "--roots", type=Path, nargs="*", default=[], help="DAVIS roots: adds the motion feature"
+    )
+    parser.add_argument("--score-root", type=Path)
+    parser.add_argument("--model", type=Path)
+    parser.add_argument("--out", type=Path)
+    parser.add_argument("--short-side", type=int, default=160)
+    args = parser.parse_args()
+    if args.score_root:
+        score_root(args.score_root, args.model, args.out, args.short_side)
+        return
+    tune, test = load(args.tune, args.roots), load(args.test, args.roots)
+    weights, value = search(tune) if tune else ({}, float("nan"))
+    print(f"main weights tuned on {len(tune)} sequences: {weights} (top-1 J&F {100 * value:.1f} there)")
+    for name, sequences in (("tune", tune), ("test", test)):
+        if sequences:
+            cells = ", ".join(f"{n} {100 * top_jf(sequences, k):.1f}" for n, k in rules(weights).items())
+            print(f"{name} ({len(sequences)} sequences): {cells}")
+
+
+if __name__ == "__main__":
+    main()
