@@ -550,6 +550,8 @@ def resolve_config_file(path: str | Path) -> Path:
     path = Path(path)
     if path.is_file():
         return path
+    if path.is_dir():
+        raise ConfigError(f"config file {path} is a folder; pass a YAML file")
     name = path.name if path.suffix in (".yaml", ".yml") else f"{path.name}.yaml"
     shipped = PROFILES_DIR / name
     if shipped.is_file():

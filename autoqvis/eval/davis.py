@@ -276,7 +276,8 @@ def evaluate_davis_folders(
     gt_folder = annotation_folder(davis_root)
     pred_root = Path(pred_root)
     if not pred_root.is_dir():
-        raise DataError(f"{pred_root} not found; expected a folder of <sequence>/<frame>.png predictions")
+        problem = "is a file, not a folder" if pred_root.exists() else "not found"
+        raise DataError(f"{pred_root} {problem}; expected a folder of <sequence>/<frame>.png predictions")
     names = list(sequences) if sequences is not None else sequence_names(gt_folder)
     if not names:
         raise DataError(f"{gt_folder}: no sequence to evaluate (no <sequence>/NNNNN.png folder)")

@@ -96,8 +96,9 @@ def annotation_folder(root: str | Path, resolution: str = "480p") -> Path:
     """The folder of per-sequence annotation folders under a DAVIS root (or a plain folder of them)."""
     root = Path(root)
     if not root.is_dir():
+        problem = "is a file, not a folder" if root.exists() else "not found"
         raise DataError(
-            f"DAVIS root {root} not found; expected a folder with Annotations/{resolution}/<sequence>"
+            f"DAVIS root {root} {problem}; expected a folder with Annotations/{resolution}/<sequence>"
         )
     for candidate in (root / "Annotations" / resolution, root / "Annotations", root):
         if candidate.is_dir() and sequence_names(candidate):

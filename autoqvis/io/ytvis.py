@@ -27,6 +27,7 @@ import numpy as np
 
 from autoqvis.errors import DataError
 from autoqvis.io import rle as rle_utils
+from autoqvis.io.access import require_file
 from autoqvis.io.atomic import atomic_write_json
 from autoqvis.io.fingerprint import hash_json
 from autoqvis.io.video import FrameList, read_image
@@ -137,9 +138,7 @@ class YTVISDataset:
 
 def load_json(path: str | Path) -> Any:
     """Parse a JSON file; a missing file or malformed JSON raises DataError with the position."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path} not found")
+    path = require_file(path)  # not found, a folder, permission denied: said as such
     try:
         with open(path, encoding="utf-8") as f:
             return json.load(f)
