@@ -46,6 +46,7 @@ from autoqvis.structures import Track, VideoInfo, VideoTracks
 __all__ = [
     "PredictOptions",
     "PredictionRun",
+    "check_track_score",
     "id_map",
     "prediction_unit",
     "segment_video",
@@ -155,6 +156,17 @@ def rank_tracks(tracks: list[Track], track_score: str = "class") -> list[Track]:
     return tracks
 
 
+def check_track_score(model, track_score: str, weights: str | Path = "the model") -> None:
+    """Ranking by quality needs the quality head's predicted IoU: a model without the head is refused before
+    any video is read (every track would otherwise score the same)."""
+    if track_score == "quality" and model.spec.quality_head is None:
+        raise DataError(
+            f"inference.track_score=quality ranks tracks by the quality head's predicted IoU, but {weights} has no "
+            "quality head (a VideoCutLER-style model); set inference.track_score=class, or pass a model with the "
+            "quality head"
+        )
+
+
 def _mean_predicted_iou(track: Track) -> float:
     if track.predicted_iou is None:
         raise ValueError(
@@ -170,6 +182,13 @@ def _mean_predicted_iou(track: Track) -> float:
 def results_json(video_tracks: VideoTracks, video_id: int) -> list[dict]:
     """YouTube-VIS result entries (an empty frame is an all-zero RLE, as the official writer does)."""
     info = video_tracks.video
+    for t in video_tracks.tracks:  # JSON has no NaN: a result file must never hold one
+        values = [t.score, *(t.predicted_iou or [])]
+        if not np.isfinite(values).all():
+            raise DataError(
+                f"video {info.name}: the model gave a NaN or infinite score (track {t.id}); its weights are damaged "
+                "or the precision overflowed (try inference.amp=off); nothing was written for this video"
+            )
     empty = rle.encode(np.zeros((info.height, info.width), bool))
     return [
         {
