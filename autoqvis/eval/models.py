@@ -23,11 +23,11 @@ from autoqvis.config import Config
 from autoqvis.eval.davis import DavisResult, evaluate_sequence_unsupervised
 from autoqvis.eval.quality import pearson, spearman
 from autoqvis.eval.ytvis import evaluate_tracks, track_ious
-from autoqvis.inference.predict import PredictOptions, id_map, rank_tracks, segment_video
+from autoqvis.inference.predict import PredictOptions, check_track_score, id_map, rank_tracks, segment_video
 from autoqvis.io import rle
 from autoqvis.io.fingerprint import content_identity
 from autoqvis.io.video import FrameList
-from autoqvis.io.ytvis import load_ytvis
+from autoqvis.io.ytvis import check_annotated, check_frame_sizes, load_ytvis
 from autoqvis.model import load_model
 from autoqvis.structures import Track
 
@@ -121,6 +121,8 @@ class ModelEvaluator:
 
     def __init__(self, gt_path: str | Path, frames_root: str | Path, cfg: Config, device: str = "cpu"):
         self.gt = load_ytvis(gt_path, frames_root=frames_root)
+        check_annotated(self.gt, gt_path)
+        check_frame_sizes(self.gt, gt_path)  # before any model is trained or run
         self.gt_path, self.frames_root = Path(gt_path), Path(frames_root)
         self.cfg = cfg
         self.device = device
@@ -136,6 +138,7 @@ class ModelEvaluator:
     def score(self, model) -> ModelScores:
         """The scores of a loaded model (a :class:`~autoqvis.model.vis.VideoMaskFormer` on ``device``)."""
         gt, inf = self.gt, self.cfg.inference
+        check_track_score(model, inf.track_score)
         options = PredictOptions.from_config(inf, self.device, track_score="class")
         max_proposals = self.cfg.evaluation.davis_max_proposals
         # every video's tracks under each ranking; "quality" only for models with a quality head

@@ -114,6 +114,11 @@ class VideoSource:
                 )
             yield resize_short_side(frame, self.short_side, self.max_size)
 
+    def frame_names(self) -> list[str]:
+        """One name per frame, for the files written per frame (DAVIS masks): ``00000``, ``00001``, ... by
+        position; a frame folder's own file names (stems), so that results match its frames by name."""
+        return [f"{t:05d}" for t in range(len(self))]
+
     def frame_size(self) -> tuple[int, int]:
         """(H, W) of the original frames (before resizing)."""
         first = next(iter(self._raw_frames()), None)
@@ -142,6 +147,9 @@ class FrameList(VideoSource):
         for path in self.paths:
             yield read_image(path)
 
+    def frame_names(self) -> list[str]:
+        return [Path(p).stem for p in self.paths]
+
     def frame_size(self) -> tuple[int, int]:
         if not self.paths:
             raise DataError(f"video {self.name} has no frames")
@@ -169,6 +177,13 @@ class FrameFolder(FrameList):
         )
         if not paths:
             raise DataError(f"frame folder {folder} holds no {'/'.join(FRAME_SUFFIXES)} files")
+        stems = [p.stem for p in paths]
+        if len(set(stems)) < len(stems):
+            twice = next(s for s in stems if stems.count(s) > 1)
+            raise DataError(
+                f"frame folder {folder} holds two frames named {twice} "
+                f"({', '.join(p.name for p in paths if p.stem == twice)}); keep one of them"
+            )
         super().__init__(name=folder.name, short_side=short_side, max_size=max_size, paths=paths)
         self.folder = folder
 
