@@ -438,6 +438,13 @@ class InferenceConfig:
                 f"consecutive windows share overlap frames; set it to {self.window - 1} or less (--overlap)",
                 key="inference.overlap",
             )
+        if self.window and self.overlap == 0:
+            raise ConfigError(
+                f"'inference.overlap' is 0 with 'inference.window' {self.window}: tracks are linked from one window "
+                "to the next by their masks in the frames both share, so with no shared frame every track would "
+                "break at every window border; set it to 1 or more (--overlap; default 4), or window 0",
+                key="inference.overlap",
+            )
 
 
 @dataclass(frozen=True)

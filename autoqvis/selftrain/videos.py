@@ -79,8 +79,13 @@ def _cache(
     videos: list[VideoInfo] = []
     with progress_bar("decode videos", total=len(paths)) as bar:
         for video_id, (path, name) in enumerate(zip(paths, names), start=1):
-            with skip_bad_input(str(path), report, enabled=skip_bad):
-                videos.append(_cache_one(path, name, video_id, frames_root, short_side, max_size))
+            try:
+                with skip_bad_input(str(path), report, enabled=skip_bad):
+                    videos.append(_cache_one(path, name, video_id, frames_root, short_side, max_size))
+            except DataError as err:
+                raise DataError(
+                    f"{err} (pass --skip-bad to skip unreadable videos and use the others)"
+                ) from err
             bar.advance()
     if not videos:
         raise DataError(f"no usable video among {len(paths)} input(s); {report.summary() if report else ''}")
@@ -108,12 +113,16 @@ def _cache_one(
     video = open_video(path, short_side=short_side, max_size=max_size)
     file_names = []
     height = width = 0
-    for t, frame in enumerate(video):
-        height, width = frame.shape[:2]
-        file_name = f"{name}/{t:05d}.jpg"
-        with atomic_path(frames_root / file_name, suffix=".jpg") as tmp:
-            Image.fromarray(frame).save(tmp, format="JPEG", quality=95)
-        file_names.append(file_name)
+    try:
+        for t, frame in enumerate(video):
+            height, width = frame.shape[:2]
+            file_name = f"{name}/{t:05d}.jpg"
+            with atomic_path(frames_root / file_name, suffix=".jpg") as tmp:
+                Image.fromarray(frame).save(tmp, format="JPEG", quality=95)
+            file_names.append(file_name)
+    except DataError:
+        shutil.rmtree(folder, ignore_errors=True)  # a damaged video leaves no half-decoded frames
+        raise
     if len(file_names) < 2:
         raise DataError(f"video {path} has {len(file_names)} frame(s); self-training needs at least 2")
     meta = {"width": width, "height": height, "length": len(file_names), "file_names": file_names}
