@@ -347,7 +347,7 @@ CASES = [
         SELFTRAIN + " --videos {root}/videos --val {root}/gt_size.json --val-frames {root}/videos",
         2,
         "is 64x48 but the dataset declares width 80 and height 60",
-        absent="m0",
+        absent="frames",
     ),
     c(
         "disk-full-names-the-file",
