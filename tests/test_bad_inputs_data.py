@@ -285,6 +285,13 @@ CASES = [
         "inference.track_score=quality ranks tracks by the quality head's predicted IoU, but",
         absent="predictions.json",
     ),
+    c(
+        "evaluate-quality-ranking-without-head",
+        "evaluate --gt {root}/gt.json --gt-frames {root}/videos --weights {root}/model_headless "
+        "--set inference.track_score=quality",
+        2,
+        "has no quality head (a VideoCutLER-style model); set inference.track_score=class",
+    ),
     c("class-ranking-without-head", PREDICT + " {root}/model_headless", 0, "tracks ->"),
     # media
     c("truncated-mp4", CUT, 2, "cut.mp4 is truncated: decoding stopped at frame", not_in=["internal error"]),
