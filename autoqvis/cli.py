@@ -15,6 +15,7 @@ import os
 import sys
 import traceback
 from collections.abc import Sequence
+from pathlib import Path
 
 from autoqvis import __version__
 from autoqvis.config import set_command_line
@@ -107,7 +108,20 @@ def os_error_message(err: OSError) -> str:
         errno.ENOENT: "it does not exist; check the path",
         errno.ENAMETOOLONG: "the path is too long; use a shorter one",
     }.get(err.errno or 0, "check the path and the disk, then rerun")
+    if err.errno in (errno.EACCES, errno.EPERM) and _unreadable(err.filename):
+        hint = "permission denied: it cannot be read; fix its permissions (chmod u+r) or pass a copy you can read"
     return f"{what}{': ' + path if path else ''} ({hint})"
+
+
+def _unreadable(path) -> bool:
+    """An existing file or folder this process cannot read (or a folder it cannot list), or a path behind a
+    folder it cannot enter: the error was about an input, not about where outputs go."""
+    if path is None:
+        return False
+    if os.path.lexists(path):
+        return not os.access(path, os.R_OK | (os.X_OK if os.path.isdir(path) else 0))
+    parent = next((p for p in Path(path).absolute().parents if os.path.lexists(p)), None)
+    return parent is not None and not os.access(parent, os.X_OK)
 
 
 def _debug_traceback() -> None:

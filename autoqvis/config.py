@@ -442,6 +442,13 @@ class InferenceConfig:
                 f"consecutive windows share overlap frames; set it to {self.window - 1} or less (--overlap)",
                 key="inference.overlap",
             )
+        if self.window and self.overlap == 0:
+            raise ConfigError(
+                f"'inference.overlap' is 0 with 'inference.window' {self.window}: tracks are linked from one window "
+                "to the next by their masks in the frames both share, so with no shared frame every track would "
+                "break at every window border; set it to 1 or more (--overlap; default 4), or window 0",
+                key="inference.overlap",
+            )
 
 
 @dataclass(frozen=True)
@@ -554,6 +561,8 @@ def resolve_config_file(path: str | Path) -> Path:
     path = Path(path)
     if path.is_file():
         return path
+    if path.is_dir():
+        raise ConfigError(f"config file {path} is a folder; pass a YAML file")
     name = path.name if path.suffix in (".yaml", ".yml") else f"{path.name}.yaml"
     shipped = PROFILES_DIR / name
     if shipped.is_file():

@@ -145,7 +145,7 @@ def test_rules_between_fields_see_the_final_values(tmp_path):
     assert (cfg.inference.window, cfg.inference.overlap) == (2, 1)
     delta = tmp_path / "w.yaml"
     delta.write_text("inference:\n  window: 2\n")
-    assert load_config([delta], ["inference.overlap=0"]).inference.overlap == 0
+    assert load_config([delta], ["inference.overlap=1"]).inference.overlap == 1
     with pytest.raises(ConfigError, match=r"w.yaml: 'inference.overlap' \(4\)"):
         load_config([delta])
     with pytest.raises(ConfigError, match=r"'training.max_iters' must be >= 1"):

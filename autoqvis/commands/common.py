@@ -158,6 +158,9 @@ def output_file(path: Path, flag: str = "--out", suffix: str | None = None) -> P
 def model_weights(path: Path, flag: str = "--weights") -> Path:
     """A model folder or weights file as given; a self-training run folder (``best.json``, no ``model.json``)
     stands for the model its ``best.json`` names (found inside the run even after the run was moved)."""
+    from autoqvis.model.build import check_not_preset
+
+    check_not_preset(path)
     best = path / "best.json"
     if not path.is_dir() or (path / "model.json").exists() or not best.is_file():
         return path

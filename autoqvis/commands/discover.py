@@ -62,6 +62,7 @@ def run(args: argparse.Namespace) -> int:
         write_preview,
     )
     from autoqvis.io.fingerprint import open_unit
+    from autoqvis.io.video import SkipReport
     from autoqvis.model.vit import load_vit
 
     cfg = with_flags(
@@ -73,12 +74,13 @@ def run(args: argparse.Namespace) -> int:
     d = cfg.discovery
     output_file(args.out, suffix=".json")
     device, cfg = device_from_args(args, cfg)
+    skipped = SkipReport()  # videos skipped whole (--skip-bad)
     if args.images:
         items = image_items(args.images)
         frames_root, source, total = args.images.resolve(), image_source(args.images), len(items)
     else:
         frames_root = args.out.with_name(args.out.stem + ".frames").resolve()
-        items = video_items(args.videos, d.every, frames_root, skip_bad=args.skip_bad)
+        items = video_items(args.videos, d.every, frames_root, skip_bad=args.skip_bad, report=skipped)
         source, total = video_source(args.videos, d.every), None
     # a rerun with other settings stops here, before anything (config.yaml included) is written
     if not args.no_resume:
@@ -98,6 +100,8 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"{len(dataset['images'])} images, {len(dataset['annotations'])} pseudo-masks -> {args.out} (frames root {frames_root})"
     )
+    if skipped:
+        print(skipped.summary())
     if args.preview:
         path = write_preview(dataset, frames_root, args.out.with_suffix(".preview.png"), args.preview)
         print(f"preview: {path}")

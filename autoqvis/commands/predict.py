@@ -70,7 +70,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from autoqvis.config import ModelConfig
     from autoqvis.engine import dist
-    from autoqvis.inference.predict import PredictionRun, PredictOptions
+    from autoqvis.inference.predict import PredictionRun, PredictOptions, check_track_score
     from autoqvis.io.fingerprint import weights_identity
     from autoqvis.io.video import find_videos
     from autoqvis.model import load_model
@@ -92,6 +92,7 @@ def run(args: argparse.Namespace) -> int:
     args.weights = model_weights(args.weights)
     model = load_model(args.weights, model=expected, device=device)
     options = PredictOptions.from_config(cfg.inference, str(device))
+    check_track_score(model, options.track_score, args.weights)
     settings = {"weights": weights_identity(args.weights), "architecture": model.spec.to_json()}
     rank, world = dist.rank(), dist.world_size()
     job = PredictionRun(

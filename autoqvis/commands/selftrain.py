@@ -86,8 +86,15 @@ def run(args: argparse.Namespace) -> int:
     resume = not args.no_resume
     device, cfg = device_from_args(args, cfg, amp=("training", "inference"))
     dist.init_from_env(device)
+    # the validation set is read (sizes, annotations) before any long work: decoding, discovery, M0
+    evaluator = ModelEvaluator(args.val, args.val_frames, cfg, str(device)) if args.val else None
     videos, report = cache_videos(
-        find_videos(args.videos), args.out, cfg.inference.short_side, skip_bad=args.skip_bad, resume=resume
+        find_videos(args.videos),
+        args.out,
+        cfg.inference.short_side,
+        skip_bad=args.skip_bad,
+        resume=resume,
+        hint=" (pass --skip-bad to skip unreadable videos and use the others)",
     )
     with saved_config(cfg, args.out, enabled=dist.is_main()):
         synthetic = [world_source(args.world, cfg.synthesis.num_frames)] if args.world else []
@@ -96,7 +103,6 @@ def run(args: argparse.Namespace) -> int:
             masks = _discover_images(args.synthetic_images, args.out / "discovery", cfg, str(device), resume)
         if masks:
             synthetic.append(synthetic_source(masks, args.synthetic_images, cfg))
-        evaluator = ModelEvaluator(args.val, args.val_frames, cfg, str(device)) if args.val else None
         run = SelfTrainRun(cfg, args.out, videos, synthetic, str(device), evaluator, resume=resume)
         result = run.run(init=args.init, m0=args.init if args.skip_initial else None)
     if dist.is_main():

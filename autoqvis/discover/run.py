@@ -36,6 +36,7 @@ from autoqvis.io.atomic import atomic_path, atomic_write_json
 from autoqvis.io.fingerprint import Unit, content_identity, open_unit, stat_identity
 from autoqvis.io.video import (
     FRAME_SUFFIXES,
+    FrameList,
     SkipReport,
     find_videos,
     natural_key,
@@ -85,16 +86,26 @@ def image_items(root: str | Path) -> list[DiscoveryItem]:
 
 
 def video_items(
-    root: str | Path, every: int, frames_root: Path, skip_bad: bool = False
+    root: str | Path,
+    every: int,
+    frames_root: Path,
+    skip_bad: bool = False,
+    report: SkipReport | None = None,
 ) -> Iterator[DiscoveryItem]:
     """Every ``every``-th frame of every video under ``root``; each is saved as JPEG under ``frames_root``
-    (so that the JSON's file names resolve) when it is loaded. With ``skip_bad`` a video that cannot be
-    opened or decoded is skipped from where it fails, with a warning."""
+    (so that the JSON's file names resolve) when it is loaded. A video file is decoded once through first, so
+    that a damaged or truncated one is refused (or with ``skip_bad`` skipped whole, listed in ``report``)
+    before any of its frames is used; a frame of a frame folder is read when it is used, and an unreadable one
+    is refused (with ``skip_bad`` skipped like an unreadable image)."""
     if every < 1:
         raise DataError(f"--every must be >= 1, got {every}")
     for path in find_videos(root):
         try:
             video = open_video(path)
+            if isinstance(video, FrameList):
+                yield from _frame_items(video, every, frames_root)
+                continue
+            video.verify()
             name = video.name
             for index, frame in enumerate(video):
                 if index % every == 0:
@@ -105,7 +116,17 @@ def video_items(
         except DataError as err:
             if not skip_bad:
                 raise DataError(f"{err} (pass --skip-bad to skip unreadable videos)") from err
-            log.warning("skipping the rest of %s: %s", path, err)
+            log.warning("skipping %s: %s", path, err)
+            if report is not None:
+                report.skipped.append((str(path), str(err)))
+
+
+def _frame_items(video: FrameList, every: int, frames_root: Path) -> Iterator[DiscoveryItem]:
+    for index in range(0, len(video), every):
+        name = f"{video.name}/{index:05d}.jpg"
+        yield DiscoveryItem(
+            name, lambda p=video.paths[index], n=name: _save_frame(read_image(p), frames_root / n)
+        )
 
 
 def _save_frame(frame: np.ndarray, path: Path) -> np.ndarray:
@@ -233,8 +254,11 @@ def discover(
                 entries.append(done[item.name])
                 bar.advance()
                 continue
-            with skip_bad_input(item.name, report, skip_bad):
-                batch.append((item.name, item.load()))
+            try:
+                with skip_bad_input(item.name, report, skip_bad):
+                    batch.append((item.name, item.load()))
+            except DataError as err:
+                raise DataError(f"{err} (pass --skip-bad to skip unreadable images)") from err
             if len(batch) >= cfg.batch_size:
                 flush()
         if batch:

@@ -47,8 +47,8 @@ def restore_rng(state: dict[str, Any]) -> None:
 def save_training_state(path: str | Path, state: dict[str, Any]) -> Path:
     """Atomically write ``state`` (tensors, numbers, strings, lists and dicts of them) to ``path``."""
     path = Path(path)
-    with atomic_path(path, suffix=".pt.tmp") as tmp:
-        torch.save(state, tmp)
+    with atomic_path(path, suffix=".pt.tmp") as tmp, open(tmp, "wb") as f:
+        torch.save(state, f)  # through a Python file: a failed write (a full disk) is an OSError, not torch's
     return path
 
 

@@ -27,10 +27,16 @@ def video_sources(datasets: Sequence[Path], roots: Sequence[Path], cfg: Config) 
     from autoqvis.synth.augment import clip_augment
 
     augment = clip_augment(cfg.synthesis)
-    return [
-        VideoClipSource(load_ytvis(path, frames_root=root), augment, num_frames=cfg.synthesis.num_frames)
-        for path, root in zip(datasets, roots, strict=True)
-    ]
+    sources = []
+    for path, root in zip(datasets, roots, strict=True):
+        dataset = load_ytvis(path, frames_root=root)
+        if dataset.num_tracks() == 0:
+            raise DataError(
+                f"{path} holds no annotation in its {len(dataset.videos)} video(s): there is no object to learn "
+                "from; pass a dataset with annotations (ground truth, or pseudo-labels of a self-training round)"
+            )
+        sources.append(VideoClipSource(dataset, augment, num_frames=cfg.synthesis.num_frames))
+    return sources
 
 
 def synthetic_source(masks_json: Path, images_root: Path | None, cfg: Config):

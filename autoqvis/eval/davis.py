@@ -35,7 +35,14 @@ from scipy.optimize import linear_sum_assignment
 
 from autoqvis.config import EvaluationConfig
 from autoqvis.errors import DataError
-from autoqvis.io.davis import VOID_ID, annotation_folder, read_id_masks, sequence_names
+from autoqvis.io.davis import (
+    VOID_ID,
+    annotation_folder,
+    check_annotated_frames,
+    image_folder,
+    read_id_masks,
+    sequence_names,
+)
 from autoqvis.progress import progress_bar
 
 __all__ = [
@@ -278,7 +285,8 @@ def evaluate_davis_folders(
 ) -> DavisResult:
     """Evaluate ``pred_root/<seq>/<frame>.png`` against a DAVIS root's annotations.
 
-    Every ground-truth frame needs a predicted PNG of the same name. For ``2016`` the predicted foreground is
+    Every ground-truth frame needs a predicted PNG of the same name, and every frame of a sequence in the
+    root's ``JPEGImages`` needs its annotation (a missing one is refused, not left out of the score). For ``2016`` the predicted foreground is
     every non-zero pixel; for ``2017-unsupervised`` each non-zero id is one proposal.
     """
     cfg = config or EvaluationConfig()
@@ -287,10 +295,15 @@ def evaluate_davis_folders(
     gt_folder = annotation_folder(davis_root)
     pred_root = Path(pred_root)
     if not pred_root.is_dir():
-        raise DataError(f"{pred_root} not found; expected a folder of <sequence>/<frame>.png predictions")
+        problem = "is a file, not a folder" if pred_root.exists() else "not found"
+        raise DataError(f"{pred_root} {problem}; expected a folder of <sequence>/<frame>.png predictions")
     names = list(sequences) if sequences is not None else sequence_names(gt_folder)
     if not names:
         raise DataError(f"{gt_folder}: no sequence to evaluate (no <sequence>/NNNNN.png folder)")
+    images = image_folder(davis_root, gt_folder)
+    if images is not None:
+        for seq in names:
+            check_annotated_frames(images, gt_folder, seq)
     missing = [s for s in names if not (pred_root / s).is_dir()]
     if missing:
         raise DataError(

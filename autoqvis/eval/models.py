@@ -24,11 +24,11 @@ from autoqvis.config import Config
 from autoqvis.eval.davis import DavisResult, evaluate_sequence_unsupervised
 from autoqvis.eval.quality import pearson, spearman
 from autoqvis.eval.ytvis import evaluate_tracks, track_ious
-from autoqvis.inference.predict import PredictOptions, finish_tracks, id_map, segment_video
+from autoqvis.inference.predict import PredictOptions, check_track_score, finish_tracks, id_map, segment_video
 from autoqvis.io import rle
 from autoqvis.io.fingerprint import content_identity
 from autoqvis.io.video import FrameList
-from autoqvis.io.ytvis import load_ytvis
+from autoqvis.io.ytvis import check_annotated, check_frame_sizes, load_ytvis
 from autoqvis.model import load_model
 from autoqvis.model.vit_backbone import TokenCache, use_token_cache
 from autoqvis.structures import Track
@@ -123,6 +123,8 @@ class ModelEvaluator:
 
     def __init__(self, gt_path: str | Path, frames_root: str | Path, cfg: Config, device: str = "cpu"):
         self.gt = load_ytvis(gt_path, frames_root=frames_root)
+        check_annotated(self.gt, gt_path)
+        check_frame_sizes(self.gt, gt_path)  # before any model is trained or run
         self.gt_path, self.frames_root = Path(gt_path), Path(frames_root)
         self.cfg = cfg
         self.device = device
@@ -141,6 +143,7 @@ class ModelEvaluator:
     def score(self, model) -> ModelScores:
         """The scores of a loaded model (a :class:`~autoqvis.model.vis.VideoMaskFormer` on ``device``)."""
         gt, inf = self.gt, self.cfg.inference
+        check_track_score(model, inf.track_score)
         options = PredictOptions.from_config(inf, self.device)
         raw = dataclasses.replace(options, track_score="class", crf_short_side=0)
         max_proposals = self.cfg.evaluation.davis_max_proposals

@@ -25,7 +25,7 @@ import numpy as np
 
 from autoqvis.errors import DataError
 from autoqvis.io import rle
-from autoqvis.io.ytvis import load_predictions, load_ytvis
+from autoqvis.io.ytvis import check_annotated, load_predictions, load_ytvis
 from autoqvis.structures import Track
 
 __all__ = [
@@ -121,8 +121,7 @@ def evaluate_tracks(
 def evaluate_files(gt_path, pred_path, *, class_agnostic: bool = True, **kwargs) -> YTVISResult:
     """Evaluate a YouTube-VIS results file against a ground-truth file (both validated on read)."""
     dataset = load_ytvis(gt_path, class_agnostic=class_agnostic)
-    if not dataset.videos:
-        raise DataError(f"{gt_path} holds no video: there is nothing to evaluate against")
+    check_annotated(dataset, gt_path)
     predictions = load_predictions(pred_path, dataset)
     if class_agnostic:
         for tracks in predictions.values():

@@ -12,7 +12,8 @@ Per video, ``autoqvis predict`` writes into ``OUT``:
   ones made with another (:mod:`autoqvis.io.fingerprint`); ``predictions.json`` gathers them all
   with ``video_id`` = the video's position and ``video_name``;
 - ``masks/<video>/<frame>.png``: DAVIS palette PNGs, track k+1 painted with the k-th best score on top
-  (at most 20 tracks, as the DAVIS-2017 unsupervised protocol reads them);
+  (at most 20 tracks, as the DAVIS-2017 unsupervised protocol reads them); ``<frame>`` is the frame's own
+  file name for a frame folder (``00010.png`` for ``00010.jpg``), its position for a video file;
 - ``overlays/<video>.mp4`` (and ``.gif`` for videos of at most 60 frames): each track in a stable colour with
   its id and score.
 """
@@ -47,6 +48,7 @@ from autoqvis.structures import Track, VideoInfo, VideoTracks
 __all__ = [
     "PredictOptions",
     "PredictionRun",
+    "check_track_score",
     "finish_tracks",
     "id_map",
     "prediction_unit",
@@ -151,9 +153,27 @@ def finish_tracks(
     return tracks
 
 
+def check_track_score(model, track_score: str, weights: str | Path = "the model") -> None:
+    """Ranking by quality (``quality``, ``main``) needs the quality head's predicted IoU: a model without the
+    head is refused before any video is read (every track would otherwise score the same)."""
+    if track_score != "class" and model.spec.quality_head is None:
+        raise DataError(
+            f"inference.track_score={track_score} ranks tracks by the quality head's predicted IoU, but {weights} "
+            "has no quality head (a VideoCutLER-style model); set inference.track_score=class, or pass a model "
+            "with the quality head"
+        )
+
+
 def results_json(video_tracks: VideoTracks, video_id: int) -> list[dict]:
     """YouTube-VIS result entries (an empty frame is an all-zero RLE, as the official writer does)."""
     info = video_tracks.video
+    for t in video_tracks.tracks:  # JSON has no NaN: a result file must never hold one
+        values = [t.score, *(t.predicted_iou or [])]
+        if not np.isfinite(values).all():
+            raise DataError(
+                f"video {info.name}: the model gave a NaN or infinite score (track {t.id}); its weights are damaged "
+                "or the precision overflowed (try inference.amp=off); nothing was written for this video"
+            )
     empty = rle.encode(np.zeros((info.height, info.width), bool))
     return [
         {
@@ -181,11 +201,18 @@ def id_map(tracks: list[Track], t: int, hw: tuple[int, int], max_tracks: int = 2
     return ids
 
 
-def write_davis_masks(video_tracks: VideoTracks, folder: Path, max_tracks: int = 20) -> None:
+def write_davis_masks(
+    video_tracks: VideoTracks, folder: Path, max_tracks: int = 20, frame_names: list[str] | None = None
+) -> None:
+    """``folder/<frame>.png`` per frame: ``frame_names`` (a frame folder's own names, so that DAVIS
+    evaluation matches each mask to its frame whatever the numbering), else ``00000``, ``00001``, ..."""
     info = video_tracks.video
-    for t in range(info.length):
+    names = frame_names or [f"{t:05d}" for t in range(info.length)]
+    if len(names) != info.length:
+        raise ValueError(f"{len(names)} frame names for a video of {info.length} frames")
+    for t, name in enumerate(names):
         write_mask_png(
-            folder / f"{t:05d}.png", id_map(video_tracks.tracks, t, (info.height, info.width), max_tracks)
+            folder / f"{name}.png", id_map(video_tracks.tracks, t, (info.height, info.width), max_tracks)
         )
 
 
@@ -355,14 +382,14 @@ class PredictionRun:
         )
         with progress_bar(name, total=windows) as bar:
             vt = segment_video(model, video, options, on_window=bar.advance)
-        write_davis_masks(vt, self.out / "masks" / name, options.max_png_tracks)
+        results = results_json(vt, self.videos.index(video) + 1)  # checked before anything is written
+        frame_names = open_video(video).frame_names()  # masks named as the frames they belong to
+        write_davis_masks(vt, self.out / "masks" / name, options.max_png_tracks, frame_names)
         if overlays:
             write_overlay(
                 iter(open_video(video)), vt, self.out / "overlays" / f"{name}.mp4", gif=vt.video.length <= 60
             )
-        atomic_write_json(
-            self.out / "results" / f"{name}.json", results_json(vt, self.videos.index(video) + 1)
-        )
+        atomic_write_json(self.out / "results" / f"{name}.json", results)
         log.info("%s: %d frames, %d tracks", name, vt.video.length, len(vt.tracks))
 
 

@@ -88,10 +88,12 @@ class StreamingLinker:
         self.tracks: list[_Live] = []
         self.window_index = -1
         self.prev_end = 0
+        self.has_iou = False  # a window came with predicted IoUs (a model with the quality head)
 
     def add(self, start: int, end: int, result: WindowResult) -> None:
         """Link the window [start, end) to the tracks of the previous window."""
         self.window_index += 1
+        self.has_iou |= result.predicted_iou is not None
         shared = max(0, self.prev_end - start)  # frames this window shares with the previous one
         live = [t for t in self.tracks if t.last_window == self.window_index - 1]
         assignment = self._match(live, result, shared) if live else {}
@@ -107,13 +109,15 @@ class StreamingLinker:
         self.prev_end = end
 
     def finish(self) -> list[Track]:
-        """Tracks over the whole video (absent frames as None), sorted by mean window score."""
+        """Tracks over the whole video (absent frames as None), sorted by mean window score; ``predicted_iou``
+        is None when the windows had none (a model without the quality head)."""
         out = []
         for track in self.tracks:
             self._pad_to(track, self.num_frames)
             masks = [None] * track.first_frame + track.masks[: self.num_frames - track.first_frame]
             ious = [0.0] * track.first_frame + track.ious[: self.num_frames - track.first_frame]
             score = track.score_sum / max(track.score_frames, 1)
+            ious = ious if self.has_iou else None  # no quality head: no predicted IoU (not zeros)
             out.append(Track(masks=masks, score=float(score), predicted_iou=ious, id=track.track_id))
         return sorted(out, key=lambda t: -t.score)
 

@@ -1,18 +1,22 @@
 """Atomic file writes: write to a temporary file in the same folder, fsync, then rename.
 
 A reader (or a crash, or SIGKILL mid-write) sees either the old file or the complete new one, never a
-half-written file.
+half-written file. A write that fails (a full disk) leaves the old file as it was and raises an OSError naming
+the file being written, not the temporary one.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
+
+from autoqvis.errors import AutoqvisError
 
 __all__ = ["atomic_path", "atomic_write_bytes", "atomic_write_json", "atomic_write_text"]
 
@@ -37,9 +41,39 @@ def atomic_path(path: str | Path, suffix: str = "") -> Iterator[Path]:
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; give the usual permissions
         os.replace(tmp, path)
         _fsync_dir(path.parent)
+    except OSError as err:  # the temporary file is ours: errors name the file being written
+        if err.filename not in (None, str(tmp), tmp) or err.errno is None:
+            raise
+        raise _os_error(err.errno, path) from err
+    except Exception as err:
+        code = None if isinstance(err, AutoqvisError) else _os_error_code(err)  # (ours say what to do)
+        if code is None:
+            raise
+        raise _os_error(code, path) from err  # a writer's own error type for a failed write (safetensors)
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def _os_error(code: int, path: Path) -> OSError:
+    return OSError(code, os.strerror(code), str(path))
+
+
+def _os_error_code(err: BaseException) -> int | None:
+    """The errno of a write that failed inside a library that reports it in its own error type, None for
+    other errors: safetensors' Rust code says "... (os error 28)"; ``torch.save`` into a Python file replaces
+    the file's OSError by a RuntimeError of its own ("unexpected pos ...") raised while closing the archive,
+    with the OSError as its context."""
+    seen: set[int] = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        if isinstance(err, OSError) and err.errno is not None:
+            return err.errno
+        match = re.search(r"\(os error (\d+)\)", str(err))
+        if match:
+            return int(match.group(1))
+        err = err.__cause__ or err.__context__
+    return None
 
 
 def _current_umask() -> int:

@@ -22,6 +22,8 @@ __all__ = [
     "DAVIS_PALETTE",
     "VOID_ID",
     "annotation_folder",
+    "check_annotated_frames",
+    "image_folder",
     "read_id_masks",
     "read_mask_png",
     "sequence_names",
@@ -96,8 +98,9 @@ def annotation_folder(root: str | Path, resolution: str = "480p") -> Path:
     """The folder of per-sequence annotation folders under a DAVIS root (or a plain folder of them)."""
     root = Path(root)
     if not root.is_dir():
+        problem = "is a file, not a folder" if root.exists() else "not found"
         raise DataError(
-            f"DAVIS root {root} not found; expected a folder with Annotations/{resolution}/<sequence>"
+            f"DAVIS root {root} {problem}; expected a folder with Annotations/{resolution}/<sequence>"
         )
     for candidate in (root / "Annotations" / resolution, root / "Annotations", root):
         if candidate.is_dir() and sequence_names(candidate):
@@ -106,6 +109,38 @@ def annotation_folder(root: str | Path, resolution: str = "480p") -> Path:
         f"{root} holds no annotated sequence: expected a DAVIS root with Annotations/{resolution}/<sequence>/NNNNN.png "
         "(or a folder of <sequence>/NNNNN.png folders)"
     )
+
+
+def image_folder(root: str | Path, annotations: Path) -> Path | None:
+    """The frames folder paired with ``annotations`` (from :func:`annotation_folder`): ``JPEGImages/<res>``
+    beside ``Annotations/<res>``; None for a plain folder of annotated sequences."""
+    root = Path(root)
+    if annotations.parent == root / "Annotations":
+        folder = root / "JPEGImages" / annotations.name
+    elif annotations == root / "Annotations":
+        folder = root / "JPEGImages"
+    else:
+        return None
+    return folder if folder.is_dir() else None
+
+
+def check_annotated_frames(images: Path, annotations: Path, sequence: str) -> None:
+    """Every frame of a DAVIS sequence (``images/<sequence>/NNNNN.jpg``) has its annotation
+    (``annotations/<sequence>/NNNNN.png``): a frame without one would silently drop out of the score."""
+    frames = images / sequence
+    if not frames.is_dir():
+        return
+    stems = sorted(
+        (p.stem for p in frames.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png")), key=natural_key
+    )
+    annotated = {p.stem for p in (annotations / sequence).glob("*.png")}
+    missing = [s for s in stems if s not in annotated]
+    if missing:
+        raise DataError(
+            f"DAVIS sequence {sequence}: {len(missing)} of its {len(stems)} frames have no annotation (first: "
+            f"{frames / missing[0]}.* has no {annotations / sequence / missing[0]}.png); restore the missing "
+            "annotation PNGs (an incomplete copy?) or remove the frames without one"
+        )
 
 
 def sequence_names(folder: str | Path) -> list[str]:

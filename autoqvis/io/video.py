@@ -24,6 +24,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from autoqvis.errors import DataError
+from autoqvis.io.access import PERMISSION_HINT, require_file
 
 __all__ = [
     "FRAME_SUFFIXES",
@@ -75,16 +76,29 @@ def resize_short_side(frame: np.ndarray, short_side: int | None, max_size: int =
 
 
 def read_image(path: str | Path) -> np.ndarray:
-    """An image file -> (H, W, 3) uint8 RGB; a corrupt or truncated file raises DataError naming it."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"frame {path} not found")
+    """An image file -> (H, W, 3) uint8 RGB; a corrupt or truncated file raises DataError naming it (and one
+    that cannot be read says why: not found, a folder, permission denied). 16-bit grey-level PNGs are scaled
+    to 8 bits (65535 -> 255)."""
+    path = require_file(path, "frame")
     try:
         with Image.open(path) as img:
             img.load()  # forces a full decode: truncated files fail here
-            return np.asarray(img.convert("RGB"))
+            return _rgb8(img)
+    except PermissionError as err:
+        raise DataError(f"frame {path} cannot be read: permission denied; {PERMISSION_HINT}") from err
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
         raise DataError(f"cannot decode image {path}: {err}; the file is corrupt or truncated") from err
+
+
+def _rgb8(img: Image.Image) -> np.ndarray:
+    """(H, W, 3) uint8 RGB of a loaded image. PIL's own conversion clips 16-bit grey levels (``I;16``, or
+    ``I`` from older PIL) at 255, which turns a 16-bit PNG white: those are scaled instead. (16-bit colour
+    PNGs PIL already reads as 8-bit RGB.)"""
+    if img.mode.startswith("I;16") or img.mode == "I":
+        values = np.asarray(img).astype(np.int64).clip(0, 65535)
+        grey = ((values + 128) // 257).astype(np.uint8)
+        return np.repeat(grey[:, :, None], 3, axis=2)
+    return np.asarray(img.convert("RGB"))
 
 
 @dataclass
@@ -114,6 +128,11 @@ class VideoSource:
                 )
             yield resize_short_side(frame, self.short_side, self.max_size)
 
+    def frame_names(self) -> list[str]:
+        """One name per frame, for the files written per frame (DAVIS masks): ``00000``, ``00001``, ... by
+        position; a frame folder's own file names (stems), so that results match its frames by name."""
+        return [f"{t:05d}" for t in range(len(self))]
+
     def frame_size(self) -> tuple[int, int]:
         """(H, W) of the original frames (before resizing)."""
         first = next(iter(self._raw_frames()), None)
@@ -142,6 +161,9 @@ class FrameList(VideoSource):
         for path in self.paths:
             yield read_image(path)
 
+    def frame_names(self) -> list[str]:
+        return [Path(p).stem for p in self.paths]
+
     def frame_size(self) -> tuple[int, int]:
         if not self.paths:
             raise DataError(f"video {self.name} has no frames")
@@ -169,6 +191,13 @@ class FrameFolder(FrameList):
         )
         if not paths:
             raise DataError(f"frame folder {folder} holds no {'/'.join(FRAME_SUFFIXES)} files")
+        stems = [p.stem for p in paths]
+        if len(set(stems)) < len(stems):
+            twice = next(s for s in stems if stems.count(s) > 1)
+            raise DataError(
+                f"frame folder {folder} holds two frames named {twice} "
+                f"({', '.join(p.name for p in paths if p.stem == twice)}); keep one of them"
+            )
         super().__init__(name=folder.name, short_side=short_side, max_size=max_size, paths=paths)
         self.folder = folder
 
@@ -216,25 +245,53 @@ class VideoFile(VideoSource):
         return self._length
 
     def _raw_frames(self) -> Iterator[np.ndarray]:
-        import av
         import cv2
+
+        for frame in self._decoded():
+            if frame.format.name == "yuv420p" and frame.width % 2 == 0 and frame.height % 2 == 0:
+                yield cv2.cvtColor(frame.to_ndarray(), cv2.COLOR_YUV2RGB_I420)
+            else:
+                yield frame.to_ndarray(format="rgb24")
+
+    def verify(self) -> None:
+        """Decode every frame once (no conversion): a damaged or truncated file raises the DataError that
+        reading it would, before any of its frames is used."""
+        for _ in self._decoded():
+            pass
+
+    def _decoded(self) -> Iterator:
+        """PyAV frames in order. A decoding error, or a file that ends before the frames its header declares
+        (an interrupted copy: the index at the front, the data cut short), raises DataError naming the video
+        and the frame where decoding stopped."""
+        import av
 
         with self._open() as container:
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
-            index = -1
+            declared, packets, decoded, cut = stream.frames, 0, 0, False
             try:
-                for index, frame in enumerate(container.decode(stream)):  # noqa: B007
-                    if frame.format.name == "yuv420p" and frame.width % 2 == 0 and frame.height % 2 == 0:
-                        yield cv2.cvtColor(frame.to_ndarray(), cv2.COLOR_YUV2RGB_I420)
-                    else:
-                        yield frame.to_ndarray(format="rgb24")
+                for packet in container.demux(stream):
+                    packets += 1 if packet.size else 0
+                    cut |= packet.is_corrupt  # the file ended inside this packet
+                    for frame in packet.decode():
+                        yield frame
+                        decoded += 1
             except av.error.FFmpegError as err:  # type: ignore[attr-defined]
                 raise DataError(
-                    f"video {self.path} is corrupt or truncated: decoding failed after frame {index}: {err}"
+                    f"video {self.path} is corrupt or truncated: decoding failed at frame {decoded} "
+                    f"({decoded} frames decoded){self._of(declared)}: {err}; copy the file again or re-encode it"
                 ) from err
-        if index < 0:
+        if decoded == 0:
             raise DataError(f"video {self.path} has no decodable frames; the file is corrupt or empty")
+        if decoded < declared and (packets < declared or cut):
+            raise DataError(
+                f"video {self.path} is truncated: decoding stopped at frame {decoded}{self._of(declared)}; the "
+                "file ends early (an interrupted copy or download?): copy it again or re-encode it"
+            )
+
+    @staticmethod
+    def _of(declared: int) -> str:
+        return f" of the {declared} its header declares" if declared > 0 else ""
 
 
 def open_video(path: str | Path, short_side: int | None = None, max_size: int = 1333) -> VideoSource:
@@ -254,7 +311,9 @@ def open_video(path: str | Path, short_side: int | None = None, max_size: int = 
 
 def find_videos(root: str | Path) -> list[Path]:
     """The videos under ``root``: ``root`` itself if it is one video, else its video files and frame
-    folders (one level deep), in natural order. A DAVIS root (``JPEGImages/480p/<seq>``) gives its sequences."""
+    folders (one level deep), in natural order. A DAVIS root (``JPEGImages/480p/<seq>``) gives its sequences.
+    A folder with images at its top is one video (a frame folder); images next to video files or frame
+    folders are an error naming them (which video would they be?). Hidden entries are ignored."""
     root = Path(root)
     if not root.exists():
         raise DataError(f"{root} not found; expected a video file, a frame folder or a folder of them")
@@ -263,24 +322,36 @@ def find_videos(root: str | Path) -> list[Path]:
     davis = root / "JPEGImages" / "480p"
     if davis.is_dir():
         root = davis
-    entries = sorted(root.iterdir(), key=lambda p: natural_key(p.name))
-    if any(p.is_file() and p.suffix.lower() in FRAME_SUFFIXES for p in entries):
-        return [root]  # the folder itself is a frame folder
+    entries = [
+        p for p in sorted(root.iterdir(), key=lambda p: natural_key(p.name)) if not p.name.startswith(".")
+    ]
+    images = [p.name for p in entries if p.is_file() and p.suffix.lower() in FRAME_SUFFIXES]
     videos = [
         p
         for p in entries
-        if not p.name.startswith(".")
-        and (
-            (p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES)
-            or (p.is_dir() and any(c.suffix.lower() in FRAME_SUFFIXES for c in p.iterdir()))
-        )
+        if (p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES)
+        or (p.is_dir() and any(c.suffix.lower() in FRAME_SUFFIXES for c in p.iterdir()))
     ]
+    if images and videos:
+        raise DataError(
+            f"{root} holds both images ({_some(images)}) and videos ({_some([p.name for p in videos])}): a folder "
+            "is either the frames of one video or a folder of videos (video files and frame folders); move the "
+            f"images into a folder of their own or out of {root}"
+        )
+    if images:
+        return [root]  # the folder itself is a frame folder
     if not videos:
         raise DataError(
             f"{root} holds no video files ({', '.join(VIDEO_SUFFIXES)}) and no frame folders; "
             "pass a folder of videos or of frame folders"
         )
     return videos
+
+
+def _some(names: list[str], count: int = 3) -> str:
+    """``a, b, c and 4 more``."""
+    more = f" and {len(names) - count} more" if len(names) > count else ""
+    return ", ".join(names[:count]) + more
 
 
 @dataclass

