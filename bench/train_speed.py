@@ -27,6 +27,7 @@ import torch
 
 from autoqvis.config import load_config
 from autoqvis.demo.world import WorldClipSource, WorldConfig
+from autoqvis.device import cpu_capabilities, describe_amp
 from autoqvis.engine.trainer import Trainer
 from autoqvis.model import build_model
 
@@ -65,6 +66,7 @@ def measure(name: str, overrides: list[str], iters: int, out: str) -> dict:
     wall, cpu = (time.perf_counter() - wall) / iters, (time.process_time() - cpu) / iters
     return {
         "model": name,
+        "precision": describe_amp(training.amp, "cpu"),
         "s_per_it": wall,
         "cpu_s_per_it": cpu,
         "breakdown": breakdown(trainer, batches[2:]),
@@ -118,17 +120,18 @@ def main() -> None:
     parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    print(cpu_capabilities(), flush=True)
     results = []
     for name in args.models:
         r = measure(name, args.overrides, args.iters, f"{args.out}/{name}")
         results.append(r)
         parts = " | ".join(f"{k} {v:.3f}" for k, v in r["breakdown"].items())
         print(
-            f"{name:10s} {r['s_per_it']:.3f} s/it wall ({1 / r['s_per_it']:.2f} it/s), "
+            f"{name:10s} [{r['precision']}] {r['s_per_it']:.3f} s/it wall ({1 / r['s_per_it']:.2f} it/s), "
             f"{r['cpu_s_per_it']:.3f} s/it CPU | {parts}",
             flush=True,
         )
-    print(f"threads {args.threads}, overrides {args.overrides or 'none'}")
+    print(f"threads {args.threads}, overrides {args.overrides or 'none'}; {cpu_capabilities()}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=1)

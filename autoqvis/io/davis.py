@@ -52,7 +52,8 @@ DAVIS_PALETTE = _palette()
 
 
 def read_mask_png(path: str | Path) -> np.ndarray:
-    """(H, W) uint8 object ids from a palette (``P``) or grey-level (``L``/``1``) PNG.
+    """(H, W) uint8 object ids from a palette (``P``) or grey-level (``L``/``1``, or ``LA`` with a fully opaque
+    alpha) PNG.
 
     A grey-level PNG holding only 0 and 255 is a DAVIS-2016 binary mask: 255 becomes object 1.
     """
@@ -68,6 +69,8 @@ def read_mask_png(path: str | Path) -> np.ndarray:
         raise DataError(f"{path} is not a readable PNG mask ({err}); is the file truncated?") from err
     if mode == "1":
         return ids.astype(np.uint8)
+    if mode == "LA" and (ids[..., 1] == 255).all():  # grey with an opaque alpha (an image editor's save)
+        mode, ids = "L", ids[..., 0]
     if mode == "L":
         if np.isin(ids, (0, 255)).all():
             return (ids == 255).astype(np.uint8)
@@ -75,7 +78,8 @@ def read_mask_png(path: str | Path) -> np.ndarray:
     if mode == "P":
         return ids.astype(np.uint8)
     raise DataError(
-        f"{path}: expected a palette (P) or grey-level (L) PNG of object ids, got mode {mode}; "
+        f"{path}: expected a palette (P) or grey-level (L) PNG of object ids, got mode {mode}"
+        f"{' with transparent pixels' if mode == 'LA' else ''}; "
         "save masks with autoqvis.io.davis.write_mask_png"
     )
 

@@ -22,6 +22,18 @@ def test_binary_grey_png_is_object_one(tmp_path):
     np.testing.assert_array_equal(read_mask_png(tmp_path / "m.png"), [[0, 1], [1, 0]])
 
 
+def test_grey_png_with_an_opaque_alpha_is_grey_and_a_transparent_one_is_refused(tmp_path):
+    """davis2016-train holds one grey+alpha annotation (bear/00077.png, alpha 255 everywhere)."""
+    grey = np.array([[0, 255], [255, 0]], np.uint8)
+    Image.fromarray(np.stack([grey, np.full_like(grey, 255)], -1), mode="LA").save(tmp_path / "opaque.png")
+    np.testing.assert_array_equal(read_mask_png(tmp_path / "opaque.png"), [[0, 1], [1, 0]])
+    Image.fromarray(np.stack([grey, np.array([[255, 0], [255, 255]], np.uint8)], -1), mode="LA").save(
+        tmp_path / "holes.png"
+    )
+    with pytest.raises(DataError, match="mode LA with transparent pixels"):
+        read_mask_png(tmp_path / "holes.png")
+
+
 def test_bad_masks_are_named(tmp_path):
     (tmp_path / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
     with pytest.raises(DataError, match=r"bad\.png"):
