@@ -263,8 +263,7 @@ def tree_identity(path: str | Path, suffixes: Sequence[str] | None = None) -> di
     path = Path(path)
     if not path.is_dir():
         return {"bytes": path.stat().st_size, "sha256": file_digest(path)}
-    files = _files(path, suffixes)
-    return files_identity(path, [f.relative_to(path).as_posix() for f in files])
+    return files_identity(path, _files(path, suffixes))
 
 
 def files_identity(root: str | Path, names: Sequence[str]) -> dict[str, Any]:
@@ -275,8 +274,9 @@ def files_identity(root: str | Path, names: Sequence[str]) -> dict[str, Any]:
     total = 0
     for name in names:
         f = root / name
-        total += f.stat().st_size
-        h.update(f"{name}\0{file_digest(f)}\n".encode())
+        st = f.stat()
+        total += st.st_size
+        h.update(f"{name}\0{_digest(f, st)}\n".encode())
     return {"files": len(names), "bytes": total, "sha256": h.hexdigest()}
 
 
@@ -294,8 +294,11 @@ def file_digest(path: str | Path) -> str:
     :data:`SAMPLE_BLOCKS` evenly spaced blocks of :data:`SAMPLE_BYTES` (``"sampled:"`` + digest). Cached per
     path, size, change times and inode for the life of the process."""
     path = Path(path)
-    st = path.stat()
-    key = ("digest", str(path.resolve()), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+    return _digest(path, path.stat())
+
+
+def _digest(path: Path, st: os.stat_result) -> str:
+    key = ("digest", os.path.abspath(path), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
     if key not in _DIGEST_CACHE:
         _DIGEST_CACHE[key] = _sampled(path, st.st_size) if st.st_size > SAMPLE_ABOVE else _sha256_file(path)
     return _DIGEST_CACHE[key]
@@ -330,21 +333,25 @@ def weights_identity(weights: str | Path | None) -> dict[str, Any] | None:
     return {"preset": str(weights)}
 
 
-def _files(folder: Path, suffixes: Sequence[str] | None = None) -> list[Path]:
+def _files(folder: Path, suffixes: Sequence[str] | None = None) -> list[str]:
+    """The files under ``folder`` as sorted POSIX names relative to it; hidden files and folders aside, and
+    with ``suffixes`` only the files with one of them."""
     wanted = None if suffixes is None else {x.lower() for x in suffixes}
-    return sorted(
-        p
-        for p in folder.rglob("*")
-        if p.is_file()
-        and not any(part.startswith(".") for part in p.relative_to(folder).parts)
-        and (wanted is None or p.suffix.lower() in wanted)
-    )
+    names = []
+    for directory, folders, files in os.walk(folder):
+        folders[:] = [d for d in folders if not d.startswith(".")]
+        inside = Path(directory).relative_to(folder)
+        for name in files:
+            if name.startswith(".") or (wanted is not None and Path(name).suffix.lower() not in wanted):
+                continue
+            names.append((inside / name).as_posix())
+    return sorted(names)
 
 
 def _sha256(path: Path) -> str:
     """The full sha256 of a file whatever its size (weights), cached like :func:`file_digest`."""
     st = path.stat()
-    key = ("sha256", str(path.resolve()), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+    key = ("sha256", os.path.abspath(path), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
     if key not in _DIGEST_CACHE:
         _DIGEST_CACHE[key] = _sha256_file(path)
     return _DIGEST_CACHE[key]
