@@ -100,8 +100,8 @@ def run(args: argparse.Namespace) -> int:
     job = PredictionRun(
         videos, args.out, options, settings, resume=not args.no_resume, skip_bad=args.skip_bad
     )
-    job.check()  # before anything is written: a rerun with other settings stops here
     with claim_output(args.out, "predict", [("INPUT", args.input), ("--weights", args.weights)]):
+        job.check()  # before anything is written: a rerun with other settings stops here
         if rank == 0:
             save_config(cfg, args.out)
         results = job.run(model, overlays=not args.no_overlay, rank=rank, world_size=world)

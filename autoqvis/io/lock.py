@@ -118,7 +118,7 @@ def _describe(holder: dict) -> str:
     if not holder:
         return "a process that has not written its name yet"
     return (
-        f"pid {holder.get('pid', '?')} on {holder.get('host', '?')} ({holder.get('command', 'autoqvis')}, "
+        f"pid {holder.get('pid', '?')} on {holder.get('host', '?')} ('{holder.get('command', 'autoqvis')}' "
         f"started {holder.get('started', '?')})"
     )
 

@@ -117,8 +117,9 @@ class PseudoMaskImages:
         return len(self.entries)
 
     def identity(self) -> dict:
-        """What the clips are made of: the pseudo-mask file's content and the images it uses (names relative
-        to the images root, contents). A missing image is an error here, before anything is written."""
+        """What the clips are made of: the pseudo-mask file's content (not its name or place) and the images
+        it uses (names relative to the images root, contents). A missing image is an error here, before
+        anything is written."""
         names = [e.file_name for e in self.entries]
         try:
             images = files_identity(self.root, names)
@@ -127,7 +128,8 @@ class PseudoMaskImages:
                 f"image {err.filename} not found: {self.path} names {len(names)} images under {self.root}; pass "
                 "the images folder the pseudo-masks were made from (--images)"
             ) from err
-        return {"masks": content_identity(self.path), "images": images}
+        masks = content_identity(self.path)
+        return {"masks": {"size": masks["size"], "sha256": masks["sha256"]}, "images": images}
 
     def load(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         """(H, W, 3) uint8 image and (N, H, W) bool masks."""
