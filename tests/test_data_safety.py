@@ -515,6 +515,11 @@ NO_FILES = [
     ("train-init-damaged", TRAIN + " --out {out} --init {root}/junk.pth", "not a readable torch checkpoint"),
     ("train-masks-missing", TRAIN + " --out {out} --masks {root}/missing.json", "not found"),
     (
+        "train-images-missing",
+        TRAIN + " --out {out} --masks {root}/pseudo.json --images {root}/videos",
+        "pass the images folder the pseudo-masks were made from",
+    ),
+    (
         "selftrain-init-damaged",
         "selftrain --videos {root}/videos --world 2 --out {out} --init {root}/junk.pth",
         "not a readable torch checkpoint",
@@ -528,6 +533,12 @@ NO_FILES = [
         "selftrain-masks-missing",
         "selftrain --videos {root}/videos --synthetic-masks {root}/missing.json --out {out}",
         "not found",
+    ),
+    (
+        "selftrain-images-of-masks-missing",
+        "selftrain --videos {root}/videos --synthetic-masks {root}/pseudo.json --synthetic-images {root}/videos "
+        "--out {out}",
+        "pass the images folder the pseudo-masks were made from",
     ),
     (
         "selftrain-images-missing",

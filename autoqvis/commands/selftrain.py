@@ -101,6 +101,7 @@ def run(args: argparse.Namespace) -> int:
     synthetic = [world_source(args.world, cfg.synthesis.num_frames)] if args.world else []
     if args.synthetic_masks:
         synthetic.append(synthetic_source(args.synthetic_masks, args.synthetic_images, cfg))
+        synthetic[-1].identity()  # every image the pseudo-masks name is there (the digests are reused)
     elif args.synthetic_images:
         _check_discovery_inputs(args.synthetic_images, cfg)
     evaluator = ModelEvaluator(args.val, args.val_frames, cfg, str(device)) if args.val else None
