@@ -131,9 +131,10 @@ def check_start_over(unit: Unit) -> None:
         target = Path(os.path.abspath(output))
         for flag, path in _READING:
             if path == target or target in path.parents:
+                where = "is" if path == target else "lies inside"
                 raise DataError(
-                    f"{flag} {path} is inside {output} ({unit.what}), which --no-resume would remove; copy it "
-                    "elsewhere and pass the copy, or pass another --out"
+                    f"{flag} {path} {where} {output}, part of {unit.what}, which --no-resume would remove; copy "
+                    "it elsewhere and pass the copy, or pass another --out"
                 )
 
 
