@@ -12,7 +12,9 @@ import errno
 import importlib
 import logging
 import os
+import signal
 import sys
+import threading
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
@@ -54,8 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; returns the exit code: 0 done, 2 bad input or a problem of the environment (one line
-    on stderr saying what to do), 1 an internal error (a bug), 130 interrupted. ``AUTOQVIS_DEBUG=1`` also
-    prints the traceback."""
+    on stderr saying what to do), 1 an internal error (a bug), 130 interrupted (Ctrl-C), 143 terminated
+    (SIGTERM; ends like Ctrl-C: one line, finished work kept). ``AUTOQVIS_DEBUG=1`` also prints the
+    traceback."""
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -66,6 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logging(level)
     set_command_line(argv)
     prefix = f"autoqvis {args.command}: error:"
+    previous = _on_sigterm(_terminate)
     try:
         return int(args._run(args) or 0)
     except AutoqvisError as err:
@@ -76,8 +80,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         _debug_traceback()
         print(f"{prefix} {os_error_message(err)}", file=sys.stderr)
         return 2
+    except Terminated:
+        print(f"autoqvis {args.command}: terminated (SIGTERM); {KEPT}", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except KeyboardInterrupt:
-        print(f"autoqvis {args.command}: interrupted", file=sys.stderr)
+        print(f"autoqvis {args.command}: interrupted; {KEPT}", file=sys.stderr)
         return 130
     except Exception as err:  # a bug: say so in one line; the traceback with AUTOQVIS_DEBUG=1
         _debug_traceback()
@@ -89,7 +96,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 1
     finally:
+        _on_sigterm(previous)
         set_command_line(None)
+
+
+KEPT = "finished work is kept: rerun the same command to continue where it stopped"
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill``, a job scheduler, ``docker stop``): raised where the command is, like Ctrl-C, so that
+    it ends the same way: files being written are dropped (atomic writes), finished units and the last
+    checkpoint are kept, locks are released."""
+
+
+def _terminate(signum, frame) -> None:
+    raise Terminated()
+
+
+def _on_sigterm(handler):
+    """Install ``handler`` for SIGTERM (in the main thread only; elsewhere signals cannot be handled) and
+    return the one it replaces."""
+    if handler is None or threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, handler)
 
 
 def os_error_message(err: OSError) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["AutoqvisError", "CheckpointError", "DataError", "StaleOutputError"]
+__all__ = ["AutoqvisError", "CheckpointError", "DataError", "OutputInUseError", "StaleOutputError"]
 
 
 class AutoqvisError(Exception):
@@ -21,3 +21,8 @@ class CheckpointError(AutoqvisError, ValueError):
 class StaleOutputError(AutoqvisError):
     """Outputs of an earlier run made with other settings or inputs, where a rerun would resume: the message
     names what changed and the ways on (a new output folder, or ``--no-resume`` to start that unit over)."""
+
+
+class OutputInUseError(AutoqvisError):
+    """Outputs another autoqvis process is writing now (its lock is held), or that another command made: the
+    message names the other writer or command and the ways on (wait, or another output folder)."""

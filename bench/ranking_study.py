@@ -116,6 +116,46 @@ def score_root(root: Path, model: Path, out: Path, short_side: int) -> None:
     out.write_text(json.dumps(scores))
 
 
+def crf_study(paths: list[Path], roots: list[Path], weights: dict, sides: list[int]) -> None:
+    """J&F of the ``main``-ranked top track of every sequence as predicted, and refined by the dense CRF at
+    each short side (on the mask's box + margin, and on the whole frame), with the CPU seconds per mask."""
+    import time
+
+    import numpy as np
+    from davis_measures import dense, jf, truth
+
+    from autoqvis.inference import refine
+    from autoqvis.io.video import FrameFolder
+    from autoqvis.structures import Track
+
+    results: dict[str, list[float]] = {}
+    seconds: dict[str, float] = {}
+    for path in paths:
+        for name, value in json.loads(path.read_text()).items():
+            root = next((r for r in roots if (r / "JPEGImages" / "480p" / name).is_dir()), None)
+            if root is None or not value.get("tracks"):
+                continue
+            gt = truth(root)[name]
+            raw = json.loads((path.parent / "raw" / f"{name}.json").read_text())
+            best = max(
+                range(len(raw)), key=lambda i: main_object_score(features(value["tracks"][i]), **weights)
+            )
+            track = Track(masks=raw[best]["masks"], score=raw[best]["score"])
+            results.setdefault("as predicted", []).append(jf(name, gt, dense(track, gt.shape))["J&F"])
+            source = FrameFolder(root / "JPEGImages" / "480p" / name)
+            for side in sides:
+                for label, margin in (("box", refine.CROP_MARGIN), ("frame", 10**6)):
+                    key = f"CRF {side} ({label})"
+                    refine.CROP_MARGIN = margin
+                    start = time.process_time()
+                    (refined,) = refine.crf_refine_tracks([track], source, side)
+                    seconds[key] = seconds.get(key, 0.0) + (time.process_time() - start) / len(gt)
+                    results.setdefault(key, []).append(jf(name, gt, dense(refined, gt.shape))["J&F"])
+    for key, values in results.items():
+        cost = f", {seconds[key] / len(values):.3f} CPU s per mask" if key in seconds else ""
+        print(f"{key:24s} J&F {100 * np.mean(values):.1f} over {len(values)} sequences{cost}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -125,6 +165,7 @@ def main() -> None:
     parser.add_argument(
         "--roots", type=Path, nargs="*", default=[], help="DAVIS roots: adds the motion feature"
     )
+    parser.add_argument("--crf-sides", type=int, nargs="*", default=[], help="CRF study on the --test files")
     parser.add_argument("--score-root", type=Path)
     parser.add_argument("--model", type=Path)
     parser.add_argument("--out", type=Path)
@@ -140,6 +181,8 @@ def main() -> None:
         if sequences:
             cells = ", ".join(f"{n} {100 * top_jf(sequences, k):.1f}" for n, k in rules(weights).items())
             print(f"{name} ({len(sequences)} sequences): {cells}")
+    if args.crf_sides:
+        crf_study(args.test, args.roots, weights, args.crf_sides)
 
 
 if __name__ == "__main__":

@@ -536,6 +536,10 @@ CASES = [
 ]
 
 
+# cases that fail while working, after finishing some of it (kept for the rerun)
+KEEPS_FINISHED_WORK = {"one-broken-video"}
+
+
 def _snapshot(folder: Path) -> dict[str, str]:
     return {
         str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
@@ -568,6 +572,9 @@ def test_bad_input(case: Case, root: Path, tmp_path: Path, capsys, monkeypatch):
         assert case.message in lines[-1] and lines[-1].startswith(f"autoqvis {argv[0]}"), err
         assert len(lines) == 1 or not parsed, err  # one clear line
     assert _snapshot(root) == before, "an earlier output or an input changed"
+    if case.code and case.id not in KEEPS_FINISHED_WORK:  # failing on its arguments leaves no files behind
+        out = tmp_path / "out"
+        assert not out.exists(), sorted(str(p.relative_to(out)) for p in out.rglob("*"))
 
 
 def test_enough_cases_over_every_command():

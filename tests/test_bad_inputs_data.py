@@ -247,7 +247,7 @@ CASES = [
     # weights
     c("predict-int64-weights", PREDICT + " {root}/model_int64", 2, "is int64, the model's is float32"),
     c("predict-bool-weights", PREDICT + " {root}/model_bool", 2, "tensor(s) of the wrong kind"),
-    c("predict-float16-weights", PREDICT + " {root}/model_float16", 0, "tracks ->"),
+    c("predict-float16-weights", PREDICT + " {root}/model_float16", 0, "tracks of"),
     c(
         "train-init-int64",
         TRAIN + " --init {root}/model_int64",
@@ -292,7 +292,7 @@ CASES = [
         2,
         "has no quality head (a VideoCutLER-style model); set inference.track_score=class",
     ),
-    c("class-ranking-without-head", PREDICT + " {root}/model_headless", 0, "tracks ->"),
+    c("class-ranking-without-head", PREDICT + " {root}/model_headless", 0, "tracks of"),
     # media
     c("truncated-mp4", CUT, 2, "cut.mp4 is truncated: decoding stopped at frame", not_in=["internal error"]),
     c("truncated-mp4-skipped", CUT + " --skip-bad", 0, "skipped 1 bad input(s):\n  cut: video"),

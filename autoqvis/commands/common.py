@@ -157,7 +157,10 @@ def output_file(path: Path, flag: str = "--out", suffix: str | None = None) -> P
 
 def model_weights(path: Path, flag: str = "--weights") -> Path:
     """A model folder or weights file as given; a self-training run folder (``best.json``, no ``model.json``)
-    stands for the model its ``best.json`` names (found inside the run even after the run was moved)."""
+    stands for the model its ``best.json`` names: a path relative to the run (what autoqvis writes) is taken
+    inside this run folder, wherever it was copied or moved; an absolute one (older runs) is looked for inside
+    this run first, by its last two parts (``round_2/model``), and as given only when the run does not hold it
+    (an M0 given from elsewhere)."""
     from autoqvis.model.build import check_not_preset
 
     check_not_preset(path)
@@ -171,8 +174,9 @@ def model_weights(path: Path, flag: str = "--weights") -> Path:
             f"{flag} {path} is a self-training run but its best.json cannot be read ({err}); pass a model folder "
             f"such as {path / 'm0' / 'model'}"
         ) from err
-    for candidate in (named, path / named, path / named.parent.name / named.name):
-        if (candidate / "model.json").is_file():
+    candidates = [path / named.parent.name / named.name, named] if named.is_absolute() else [path / named]
+    for candidate in candidates:
+        if (candidate / "model.json").is_file() or candidate.is_file():
             log.info("%s: the model best.json names, %s", flag, candidate)
             return candidate
     raise DataError(

@@ -21,6 +21,7 @@ from autoqvis.commands.common import (
     integer,
     output_folder,
 )
+from autoqvis.io.outputs import claim_output
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -71,21 +72,24 @@ def run(args: argparse.Namespace) -> int:
     )
     # the precision `auto` gave on this device, as every other command records it
     overrides = [*args.overrides, f"training.amp={cfg.training.amp}", f"inference.amp={cfg.inference.amp}"]
+    reads = [("--videos", args.videos), ("--gt", args.gt), ("--gt-frames", args.gt_frames)]
+    _check_inputs(args, out, reads)
     print(f"autoqvis demo ({'quick' if args.quick else 'default'}): {plan.describe()}")
-    result = run_demo(
-        out,
-        plan=plan,
-        seed=args.seed,
-        overrides=overrides,
-        config_files=args.config,
-        videos=args.videos,
-        gt=args.gt,
-        gt_frames=args.gt_frames,
-        every=args.every,
-        device=str(device),
-        on_stage=lambda title: print(f"== {title}", flush=True),
-        resume=not args.no_resume,
-    )
+    with claim_output(out, "demo", reads):
+        result = run_demo(
+            out,
+            plan=plan,
+            seed=args.seed,
+            overrides=overrides,
+            config_files=args.config,
+            videos=args.videos,
+            gt=args.gt,
+            gt_frames=args.gt_frames,
+            every=args.every,
+            device=str(device),
+            on_stage=lambda title: print(f"== {title}", flush=True),
+            resume=not args.no_resume,
+        )
     print(result.table())
     print(NOISE_NOTE)
     if result.scored:
@@ -95,3 +99,19 @@ def run(args: argparse.Namespace) -> int:
     print(f"report: {result.report}")
     print(f"demo finished in {time.perf_counter() - start:.0f} s; open {out / 'report.html'}")
     return 0
+
+
+def _check_inputs(args: argparse.Namespace, out: Path, reads) -> None:
+    """The user's videos, ground truth and the offline ViT weights, before anything is written."""
+    from autoqvis.demo.pipeline import ensure_dinov2_weights
+    from autoqvis.io.outputs import refuse_inputs_inside
+    from autoqvis.io.video import find_videos
+    from autoqvis.io.ytvis import load_ytvis
+
+    if args.no_resume:
+        refuse_inputs_inside(out, reads)
+    if args.videos:
+        find_videos(args.videos)
+    if args.gt:
+        load_ytvis(args.gt, frames_root=args.gt_frames)
+    ensure_dinov2_weights()

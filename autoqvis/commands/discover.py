@@ -12,6 +12,7 @@ or inputs stops and names what changed (``--no-resume`` starts over).
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from autoqvis.commands.common import (
     with_flags,
 )
 from autoqvis.config import save_config
+from autoqvis.errors import DataError
 
 log = logging.getLogger("autoqvis")
 
@@ -61,7 +63,8 @@ def run(args: argparse.Namespace) -> int:
         video_source,
         write_preview,
     )
-    from autoqvis.io.fingerprint import open_unit
+    from autoqvis.io.fingerprint import check_start_over, open_unit
+    from autoqvis.io.outputs import claim_output
     from autoqvis.io.video import SkipReport
     from autoqvis.model.vit import load_vit
 
@@ -82,27 +85,56 @@ def run(args: argparse.Namespace) -> int:
         frames_root = args.out.with_name(args.out.stem + ".frames").resolve()
         items = video_items(args.videos, d.every, frames_root, skip_bad=args.skip_bad, report=skipped)
         source, total = video_source(args.videos, d.every), None
+    _check_is_discovery_output(args.out)
     # a rerun with other settings stops here, before anything (config.yaml included) is written
+    unit = discovery_unit(args.out, frames_root)
+    fingerprint = discovery_fingerprint(d, source)
     if not args.no_resume:
-        open_unit(discovery_unit(args.out, frames_root), discovery_fingerprint(d, source), write=False)
-    save_config(cfg, args.out.parent, name=args.out.stem + ".config.yaml")
-    dataset = discover(
-        items,
-        args.out,
-        d,
-        lambda: load_vit(d.arch, d.weights, device=device),
-        source=source,
-        frames_root=frames_root,
-        skip_bad=args.skip_bad,
-        total=total,
-        resume=not args.no_resume,
-    )
-    print(
-        f"{len(dataset['images'])} images, {len(dataset['annotations'])} pseudo-masks -> {args.out} (frames root {frames_root})"
-    )
-    if skipped:
-        print(skipped.summary())
-    if args.preview:
-        path = write_preview(dataset, frames_root, args.out.with_suffix(".preview.png"), args.preview)
-        print(f"preview: {path}")
+        open_unit(unit, fingerprint, write=False)
+    vit = load_vit(d.arch, d.weights, device=device)  # missing or damaged weights stop here, nothing written
+    reads = [("--images", args.images), ("--videos", args.videos), ("--weights", args.weights)]
+    with claim_output(args.out, "discover", reads, file=True):
+        if args.no_resume:
+            check_start_over(unit)  # before the config is written
+        save_config(cfg, args.out.parent, name=args.out.stem + ".config.yaml")
+        dataset = discover(
+            items,
+            args.out,
+            d,
+            vit,
+            source=source,
+            frames_root=frames_root,
+            skip_bad=args.skip_bad,
+            total=total,
+            resume=not args.no_resume,
+        )
+        print(
+            f"{len(dataset['images'])} images, {len(dataset['annotations'])} pseudo-masks -> {args.out} (frames root {frames_root})"
+        )
+        if skipped:
+            print(skipped.summary())
+        if args.preview:
+            path = write_preview(dataset, frames_root, args.out.with_suffix(".preview.png"), args.preview)
+            print(f"preview: {path}")
     return 0
+
+
+def _check_is_discovery_output(out: Path) -> None:
+    """``--out`` may name a new file or a discovery output (its fingerprint beside it, or ``info.discovery``
+    in it); any other file there would be overwritten, or removed by ``--no-resume``."""
+    from autoqvis.discover.run import discovery_unit
+
+    if not out.is_file() or discovery_unit(out).fingerprint_file.is_file():
+        return
+    try:
+        with open(out, encoding="utf-8") as f:
+            info = json.load(f).get("info", {})
+        ours = isinstance(info, dict) and "discovery" in info
+    except (OSError, UnicodeDecodeError, ValueError, AttributeError):
+        ours = False
+    if not ours:
+        raise DataError(
+            f"--out {out} exists and is not a pseudo-mask file written by autoqvis discover (no "
+            f"{discovery_unit(out).fingerprint_file.name} beside it, no 'info.discovery' in it); discover would "
+            "overwrite it: pass another --out"
+        )

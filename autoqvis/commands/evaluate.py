@@ -30,6 +30,7 @@ from autoqvis.commands.common import (
 from autoqvis.config import save_config
 from autoqvis.errors import DataError
 from autoqvis.io.atomic import atomic_write_json
+from autoqvis.io.outputs import claim_output
 
 log = logging.getLogger("autoqvis")
 
@@ -70,8 +71,18 @@ def run(args: argparse.Namespace) -> int:
             "pass either --gt/--pred (YouTube-VIS) or --davis/--pred-masks (DAVIS), not both; run evaluate twice "
             "to get both"
         )
-    if args.out:
-        output_folder(args.out)
+    if not args.out:
+        return _evaluate(args, cfg)
+    output_folder(args.out)
+    reads = [(flag, getattr(args, flag[2:].replace("-", "_"))) for flag in READS]
+    with claim_output(args.out, "evaluate", reads):
+        return _evaluate(args, cfg)
+
+
+READS = ("--gt", "--pred", "--davis", "--pred-masks", "--weights", "--gt-frames")
+
+
+def _evaluate(args: argparse.Namespace, cfg) -> int:
     if args.weights or args.gt_frames:
         return _evaluate_model(args)
     if args.gt or args.pred:

@@ -6,7 +6,9 @@ INPUT: a video file, a frame folder, a folder of them, or a DAVIS root. W: a fol
 (model.safetensors + model.json), or an official VideoCutLER / AutoQ-VIS ``.pth`` (with ``--preset``).
 ``--window 0`` (default) runs each video as one clip like the reference; a window bounds memory for long
 videos. A rerun skips videos finished with the same weights and settings, and stops on ones made with other
-ones (``--no-resume`` predicts every video again). ``--window/--overlap/--short-side/--top-k`` are written
+ones (``--no-resume`` predicts the given videos again). Predicting some videos into a folder that holds
+others adds them: ``OUT/predictions.json`` lists every video of the folder predicted with these settings, and
+a video keeps its ``video_id`` across calls (``OUT/video_ids.json``). ``--window/--overlap/--short-side/--top-k`` are written
 into ``OUT/config.yaml`` as the ``inference`` values they set.
 """
 
@@ -28,6 +30,7 @@ from autoqvis.commands.common import (
     with_flags,
 )
 from autoqvis.config import save_config
+from autoqvis.io.outputs import claim_output
 
 log = logging.getLogger("autoqvis")
 
@@ -98,17 +101,26 @@ def run(args: argparse.Namespace) -> int:
     job = PredictionRun(
         videos, args.out, options, settings, resume=not args.no_resume, skip_bad=args.skip_bad
     )
-    job.check()  # before anything is written: a rerun with other settings stops here
-    if rank == 0:
-        save_config(cfg, args.out)
-    results = job.run(model, overlays=not args.no_overlay, rank=rank, world_size=world)
-    if world > 1:
-        dist.barrier()
+    with claim_output(args.out, "predict", [("INPUT", args.input), ("--weights", args.weights)]):
+        job.check()  # before anything is written: a rerun with other settings stops here
         if rank == 0:
-            results = job.gather()  # what all ranks wrote
+            save_config(cfg, args.out)
+        results = job.run(model, overlays=not args.no_overlay, rank=rank, world_size=world)
+        if world > 1:
+            dist.barrier()
+            if rank == 0:
+                results = job.gather()  # what all ranks wrote
     if rank == 0:
         done = len(job.names) - len(job.report.skipped)
-        print(f"{done} video(s), {len(results)} tracks -> {args.out / 'predictions.json'}")
+        videos = len({r["video_name"] for r in results})
+        print(
+            f"{done} video(s) predicted; {args.out / 'predictions.json'}: {len(results)} tracks of {videos} video(s)"
+        )
+        if job.other_settings:
+            print(
+                f"left out of predictions.json (predicted earlier with other settings, kept on disk): "
+                f"{', '.join(job.other_settings)}"
+            )
         if job.report:
             print(job.report.summary())
     dist.shutdown()

@@ -66,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
     from autoqvis.engine import dist
     from autoqvis.engine.sources import synthetic_source
     from autoqvis.eval.models import ModelEvaluator
+    from autoqvis.io.outputs import claim_output, refuse_inputs_inside
     from autoqvis.io.video import find_videos
     from autoqvis.report.run import write_run_report
     from autoqvis.selftrain.loop import SelfTrainRun
@@ -85,47 +86,85 @@ def run(args: argparse.Namespace) -> int:
     output_folder(args.out)
     resume = not args.no_resume
     device, cfg = device_from_args(args, cfg, amp=("training", "inference"))
-    dist.init_from_env(device)
-    # the validation set is read (sizes, annotations) before any long work: decoding, discovery, M0
+    reads = [
+        ("--videos", args.videos),
+        ("--synthetic-masks", args.synthetic_masks),
+        ("--synthetic-images", args.synthetic_images),
+        ("--init", args.init),
+        ("--val", args.val),
+        ("--val-frames", args.val_frames),
+    ]
+    if not resume:  # every stage starts over: nothing the run reads may lie inside it
+        refuse_inputs_inside(args.out, reads)
+    # every input is checked before anything is written (the long work starts with the frame cache)
+    paths = find_videos(args.videos)
+    synthetic = [world_source(args.world, cfg.synthesis.num_frames)] if args.world else []
+    if args.synthetic_masks:
+        synthetic.append(synthetic_source(args.synthetic_masks, args.synthetic_images, cfg))
+        synthetic[-1].identity()  # every image the pseudo-masks name is there (the digests are reused)
+    elif args.synthetic_images:
+        _check_discovery_inputs(args.synthetic_images, cfg)
     evaluator = ModelEvaluator(args.val, args.val_frames, cfg, str(device)) if args.val else None
-    videos, report = cache_videos(
-        find_videos(args.videos),
-        args.out,
-        cfg.inference.short_side,
-        skip_bad=args.skip_bad,
-        resume=resume,
-        hint=" (pass --skip-bad to skip unreadable videos and use the others)",
-    )
-    with saved_config(cfg, args.out, enabled=dist.is_main()):
-        synthetic = [world_source(args.world, cfg.synthesis.num_frames)] if args.world else []
-        masks = args.synthetic_masks
-        if masks is None and args.synthetic_images:
-            masks = _discover_images(args.synthetic_images, args.out / "discovery", cfg, str(device), resume)
-        if masks:
-            synthetic.append(synthetic_source(masks, args.synthetic_images, cfg))
-        run = SelfTrainRun(cfg, args.out, videos, synthetic, str(device), evaluator, resume=resume)
-        result = run.run(init=args.init, m0=args.init if args.skip_initial else None)
-    if dist.is_main():
-        _print_table(result)
-        chosen = result.selected_model
-        print(f"selected model: {chosen.name} ({result.rule}): {chosen.path}")
-        page = write_run_report(
-            args.out / "report.html",
-            result.models,
-            cfg,
-            run,
-            f"autoqvis selftrain: {args.videos.name}",
-            notes=[
-                f"{len(videos.videos)} unlabeled videos from {args.videos}",
-                "scored on " + (str(args.val) if args.val else "nothing (no --val given)"),
-            ],
-            selected=chosen.name,
+    if args.init:
+        _check_init(args.init, cfg, args.skip_initial)
+    dist.init_from_env(device)
+    with claim_output(args.out, "selftrain", reads):
+        videos, report = cache_videos(
+            paths,
+            args.out,
+            cfg.inference.short_side,
+            skip_bad=args.skip_bad,
+            resume=resume,
+            hint=" (pass --skip-bad to skip unreadable videos and use the others)",
         )
-        print(f"report: {page}")
-        if report:
-            print(report.summary())
+        with saved_config(cfg, args.out, enabled=dist.is_main()):
+            if not args.synthetic_masks and args.synthetic_images:
+                masks = _discover_images(
+                    args.synthetic_images, args.out / "discovery", cfg, str(device), resume
+                )
+                synthetic.append(synthetic_source(masks, args.synthetic_images, cfg))
+            run = SelfTrainRun(cfg, args.out, videos, synthetic, str(device), evaluator, resume=resume)
+            result = run.run(init=args.init, m0=args.init if args.skip_initial else None)
+        if dist.is_main():
+            _print_table(result)
+            chosen = result.selected_model
+            print(f"selected model: {chosen.name} ({result.rule}): {chosen.path}")
+            page = write_run_report(
+                args.out / "report.html",
+                result.models,
+                cfg,
+                run,
+                f"autoqvis selftrain: {args.videos.name}",
+                notes=[
+                    f"{len(videos.videos)} unlabeled videos from {args.videos}",
+                    "scored on " + (str(args.val) if args.val else "nothing (no --val given)"),
+                ],
+                selected=chosen.name,
+            )
+            print(f"report: {page}")
+            if report:
+                print(report.summary())
     dist.shutdown()
     return 0
+
+
+def _check_discovery_inputs(images: Path, cfg) -> None:
+    """MaskCut will run on ``images``: the folder holds images and the ViT weights are there."""
+    from autoqvis.discover.run import image_items
+    from autoqvis.model.vit import resolve_weights
+
+    image_items(images)
+    resolve_weights(cfg.discovery.arch, cfg.discovery.weights)
+
+
+def _check_init(init: Path, cfg, skip_initial: bool) -> None:
+    """``--init`` loads into the configured model (as M0 itself with ``--skip-initial``)."""
+    from autoqvis.model import build_model, load_model, load_weights
+
+    if skip_initial:
+        load_model(init, model=cfg.model, device="cpu")
+    else:
+        load_weights(build_model(cfg.model, pretrained_backbone=False), init)
 
 
 def _discover_images(images: Path, out: Path, cfg, device: str, resume: bool = True) -> Path:

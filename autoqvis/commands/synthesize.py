@@ -38,7 +38,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from autoqvis.io.fingerprint import Unit, content_identity, open_unit
+    from autoqvis.io.fingerprint import Unit, check_start_over, open_unit
+    from autoqvis.io.outputs import claim_output
     from autoqvis.synth.imagecut2video import ImageCut2Video, PseudoMaskImages
     from autoqvis.synth.write import write_clips, write_previews
 
@@ -53,18 +54,21 @@ def run(args: argparse.Namespace) -> int:
     )
     fingerprint = {
         "synthesis": config_to_dict(cfg.synthesis),
-        "masks": content_identity(args.masks),
-        "images": len(source),
+        **source.images.identity(),  # the pseudo-masks' and the images' names and contents
         "num": args.num,
         "seed": args.seed,
     }
     resume = not args.no_resume
     if resume:  # a rerun with other settings stops here, before anything (config.yaml included) is written
         open_unit(unit, fingerprint, write=False)
-    save_config(cfg, args.out)
-    open_unit(unit, fingerprint, resume)
-    dataset = write_clips(source, indices, args.seed, args.out)
-    previews = write_previews(source, indices[: args.preview], args.seed, args.out)
+    reads = [("--masks", args.masks), ("--images", source.images.root)]
+    with claim_output(args.out, "synthesize", reads):
+        if not resume:
+            check_start_over(unit)  # before config.yaml is written
+        save_config(cfg, args.out)
+        open_unit(unit, fingerprint, resume)
+        dataset = write_clips(source, indices, args.seed, args.out)
+        previews = write_previews(source, indices[: args.preview], args.seed, args.out)
     print(
         f"{len(dataset)} clips, {dataset.num_tracks()} tracks -> {args.out / 'synthetic.json'}; previews: {len(previews)}"
     )

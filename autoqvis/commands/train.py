@@ -27,6 +27,7 @@ from autoqvis.commands.common import (
     output_folder,
 )
 from autoqvis.errors import DataError
+from autoqvis.io.outputs import claim_output
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -72,7 +73,10 @@ def run(args: argparse.Namespace) -> int:
         probs = [(1 - p) / len(synthetic)] * len(synthetic) + [p / len(real)] * len(real)
     else:
         probs = [1 / len(sources)] * len(sources)
-    folder = train_stage(cfg, sources, probs, args.out, device, init=args.init, resume=not args.no_resume)
+    reads = [("--init", args.init), ("--masks", args.masks), ("--images", args.images)]
+    reads += [("--videos", p) for p in args.videos] + [("--frames-root", p) for p in args.frames_root]
+    with claim_output(args.out, "train", reads):
+        folder = train_stage(cfg, sources, probs, args.out, device, init=args.init, resume=not args.no_resume)
     if dist.is_main():
         print(f"model: {folder}")
     dist.shutdown()

@@ -315,7 +315,7 @@ class DemoResult:
         return {
             "plan": dataclasses.asdict(self.plan),
             "seed": self.seed,
-            "rows": [m.to_json() for m in self.models],
+            "rows": [m.to_json(root=self.results.parent) for m in self.models],
             "seconds": self.seconds,
         }
 

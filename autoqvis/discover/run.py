@@ -33,7 +33,7 @@ from autoqvis.config import DiscoveryConfig, config_to_dict
 from autoqvis.errors import CheckpointError, DataError
 from autoqvis.io import rle
 from autoqvis.io.atomic import atomic_path, atomic_write_json
-from autoqvis.io.fingerprint import Unit, content_identity, open_unit, stat_identity
+from autoqvis.io.fingerprint import Unit, content_identity, input_identities, open_unit, tree_identity
 from autoqvis.io.video import (
     FRAME_SUFFIXES,
     FrameList,
@@ -164,13 +164,17 @@ def discovery_fingerprint(cfg: DiscoveryConfig, source: str | dict) -> dict:
 
 
 def image_source(root: str | Path) -> dict:
-    """The identity of an images folder (file count, bytes, newest change)."""
-    return {"images": stat_identity(root)}
+    """The identity of an images folder: its images' names (relative to it) and contents."""
+    return {"images": tree_identity(root, FRAME_SUFFIXES)}
 
 
 def video_source(root: str | Path, every: int) -> dict:
-    """The identity of the videos under ``root`` sampled every ``every`` frames."""
-    return {"videos": [stat_identity(p) for p in find_videos(root)], "every": every}
+    """The identity of the videos under ``root`` (names relative to it, contents) sampled every ``every``
+    frames."""
+    root = Path(root)
+    paths = find_videos(root)
+    names = [p.name if p == root else p.relative_to(root).as_posix() for p in paths]
+    return {"videos": input_identities(paths, names, FRAME_SUFFIXES), "every": every}
 
 
 def _read_partial(path: Path) -> dict[str, dict]:

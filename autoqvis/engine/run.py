@@ -23,7 +23,7 @@ from autoqvis.device import resolve_amp
 from autoqvis.engine import dist
 from autoqvis.engine.data import ClipSource
 from autoqvis.engine.trainer import CHECKPOINT_NAME, Trainer
-from autoqvis.io.fingerprint import Unit, open_unit, weights_identity
+from autoqvis.io.fingerprint import Unit, check_start_over, open_unit, weights_identity
 from autoqvis.model import build_model, load_weights, save_model
 
 __all__ = ["train_stage", "training_fingerprint", "training_unit"]
@@ -87,7 +87,8 @@ def train_stage(
 
     With ``resume`` a run with the same fingerprint continues from ``last.pt`` (or its finished model is
     returned); one with another fingerprint raises :class:`~autoqvis.errors.StaleOutputError`. Without
-    ``resume`` the run's checkpoint, metrics and model are removed first."""
+    ``resume`` the run's checkpoint, metrics and model are removed, once the model is built and ``init``
+    loaded (a bad ``init`` leaves everything as it was)."""
     out = Path(out)
     device = torch.device(device)
     # auto precision is resolved on this device, so the fingerprint and config.yaml record what ran
@@ -96,15 +97,21 @@ def train_stage(
     final = out / "model"
     init = init or cfg.model.weights
     fingerprint = training_fingerprint(cfg, training, sources, probs, init)
-    resumed = open_unit(training_unit(out), fingerprint, resume, write=dist.is_main())
-    dist.barrier()
-    if resumed and (final / "model.json").is_file():
-        log.info("%s already holds the finished model of these settings; skipping training", final)
-        return final
+    unit = training_unit(out)
+    if resume:  # a run of other settings stops here, before anything is written
+        if open_unit(unit, fingerprint, write=False) and (final / "model.json").is_file():
+            log.info("%s already holds the finished model of these settings; skipping training", final)
+            return final
+    else:
+        check_start_over(unit)  # --no-resume never removes what this command reads (an --init inside the run)
     torch.manual_seed(training.seed)  # the same initial weights in every process and on every rerun
     model = build_model(cfg.model, training, pretrained_backbone=not init)
     if init:
-        load_weights(model, init)
+        load_weights(
+            model, init
+        )  # a missing or damaged --init stops here, before anything is written or removed
+    open_unit(unit, fingerprint, resume, write=dist.is_main())
+    dist.barrier()
     if dist.is_main():
         save_config(dataclasses.replace(cfg, training=training), out)
     trainer = Trainer(

@@ -70,11 +70,17 @@ class VideoClipSource:
         return len(self.videos)
 
     def identity(self) -> dict:
-        """What determines its clips (for the fingerprint of a training run); the augmentation is the
-        training run's ``synthesis`` section."""
+        """What determines its clips (for the fingerprint of a training run): the dataset, its frames' names
+        and contents; the augmentation is the training run's ``synthesis`` section."""
+        from autoqvis.io.fingerprint import files_identity
+
+        frames = [name for info in self.videos for name in info.file_names]
         return {
             "kind": "videos",
             "dataset": self.dataset.content_hash(),
+            "frames": None
+            if self.dataset.frames_root is None
+            else files_identity(self.dataset.frames_root, frames),
             "num_frames": self.num_frames,
             "frame_range": self.frame_range,
         }

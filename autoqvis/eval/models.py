@@ -26,7 +26,7 @@ from autoqvis.eval.quality import pearson, spearman
 from autoqvis.eval.ytvis import evaluate_tracks, track_ious
 from autoqvis.inference.predict import PredictOptions, check_track_score, finish_tracks, id_map, segment_video
 from autoqvis.io import rle
-from autoqvis.io.fingerprint import content_identity
+from autoqvis.io.fingerprint import content_identity, files_identity
 from autoqvis.io.video import FrameList
 from autoqvis.io.ytvis import check_annotated, check_frame_sizes, load_ytvis
 from autoqvis.model import load_model
@@ -132,9 +132,13 @@ class ModelEvaluator:
         self.tokens = TokenCache(mb * 2**20) if mb > 0 else None
 
     def identity(self) -> dict:
-        """The validation set (for the fingerprint of a cached score): the ground truth's content and the
-        frames root's name."""
-        return {"gt": content_identity(self.gt_path)["sha256"], "frames_root": self.frames_root.name}
+        """The validation set (for the fingerprint of a cached score): the ground truth's content and its
+        frames' names and contents."""
+        frames = [name for info in self.gt.videos for name in info.file_names]
+        return {
+            "gt": content_identity(self.gt_path)["sha256"],
+            "frames": files_identity(self.frames_root, frames),
+        }
 
     def __call__(self, model_dir: str | Path) -> ModelScores:
         model = load_model(model_dir, model=self.cfg.model, device=self.device)

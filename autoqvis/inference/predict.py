@@ -9,8 +9,9 @@ Per video, ``autoqvis predict`` writes into ``OUT``:
 - ``results/<video>.json``: YouTube-VIS results (RLE per frame, score, per-frame predicted quality), written
   atomically when the video is done, with ``fingerprints/<video>.json`` (the weights' identity, the
   options and the video's identity): a rerun skips videos finished with the same fingerprint and stops on
-  ones made with another (:mod:`autoqvis.io.fingerprint`); ``predictions.json`` gathers them all
-  with ``video_id`` = the video's position and ``video_name``;
+  ones made with another (:mod:`autoqvis.io.fingerprint`); ``predictions.json`` gathers every video of
+  the folder predicted with these settings, earlier calls' included, with ``video_name`` and a
+  ``video_id`` that stays the video's (``video_ids.json``; see :class:`PredictionRun`);
 - ``masks/<video>/<frame>.png``: DAVIS palette PNGs, track k+1 painted with the k-th best score on top
   (at most 20 tracks, as the DAVIS-2017 unsupervised protocol reads them); ``<frame>`` is the frame's own
   file name for a frame folder (``00010.png`` for ``00010.jpg``), its position for a video file;
@@ -33,15 +34,30 @@ import torch
 
 from autoqvis.config import InferenceConfig
 from autoqvis.device import autocast_dtype
-from autoqvis.errors import DataError
+from autoqvis.errors import DataError, StaleOutputError
 from autoqvis.inference.ranking import rank_tracks
 from autoqvis.inference.refine import crf_refine_tracks
 from autoqvis.inference.streaming import WindowResult, run_streaming, stream_windows
 from autoqvis.io import rle
 from autoqvis.io.atomic import atomic_path, atomic_write_json
 from autoqvis.io.davis import DAVIS_PALETTE, write_mask_png
-from autoqvis.io.fingerprint import Unit, open_unit, stat_identity
-from autoqvis.io.video import SkipReport, VideoSource, open_video, skip_bad_input
+from autoqvis.io.fingerprint import (
+    Unit,
+    as_stored,
+    check_start_over,
+    describe_changes,
+    open_unit,
+    stored_fingerprint,
+    tree_identity,
+)
+from autoqvis.io.video import (
+    FRAME_SUFFIXES,
+    SkipReport,
+    VideoSource,
+    natural_key,
+    open_video,
+    skip_bad_input,
+)
 from autoqvis.io.ytvis import load_json
 from autoqvis.structures import Track, VideoInfo, VideoTracks
 
@@ -308,7 +324,14 @@ class PredictionRun:
 
     ``settings``: what determines every video's outputs besides the video itself (the weights' identity, the
     architecture asked for; the options are added). Each video's fingerprint is that plus the video's
-    identity (:func:`~autoqvis.io.fingerprint.stat_identity`)."""
+    identity (:func:`~autoqvis.io.fingerprint.tree_identity`: its frames' names and contents).
+
+    A folder gathers the videos of one setting: a call on some of the videos adds to what is there
+    (``predictions.json`` indexes every video of the folder predicted with these settings), and each video
+    keeps the id it got first (``video_ids.json``: a new video gets the next free id; in a new folder the
+    ids follow the input order). A call with other settings than the folder's other videos stops, naming
+    what changed; with ``--no-resume`` it predicts its own videos again and leaves the others on disk, out
+    of ``predictions.json`` (:attr:`other_settings` names them)."""
 
     videos: list[Path]
     out: Path
@@ -330,23 +353,62 @@ class PredictionRun:
             raise DataError(f"two inputs are both named {dup!r}; give the videos distinct names")
         if not self.names:
             raise DataError(f"no readable video among {len(self.videos)} input(s)\n{self.report.summary()}")
+        self.ids = _video_ids(self.out, names)
+        self.other_settings: list[str] = []  # videos of the folder made with other settings (see check)
 
     def fingerprint(self, video: Path) -> dict:
+        return {**self.common(), "video": tree_identity(video, FRAME_SUFFIXES)}
+
+    def common(self) -> dict:
+        """The fingerprint part every video of the folder shares (all but the video's identity)."""
         options = {k: v for k, v in dataclasses.asdict(self.options).items() if k != "device"}
-        return {**self.settings, "inference": options, "video": stat_identity(video)}
+        return {**self.settings, "inference": options}
 
     def check(self) -> None:
-        """Raise :class:`~autoqvis.errors.StaleOutputError` if any video's outputs were made with other
-        settings (only when resuming); writes nothing (call it before the config is saved)."""
-        if self.resume:
-            for video, name in self.names.items():
-                open_unit(prediction_unit(self.out, name), self.fingerprint(video), True, write=False)
+        """Raise :class:`~autoqvis.errors.StaleOutputError` if any video's outputs, or another video of the
+        folder, were made with other settings (only when resuming); with ``resume`` False, refuse when
+        starting a video over would remove an input. Writes nothing (call it before the config is saved)."""
+        mine = set(self.names.values())
+        self.other_settings, change = self._others_made_otherwise(mine)
+        for video, name in self.names.items():
+            unit = prediction_unit(self.out, name)
+            if self.resume:
+                open_unit(unit, self.fingerprint(video), True, write=False)
+            else:
+                check_start_over(unit)
+        if self.resume and self.other_settings:
+            others = self.other_settings
+            listed = ", ".join(others[:5]) + (f" and {len(others) - 5} more" if len(others) > 5 else "")
+            raise StaleOutputError(
+                f"{self.out} holds the predictions of {listed} made with other settings: {change}. A folder's "
+                "predictions.json gathers the videos of one setting: pass a new --out for these settings, or add "
+                "--no-resume to predict these videos with them (the others stay on disk, out of predictions.json)"
+            )
+
+    def _others_made_otherwise(self, mine: set[str]) -> tuple[list[str], str]:
+        """The folder's finished videos outside this call whose settings differ, and the first difference."""
+        folder = self.out / "fingerprints"
+        if not folder.is_dir():
+            return [], ""
+        common = as_stored(self.common())
+        others, change = [], ""
+        for path in sorted(folder.glob("*.json"), key=lambda p: natural_key(p.stem)):
+            name = path.stem
+            if name in mine or not (self.out / "results" / f"{name}.json").is_file():
+                continue
+            stored = stored_fingerprint(path)
+            stored = {k: v for k, v in (stored or {}).items() if k != "video"}
+            if stored != common:
+                others.append(name)
+                change = change or describe_changes(stored, common)
+        return others, change
 
     def run(self, model, overlays: bool = True, rank: int = 0, world_size: int = 1) -> list[dict]:
         """Segment this rank's share of the videos (those not finished with these settings), writing each
-        video's outputs; rank 0 gathers ``predictions.json`` (the videos finished so far)."""
-        if not self.resume and rank == 0:  # it gathers the results of the run being started over
-            (self.out / "predictions.json").unlink(missing_ok=True)
+        video's outputs; rank 0 gathers ``predictions.json`` (the folder's videos finished with these
+        settings)."""
+        if rank == 0:
+            atomic_write_json(self.out / "video_ids.json", self.ids)
         todo = list(self.names.items())[rank::world_size]
         for video, name in todo:
             result_path = self.out / "results" / f"{name}.json"
@@ -361,13 +423,16 @@ class PredictionRun:
         return self.gather() if rank == 0 else []
 
     def gather(self) -> list[dict]:
-        """``predictions.json``: every finished video's results, ``video_id`` its position in the input list."""
+        """``predictions.json``: every finished video of the folder predicted with these settings (this
+        call's and earlier calls'), in id order, ``video_id`` its stable id."""
         gathered = []
-        for index, video in enumerate(self.videos):
-            path = self.out / "results" / f"{self.names.get(video)}.json"
-            if video in self.names and path.is_file():
-                for entry in _read_result(path):
-                    gathered.append({**entry, "video_id": index + 1})
+        others = set(self.other_settings)
+        for name, video_id in sorted(self.ids.items(), key=lambda item: item[1]):
+            path = self.out / "results" / f"{name}.json"
+            if name in others or not path.is_file():
+                continue
+            for entry in _read_result(path):
+                gathered.append({**entry, "video_id": video_id})
         atomic_write_json(self.out / "predictions.json", gathered)
         return gathered
 
@@ -382,7 +447,7 @@ class PredictionRun:
         )
         with progress_bar(name, total=windows) as bar:
             vt = segment_video(model, video, options, on_window=bar.advance)
-        results = results_json(vt, self.videos.index(video) + 1)  # checked before anything is written
+        results = results_json(vt, self.ids[name])  # checked before anything is written
         frame_names = open_video(video).frame_names()  # masks named as the frames they belong to
         write_davis_masks(vt, self.out / "masks" / name, options.max_png_tracks, frame_names)
         if overlays:
@@ -402,6 +467,34 @@ def _hint_skip_bad(skip_bad: bool):
         if skip_bad:
             raise
         raise DataError(f"{err} (pass --skip-bad to skip unreadable videos and predict the others)") from err
+
+
+def _video_ids(out: Path, names: list[str]) -> dict[str, int]:
+    """Every video's id in ``out``: the ones ``video_ids.json`` records, then ``names`` not yet in it with the
+    next free ids, in order. A folder of an older autoqvis (results without the file) numbers its videos in
+    natural order first."""
+    path = out / "video_ids.json"
+    ids: dict[str, int] = {}
+    if path.is_file():
+        try:
+            data = load_json(path)
+            if not isinstance(data, dict) or not all(
+                isinstance(v, int) and not isinstance(v, bool) for v in data.values()
+            ):
+                raise DataError(f"{path}: expected an object of video name -> integer id")
+        except DataError as err:
+            raise DataError(
+                f"{err}; it keeps every video's id in {out}: delete it (ids are then given again, in natural order "
+                "of the videos there) or pass another --out"
+            ) from err
+        ids = dict(data)
+    elif (out / "results").is_dir():
+        earlier = sorted((p.stem for p in (out / "results").glob("*.json")), key=natural_key)
+        ids = {name: i for i, name in enumerate(earlier, start=1)}
+    for name in names:
+        if name not in ids:
+            ids[name] = max(ids.values(), default=0) + 1
+    return ids
 
 
 def _read_result(path: Path) -> list[dict]:

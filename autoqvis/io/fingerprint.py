@@ -9,7 +9,11 @@ used. Before a unit is (re)made, :func:`open_unit` compares it with the one stor
 - the same fingerprint: the unit resumes (its finished parts are reused);
 - another fingerprint (or outputs without one): :class:`~autoqvis.errors.StaleOutputError` naming the keys
   that changed (old -> new) and the two ways on: a new output folder, or ``--no-resume``;
-- ``resume=False`` (``--no-resume``): the unit's own outputs are removed and it starts fresh.
+- ``resume=False`` (``--no-resume``): the unit's own outputs are removed and it starts fresh, unless they
+  hold an input of the command (:func:`reading`): then :class:`~autoqvis.errors.DataError`, nothing removed.
+
+Inputs are identified by what they are made of, not where they lie or when they were written
+(:func:`tree_identity`: names relative to the input and content digests).
 
     unit = Unit("the training run", run / "fingerprint.json", (run / "last.pt", run / "model"))
     if open_unit(unit, {"training": ..., "inputs": [...], "weights": file_identity(init)}, resume):
@@ -21,23 +25,32 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import shutil
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from autoqvis.errors import StaleOutputError
+from autoqvis.errors import DataError, StaleOutputError
+from autoqvis.io.access import PERMISSION_HINT
 from autoqvis.io.atomic import atomic_write_json
 
 __all__ = [
     "Unit",
+    "as_stored",
+    "check_start_over",
     "content_identity",
     "describe_changes",
+    "file_digest",
+    "files_identity",
     "hash_json",
     "input_identities",
     "open_unit",
-    "stat_identity",
+    "reading",
+    "stored_fingerprint",
+    "tree_identity",
     "weights_identity",
 ]
 
@@ -73,6 +86,7 @@ def open_unit(unit: Unit, fingerprint: dict[str, Any], resume: bool = True, writ
         resume = True  # started over earlier in this process: what is there now was made with these settings
     if not resume:
         if write:
+            check_start_over(unit)
             _remove([unit.fingerprint_file, *existing])
             if existing:
                 log.info(
@@ -89,6 +103,50 @@ def open_unit(unit: Unit, fingerprint: dict[str, Any], resume: bool = True, writ
     if write:
         _write(unit, wanted)  # a fingerprint without any output: nothing was made with it
     return False
+
+
+# the inputs of the command this process runs, with the flag that gave each: starting a unit over never
+# removes them
+_READING: list[tuple[str, Path]] = []
+
+
+@contextmanager
+def reading(paths: Iterable[tuple[str, str | Path]]) -> Iterator[None]:
+    """While the block runs, the inputs ``paths`` (``[("--init", path), ...]``) are protected: a unit started
+    over (``--no-resume``) whose outputs hold one of them is refused (:func:`check_start_over`)."""
+    added = [(flag, Path(os.path.abspath(p))) for flag, p in paths]
+    _READING.extend(added)
+    try:
+        yield
+    finally:
+        for item in added:
+            _READING.remove(item)
+
+
+def check_start_over(unit: Unit) -> None:
+    """Raise :class:`~autoqvis.errors.DataError` if starting ``unit`` over would remove an input of this
+    command (an output that is, or holds, a path given to :func:`reading`); removes nothing."""
+    for output in unit.outputs:
+        if not (output.exists() or output.is_symlink()):
+            continue
+        target = Path(os.path.abspath(output))
+        for flag, path in _READING:
+            if path == target or target in path.parents:
+                where = "is" if path == target else "lies inside"
+                raise DataError(
+                    f"{flag} {path} {where} {output}, part of {unit.what}, which --no-resume would remove; copy "
+                    "it elsewhere and pass the copy, or pass another --out"
+                )
+
+
+def stored_fingerprint(path: str | Path) -> dict | None:
+    """The fingerprint stored in ``path`` (a unit's fingerprint file); None when missing or damaged."""
+    return _read(Path(path))[0]
+
+
+def as_stored(fingerprint: dict[str, Any]) -> dict:
+    """``fingerprint`` as :func:`stored_fingerprint` reads it back (JSON types), to compare the two."""
+    return _normalise(fingerprint)
 
 
 def _read(path: Path) -> tuple[dict | None, str]:
@@ -179,37 +237,92 @@ def hash_json(obj: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-_SHA_CACHE: dict[tuple[str, int, int], str] = {}
+_DIGEST_CACHE: dict[tuple, str] = {}
+
+# files above this size are identified by their size and a sample of their content (SAMPLE_BLOCKS blocks of
+# SAMPLE_BYTES, evenly spaced, the first and the last included): a video of a few GB costs ~4 MB of reading
+SAMPLE_ABOVE = 64 << 20
+SAMPLE_BLOCKS = 16
+SAMPLE_BYTES = 256 << 10
 
 
 def content_identity(path: str | Path) -> dict[str, Any]:
-    """A file by its content: ``{"name", "size", "sha256"}`` (cached per path, size and mtime); a folder by
-    its files' contents. Moving or copying the file keeps it."""
+    """A file by name and content: ``{"name", "size", "sha256"}``; a folder by name and its files' names and
+    contents (:func:`tree_identity`). Moving or copying it keeps it."""
     path = Path(path)
     if path.is_dir():
-        files = _files(path)
-        h = hashlib.sha256()
-        for f in files:
-            h.update(f"{f.relative_to(path).as_posix()}\0{_sha256(f)}\n".encode())
-        return {"name": path.name, "files": len(files), "sha256": h.hexdigest()}
+        return {"name": path.name, **tree_identity(path)}
     return {"name": path.name, "size": path.stat().st_size, "sha256": _sha256(path)}
 
 
-def stat_identity(path: str | Path) -> dict[str, Any]:
-    """A file or folder by name, size and modification time (cheap, for videos and image folders: a changed
-    or replaced file changes it)."""
+def tree_identity(path: str | Path, suffixes: Sequence[str] | None = None) -> dict[str, Any]:
+    """What an input is made of, wherever it lies: a file by its size and content digest, a folder by its
+    files' names relative to it, sizes and content digests (hidden files aside; with ``suffixes`` only the
+    files with one of them, e.g. a frame folder's images). Neither the path, the folder's own name nor any
+    modification time counts, so renaming, swapping or replacing a file changes it, and a copy elsewhere
+    (new mtimes, another root) is the same input. Files above :data:`SAMPLE_ABOVE` bytes are read in part
+    (:func:`file_digest`)."""
     path = Path(path)
-    if path.is_dir():
-        files = _files(path)
-        stats = [f.stat() for f in files]
-        return {
-            "name": path.name,
-            "files": len(files),
-            "bytes": sum(s.st_size for s in stats),
-            "mtime_ns": max((s.st_mtime_ns for s in stats), default=0),
-        }
-    st = path.stat()
-    return {"name": path.name, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+    if not path.is_dir():
+        return {"bytes": path.stat().st_size, "sha256": file_digest(path)}
+    return files_identity(path, _files(path, suffixes))
+
+
+def files_identity(root: str | Path, names: Sequence[str]) -> dict[str, Any]:
+    """The files ``names`` (relative to ``root``, e.g. a dataset's frames) by name, size and content digest,
+    in the given order: ``{"files", "bytes", "sha256"}``."""
+    root = Path(root)
+    h = hashlib.sha256()
+    total = 0
+    for name in names:
+        f = root / name
+        st = f.stat()
+        total += st.st_size
+        h.update(f"{name}\0{_digest(f, st)}\n".encode())
+    return {"files": len(names), "bytes": total, "sha256": h.hexdigest()}
+
+
+def input_identities(
+    paths: Sequence[str | Path], names: Sequence[str] | None = None, suffixes: Sequence[str] | None = None
+) -> list[dict[str, Any]]:
+    """Each input's ``{"name", **tree_identity}`` in order; ``names``: what the command calls each (e.g. the
+    video names its outputs are filed under; default each path's name)."""
+    names = [Path(p).name for p in paths] if names is None else names
+    return [{"name": n, **tree_identity(p, suffixes)} for p, n in zip(paths, names, strict=True)]
+
+
+def file_digest(path: str | Path) -> str:
+    """sha256 of a file's content; above :data:`SAMPLE_ABOVE` bytes, of its size and
+    :data:`SAMPLE_BLOCKS` evenly spaced blocks of :data:`SAMPLE_BYTES` (``"sampled:"`` + digest). Cached per
+    path, size, change times and inode for the life of the process."""
+    path = Path(path)
+    return _digest(path, path.stat())
+
+
+def _digest(path: Path, st: os.stat_result) -> str:
+    key = ("digest", os.path.abspath(path), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+    if key not in _DIGEST_CACHE:
+        try:
+            digest = _sampled(path, st.st_size) if st.st_size > SAMPLE_ABOVE else _sha256_file(path)
+        except PermissionError:  # an input read for its identity says what a reader would say
+            raise DataError(f"{path} cannot be read: permission denied; {PERMISSION_HINT}") from None
+        _DIGEST_CACHE[key] = digest
+    return _DIGEST_CACHE[key]
+
+
+def _sha256_file(path: Path) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def _sampled(path: Path, size: int) -> str:
+    h = hashlib.sha256(f"{size}\n".encode())
+    step = (size - SAMPLE_BYTES) / (SAMPLE_BLOCKS - 1)
+    with open(path, "rb") as f:
+        for i in range(SAMPLE_BLOCKS):
+            f.seek(round(i * step))
+            h.update(f.read(SAMPLE_BYTES))
+    return "sampled:" + h.hexdigest()
 
 
 def weights_identity(weights: str | Path | None) -> dict[str, Any] | None:
@@ -226,26 +339,25 @@ def weights_identity(weights: str | Path | None) -> dict[str, Any] | None:
     return {"preset": str(weights)}
 
 
-def _files(folder: Path) -> list[Path]:
-    return sorted(
-        p
-        for p in folder.rglob("*")
-        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts)
-    )
+def _files(folder: Path, suffixes: Sequence[str] | None = None) -> list[str]:
+    """The files under ``folder`` as sorted POSIX names relative to it; hidden files and folders aside, and
+    with ``suffixes`` only the files with one of them."""
+    wanted = None if suffixes is None else {x.lower() for x in suffixes}
+    names = []
+    for directory, folders, files in os.walk(folder):
+        folders[:] = [d for d in folders if not d.startswith(".")]
+        inside = Path(directory).relative_to(folder)
+        for name in files:
+            if name.startswith(".") or (wanted is not None and Path(name).suffix.lower() not in wanted):
+                continue
+            names.append((inside / name).as_posix())
+    return sorted(names)
 
 
 def _sha256(path: Path) -> str:
+    """The full sha256 of a file whatever its size (weights), cached like :func:`file_digest`."""
     st = path.stat()
-    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
-    if key not in _SHA_CACHE:
-        h = hashlib.sha256()
-        with open(path, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
-        _SHA_CACHE[key] = h.hexdigest()
-    return _SHA_CACHE[key]
-
-
-def input_identities(paths: Sequence[str | Path]) -> list[dict[str, Any]]:
-    """:func:`stat_identity` of each path, in order."""
-    return [stat_identity(p) for p in paths]
+    key = ("sha256", os.path.abspath(path), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+    if key not in _DIGEST_CACHE:
+        _DIGEST_CACHE[key] = _sha256_file(path)
+    return _DIGEST_CACHE[key]

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,7 +60,7 @@ from autoqvis.selftrain.pseudo_label import (
 from autoqvis.structures import Track
 from autoqvis.synth.augment import clip_augment
 
-__all__ = ["ModelResult", "SelfTrainResult", "SelfTrainRun", "round_training_config"]
+__all__ = ["ModelResult", "SelfTrainResult", "SelfTrainRun", "round_training_config", "run_relative"]
 
 log = logging.getLogger("autoqvis")
 
@@ -83,9 +84,10 @@ class ModelResult:
         """Pseudo-labelled objects after fusion (None for M0)."""
         return None if self.selection is None else self.selection.fused.objects
 
-    def to_json(self, samples: bool = False) -> dict:
-        """A ``summary.json`` row; the per-frame quality samples only with ``samples``."""
-        row: dict = {"model": self.name, "path": str(self.path), "round": self.round}
+    def to_json(self, samples: bool = False, root: Path | None = None) -> dict:
+        """A ``summary.json`` row; the per-frame quality samples only with ``samples``. With ``root`` (the run
+        folder) a model inside it is named relative to it, so that a copied or moved run names its own."""
+        row: dict = {"model": self.name, "path": run_relative(self.path, root), "round": self.round}
         if self.selection is not None:
             row["pseudo_labels"] = self.pseudo_labels
             row["selection"] = self.selection.to_json()
@@ -98,10 +100,12 @@ class ModelResult:
         return row
 
     @classmethod
-    def from_json(cls, row: dict) -> ModelResult:
+    def from_json(cls, row: dict, root: Path | None = None) -> ModelResult:
+        """Inverse of :meth:`to_json`: a relative path is resolved against ``root``."""
+        path = Path(row["path"])
         return cls(
             name=row["model"],
-            path=Path(row["path"]),
+            path=root / path if root is not None and not path.is_absolute() else path,
             round=int(row.get("round", 0)),
             selection=SelectionStats.from_json(row["selection"]) if row.get("selection") else None,
             scores=ModelScores.from_json(row["metrics"]) if row.get("metrics") else None,
@@ -124,18 +128,29 @@ class SelfTrainResult:
     def selected_model(self) -> ModelResult:
         return self.models[self.selected]
 
-    def best_json(self) -> dict:
-        """The content of ``best.json``."""
+    def best_json(self, root: Path | None = None) -> dict:
+        """The content of ``best.json``; with ``root`` (the run folder) the model's path is relative to it
+        when the model lies inside (absolute otherwise: an M0 given from elsewhere)."""
         chosen = self.selected_model
         return {
             "model": chosen.name,
-            "path": str(chosen.path),
+            "path": run_relative(chosen.path, root),
             "metric": self.metric,
             "value": chosen.scores.value(self.metric) if self.metric and chosen.scores else None,
             "rule": self.rule,
             "label_free_criterion": self.criterion,
             "label_free": {m.name: m.label_free for m in self.models},
         }
+
+
+def run_relative(path: Path, root: Path | None) -> str:
+    """``path`` relative to ``root`` (POSIX) when it lies inside it, else as given (absolute)."""
+    if root is not None:
+        inside = os.path.relpath(os.path.abspath(path), os.path.abspath(root))
+        if inside != ".." and not inside.startswith(".." + os.sep):
+            return Path(inside).as_posix()
+        return os.path.abspath(path)
+    return str(path)
 
 
 def round_training_config(cfg: Config) -> TrainingConfig:
@@ -372,11 +387,11 @@ class SelfTrainRun:
         result = self.choose(models)
         if dist.is_main():
             rows = [
-                m.to_json() | ({"selected": True} if i == result.selected else {})
+                m.to_json(root=self.out) | ({"selected": True} if i == result.selected else {})
                 for i, m in enumerate(models)
             ]
             atomic_write_json(self.out / "summary.json", rows)
-            atomic_write_json(self.out / "best.json", result.best_json())
+            atomic_write_json(self.out / "best.json", result.best_json(self.out))
         return result
 
     def choose(self, models: list[ModelResult]) -> SelfTrainResult:

@@ -19,8 +19,8 @@ from PIL import Image
 from autoqvis.engine import dist
 from autoqvis.errors import DataError
 from autoqvis.io.atomic import atomic_path, atomic_write_json
-from autoqvis.io.fingerprint import Unit, open_unit, stat_identity
-from autoqvis.io.video import SkipReport, open_video, skip_bad_input
+from autoqvis.io.fingerprint import Unit, input_identities, open_unit
+from autoqvis.io.video import FRAME_SUFFIXES, SkipReport, open_video, skip_bad_input
 from autoqvis.io.ytvis import YTVISDataset, load_ytvis, save_ytvis
 from autoqvis.progress import progress_bar
 from autoqvis.structures import VideoInfo
@@ -41,10 +41,10 @@ def cache_videos(
 ) -> tuple[YTVISDataset, SkipReport]:
     """Decode every video once into ``run_dir/frames`` (resumable) and return the frame dataset.
 
-    The cache's fingerprint (``videos.fingerprint.json``: the sizes and each input's identity) must match for
-    it to be reused; ``resume=False`` decodes every video again. In a distributed run rank 0 decodes. A video
-    that cannot be decoded to its end is an error (``hint`` appended: how to skip it), or with ``skip_bad``
-    skipped and listed in the report."""
+    The cache's fingerprint (``videos.fingerprint.json``: the sizes and each input's name and content) must
+    match for it to be reused; ``resume=False`` decodes every video again. In a distributed run rank 0 decodes.
+    A video that cannot be decoded to its end is an error (``hint`` appended: how to skip it), or with
+    ``skip_bad`` skipped and listed in the report."""
     frames_root = run_dir / "frames"
     index_path = run_dir / "videos.json"
     if dist.is_main():
@@ -74,7 +74,7 @@ def _cache(
     fingerprint = {
         "short_side": short_side,
         "max_size": max_size,
-        "inputs": [stat_identity(p) for p in paths],
+        "inputs": input_identities(paths, _unique_names(paths), FRAME_SUFFIXES),
     }
     if open_unit(unit, fingerprint, resume) and index_path.exists():
         try:

@@ -29,7 +29,7 @@ import torch
 from autoqvis.config import SynthesisConfig, config_to_dict
 from autoqvis.errors import DataError
 from autoqvis.io import rle
-from autoqvis.io.fingerprint import content_identity
+from autoqvis.io.fingerprint import content_identity, files_identity
 from autoqvis.io.video import read_image
 from autoqvis.io.ytvis import check_relative, load_json
 from autoqvis.structures import Clip
@@ -149,6 +149,21 @@ class PseudoMaskImages:
     def __len__(self) -> int:
         return len(self.entries)
 
+    def identity(self) -> dict:
+        """What the clips are made of: the pseudo-mask file's content (not its name or place) and the images
+        it uses (names relative to the images root, contents). A missing image is an error here, before
+        anything is written."""
+        names = [e.file_name for e in self.entries]
+        try:
+            images = files_identity(self.root, names)
+        except FileNotFoundError as err:
+            raise DataError(
+                f"image {err.filename} not found: {self.path} names {len(names)} images under {self.root}; pass "
+                "the images folder the pseudo-masks were made from (--images)"
+            ) from err
+        masks = content_identity(self.path)
+        return {"masks": {"size": masks["size"], "sha256": masks["sha256"]}, "images": images}
+
     def load(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         """(H, W, 3) uint8 image and (N, H, W) bool masks."""
         e = self.entries[index]
@@ -221,8 +236,7 @@ class ImageCut2Video:
         """What determines its clips (for the fingerprint of a training run)."""
         return {
             "kind": "imagecut2video",
-            "masks": content_identity(self.images.path),
-            "images": len(self.images),
+            **self.images.identity(),
             "synthesis": config_to_dict(self.cfg),
             "seed": self.seed,
         }
