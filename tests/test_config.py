@@ -1,6 +1,7 @@
 import dataclasses
 import math
 import re
+import typing
 
 import pytest
 import yaml
@@ -116,7 +117,8 @@ def test_shipped_profiles_load_by_name_or_path(tmp_path):
         ("synthesis.crop_min=800", r"'synthesis.crop_min' \(800\) must be <= 'synthesis.crop_max' \(720\)"),
         ("inference.short_side=0", r"'inference.short_side' must be >= 32, got 0"),
         ("inference.window=2", r"'inference.overlap' \(4\) must be smaller than 'inference.window' \(2\)"),
-        ("evaluation.max_dets=[]", r"'evaluation.max_dets' must hold at least one value"),
+        ("evaluation.max_dets=[]", r"'evaluation.max_dets' must be a list of 3 values, got \[\]"),
+        ("evaluation.max_dets=[10, 1, 100]", r"'evaluation.max_dets' must be 3 increasing numbers"),
         ("evaluation.davis_max_proposals=300", r"must be in \[1, 255\], got 300"),
     ],
 )
@@ -188,3 +190,72 @@ def test_duplicate_keys_and_sections_are_refused(tmp_path, text, fragment):
     with pytest.raises(ConfigError, match=re.escape(fragment)) as err:
         load_config([tmp_path / "c.yaml"])
     assert str(tmp_path / "c.yaml") in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "choice"),
+    [
+        ("model.preset", "nope", "'paper_r50', 'videocutler_r50', 'tiny'"),
+        ("model.backbone", "vgg", "'resnet', 'vit'"),
+        ("model.vit_arch", "vit_huge", "'dinov2_vits14_imgfocus'"),
+        ("discovery.arch", "dino", "'dino_vitb8'"),
+        ("discovery.features", "q", "'k', 'tokens'"),
+        ("inference.device", "gpu", "auto, cpu, cuda or cuda:N"),
+        ("inference.device", "cuda:x", "auto, cpu, cuda or cuda:N"),
+        ("inference.track_score", "area", "'class', 'quality'"),
+        ("training.schedule", "linear", "'constant', 'step', 'cosine'"),
+    ],
+)
+def test_enumerated_values_are_checked_when_the_config_is_made(key, value, choice):
+    """One line naming the key, the value and the valid choices, from --set and from code alike."""
+    with pytest.raises(ConfigError) as err:
+        load_config(overrides=[f"{key}={value}"])
+    message = str(err.value)
+    assert "\n" not in message and f"'{key}'" in message and repr(value) in message and choice in message
+    section, name = key.split(".")
+    with pytest.raises(ConfigError, match=re.escape(f"'{key}'")):  # dataclasses.replace skips the loader
+        dataclasses.replace(getattr(Config(), section), **{name: value})
+
+
+def test_every_enumerated_field_refuses_an_unknown_value():
+    from autoqvis.config.checks import choices
+
+    cfg, checked = Config(), 0
+    for section in dataclasses.fields(cfg):
+        value = getattr(cfg, section.name)
+        hints = typing.get_type_hints(type(value))
+        for f in dataclasses.fields(value):
+            if choices(hints[f.name]):
+                checked += 1
+                with pytest.raises(ConfigError, match=f"'{section.name}.{f.name}' must be one of"):
+                    dataclasses.replace(value, **{f.name: "nope"})
+    assert checked >= 10
+
+
+def test_the_config_names_exactly_the_presets_and_vits_the_model_knows():
+    from autoqvis.config.checks import choices
+    from autoqvis.config.sections import Preset, ViTArch
+    from autoqvis.model.build import PRESETS
+    from autoqvis.model.vit import ARCHS
+
+    assert set(PRESETS) == set(choices(Preset))
+    assert set(ARCHS) == set(choices(ViTArch))
+
+
+def test_device_names_are_read_alike_by_the_config_and_the_device_module():
+    from autoqvis.config.checks import DEVICE_NAME
+    from autoqvis.device import _DEVICE_RE
+
+    for text in ("auto", "cpu", "cuda", "cuda:0", "cuda:12", "gpu", "cpu:0", "auto:1", "cuda:", "mps", ""):
+        by_device = _DEVICE_RE.match(text)
+        by_device = by_device is not None and (by_device.group(2) is None or by_device.group(1) == "cuda")
+        assert bool(DEVICE_NAME.match(text)) == by_device, text
+
+
+def test_an_ar_metric_to_select_by_must_be_reported():
+    cfg = load_config(overrides=["evaluation.max_dets=[2, 20, 200]", "selection.select_metric=AP50"])
+    assert cfg.evaluation.max_dets == (2, 20, 200)
+    with pytest.raises(
+        ConfigError, match=r"'selection.select_metric' AR10 is not reported .*AP, AP50, AP75, JF"
+    ):
+        load_config(overrides=["evaluation.max_dets=[2, 20, 200]", "selection.select_metric=AR10"])

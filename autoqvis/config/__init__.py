@@ -40,6 +40,7 @@ from autoqvis.config.sections import (
     SelectionConfig,
     SynthesisConfig,
     TrainingConfig,
+    ytvis_metric_names,
 )
 
 __all__ = [
@@ -67,4 +68,5 @@ __all__ = [
     "save_config",
     "saved_config",
     "set_command_line",
+    "ytvis_metric_names",
 ]

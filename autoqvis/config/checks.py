@@ -3,15 +3,33 @@ when it is made (defaults, YAML files, ``--set``, ``dataclasses.replace``, a sav
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import itertools
 import math
+import re
+import types
+import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from autoqvis.errors import AutoqvisError
 
-__all__ = ["COUNT", "FRACTION", "NON_NEGATIVE", "POSITIVE", "SIDE", "ConfigError", "Range", "check_section"]
+__all__ = [
+    "COUNT",
+    "DEVICE_CHOICES",
+    "DEVICE_NAME",
+    "FRACTION",
+    "NON_NEGATIVE",
+    "POSITIVE",
+    "SIDE",
+    "ConfigError",
+    "Range",
+    "check_device_name",
+    "check_section",
+    "choices",
+]
 
 
 class ConfigError(AutoqvisError, ValueError):
@@ -59,11 +77,22 @@ FRACTION = Range(lo=0, hi=1)  # probabilities, IoU and score thresholds
 SIDE = Range(lo=32)  # an image side in pixels: the model's coarsest feature map has stride 32
 
 
-def check_section(section: Any, name: str, ranges: Mapping[str, Range], ordered: Sequence[str] = ()) -> None:
-    """Raise :class:`ConfigError` naming ``name.key``, the value and the allowed range for the first field of
-    ``section`` outside its range; a tuple field is checked value by value and must not be empty; the
-    ``ordered`` tuple fields must be non-decreasing (``(lo, hi)`` ranges, ascending lists)."""
-    for key, allowed in ranges.items():
+def check_section(
+    section: Any, name: str, ranges: Mapping[str, Range] | None = None, ordered: Sequence[str] = ()
+) -> None:
+    """Raise :class:`ConfigError` naming ``name.key``, the value and what is allowed for the first field of
+    ``section`` that breaks its rule: a field typed ``Literal[...]`` must be one of its values (whoever made
+    the section: a file, ``--set`` or ``dataclasses.replace``); a field in ``ranges`` must lie in its range (a
+    tuple field value by value, and not empty); the ``ordered`` tuple fields must be non-decreasing
+    (``(lo, hi)`` ranges, ascending lists)."""
+    for key, allowed in _literal_fields(type(section)).items():
+        value = getattr(section, key)
+        if value not in allowed:
+            raise ConfigError(
+                f"'{name}.{key}' must be one of {', '.join(map(repr, allowed))}, got {value!r}",
+                key=f"{name}.{key}",
+            )
+    for key, allowed in (ranges or {}).items():
         value = getattr(section, key)
         values = value if isinstance(value, tuple) else (value,)
         if not values:
@@ -85,3 +114,33 @@ def check_section(section: Any, name: str, ranges: Mapping[str, Range], ordered:
 
 def _show(value: Any) -> str:
     return str(list(value)) if isinstance(value, tuple) else repr(value)
+
+
+def choices(hint: Any) -> tuple:
+    """The values a ``Literal[...]`` type (or an optional one) allows; ``()`` for any other type."""
+    if typing.get_origin(hint) is Literal:
+        return typing.get_args(hint)
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        args = typing.get_args(hint)
+        found = tuple(v for arg in args for v in choices(arg))
+        return found + ((None,) if found and type(None) in args else ())
+    return ()
+
+
+@functools.cache
+def _literal_fields(cls: type) -> dict[str, tuple]:
+    """``{field: allowed values}`` of a section's ``Literal`` fields (its type hints read once per class)."""
+    hints = typing.get_type_hints(cls)
+    return {f.name: allowed for f in dataclasses.fields(cls) if (allowed := choices(hints[f.name]))}
+
+
+# a device name as ``autoqvis.device.resolve_device`` reads it (that module needs torch, this one must not)
+DEVICE_NAME = re.compile(r"^(auto|cpu|cuda(?::\d+)?)$")
+DEVICE_CHOICES = "auto, cpu, cuda or cuda:N"
+
+
+def check_device_name(value: str, key: str) -> None:
+    """A device name is ``auto``, ``cpu``, ``cuda`` or ``cuda:N`` (which devices exist is checked when a
+    command runs)."""
+    if not DEVICE_NAME.match(value.strip().lower()):
+        raise ConfigError(f"'{key}' must be {DEVICE_CHOICES} (N = 0, 1, ...), got {value!r}", key=key)

@@ -25,7 +25,9 @@ from autoqvis.config.checks import (
     SIDE,
     ConfigError,
     Range,
+    check_device_name,
     check_section,
+    choices,
 )
 
 __all__ = [
@@ -37,15 +39,37 @@ __all__ = [
     "SelectionConfig",
     "SynthesisConfig",
     "TrainingConfig",
+    "ytvis_metric_names",
 ]
+
+# The names a field can take, declared once here: the code that uses them checks that it knows exactly
+# these (autoqvis.model.build.PRESETS, autoqvis.model.vit.ARCHS).
+Preset = Literal["paper_r50", "videocutler_r50", "tiny"]  # model architectures (autoqvis.model.build)
+Backbone = Literal["resnet", "vit"]
+# released self-supervised ViTs (autoqvis.model.vit.ARCHS); ``dinov2_vits14_imgfocus`` is the offline DINOv2-S
+ViTArch = Literal[
+    "dino_vits8",
+    "dino_vits16",
+    "dino_vitb8",
+    "dino_vitb16",
+    "dinov2_vits14",
+    "dinov2_vitb14",
+    "dinov2_vitl14",
+    "dinov2_vits14_reg",
+    "dinov2_vits14_imgfocus",
+    "dinov2_vitb14_reg",
+    "dinov2_vitl14_reg",
+]
+# what a model can be chosen by: YouTube-VIS metrics (AR at the first two evaluation.max_dets) or DAVIS J&F
+SelectMetric = Literal["AP", "AP50", "AP75", "AR1", "AR10", "JF"]
+Amp = Literal["auto", "off", "bf16", "fp16"]
 
 
 @dataclass(frozen=True)
 class DiscoveryConfig:
     """S0: self-supervised ViT features + normalised cuts (MaskCut) on unlabeled images."""
 
-    # dino_vits8 | dino_vits16 | dino_vitb8 | dino_vitb16 | dinov2_vit{s,b,l}14[_reg]; official: DINO ViT-B/8
-    arch: str = "dino_vitb8"
+    arch: ViTArch = "dino_vitb8"  # official: DINO ViT-B/8
     weights: str | None = None  # safetensors/pth file; None: look in the weights cache folder
     features: Literal["k", "tokens"] = "k"  # last-block keys (DINO v1 recipe) or normalised last-layer tokens
     fixed_size: int = 480  # images are resized to fixed_size x fixed_size before the ViT
@@ -132,15 +156,18 @@ class SynthesisConfig:
 class ModelConfig:
     """The class-agnostic VideoMask2Former with the quality (mask-IoU) head. Defaults: ``paper_r50``."""
 
-    preset: str = "paper_r50"  # paper_r50 | tiny; fields below override the preset when set in a file
-    backbone: Literal["resnet", "vit"] = "resnet"
+    preset: Preset = "paper_r50"  # the architecture's sizes (autoqvis.model.build.PRESETS)
+    backbone: Backbone = "resnet"
     weights: str | None = None  # initial weights (official .pth, or our safetensors)
     # backbone=vit: a DINO/DINOv2 ViT through a simple feature pyramid (CPU / offline path)
-    vit_arch: str = "dinov2_vits14_imgfocus"
+    vit_arch: ViTArch = "dinov2_vits14_imgfocus"
     vit_weights: str | None = None  # ViT weights file (default: the weights cache)
     freeze_vit: bool = True  # a frozen ViT runs without autograd
     # a small trainable conv stem on the image added to the stride-4/8 maps: edges the stride-16 tokens lack
     vit_image_stem: bool = False
+
+    def __post_init__(self) -> None:
+        check_section(self, "model")
 
 
 @dataclass(frozen=True)
@@ -163,7 +190,7 @@ class TrainingConfig:
     # mixed precision: bf16 (CPU or CUDA) or fp16 (CUDA only, with a loss scaler: the official AMP on GPUs);
     # auto: bf16 where the device computes it natively (CUDA with bf16, a CPU with AVX512-BF16 or AMX), else
     # float32 (a CPU without a bf16 unit emulates it ~3x slower). Commands record the precision that ran
-    amp: Literal["auto", "off", "bf16", "fp16"] = "off"
+    amp: Amp = "off"
     grad_accum: int = 1
     checkpoint_period: int = 1000
     log_period: int = 20
@@ -261,7 +288,7 @@ class SelectionConfig:
     # the rounds' learning rate; 0 = training.lr (official: one rate for every stage)
     round_lr: float = 0.0
     # with a labelled validation set: the best model (M0 or a round) by this metric is reported as the result
-    select_metric: Literal["AP", "AP50", "AP75", "AR1", "AR10", "JF"] = "AP50"
+    select_metric: SelectMetric = "AP50"
     # without one: the model with the best label-free criterion on the unlabeled videos (selftrain/pick.py):
     # "quality" (mean Q of its objects), "stability", "agreement", or "last" (the last round)
     label_free_pick: Literal["last", "quality", "stability", "agreement"] = "quality"
@@ -304,7 +331,7 @@ class InferenceConfig:
     device: str = "auto"
     # autocast of the network at inference: bf16 (CPU or CUDA) or fp16 (CUDA only); post-processing stays float32;
     # auto: bf16 where the device computes it natively, else float32 (as training.amp)
-    amp: Literal["auto", "off", "bf16", "fp16"] = "off"
+    amp: Amp = "off"
     # how output tracks are ranked: "class" = the foreground probability (the official test); "quality" = that x
     # the track's mean predicted IoU (Mask Scoring R-CNN's rescoring with the quality head). Pseudo-labelling
     # always uses the class score (its selection multiplies in the predicted IoU per frame itself).
@@ -328,6 +355,7 @@ class InferenceConfig:
                 "crf_max_tracks": NON_NEGATIVE,
             },
         )
+        check_device_name(self.device, "inference.device")
         if self.window and self.overlap >= self.window:
             raise ConfigError(
                 f"'inference.overlap' ({self.overlap}) must be smaller than 'inference.window' ({self.window}): "
@@ -341,7 +369,8 @@ class EvaluationConfig:
     """YouTube-VIS AP/AR and DAVIS J&F."""
 
     class_agnostic: bool = True
-    max_dets: tuple[int, ...] = (1, 10, 100)
+    # detections per video (a, b, c): AP at c, AR at a and b (the columns AR<a>, AR<b>; see ytvis_metric_names)
+    max_dets: tuple[int, int, int] = (1, 10, 100)
     area_small: float = 128.0**2  # small < this <= medium (on the mean per-frame area)
     area_large: float = 256.0**2  # medium < this <= large
     davis_keep_first_last: bool = False  # DAVIS-2016 excludes the first and last frame
@@ -359,14 +388,29 @@ class EvaluationConfig:
                 "davis_bound_th": Range(0, 1, lo_open=True, hi_open=True),
                 "davis_max_proposals": Range(1, 255),  # ids of an 8-bit palette PNG
             },
-            ordered=("max_dets",),
         )
+        if len(self.max_dets) != 3 or not self.max_dets[0] < self.max_dets[1] < self.max_dets[2]:
+            raise ConfigError(
+                f"'evaluation.max_dets' must be 3 increasing numbers of detections per video (AR at the first "
+                f"two, AP at the last), got {list(self.max_dets)}",
+                key="evaluation.max_dets",
+            )
         if self.area_small >= self.area_large:
             raise ConfigError(
                 f"'evaluation.area_small' ({self.area_small:g}) must be smaller than 'evaluation.area_large' "
                 f"({self.area_large:g})",
                 key="evaluation.area_small",
             )
+
+
+def ytvis_metric_names(max_dets: tuple[int, ...] = (1, 10, 100)) -> tuple[str, ...]:
+    """The YouTube-VIS metrics reported for ``evaluation.max_dets`` ``(a, b, c)``, in the official order:
+    AP, AP50, AP75, APs, APm, APl (at ``c`` detections per video), then AR<a> and AR<b>."""
+    if len(max_dets) != 3:
+        raise ValueError(
+            f"max_dets must hold 3 numbers of detections (AR at two, AP at the last), got {max_dets}"
+        )
+    return ("AP", "AP50", "AP75", "APs", "APm", "APl", f"AR{max_dets[0]}", f"AR{max_dets[1]}")
 
 
 @dataclass(frozen=True)
@@ -378,3 +422,14 @@ class Config:
     selection: SelectionConfig = field(default_factory=SelectionConfig)
     inference: InferenceConfig = field(default_factory=InferenceConfig)
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+
+    def __post_init__(self) -> None:
+        """Rules between sections."""
+        metric, reported = self.selection.select_metric, ytvis_metric_names(self.evaluation.max_dets)
+        if metric.startswith("AR") and metric not in reported:
+            allowed = [m for m in choices(SelectMetric) if m in (*reported, "JF")]
+            raise ConfigError(
+                f"'selection.select_metric' {metric} is not reported with 'evaluation.max_dets' "
+                f"{list(self.evaluation.max_dets)}; choose one of {', '.join(allowed)}",
+                key="selection.select_metric",
+            )

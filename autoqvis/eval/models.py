@@ -20,6 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from autoqvis.config import Config
+from autoqvis.config.checks import choices
+from autoqvis.config.sections import SelectMetric
 from autoqvis.eval.davis import DavisResult, evaluate_sequence_unsupervised
 from autoqvis.eval.quality import pearson, spearman
 from autoqvis.eval.ytvis import evaluate_tracks, track_ious
@@ -33,7 +35,7 @@ from autoqvis.structures import Track
 
 __all__ = ["METRICS", "ModelEvaluator", "ModelScores", "QualitySamples"]
 
-METRICS = ("AP", "AP50", "AP75", "AR1", "AR10", "JF")  # what a model can be selected by
+METRICS = choices(SelectMetric)  # what a model can be selected by (the config's select_metric)
 
 
 @dataclass
@@ -78,9 +80,11 @@ class ModelScores:
     samples: QualitySamples = field(default_factory=QualitySamples)
 
     def value(self, metric: str) -> float | None:
-        """``metric`` (one of :data:`METRICS`)."""
-        if metric not in METRICS:
-            raise ValueError(f"unknown metric {metric!r}; expected one of {', '.join(METRICS)}")
+        """``metric``: ``JF`` or a YouTube-VIS metric these scores hold (:data:`METRICS` are the selectable
+        ones)."""
+        known = list(dict.fromkeys([*METRICS, *self.ytvis]))
+        if metric not in known:
+            raise ValueError(f"unknown metric {metric!r}; expected one of {', '.join(known)}")
         return self.jf if metric == "JF" else self.ytvis.get(metric)
 
     def to_json(self, samples: bool = True) -> dict:

@@ -26,6 +26,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from autoqvis.config import ModelConfig, TrainingConfig
+from autoqvis.config.checks import choices
+from autoqvis.config.sections import Preset
 from autoqvis.errors import CheckpointError
 from autoqvis.io.atomic import atomic_path, atomic_write_text
 from autoqvis.losses.criterion import build_criterion
@@ -49,7 +51,7 @@ __all__ = [
 
 log = logging.getLogger("autoqvis")
 
-PRESETS: dict[str, ModelSpec] = {
+PRESETS: dict[Preset, ModelSpec] = {
     "paper_r50": ModelSpec(),
     "videocutler_r50": ModelSpec(quality_head=None),
     "tiny": ModelSpec(
@@ -68,6 +70,7 @@ PRESETS: dict[str, ModelSpec] = {
         encoder_dropout=0.0,
     ),
 }
+assert set(PRESETS) == set(choices(Preset)), "model.preset (config.sections.Preset) must name every preset"
 
 
 def spec_from_reference_config(config: dict) -> ModelSpec:

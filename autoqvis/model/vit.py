@@ -30,6 +30,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from autoqvis.config.checks import choices
+from autoqvis.config.sections import ViTArch
 from autoqvis.errors import CheckpointError
 
 __all__ = [
@@ -68,7 +70,7 @@ def _dinov2(dim: int, depth: int, heads: int, name: str, registers: bool = False
     return ViTSpec(14, dim, depth, heads, 37, True, checkpoint_name=f"{name}_pretrain.pth")
 
 
-ARCHS: dict[str, ViTSpec] = {
+ARCHS: dict[ViTArch, ViTSpec] = {
     "dino_vits8": ViTSpec(8, 384, 12, 6, 28, checkpoint_name="dino_deitsmall8_pretrain.pth"),
     "dino_vits16": ViTSpec(16, 384, 12, 6, 14, checkpoint_name="dino_deitsmall16_pretrain.pth"),
     "dino_vitb8": ViTSpec(8, 768, 12, 12, 28, checkpoint_name="dino_vitbase8_pretrain.pth"),
@@ -85,6 +87,9 @@ ARCHS: dict[str, ViTSpec] = {
     "dinov2_vitb14_reg": _dinov2(768, 12, 12, "dinov2_vitb14", registers=True),
     "dinov2_vitl14_reg": _dinov2(1024, 24, 16, "dinov2_vitl14", registers=True),
 }
+assert set(ARCHS) == set(choices(ViTArch)), (
+    "discovery.arch / model.vit_arch (config.sections.ViTArch) name these"
+)
 
 
 @dataclass
