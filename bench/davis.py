@@ -7,10 +7,10 @@ DAVIS-2016) is used only for scoring. Pipeline (``configs/small_data.yaml`` plus
    seeds); the training pool is every ``--every``-th frame. Controls: masks per frame, their area and the
    image borders they touch, IoU of the best mask with the true object;
 2. per seed (``training.seed``): ImageCut2Video from the pool, the initial stage (M0) and
-   ``selection.num_rounds`` self-training rounds on the videos themselves; the label-free criteria of every
+   ``selftrain.num_rounds`` self-training rounds on the videos themselves; the label-free criteria of every
    model and the model they pick. Controls: M0 against its own MaskCut teacher; each round's label precision
    and coverage against the truth; with ``--controls``, an oracle round (true masks on the same frames) and a
-   synthetic-only round (``selection.mix_prob=0``) from the same M0.
+   synthetic-only round (``rounds.mix_prob=0``) from the same M0.
 
 Scores: DAVIS-2016 J, F and J&F (first and last frame excluded) with the top-scoring track as the foreground,
 per sequence and mean; over seeds the mean +- standard error and the paired differences (paired by seed).
@@ -71,7 +71,7 @@ def bench_config(args: argparse.Namespace, weights: Path) -> Config:
     if args.m0_iters:
         sizes.append(f"training.max_iters={args.m0_iters}")
     if args.round_iters:
-        sizes.append(f"selection.round_iters={args.round_iters}")
+        sizes.append(f"rounds.iters={args.round_iters}")
     return load_config([PROFILE, *args.config], sizes + args.overrides)
 
 
@@ -380,7 +380,7 @@ def round_controls(run: SelfTrainRun, result, cfg: Config, args, gts: dict) -> d
     training = load_ytvis(folder / "training_set.json", run.videos.frames_root, check_frames=False)
     oracle = SelfTrainRun(cfg, run.out / "control_oracle", run.videos, run.synthetic)
     oracle_model = oracle.retrain(1, oracle_set(folder / "training_set.json", run.videos, gts), m0)
-    synth_cfg = dataclasses.replace(cfg, selection=dataclasses.replace(cfg.selection, mix_prob=0.0))
+    synth_cfg = dataclasses.replace(cfg, rounds=dataclasses.replace(cfg.rounds, mix_prob=0.0))
     synth = SelfTrainRun(synth_cfg, run.out / "control_synthetic_only", run.videos, run.synthetic)
     synth_model = synth.retrain(1, training, m0)
     return {
@@ -496,7 +496,7 @@ def main() -> None:
     parser.add_argument("--fixed-size", type=int, default=320, help="MaskCut input size (official 480)")
     parser.add_argument("--short-side", type=int, default=160)
     parser.add_argument("--m0-iters", type=int, help="default: the profile's training.max_iters")
-    parser.add_argument("--round-iters", type=int, help="default: the profile's selection.round_iters")
+    parser.add_argument("--round-iters", type=int, help="default: the profile's rounds.iters")
     parser.add_argument(
         "--extra-videos",
         type=Path,

@@ -20,10 +20,10 @@ def test_defaults_are_the_official_settings():
 
 def test_yaml_delta_and_overrides(tmp_path):
     delta = tmp_path / "small.yaml"
-    delta.write_text("selection:\n  quality_min: 0.3\n  num_rounds: 3\ninference:\n  top_k: 5\n")
+    delta.write_text("selection:\n  quality_min: 0.3\nselftrain:\n  num_rounds: 3\ninference:\n  top_k: 5\n")
     cfg = load_config([delta], ["selection.quality_min=0.5", "synthesis.short_sides=[96, 128]"])
     assert cfg.selection.quality_min == 0.5  # the override wins over the file
-    assert cfg.selection.num_rounds == 3
+    assert cfg.selftrain.num_rounds == 3
     assert cfg.inference.top_k == 5
     assert cfg.synthesis.short_sides == (96, 128)
     assert cfg.training == Config().training  # untouched sections keep their defaults
@@ -48,7 +48,7 @@ def test_unknown_key_names_the_nearest(tmp_path):
         ("selection.quality_min=high", "must be a number"),
         ("synthesis.brightness=[0.9]", "must be a list of 2 values"),
         ("selection=3", "is a section and needs a mapping"),
-        ("selection.droploss=1", "must be true or false"),
+        ("rounds.droploss=1", "must be true or false"),
         ("novalue", "must look like section.key=value"),
     ],
 )
@@ -253,9 +253,55 @@ def test_device_names_are_read_alike_by_the_config_and_the_device_module():
 
 
 def test_an_ar_metric_to_select_by_must_be_reported():
-    cfg = load_config(overrides=["evaluation.max_dets=[2, 20, 200]", "selection.select_metric=AP50"])
+    cfg = load_config(overrides=["evaluation.max_dets=[2, 20, 200]", "selftrain.select_metric=AP50"])
     assert cfg.evaluation.max_dets == (2, 20, 200)
     with pytest.raises(
-        ConfigError, match=r"'selection.select_metric' AR10 is not reported .*AP, AP50, AP75, JF"
+        ConfigError, match=r"'selftrain.select_metric' AR10 is not reported .*AP, AP50, AP75, JF"
     ):
-        load_config(overrides=["evaluation.max_dets=[2, 20, 200]", "selection.select_metric=AR10"])
+        load_config(overrides=["evaluation.max_dets=[2, 20, 200]", "selftrain.select_metric=AR10"])
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        ("selection.round_iters", "rounds.iters"),
+        ("selection.round_batch_size", "rounds.batch_size"),
+        ("selection.round_lr", "rounds.lr"),
+        ("selection.mix_prob", "rounds.mix_prob"),
+        ("selection.mix_frames", "rounds.mix_frames"),
+        ("selection.droploss", "rounds.droploss"),
+        ("selection.freeze_quality_head", "rounds.freeze_quality_head"),
+        ("selection.num_rounds", "selftrain.num_rounds"),
+        ("selection.reset_each_round", "selftrain.reset_each_round"),
+        ("selection.select_metric", "selftrain.select_metric"),
+        ("selection.label_free_pick", "selftrain.label_free_pick"),
+    ],
+)
+def test_a_moved_key_is_refused_with_its_new_name(tmp_path, old, new):
+    """The self-training keys that left `selection`: --set, a YAML file and a saved config.yaml all say where."""
+    from autoqvis.config.loader import MOVED
+
+    assert MOVED[old] == new
+    section, name = new.split(".")
+    value = config_to_dict(Config())[section][name]
+    typed = yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
+    with pytest.raises(ConfigError, match=rf"^--set {old}=.*'{old}' moved to '{new}'; pass --set {new}="):
+        load_config(overrides=[f"{old}={typed}"])
+    old_file = tmp_path / "old.yaml"
+    old_file.write_text(f"selection:\n  {old.split('.')[1]}: {typed}\n")
+    with pytest.raises(
+        ConfigError, match=rf"old.yaml: '{old}' moved to '{new}'; rename it to '{name}' under"
+    ):
+        load_config([old_file])
+    saved = config_to_dict(Config())
+    saved["selection"][old.split(".")[1]] = value
+    with pytest.raises(ConfigError, match=rf"saved config: '{old}' moved to '{new}'"):
+        config_from_dict(saved)
+    assert getattr(getattr(load_config(overrides=[f"{new}={typed}"]), section), name) == value
+
+
+def test_every_moved_key_names_an_existing_key_and_no_existing_key_moved():
+    from autoqvis.config.loader import MOVED, all_keys
+
+    assert set(MOVED.values()) <= set(all_keys())
+    assert not set(MOVED) & set(all_keys())

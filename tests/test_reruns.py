@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import re
 import shutil
 from pathlib import Path
 from types import SimpleNamespace
@@ -294,9 +295,9 @@ def test_round_predictions_selection_and_scores(data, tmp_path):
     predictions = _predictions(videos)
     _, stats, _ = run.select_and_fuse(1, predictions, None)
     assert run.select_and_fuse(1, predictions, None)[1].to_json() == stats.to_json()
-    # settings that steer only the rounds' training (num_rounds) keep the selection
+    # settings that steer only the loop (num_rounds) or the rounds' training keep the selection
     more_rounds = SelfTrainRun(
-        load_config(base=cfg, overrides=["selection.num_rounds=3"]), tmp_path / "st", videos, []
+        load_config(base=cfg, overrides=["selftrain.num_rounds=3"]), tmp_path / "st", videos, []
     )
     assert more_rounds.select_and_fuse(1, predictions, None)[1].to_json() == stats.to_json()
     strict = SelfTrainRun(
@@ -304,6 +305,14 @@ def test_round_predictions_selection_and_scores(data, tmp_path):
     )
     with pytest.raises(StaleOutputError, match=r"selection.quality_min 0.5 -> 0.95"):
         strict.select_and_fuse(1, predictions, None)
+    # every field of the section counts (max_area and max_borders once did not: old labels were reused)
+    for override, change in (
+        ("selection.max_area=0.4", "max_area 1.0 -> 0.4"),
+        ("selection.max_borders=2", "4 -> 2"),
+    ):
+        changed = SelfTrainRun(load_config(base=cfg, overrides=[override]), tmp_path / "st", videos, [])
+        with pytest.raises(StaleOutputError, match=re.escape(change)):
+            changed.select_and_fuse(1, predictions, None)
     other = {
         k: [Track(masks=t[0].masks, score=0.8, predicted_iou=t[0].predicted_iou)]
         for k, t in predictions.items()

@@ -8,7 +8,7 @@ DIR: video files or frame folders. Synthetic clips for the initial stage and for
 from ``--synthetic-masks`` (MaskCut pseudo-masks of your frames or images) and/or ``--world N`` (procedural
 demo-world clips). ``--val GT.json --val-frames DIR`` scores every model. ``--init`` starts the initial stage from a checkpoint (VideoCutLER or AutoQ-VIS);
 ``--skip-initial`` uses ``--init`` as M0 directly. With ``--val`` every model is scored (YouTube-VIS AP/AR,
-DAVIS-2017 unsupervised J&F, quality-vs-true-IoU correlation) and the best by ``selection.select_metric`` is the
+DAVIS-2017 unsupervised J&F, quality-vs-true-IoU correlation) and the best by ``selftrain.select_metric`` is the
 selected model (``RUN/best.json``; without ``--val``: the last round). Each round writes ``RUN/round_k/``
 (predictions, pseudo-labels, selection counts, model); ``RUN/report.html`` shows it all. Rerunning the same
 command continues where it stopped; a rerun with other settings or inputs continues the stages they do not

@@ -144,6 +144,8 @@ def apply_delta(obj: Any, delta: Mapping[str, Any], source: str | Mapping[str, s
     changes = {}
     for key, value in delta.items():
         dotted = f"{prefix}{key}"
+        if dotted in MOVED:
+            raise ConfigError(_moved_key_message(dotted, value, where(dotted)), key=dotted)
         if key not in fields:
             raise ConfigError(_unknown_key_message(dotted, where(dotted)), key=dotted)
         current = getattr(obj, key)
@@ -309,6 +311,38 @@ def _yaml_problem(err: yaml.YAMLError) -> str:
     problem = getattr(err, "problem", None) or str(err).splitlines()[0]
     where = f" at line {mark.line + 1} column {mark.column + 1}" if mark is not None else ""
     return f"{problem}{where}"
+
+
+# keys that moved, old -> new: a file, an override or a saved config that uses an old key is refused with the
+# new name (a value is never applied under a key the user did not write)
+MOVED = {
+    # the selection section held three concerns: which labels are kept (still `selection`), how each round
+    # trains (`rounds`), and the loop with the choice of the result (`selftrain`)
+    "selection.round_iters": "rounds.iters",
+    "selection.round_batch_size": "rounds.batch_size",
+    "selection.round_lr": "rounds.lr",
+    "selection.freeze_quality_head": "rounds.freeze_quality_head",
+    "selection.droploss": "rounds.droploss",
+    "selection.mix_prob": "rounds.mix_prob",
+    "selection.mix_frames": "rounds.mix_frames",
+    "selection.num_rounds": "selftrain.num_rounds",
+    "selection.reset_each_round": "selftrain.reset_each_round",
+    "selection.select_metric": "selftrain.select_metric",
+    "selection.label_free_pick": "selftrain.label_free_pick",
+}
+
+
+def _moved_key_message(dotted: str, value: Any, source: str) -> str:
+    new = MOVED[dotted]
+    if source.startswith("--set "):
+        fix = f"pass --set {new}={_plain(value)}"
+    else:
+        fix = f"rename it to '{new.rpartition('.')[2]}' under '{new.rpartition('.')[0]}:' in {source}"
+    return f"{source}: '{dotted}' moved to '{new}'; {fix}"
+
+
+def _plain(value: Any) -> str:
+    return yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
 
 
 def _unknown_key_message(dotted: str, source: str) -> str:

@@ -8,7 +8,7 @@ The stage labels in the docstrings below are the ones the official code and the 
 - S2 VideoCutLER: ImageCut2Video synthetic clips (``synthesis``) and the VIS model (``model``, ``training``);
 - S3 the AutoQ-VIS initial stage: the VIS model trained jointly with the quality head on synthetic clips, the
   model called M0 (``training``);
-- S4 the self-training rounds on unlabeled videos (``selection``);
+- S4 the self-training rounds on unlabeled videos (``selection``, ``rounds``, ``selftrain``);
 - S5 evaluation (``evaluation``).
 """
 
@@ -36,7 +36,9 @@ __all__ = [
     "EvaluationConfig",
     "InferenceConfig",
     "ModelConfig",
+    "RoundsConfig",
     "SelectionConfig",
+    "SelfTrainConfig",
     "SynthesisConfig",
     "TrainingConfig",
     "ytvis_metric_names",
@@ -258,8 +260,9 @@ class TrainingConfig:
 
 @dataclass(frozen=True)
 class SelectionConfig:
-    """S4: pseudo-label selection, fusion and the self-training rounds (every ablation of the paper's Table 3 is
-    a field)."""
+    """S4: which pseudo-labels a self-training round keeps: per-frame selection, the objects kept, fusion with
+    earlier rounds and the videos used (the ablations of the paper's Table 3 on the labels). A round's
+    selection is fingerprinted with this whole section: any change selects again."""
 
     top_k: int = 10  # queries kept per video before NMS
     nms_iou: float = 0.5  # two tracks are one object if mask IoU >= this in any frame
@@ -274,24 +277,6 @@ class SelectionConfig:
     fusion: Literal["fuse", "replace"] = "fuse"  # adaptive fusion with earlier rounds, or replace (ablation)
     fuse_iou: float = 0.5  # new and old label are one object if IoU >= this in any frame
     min_eligible_frames: int = 2  # a video is used only with >= this many eligible frames
-    num_rounds: int = 2  # K self-training rounds
-    round_iters: int = 10000
-    round_batch_size: int = 4
-    reset_each_round: bool = True  # retrain from M0 each round (ablation: continue)
-    freeze_quality_head: bool = True  # ablation: train the head during self-training
-    droploss: bool = True  # ablation: vanilla mask loss
-    mix_prob: float = 0.5  # probability that a batch comes from the pseudo-labelled real videos
-    # mixing that follows the amount of labels: with mix_frames > 0 the real-video probability is
-    # mix_prob x min(1, labelled frames / mix_frames), so a handful of labelled frames is not drawn half the
-    # time (overfitting them). Official: 0 (a fixed mix_prob)
-    mix_frames: int = 0
-    # the rounds' learning rate; 0 = training.lr (official: one rate for every stage)
-    round_lr: float = 0.0
-    # with a labelled validation set: the best model (M0 or a round) by this metric is reported as the result
-    select_metric: SelectMetric = "AP50"
-    # without one: the model with the best label-free criterion on the unlabeled videos (selftrain/pick.py):
-    # "quality" (mean Q of its objects), "stability", "agreement", or "last" (the last round)
-    label_free_pick: Literal["last", "quality", "stability", "agreement"] = "quality"
 
     def __post_init__(self) -> None:
         check_section(
@@ -303,18 +288,62 @@ class SelectionConfig:
                 "score_min": FRACTION,
                 "quality_min": FRACTION,
                 "min_frames": COUNT,
-                "fuse_iou": FRACTION,
-                "min_eligible_frames": COUNT,
-                "num_rounds": NON_NEGATIVE,
-                "round_iters": COUNT,
-                "round_batch_size": COUNT,
-                "mix_prob": FRACTION,
-                "mix_frames": NON_NEGATIVE,
-                "round_lr": NON_NEGATIVE,
                 "max_area": FRACTION,
                 "max_borders": Range(0, 4),
+                "fuse_iou": FRACTION,
+                "min_eligible_frames": COUNT,
             },
         )
+
+
+@dataclass(frozen=True)
+class RoundsConfig:
+    """S4: how each self-training round trains: what it changes in ``training`` (iterations, batch, rate, the
+    frozen quality head, DropLoss: the paper's Table 3 ablations on training) and how its batches mix the
+    pseudo-labelled videos with synthetic clips. Each round's training is fingerprinted with this whole
+    section."""
+
+    iters: int = 10000  # iterations of each round
+    batch_size: int = 4  # clips per iteration (global)
+    lr: float = 0.0  # the rounds' learning rate; 0 = training.lr (official: one rate for every stage)
+    freeze_quality_head: bool = True  # ablation: train the head during self-training
+    droploss: bool = True  # ablation: vanilla mask loss
+    mix_prob: float = 0.5  # probability that a batch comes from the pseudo-labelled real videos
+    # mixing that follows the amount of labels: with mix_frames > 0 the real-video probability is
+    # mix_prob x min(1, labelled frames / mix_frames), so a handful of labelled frames is not drawn half the
+    # time (overfitting them). Official: 0 (a fixed mix_prob)
+    mix_frames: int = 0
+
+    def __post_init__(self) -> None:
+        check_section(
+            self,
+            "rounds",
+            {
+                "iters": COUNT,
+                "batch_size": COUNT,
+                "lr": NON_NEGATIVE,
+                "mix_prob": FRACTION,
+                "mix_frames": NON_NEGATIVE,
+            },
+        )
+
+
+@dataclass(frozen=True)
+class SelfTrainConfig:
+    """S4: the self-training loop: how many rounds, where each starts, and which model is the result. No
+    output depends on these but ``best.json``, chosen again on every run (so a run can be extended by a
+    round without training the earlier ones again)."""
+
+    num_rounds: int = 2  # K self-training rounds
+    reset_each_round: bool = True  # each round trains from M0 (ablation: from the previous round)
+    # with a labelled validation set: the best model (M0 or a round) by this metric is reported as the result
+    select_metric: SelectMetric = "AP50"
+    # without one: the model with the best label-free criterion on the unlabeled videos (selftrain/pick.py):
+    # "quality" (mean Q of its objects), "stability", "agreement", or "last" (the last round)
+    label_free_pick: Literal["last", "quality", "stability", "agreement"] = "quality"
+
+    def __post_init__(self) -> None:
+        check_section(self, "selftrain", {"num_rounds": NON_NEGATIVE})
 
 
 @dataclass(frozen=True)
@@ -420,16 +449,18 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
     selection: SelectionConfig = field(default_factory=SelectionConfig)
+    rounds: RoundsConfig = field(default_factory=RoundsConfig)
+    selftrain: SelfTrainConfig = field(default_factory=SelfTrainConfig)
     inference: InferenceConfig = field(default_factory=InferenceConfig)
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
 
     def __post_init__(self) -> None:
         """Rules between sections."""
-        metric, reported = self.selection.select_metric, ytvis_metric_names(self.evaluation.max_dets)
+        metric, reported = self.selftrain.select_metric, ytvis_metric_names(self.evaluation.max_dets)
         if metric.startswith("AR") and metric not in reported:
             allowed = [m for m in choices(SelectMetric) if m in (*reported, "JF")]
             raise ConfigError(
-                f"'selection.select_metric' {metric} is not reported with 'evaluation.max_dets' "
+                f"'selftrain.select_metric' {metric} is not reported with 'evaluation.max_dets' "
                 f"{list(self.evaluation.max_dets)}; choose one of {', '.join(allowed)}",
-                key="selection.select_metric",
+                key="selftrain.select_metric",
             )

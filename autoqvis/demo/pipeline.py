@@ -128,8 +128,8 @@ def demo_config(
         f"training.num_points={plan.num_points}",
         f"training.checkpoint_period={max(plan.m0_iters // 2, 1)}",
         f"training.log_period={max(plan.m0_iters // 20, 1)}",
-        f"selection.round_iters={plan.round_iters}",
-        f"selection.round_batch_size={plan.batch_size}",
+        f"rounds.iters={plan.round_iters}",
+        f"rounds.batch_size={plan.batch_size}",
         # the tiny demo model's quality estimates stay low (M0's Q rarely reaches the paper's 0.75); the paper's
         # threshold for its harder, dense setting (UVO) is used instead
         "selection.quality_min=0.3",

@@ -11,7 +11,7 @@ and one more pass for the last model) give, per model:
 - ``agreement``: the mean video IoU between this model's tracks and the other models' best-matching ones
   (the model nearest the consensus of all).
 
-``last`` is the last round whatever it is worth (what the loop did before). The chosen criterion (``selection
+``last`` is the last round whatever it is worth (what the loop did before). The chosen criterion (``selftrain
 .label_free_pick``) picks the model with the highest value, the earlier model on ties.
 """
 
