@@ -34,7 +34,7 @@ from stats import standard_error  # bench/stats.py (the script's folder is on sy
 from autoqvis.config import Config, load_config
 from autoqvis.demo.pipeline import ensure_dinov2_weights
 from autoqvis.eval.davis import evaluate_sequence_2016
-from autoqvis.inference.predict import PredictOptions, segment_video
+from autoqvis.inference.predict import segment_video
 from autoqvis.io import rle
 from autoqvis.io.atomic import atomic_write_json
 from autoqvis.io.davis import annotation_folder, read_id_masks, sequence_names
@@ -247,14 +247,13 @@ def dense(track: Track | None, shape: tuple[int, ...]) -> np.ndarray:
 def score_model(model_dir: Path, root: Path, gts: dict[str, np.ndarray], cfg: Config) -> dict:
     """J, F, J&F per sequence with the model's top-scoring track as the foreground (and the track itself)."""
     net = load_model(model_dir, model=cfg.model)
-    options = PredictOptions.from_config(cfg.inference, "cpu")
     frames = root / "JPEGImages" / "480p"
     per, tops = {}, {}
     for q, gt in gts.items():
         source = FrameList(
             name=q, short_side=cfg.inference.short_side, paths=sorted((frames / q).glob("*.jpg"))
         )
-        tracks = segment_video(net, source, options).tracks
+        tracks = segment_video(net, source, cfg.inference).tracks
         tops[q] = dense(tracks[0] if tracks else None, gt.shape)
         per[q] = jf(q, gt, tops[q])
     return {"per_sequence": per, "top_tracks": tops}

@@ -65,6 +65,7 @@ ViTArch = Literal[
 # what a model can be chosen by: YouTube-VIS metrics (AR at the first two evaluation.max_dets) or DAVIS J&F
 SelectMetric = Literal["AP", "AP50", "AP75", "AR1", "AR10", "JF"]
 Amp = Literal["auto", "off", "bf16", "fp16"]
+TrackScore = Literal["class", "quality"]  # how output tracks are ranked (inference.track_score)
 
 
 @dataclass(frozen=True)
@@ -364,7 +365,7 @@ class InferenceConfig:
     # how output tracks are ranked: "class" = the foreground probability (the official test); "quality" = that x
     # the track's mean predicted IoU (Mask Scoring R-CNN's rescoring with the quality head). Pseudo-labelling
     # always uses the class score (its selection multiplies in the predicted IoU per frame itself).
-    track_score: Literal["class", "quality"] = "class"
+    track_score: TrackScore = "class"
     # > 0: every predicted mask is refined by MaskCut's dense CRF on its frame resized to this short side
     # (sharper edges for small, low-resolution models; needs the crf extra). 0: off (the official test)
     crf_short_side: int = 0

@@ -14,6 +14,7 @@ true IoU (its track matched to the ground-truth track of highest video IoU), wit
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -25,7 +26,7 @@ from autoqvis.config.sections import SelectMetric
 from autoqvis.eval.davis import DavisResult, evaluate_sequence_unsupervised
 from autoqvis.eval.quality import pearson, spearman
 from autoqvis.eval.ytvis import evaluate_tracks, track_ious
-from autoqvis.inference.predict import PredictOptions, id_map, rank_tracks, segment_video
+from autoqvis.inference.predict import id_map, rank_tracks, segment_video
 from autoqvis.io import rle
 from autoqvis.io.fingerprint import content_identity
 from autoqvis.io.video import FrameList
@@ -140,8 +141,9 @@ class ModelEvaluator:
     def score(self, model) -> ModelScores:
         """The scores of a loaded model (a :class:`~autoqvis.model.vis.VideoMaskFormer` on ``device``)."""
         gt, inf = self.gt, self.cfg.inference
-        options = PredictOptions.from_config(inf, self.device, track_score="class")
-        max_proposals = self.cfg.evaluation.davis_max_proposals
+        by_class_score = dataclasses.replace(inf, track_score="class")  # then ranked both ways below
+        ev = self.cfg.evaluation
+        max_proposals = ev.davis_max_proposals
         # every video's tracks under each ranking; "quality" only for models with a quality head
         ranked: dict[str, dict[int, list[Track]]] = {"class": {}, "quality": {}}
         davis = DavisResult("2017-unsupervised")
@@ -153,7 +155,7 @@ class ModelEvaluator:
                 max_size=inf.max_size,
                 paths=gt.frame_paths(info.id),
             )
-            by_class = ranked["class"][info.id] = segment_video(model, source, options).tracks
+            by_class = ranked["class"][info.id] = segment_video(model, source, by_class_score).tracks
             if inf.track_score == "quality" or all(t.predicted_iou is not None for t in by_class):
                 ranked["quality"][info.id] = rank_tracks(by_class, "quality")
             tracks = ranked[inf.track_score][info.id]
@@ -161,17 +163,27 @@ class ModelEvaluator:
             hw = (info.height, info.width)
             gt_ids = np.stack([id_map(truth, t, hw, 255) for t in range(info.length)])
             proposals = np.stack([id_map(tracks, t, hw, max_proposals) for t in range(info.length)])
-            davis.objects.extend(evaluate_sequence_unsupervised(info.name or str(info.id), gt_ids, proposals))
+            davis.objects.extend(
+                evaluate_sequence_unsupervised(
+                    info.name or str(info.id),
+                    gt_ids,
+                    proposals,
+                    max_proposals=max_proposals,
+                    bound_th=ev.davis_bound_th,
+                )
+            )
             samples.add(truth, by_class)
         summary = davis.summary()
         other = "class" if inf.track_score == "quality" else "quality"
         # the same tracks under the other ranking: what the quality head's rescoring is worth
         has_alt = len(ranked[other]) == len(gt.videos)
         q, s, true = samples.quality, samples.confidence, samples.true_iou
+        # class-agnostic always: the model predicts one class (evaluation.class_agnostic is for --pred files)
+        areas = {"area_small": ev.area_small, "area_large": ev.area_large, "max_dets": ev.max_dets}
         return ModelScores(
-            ytvis=_clean(evaluate_tracks(gt.tracks, ranked[inf.track_score]).metrics),
+            ytvis=_clean(evaluate_tracks(gt.tracks, ranked[inf.track_score], **areas).metrics),
             jf=100 * summary["J&F-Mean"] if summary else None,
-            ytvis_alt=_clean(evaluate_tracks(gt.tracks, ranked[other]).metrics) if has_alt else None,
+            ytvis_alt=_clean(evaluate_tracks(gt.tracks, ranked[other], **areas).metrics) if has_alt else None,
             alt_ranking=other if has_alt else None,
             spearman_quality=_clean_value(spearman(q, true)),
             spearman_confidence=_clean_value(spearman(s, true)),

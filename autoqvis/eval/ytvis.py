@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from autoqvis.config import ytvis_metric_names
+from autoqvis.config import EvaluationConfig, ytvis_metric_names
 from autoqvis.errors import DataError
 from autoqvis.io import rle
 from autoqvis.io.ytvis import load_predictions, load_ytvis
@@ -76,10 +76,10 @@ def evaluate_tracks(
     gt: Mapping[int, Sequence[Track]],
     predictions: Mapping[int, Sequence[Track]],
     *,
-    class_agnostic: bool = True,
-    area_small: float = 128.0**2,
-    area_large: float = 256.0**2,
-    max_dets: Sequence[int] = (1, 10, 100),
+    class_agnostic: bool = EvaluationConfig.class_agnostic,
+    area_small: float = EvaluationConfig.area_small,
+    area_large: float = EvaluationConfig.area_large,
+    max_dets: Sequence[int] = EvaluationConfig.max_dets,
 ) -> YTVISResult:
     """Evaluate predicted tracks against ground-truth tracks (both keyed by video id).
 
@@ -118,7 +118,9 @@ def evaluate_tracks(
     return YTVISResult(stats=stats, metrics=metrics, best_iou=best_iou)
 
 
-def evaluate_files(gt_path, pred_path, *, class_agnostic: bool = True, **kwargs) -> YTVISResult:
+def evaluate_files(
+    gt_path, pred_path, *, class_agnostic: bool = EvaluationConfig.class_agnostic, **kwargs
+) -> YTVISResult:
     """Evaluate a YouTube-VIS results file against a ground-truth file (both validated on read)."""
     dataset = load_ytvis(gt_path, class_agnostic=class_agnostic)
     if not dataset.videos:

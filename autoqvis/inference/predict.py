@@ -30,8 +30,10 @@ import cv2
 import numpy as np
 import torch
 
-from autoqvis.config import InferenceConfig
-from autoqvis.device import autocast_dtype
+from autoqvis.config import EvaluationConfig, InferenceConfig, config_to_dict
+from autoqvis.config.checks import choices
+from autoqvis.config.sections import TrackScore
+from autoqvis.device import autocast_dtype, resolve_amp
 from autoqvis.errors import DataError
 from autoqvis.inference.refine import crf_refine_tracks
 from autoqvis.inference.streaming import WindowResult, run_streaming, stream_windows
@@ -44,7 +46,6 @@ from autoqvis.io.ytvis import load_json
 from autoqvis.structures import Track, VideoInfo, VideoTracks
 
 __all__ = [
-    "PredictOptions",
     "PredictionRun",
     "id_map",
     "prediction_unit",
@@ -56,51 +57,19 @@ __all__ = [
 log = logging.getLogger("autoqvis")
 
 
-@dataclass(frozen=True)
-class PredictOptions:
-    window: int = 0  # frames per window; 0: the whole video in one clip (the reference's mode)
-    overlap: int = 2  # frames shared by consecutive windows
-    short_side: int = 360  # INPUT.MIN_SIZE_TEST
-    max_size: int = 1333
-    top_k: int = 10
-    device: str = "cpu"
-    max_png_tracks: int = 20
-    track_score: str = "class"  # "class" or "quality": see InferenceConfig.track_score
-    crf_short_side: int = 0  # > 0: masks refined by a dense CRF on the frames at this short side (refine.py)
-    crf_max_tracks: int = 3  # ... the masks of the best this many tracks
-    amp: str = "off"  # autocast of the model's forward: off | bf16 | fp16 (CUDA only); see autoqvis.device
-
-    def __post_init__(self) -> None:
-        """The ranges of the ``inference`` section apply (window >= 0, overlap < window, top_k >= 1, ...)."""
-        InferenceConfig(
-            short_side=self.short_side or InferenceConfig.short_side,
-            max_size=self.max_size,
-            top_k=self.top_k,
-            window=self.window,
-            overlap=self.overlap,
-        )
-
-    @classmethod
-    def from_config(cls, inf, device: str = "cpu", **overrides) -> PredictOptions:
-        """Options from an :class:`~autoqvis.config.InferenceConfig`; ``overrides`` that are not None win."""
-        names = {f.name for f in dataclasses.fields(cls)} - {"device"}
-        values = {f.name: getattr(inf, f.name) for f in dataclasses.fields(inf) if f.name in names}
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(device=device, **values)
-
-
 def window_segmenter(
-    model, options: PredictOptions, output_hw: tuple[int, int]
+    model, inference: InferenceConfig, output_hw: tuple[int, int]
 ) -> Callable[[np.ndarray], WindowResult]:
-    """``segment((T, H, W, 3) uint8 frames) -> WindowResult`` with masks at ``output_hw``. An ``options.amp``
-    the device cannot run (``fp16`` on the CPU) is a :class:`~autoqvis.device.DeviceError` here, before any
-    frame is read."""
-    device = torch.device(options.device)
-    autocast_dtype(options.amp, device)
+    """``segment((T, H, W, 3) uint8 frames) -> WindowResult`` with masks at ``output_hw``, on the model's
+    device. An ``inference.amp`` the device cannot run (``fp16`` on the CPU) is a
+    :class:`~autoqvis.device.DeviceError` here, before any frame is read."""
+    device = model.pixel_mean.device
+    autocast_dtype(inference.amp, device)
+    amp = resolve_amp(inference.amp, device)
 
     def segment(frames: np.ndarray) -> WindowResult:
         clip = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).to(device)
-        out = model.inference(clip, output_size=output_hw, top_k=options.top_k, amp=options.amp)
+        out = model.inference(clip, output_size=output_hw, top_k=inference.top_k, amp=amp)
         return WindowResult(
             scores=out.scores.float().cpu().numpy(),
             masks=out.masks.cpu().numpy(),
@@ -115,40 +84,47 @@ def window_segmenter(
 def segment_video(
     model,
     video: VideoSource | str | Path,
-    options: PredictOptions = PredictOptions(),
+    inference: InferenceConfig | None = None,
     on_window: Callable[[], None] | None = None,
 ) -> VideoTracks:
-    """Tracks of one video (RLE at the original frame size), whole-video or streaming.
+    """Tracks of one video (RLE at the original frame size), whole-video or streaming, with the settings of
+    ``inference`` (default: the section's defaults; every field but ``device``: the model runs where it is).
 
-    ``video``: a path (opened at ``options.short_side``) or a :class:`VideoSource` used as given."""
+    ``video``: a path (opened at ``inference.short_side``) or a :class:`VideoSource` used as given."""
+    inference = inference or InferenceConfig()
     resized = (
-        video if isinstance(video, VideoSource) else open_video(video, options.short_side, options.max_size)
+        video
+        if isinstance(video, VideoSource)
+        else open_video(video, inference.short_side, inference.max_size)
     )
     original = resized.frame_size()
     source = resized
     num_frames = len(resized)
-    window = options.window if 0 < options.window < num_frames else num_frames
-    overlap = min(options.overlap, window - 1) if window < num_frames else 0
-    segment = window_segmenter(model, options, original)
+    window = inference.window if 0 < inference.window < num_frames else num_frames
+    overlap = min(inference.overlap, window - 1) if window < num_frames else 0
+    segment = window_segmenter(model, inference, original)
     tracks = run_streaming(iter(resized), num_frames, segment, window, overlap, original, on_window)
-    tracks = rank_tracks(tracks, options.track_score)
-    if options.crf_short_side > 0:
-        best = options.crf_max_tracks
-        tracks = crf_refine_tracks(tracks[:best], resized, options.crf_short_side) + tracks[best:]
+    tracks = rank_tracks(tracks, inference.track_score)
+    if inference.crf_short_side > 0:
+        best = inference.crf_max_tracks
+        tracks = crf_refine_tracks(tracks[:best], resized, inference.crf_short_side) + tracks[best:]
     info = VideoInfo(id=0, width=original[1], height=original[0], length=num_frames, name=source.name)
     return VideoTracks(video=info, tracks=tracks)
 
 
-def rank_tracks(tracks: list[Track], track_score: str = "class") -> list[Track]:
-    """The tracks best first, numbered 1..n. ``track_score="quality"`` first multiplies each track's score by
-    its mean predicted IoU over the frames where it has a mask (Mask Scoring R-CNN's rescoring; 0 for a track
-    with no mask); the inputs are not modified."""
-    if track_score not in ("class", "quality"):
-        raise ValueError(f"track_score must be 'class' or 'quality', got {track_score!r}")
-    if track_score == "quality":
-        tracks = [dataclasses.replace(t, score=t.score * _mean_predicted_iou(t)) for t in tracks]
-    else:
-        tracks = [dataclasses.replace(t) for t in tracks]
+def rank_tracks(tracks: list[Track], track_score: TrackScore) -> list[Track]:
+    """The tracks best first, numbered 1..n (``inference.track_score``). ``"quality"`` first multiplies each
+    track's score by its mean predicted IoU over the frames where it has a mask (Mask Scoring R-CNN's
+    rescoring; 0 for a track with no mask); the inputs are not modified."""
+    match track_score:
+        case "quality":
+            tracks = [dataclasses.replace(t, score=t.score * _mean_predicted_iou(t)) for t in tracks]
+        case "class":
+            tracks = [dataclasses.replace(t) for t in tracks]
+        case _:
+            raise ValueError(
+                f"track_score must be one of {', '.join(choices(TrackScore))}, got {track_score!r}"
+            )
     tracks.sort(key=lambda t: -t.score)
     for k, t in enumerate(tracks):
         t.id = k + 1
@@ -296,15 +272,17 @@ class PredictionRun:
     """``autoqvis predict`` over a list of videos into ``out``, resumable per video.
 
     ``settings``: what determines every video's outputs besides the video itself (the weights' identity, the
-    architecture asked for; the options are added). Each video's fingerprint is that plus the video's
-    identity (:func:`~autoqvis.io.fingerprint.stat_identity`)."""
+    architecture asked for; ``inference`` is added, all but the device). Each video's fingerprint is that
+    plus the video's identity (:func:`~autoqvis.io.fingerprint.stat_identity`). ``max_png_tracks``: tracks
+    painted into the DAVIS PNGs (``evaluation.davis_max_proposals``)."""
 
     videos: list[Path]
     out: Path
-    options: PredictOptions
+    inference: InferenceConfig
     settings: dict
     resume: bool = True
     skip_bad: bool = False
+    max_png_tracks: int = EvaluationConfig.davis_max_proposals
     report: SkipReport = dataclasses.field(default_factory=SkipReport)
 
     def __post_init__(self) -> None:
@@ -321,7 +299,8 @@ class PredictionRun:
             raise DataError(f"no readable video among {len(self.videos)} input(s)\n{self.report.summary()}")
 
     def fingerprint(self, video: Path) -> dict:
-        options = {k: v for k, v in dataclasses.asdict(self.options).items() if k != "device"}
+        options = {k: v for k, v in config_to_dict(self.inference).items() if k != "device"}
+        options["max_png_tracks"] = self.max_png_tracks
         return {**self.settings, "inference": options, "video": stat_identity(video)}
 
     def check(self) -> None:
@@ -363,15 +342,15 @@ class PredictionRun:
     def _predict_one(self, model, video: Path, name: str, overlays: bool) -> None:
         from autoqvis.progress import progress_bar
 
-        options = self.options
-        n = len(open_video(video, options.short_side, options.max_size))
-        window = options.window if 0 < options.window < n else n
+        inference = self.inference
+        n = len(open_video(video, inference.short_side, inference.max_size))
+        window = inference.window if 0 < inference.window < n else n
         windows = len(
-            stream_windows(n, window, min(options.overlap, max(window - 1, 0)) if window < n else 0)
+            stream_windows(n, window, min(inference.overlap, max(window - 1, 0)) if window < n else 0)
         )
         with progress_bar(name, total=windows) as bar:
-            vt = segment_video(model, video, options, on_window=bar.advance)
-        write_davis_masks(vt, self.out / "masks" / name, options.max_png_tracks)
+            vt = segment_video(model, video, inference, on_window=bar.advance)
+        write_davis_masks(vt, self.out / "masks" / name, self.max_png_tracks)
         if overlays:
             write_overlay(
                 iter(open_video(video)), vt, self.out / "overlays" / f"{name}.mp4", gif=vt.video.length <= 60

@@ -111,14 +111,16 @@ def model_spec(model: ModelConfig | ModelSpec | str) -> ModelSpec:
         raise CheckpointError(f"unknown model preset {name!r}; choose one of {', '.join(sorted(PRESETS))}")
     spec = PRESETS[name]
     if isinstance(model, ModelConfig):
-        spec = dataclasses.replace(
-            spec,
-            backbone=model.backbone,
-            vit_arch=model.vit_arch,
-            freeze_vit=model.freeze_vit,
-            vit_image_stem=model.vit_image_stem,
-        )
+        spec = dataclasses.replace(spec, **{name: getattr(model, name) for name in SPEC_FROM_CONFIG})
     return spec
+
+
+# the spec fields a model config sets: those the two share by name (the backbone and its ViT)
+SPEC_FROM_CONFIG = tuple(
+    f.name
+    for f in dataclasses.fields(ModelSpec)
+    if f.name in {g.name for g in dataclasses.fields(ModelConfig)}
+)
 
 
 def build_model(
@@ -288,7 +290,7 @@ def load_weights(model: VideoMaskFormer, path: str | Path, strict: bool = False)
 
 
 # fields of a spec that do not change the weights or what the model computes at inference
-_TRAINING_ONLY = ("freeze_vit", "num_frames", "encoder_dropout", "test_topk")
+_TRAINING_ONLY = ("freeze_vit", "num_frames", "encoder_dropout")
 _VIT_ONLY = ("vit_arch", "vit_image_stem")
 
 

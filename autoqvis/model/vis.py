@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from autoqvis.config import InferenceConfig, ModelConfig
+from autoqvis.config.sections import Backbone, ViTArch
 from autoqvis.device import autocast
 from autoqvis.model.decoder import VideoMaskedDecoder
 from autoqvis.model.pixel_decoder import MSDeformAttnPixelDecoder
@@ -28,7 +30,10 @@ __all__ = ["ModelSpec", "VideoMaskFormer", "VideoOutput"]
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """Every architecture number (official names in comments). ``paper_r50`` is the default."""
+    """Every architecture number (official names in comments). ``paper_r50`` is the default.
+
+    The backbone fields share their names, types and defaults with :class:`~autoqvis.config.ModelConfig`, which
+    sets them (:func:`autoqvis.model.build.model_spec`)."""
 
     depth: int = 50  # MODEL.RESNETS.DEPTH
     stem_out_channels: int = 64
@@ -50,13 +55,12 @@ class ModelSpec:
     size_divisibility: int = 32
     pixel_mean: tuple[float, float, float] = (123.675, 116.28, 103.53)  # RGB, 0..255
     pixel_std: tuple[float, float, float] = (58.395, 57.12, 57.375)
-    test_topk: int = 10
-    backbone: str = "resnet"  # resnet | vit (then vit_arch through a simple feature pyramid)
-    vit_arch: str = "dinov2_vits14_imgfocus"
-    freeze_vit: bool = True
+    backbone: Backbone = ModelConfig.backbone  # resnet | vit (then vit_arch through a simple feature pyramid)
+    vit_arch: ViTArch = ModelConfig.vit_arch
+    freeze_vit: bool = ModelConfig.freeze_vit
     # backbone=vit: add a small trainable conv stem on the image to the stride-4 and stride-8 maps (the ViT's
     # tokens alone are stride 16: at low resolution masks come out blobby)
-    vit_image_stem: bool = False
+    vit_image_stem: bool = ModelConfig.vit_image_stem
     extra: dict = field(default_factory=dict, compare=False)
 
     def to_json(self) -> dict:
@@ -67,6 +71,7 @@ class ModelSpec:
     @classmethod
     def from_json(cls, data: dict) -> ModelSpec:
         known = {f for f in cls.__dataclass_fields__ if f != "extra"}
+        data = {k: v for k, v in data.items() if k not in _OBSOLETE}
         unknown = set(data) - known
         if unknown:
             raise ValueError(f"unknown model spec fields {sorted(unknown)}; known: {sorted(known)}")
@@ -75,6 +80,10 @@ class ModelSpec:
             if data.get(key) is not None:
                 data[key] = tuple(data[key])
         return cls(**data)
+
+
+# fields of model.json files written by earlier versions, read and ignored (test_topk: inference.top_k now)
+_OBSOLETE = ("test_topk",)
 
 
 @dataclass
@@ -247,7 +256,7 @@ class VideoMaskFormer(nn.Module):
         self,
         frames: Tensor,
         output_size: tuple[int, int] | None = None,
-        top_k: int | None = None,
+        top_k: int = InferenceConfig.top_k,
         record: dict | None = None,
         amp: str = "off",
     ) -> VideoOutput:
@@ -255,7 +264,7 @@ class VideoMaskFormer(nn.Module):
 
         ``frames`` (T, 3, H, W) uint8 RGB: all of the video's frames, decoded as one clip (B = 1, T = all
         frames). ``output_size`` (H_out, W_out) of the returned masks (default (H, W)); ``top_k`` queries kept
-        (default ``spec.test_topk``); ``record`` receives intermediate tensors (tests). ``amp`` (``off`` |
+        (``inference.top_k``); ``record`` receives intermediate tensors (tests). ``amp`` (``off`` |
         ``bf16`` | ``fp16``, see :mod:`autoqvis.device`) runs the backbone, pixel decoder and decoder under
         autocast; post-processing stays in float32 (softmax scores, mask upsampling and the ``> 0`` threshold,
         the quality head on the kept queries), so scores and IoUs are float32 either way.
@@ -286,7 +295,7 @@ class VideoMaskFormer(nn.Module):
         padded_size: Sequence[int],
         image_size: Sequence[int],
         output_size: Sequence[int],
-        top_k: int | None = None,
+        top_k: int = InferenceConfig.top_k,
         multi_scale: list[Tensor] | None = None,
         record: dict | None = None,
     ) -> VideoOutput:
@@ -298,7 +307,7 @@ class VideoMaskFormer(nn.Module):
         (Hp, Wp), cropped to ``image_size`` (H, W), resized to ``output_size`` and thresholded at 0. The
         quality head scores only the kept queries, on ``multi_scale[0]`` (T, C, Hp/32, Wp/32), unless ``out``
         already holds ``pred_maskiou`` (B = 1 here, so the fused T rows are this video's frames)."""
-        k = top_k or self.spec.test_topk
+        k = top_k
         logits, masks = out["pred_logits"][0], out["pred_masks"][0]  # (Q, K+1), (Q, T, h, w)
         num_classes = logits.shape[-1] - 1
         scores = F.softmax(logits, dim=-1)[:, :-1]

@@ -41,7 +41,7 @@ from autoqvis.engine.sources import mixing_probs
 from autoqvis.engine.video_source import VideoClipSource
 from autoqvis.errors import DataError
 from autoqvis.eval.models import ModelScores
-from autoqvis.inference.predict import PredictOptions, segment_video
+from autoqvis.inference.predict import segment_video
 from autoqvis.io.atomic import atomic_write_json
 from autoqvis.io.fingerprint import Unit, hash_json, open_unit, weights_identity
 from autoqvis.io.video import FrameList
@@ -202,14 +202,12 @@ class SelfTrainRun:
         """A model's top-k tracks (ranked by class score) for every unlabeled video, one file per video in
         ``folder`` (this rank's share; a finished video of the same model and settings is not predicted
         again: ``<folder>.fingerprint.json``)."""
-        inf = self.cfg.inference
-        options = PredictOptions.from_config(
-            inf, self.device, top_k=self.cfg.selection.top_k, track_score="class"
-        )
+        # the selection's top-k queries, ranked by class score (the selection multiplies in the quality itself)
+        inf = dataclasses.replace(self.cfg.inference, top_k=self.cfg.selection.top_k, track_score="class")
         unit = Unit(what, folder.with_name(folder.name + ".fingerprint.json"), (folder,))
         fingerprint = {
             "model": weights_identity(model_dir),
-            "inference": {k: v for k, v in dataclasses.asdict(options).items() if k != "device"},
+            "inference": _without_device(config_to_dict(inf)),
             "videos": self.videos.content_hash(),
         }
         open_unit(unit, fingerprint, self.resume, write=dist.is_main())
@@ -226,7 +224,7 @@ class SelfTrainRun:
                         max_size=inf.max_size,
                         paths=self.videos.frame_paths(info.id),
                     )
-                    tracks = segment_video(model, source, options).tracks
+                    tracks = segment_video(model, source, inf).tracks
                     atomic_write_json(path, [_track_json(t) for t in tracks])
                 bar.advance()
         dist.barrier()

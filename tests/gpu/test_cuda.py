@@ -253,7 +253,8 @@ def test_predict_on_cuda_equals_the_cpu_kept_tracks(tmp_path, exact_fp32):
 def test_streaming_memory_on_cuda_is_flat(tmp_path):
     """Streaming inference (windows of 12 frames sharing 2) keeps the CUDA peak allocation of a 500-frame video
     within 5% (+1 MiB) of a 50-frame one: the GPU holds one window, finished frames leave as RLE on the CPU."""
-    from autoqvis.inference.predict import PredictOptions, segment_video
+    from autoqvis.config import InferenceConfig
+    from autoqvis.inference.predict import segment_video
 
     torch.manual_seed(0)
     model = build_model("tiny").eval().to(DEVICE)
@@ -262,7 +263,7 @@ def test_streaming_memory_on_cuda_is_flat(tmp_path):
     short.mkdir()
     for path in sorted(long.iterdir())[:50]:
         (short / path.name).symlink_to(path)
-    options = PredictOptions(window=12, overlap=2, short_side=64, device=str(DEVICE))
+    options = InferenceConfig(window=12, overlap=2, short_side=64)  # on the model's device
     segment_video(model, short, options)  # warm-up: kernels, workspaces
     peaks = {}
     for name, folder in (("50", short), ("500", long)):

@@ -17,7 +17,7 @@ import functools
 import pytest
 import torch
 
-from autoqvis.config import TrainingConfig
+from autoqvis.config import InferenceConfig, TrainingConfig
 from autoqvis.model import PRESETS, ModelSpec, VideoMaskFormer, build_model, load_model, save_model
 from autoqvis.model.vit import ARCHS, ViTSpec
 from autoqvis.structures import Clip
@@ -79,7 +79,7 @@ def test_eval_forward_shapes_and_finite_values(name):
         assert logits.shape == (1, spec.num_queries, spec.num_classes + 1) and torch.isfinite(logits).all()
         assert masks.shape == (1, spec.num_queries, T_EVAL, H // 4, W // 4) and torch.isfinite(masks).all()
     # post-processed top-k
-    K = min(spec.test_topk, spec.num_queries * spec.num_classes)
+    K = min(InferenceConfig.top_k, spec.num_queries * spec.num_classes)
     assert out.scores.shape == out.labels.shape == out.query_index.shape == (K,)
     assert torch.isfinite(out.scores).all() and bool(((out.scores > 0) & (out.scores < 1)).all())
     assert torch.equal(out.scores, out.scores.sort(descending=True).values)
