@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from autoqvis.io import rle as rle_utils
+from autoqvis import rle as rle_utils
 
 __all__ = ["Clip", "Predictions", "Track", "VideoInfo", "VideoTracks"]
 

@@ -31,11 +31,11 @@ from pathlib import Path
 import numpy as np
 from stats import standard_error  # bench/stats.py (the script's folder is on sys.path)
 
+from autoqvis import rle
 from autoqvis.config import Config, load_config
 from autoqvis.demo.pipeline import ensure_dinov2_weights
 from autoqvis.eval.davis import evaluate_sequence_2016
 from autoqvis.inference.predict import segment_video
-from autoqvis.io import rle
 from autoqvis.io.atomic import atomic_write_json
 from autoqvis.io.davis import annotation_folder, read_id_masks, sequence_names
 from autoqvis.io.video import FrameList, find_videos
@@ -194,7 +194,7 @@ def iou(a: np.ndarray, b: np.ndarray) -> float:
 
 def discovery_controls(masks: dict, gts: dict[str, np.ndarray]) -> dict[str, float]:
     """Masks per frame, their area and border statistics, and IoU of the best mask with the truth."""
-    from autoqvis.io.rle import touched_borders
+    from autoqvis.rle import touched_borders
 
     counts, areas, borders, best, first = [], [], [], [], []
     for (q, t), ms in masks.items():

@@ -15,13 +15,13 @@ import pytest
 import torch
 from PIL import Image
 
+from autoqvis import rle
 from autoqvis.cli import main
 from autoqvis.config import Config, load_config, save_config, saved_config
 from autoqvis.demo.pipeline import DemoPlan, make_world
 from autoqvis.demo.world import WorldConfig, render_image, render_video
 from autoqvis.errors import StaleOutputError
 from autoqvis.eval.models import ModelScores
-from autoqvis.io import rle
 from autoqvis.io.fingerprint import Unit, describe_changes, open_unit
 from autoqvis.io.video import find_videos
 from autoqvis.model import build_model, save_model

@@ -23,9 +23,9 @@ import pytest
 import torch
 from PIL import Image
 
+from autoqvis import rle
 from autoqvis.config import Config, all_keys, config_to_dict, load_config
 from autoqvis.errors import StaleOutputError
-from autoqvis.io import rle
 from autoqvis.structures import Track
 
 # a valid value other than the default for every key; a few need other settings to matter (CONTEXT)

@@ -28,11 +28,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from autoqvis import rle
 from autoqvis.config import Config, load_config, saved_config
 from autoqvis.demo.world import FOOTAGE, WorldConfig, render_image, render_video
 from autoqvis.errors import CheckpointError, DataError
 from autoqvis.eval.models import ModelEvaluator
-from autoqvis.io import rle
 from autoqvis.io.atomic import atomic_write_json
 from autoqvis.io.fingerprint import Unit, open_unit
 from autoqvis.io.video import find_videos

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from autoqvis import rle
 from autoqvis.config import Config
 from autoqvis.config.checks import choices
 from autoqvis.config.sections import SelectMetric
@@ -27,7 +28,6 @@ from autoqvis.eval.davis import DavisResult, evaluate_sequence_unsupervised
 from autoqvis.eval.quality import pearson, spearman
 from autoqvis.eval.ytvis import evaluate_tracks, track_ious
 from autoqvis.inference.predict import id_map, rank_tracks, segment_video
-from autoqvis.io import rle
 from autoqvis.io.fingerprint import content_identity
 from autoqvis.io.video import FrameList
 from autoqvis.io.ytvis import load_ytvis

@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from autoqvis import rle
 from autoqvis.config import EvaluationConfig, ytvis_metric_names
 from autoqvis.errors import DataError
-from autoqvis.io import rle
 from autoqvis.io.ytvis import load_predictions, load_ytvis
 from autoqvis.structures import Track
 

@@ -30,6 +30,7 @@ import cv2
 import numpy as np
 import torch
 
+from autoqvis import rle
 from autoqvis.config import EvaluationConfig, InferenceConfig, config_to_dict
 from autoqvis.config.checks import choices
 from autoqvis.config.sections import TrackScore
@@ -37,7 +38,6 @@ from autoqvis.device import autocast_dtype, resolve_amp
 from autoqvis.errors import DataError
 from autoqvis.inference.refine import crf_refine_tracks
 from autoqvis.inference.streaming import WindowResult, run_streaming, stream_windows
-from autoqvis.io import rle
 from autoqvis.io.atomic import atomic_path, atomic_write_json
 from autoqvis.io.davis import DAVIS_PALETTE, write_mask_png
 from autoqvis.io.fingerprint import Unit, open_unit, stat_identity

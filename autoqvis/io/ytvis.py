@@ -25,8 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from autoqvis import rle as rle_utils
 from autoqvis.errors import DataError
-from autoqvis.io import rle as rle_utils
 from autoqvis.io.atomic import atomic_write_json
 from autoqvis.io.fingerprint import hash_json
 from autoqvis.io.video import FrameList, read_image
@@ -281,7 +281,7 @@ def _optional_areas(values: Any, length: int, where: str) -> list[float | None] 
 
 class _CompressedMasks:
     """The compressed RLE strings of a file as they are read, checked together at the end (one vectorised
-    pass, :func:`autoqvis.io.rle.counts_errors`); the error names the first bad one's place."""
+    pass, :func:`autoqvis.rle.counts_errors`); the error names the first bad one's place."""
 
     def __init__(self) -> None:
         self.counts: list[str] = []

@@ -33,6 +33,7 @@ from torch import Tensor, nn
 from autoqvis.config.checks import choices
 from autoqvis.config.sections import ViTArch
 from autoqvis.errors import CheckpointError
+from autoqvis.model.checkpoint import describe_torch_load_error
 
 __all__ = [
     "ARCHS",
@@ -351,8 +352,6 @@ def load_state_dict_file(path: str | Path) -> dict[str, Tensor]:
     """Read an official DINO/DINOv2 checkpoint (.pth) or a safetensors file and normalise its key names:
     unwrap ``teacher``/``model``/``state_dict``, strip ``module.``/``backbone.`` prefixes, flatten
     DINOv2 block chunks (``blocks.1.4.`` -> ``blocks.4.``) and drop a classifier ``head.*``."""
-    from autoqvis.model.build import describe_torch_load_error
-
     path = Path(path)
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file

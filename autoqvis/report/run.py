@@ -12,9 +12,9 @@ import numpy as np
 import yaml
 from PIL import Image
 
+from autoqvis import rle
 from autoqvis.config import Config, config_to_dict
 from autoqvis.eval.models import ModelScores
-from autoqvis.io import rle
 from autoqvis.io.ytvis import load_ytvis
 from autoqvis.report.html import (
     GalleryItem,

@@ -21,8 +21,8 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from autoqvis import rle
 from autoqvis.config import SelectionConfig
-from autoqvis.io import rle
 from autoqvis.selftrain.select import keep_confident, nms_any_frame, normalise_empty
 from autoqvis.structures import Track
 

@@ -7,9 +7,9 @@ import shutil
 
 import pytest
 
+from autoqvis import rle
 from autoqvis.cli import main
 from autoqvis.config import InferenceConfig
-from autoqvis.io import rle
 from tests.conftest import set_args, shared_data, tiny_config
 
 pytestmark = pytest.mark.skipif(

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
+from autoqvis import rle
 from autoqvis.eval.models import ModelScores, QualitySamples
-from autoqvis.io import rle
 from autoqvis.structures import Track
 
 

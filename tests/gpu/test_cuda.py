@@ -205,7 +205,7 @@ def _write_video(folder: Path, frames: int, height: int, width: int) -> Path:
 
 
 def _mask_iou(a: list[dict], b: list[dict]) -> float:
-    from autoqvis.io import rle
+    from autoqvis import rle
 
     inter = union = 0
     for x, y in zip(a, b, strict=True):

@@ -13,8 +13,8 @@ from autoqvis.config import InferenceConfig
 from autoqvis.demo.world import WorldConfig, render_video
 from autoqvis.inference.predict import segment_video
 from autoqvis.io.davis import read_mask_png
-from autoqvis.io.rle import decode
 from autoqvis.model import build_model, save_model
+from autoqvis.rle import decode
 
 
 @pytest.fixture(scope="module")
@@ -125,8 +125,8 @@ def test_predict_on_an_mp4_file(model_dir, tmp_path):
 
 
 def test_rank_tracks_by_class_score_or_by_quality():
+    from autoqvis import rle
     from autoqvis.inference.predict import rank_tracks
-    from autoqvis.io import rle
     from autoqvis.structures import Track
 
     m = np.zeros((4, 4), bool)

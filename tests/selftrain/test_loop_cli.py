@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from autoqvis import rle
 from autoqvis.demo.world import WorldConfig, render_video
-from autoqvis.io import rle
 from autoqvis.io.ytvis import YTVISDataset, save_ytvis
 from autoqvis.structures import Track, VideoInfo
 from tests.conftest import TINY_SETTINGS
