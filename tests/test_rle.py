@@ -3,8 +3,7 @@ import pytest
 from pycocotools import mask as mask_utils
 
 from autoqvis import rle
-
-from .rle_helpers import uncompressed_counts
+from tests.io.rle_helpers import uncompressed_counts
 
 
 def test_encode_decode_round_trip_and_area():
