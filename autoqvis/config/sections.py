@@ -47,7 +47,7 @@ __all__ = [
 # The names a field can take, declared once here: the code that uses them checks that it knows exactly
 # these (autoqvis.model.build.PRESETS, autoqvis.model.vit.ARCHS).
 Preset = Literal["paper_r50", "videocutler_r50", "tiny"]  # model architectures (autoqvis.model.build)
-Backbone = Literal["resnet", "vit"]
+BackboneName = Literal["resnet", "vit"]
 # released self-supervised ViTs (autoqvis.model.vit.ARCHS); ``dinov2_vits14_imgfocus`` is the offline DINOv2-S
 ViTArch = Literal[
     "dino_vits8",
@@ -160,7 +160,7 @@ class ModelConfig:
     """The class-agnostic VideoMask2Former with the quality (mask-IoU) head. Defaults: ``paper_r50``."""
 
     preset: Preset = "paper_r50"  # the architecture's sizes (autoqvis.model.build.PRESETS)
-    backbone: Backbone = "resnet"
+    backbone: BackboneName = "resnet"
     weights: str | None = None  # initial weights (official .pth, or our safetensors)
     # backbone=vit: a DINO/DINOv2 ViT through a simple feature pyramid (CPU / offline path)
     vit_arch: ViTArch = "dinov2_vits14_imgfocus"

@@ -116,15 +116,15 @@ def test_paper_model_eval_forward_on_cuda_equals_cpu(exact_fp32):
             images, _ = model.preprocess([frames])
             out = model(images, num_videos=1)
             _, mask_features, multi_scale = model.features(images)
-            quality = model.quality_head(multi_scale[0], out["pred_masks"])  # every query, every frame
+            quality = model.quality_head(multi_scale[0], out.masks)  # every query, every frame
             post = model.inference(frames)
             results.append((mask_features, multi_scale, out, quality, post))
     (mf_c, ms_c, out_c, q_c, post_c), (mf_g, ms_g, out_g, q_g, post_g) = results
     assert_close_scaled(mf_g, mf_c, "mask features")
     for level, (a, b) in enumerate(zip(ms_g, ms_c, strict=True)):
         assert_close_scaled(a, b, f"multi-scale level {level}")
-    assert_close_scaled(out_g["pred_logits"], out_c["pred_logits"], "class logits", worst=1e-2)
-    assert_close_scaled(out_g["pred_masks"], out_c["pred_masks"], "mask logits", worst=1e-2)
+    assert_close_scaled(out_g.logits, out_c.logits, "class logits", worst=1e-2)
+    assert_close_scaled(out_g.masks, out_c.masks, "mask logits", worst=1e-2)
     assert_close_scaled(q_g, q_c, "quality head", worst=1e-2)
     torch.testing.assert_close(post_g.scores.cpu(), post_c.scores, atol=1e-4, rtol=0)
     same = post_g.query_index.cpu() == post_c.query_index
