@@ -22,6 +22,7 @@ from autoqvis.demo.pipeline import DemoPlan, make_world
 from autoqvis.demo.world import WorldConfig, render_image, render_video
 from autoqvis.errors import StaleOutputError
 from autoqvis.eval.models import ModelScores
+from autoqvis.eval.ytvis import METRIC_NAMES
 from autoqvis.io.fingerprint import Unit, describe_changes, open_unit
 from autoqvis.io.video import find_videos
 from autoqvis.model import build_model, save_model
@@ -332,7 +333,7 @@ def test_round_predictions_selection_and_scores(data, tmp_path):
 
         def __call__(self, model):
             self.calls += 1
-            return ModelScores(ytvis={"AP50": 50.0})
+            return ModelScores(ytvis=dict.fromkeys(METRIC_NAMES, 10.0) | {"AP50": 50.0})
 
     model = shutil.copytree(data / "model", tmp_path / "m0" / "model")
     scorer = Evaluator("first")
@@ -340,6 +341,14 @@ def test_round_predictions_selection_and_scores(data, tmp_path):
     assert run.result("M0", 0, model).scores.value("AP50") == 50.0
     run.result("M0", 0, model)
     assert scorer.calls == 1 and (tmp_path / "m0" / "metrics.json").is_file()
+    # scores cached before the metric set changed (a metric added since) are computed again
+    cached = json.loads((tmp_path / "m0" / "metrics.json").read_text())
+    cached["metric_set"].remove("pearson_confidence")
+    (tmp_path / "m0" / "metrics.json").write_text(json.dumps(cached))
+    run.result("M0", 0, model)
+    assert scorer.calls == 2 and "pearson_confidence" in (tmp_path / "m0" / "metrics.json").read_text()
+    run.result("M0", 0, model)
+    assert scorer.calls == 2
     run.evaluator = Evaluator("second")
     with pytest.raises(StaleOutputError, match=r"validation.gt \"first\" -> \"second\""):
         run.result("M0", 0, model)

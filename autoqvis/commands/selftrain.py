@@ -65,11 +65,9 @@ def run(args: argparse.Namespace) -> int:
     from autoqvis.demo.world import world_source
     from autoqvis.engine import dist
     from autoqvis.engine.sources import synthetic_source
-    from autoqvis.eval.models import ModelEvaluator
-    from autoqvis.io.video import find_videos
+    from autoqvis.eval.models import SUMMARY, ModelScores
     from autoqvis.report.run import write_run_report
-    from autoqvis.selftrain.loop import SelfTrainRun
-    from autoqvis.selftrain.videos import cache_videos
+    from autoqvis.selftrain.run import self_train
 
     cfg = config_from_args(args)
     if not args.world and not args.synthetic_masks and not args.synthetic_images:
@@ -86,9 +84,6 @@ def run(args: argparse.Namespace) -> int:
     resume = not args.no_resume
     device, cfg = device_from_args(args, cfg, amp=("training", "inference"))
     dist.init_from_env(device)
-    videos, report = cache_videos(
-        find_videos(args.videos), args.out, cfg.inference.short_side, skip_bad=args.skip_bad, resume=resume
-    )
     with saved_config(cfg, args.out, enabled=dist.is_main()):
         synthetic = [world_source(args.world, cfg.synthesis.num_frames)] if args.world else []
         masks = args.synthetic_masks
@@ -96,28 +91,47 @@ def run(args: argparse.Namespace) -> int:
             masks = _discover_images(args.synthetic_images, args.out / "discovery", cfg, str(device), resume)
         if masks:
             synthetic.append(synthetic_source(masks, args.synthetic_images, cfg))
-        evaluator = ModelEvaluator(args.val, args.val_frames, cfg, str(device)) if args.val else None
-        run = SelfTrainRun(cfg, args.out, videos, synthetic, str(device), evaluator, resume=resume)
-        result = run.run(init=args.init, m0=args.init if args.skip_initial else None)
+        done = self_train(
+            cfg,
+            args.out,
+            args.videos,
+            synthetic,
+            str(device),
+            val=(args.val, args.val_frames) if args.val else None,
+            init=args.init,
+            m0=args.init if args.skip_initial else None,
+            resume=resume,
+            skip_bad=args.skip_bad,
+        )
     if dist.is_main():
-        _print_table(result)
-        chosen = result.selected_model
-        print(f"selected model: {chosen.name} ({result.rule}): {chosen.path}")
+        models, chosen = done.models, done.selected_model
+        print(
+            ModelScores.table(
+                [(m.name, m.scores) for m in models],
+                SUMMARY,
+                {
+                    "pseudo-labels": [m.pseudo_labels for m in models],
+                    "selected": ["yes" if m is chosen else "" for m in models],
+                },
+            )
+        )
+        print("per-round details: summary.json and round_k/selection.json in the run folder")
+        print(f"selected model: {chosen.name} ({done.result.rule}): {chosen.path}")
         page = write_run_report(
             args.out / "report.html",
-            result.models,
+            models,
             cfg,
-            run,
+            done.run,
             f"autoqvis selftrain: {args.videos.name}",
             notes=[
-                f"{len(videos.videos)} unlabeled videos from {args.videos}",
+                f"{len(done.videos.videos)} unlabeled videos from {args.videos}",
                 "scored on " + (str(args.val) if args.val else "nothing (no --val given)"),
             ],
             selected=chosen.name,
         )
         print(f"report: {page}")
-        if report:
-            print(report.summary())
+        if done.skipped:
+            print(done.skipped.summary())
     dist.shutdown()
     return 0
 
@@ -133,15 +147,3 @@ def _discover_images(images: Path, out: Path, cfg, device: str, resume: bool = T
         discover_images(images, path, cfg.discovery, device, resume=resume)
     dist.barrier()
     return path
-
-
-def _print_table(result) -> None:
-    keys = ("AP", "AP50", "AP75", "AR10")
-    print(f"{'model':22s} " + " ".join(f"{k:>6s}" for k in keys) + "  pseudo-labels")
-    for i, m in enumerate(result.models):
-        y = m.scores.ytvis if m.scores else {}
-        values = " ".join(f"{y[k]:6.2f}" if y.get(k) is not None else "     -" for k in keys)
-        mark = " (selected)" if i == result.selected else ""
-        labels = "-" if m.pseudo_labels is None else m.pseudo_labels
-        print(f"{m.name:22s} {values}  {labels}{mark}")
-    print("per-round details: summary.json and round_k/selection.json in the run folder")

@@ -15,13 +15,14 @@ true IoU (its track matched to the ground-truth track of highest video IoU), wit
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
 
 from autoqvis import rle
-from autoqvis.config import Config
+from autoqvis.config import Config, ytvis_metric_names
 from autoqvis.config.checks import choices
 from autoqvis.config.sections import SelectMetric
 from autoqvis.eval.davis import DavisResult, evaluate_sequence_unsupervised
@@ -34,9 +35,20 @@ from autoqvis.io.ytvis import load_ytvis
 from autoqvis.model import load_model
 from autoqvis.structures import Track
 
-__all__ = ["METRICS", "ModelEvaluator", "ModelScores", "QualitySamples"]
+__all__ = ["METRICS", "SUMMARY", "ModelEvaluator", "ModelScores", "QualitySamples"]
 
 METRICS = choices(SelectMetric)  # what a model can be selected by (the config's select_metric)
+
+
+SUMMARY = ("AP", "AP50", "AP75", "AR10", "JF")  # the columns of a short table of models
+_SCALARS = ("spearman_quality", "spearman_confidence", "pearson_quality", "pearson_confidence")
+_HEADERS = {"JF": "J&F", "spearman_quality": "Spearman Q", "spearman_confidence": "Spearman s"}
+
+
+def _header(column: str, alt: str | None) -> str:
+    if column.startswith("alt:"):
+        return f"{column[4:]} {alt}-ranked"
+    return _HEADERS.get(column, column)
 
 
 @dataclass
@@ -88,9 +100,62 @@ class ModelScores:
             raise ValueError(f"unknown metric {metric!r}; expected one of {', '.join(known)}")
         return self.jf if metric == "JF" else self.ytvis.get(metric)
 
+    def column(self, name: str) -> float | None:
+        """A table column: a YouTube-VIS metric, ``JF``, ``alt:<metric>`` (that metric under the other track
+        ranking), or another score field (``spearman_quality``, ...)."""
+        if name.startswith("alt:"):
+            return (self.ytvis_alt or {}).get(name[4:])
+        if name in self.ytvis or name == "JF":
+            return self.value(name)
+        if name in _SCALARS:
+            return getattr(self, name)
+        raise ValueError(
+            f"unknown column {name!r}; expected a metric of {', '.join(self.ytvis)}, JF or {_SCALARS}"
+        )
+
+    @staticmethod
+    def table(
+        models: Sequence[tuple[str, ModelScores | None]],
+        columns: Sequence[str] = SUMMARY,
+        extra: Mapping[str, Sequence[object]] | None = None,
+    ) -> str:
+        """The one plain-text table of scores: a row per ``(name, scores)`` (``-`` where a model has no scores
+        or a metric is undefined), a column per name in ``columns`` (see :meth:`column`; an ``alt:`` column
+        is left out when no model has the other ranking), then the ``extra`` columns (``{header: one value per
+        model}``, e.g. the pseudo-labels kept)."""
+        alt = next((s.alt_ranking for _, s in models if s is not None and s.alt_ranking), None)
+        columns = [c for c in columns if alt or not c.startswith("alt:")]
+        headers = [_header(c, alt) for c in columns] + list(extra or {})
+        widths = [max(6, len(h)) for h in headers]
+        name_width = max([5, *(len(name) for name, _ in models)])
+        lines = [f"{'model':{name_width}s} " + " ".join(f"{h:>{w}s}" for h, w in zip(headers, widths))]
+        lines.append("-" * len(lines[0]))
+        for i, (name, scores) in enumerate(models):
+            values = [None if scores is None else scores.column(c) for c in columns]
+            cells = [
+                f"{'-':>{w}s}" if v is None else f"{v:{w}.{3 if c in _SCALARS else 2}f}"
+                for v, w, c in zip(values, widths, columns)
+            ]
+            cells += [
+                f"{'-' if v[i] is None else v[i]!s:>{w}s}"
+                for v, w in zip((extra or {}).values(), widths[len(columns) :])
+            ]
+            lines.append(f"{name:{name_width}s} " + " ".join(cells))
+        return "\n".join(lines)
+
+    @staticmethod
+    def metric_set(max_dets: Sequence[int]) -> list[str]:
+        """What these scores hold, for ``evaluation.max_dets``: a cached ``metrics.json`` that holds another
+        set (written before a metric was added) is scored again."""
+        return [
+            *ytvis_metric_names(tuple(max_dets)),
+            *(f.name for f in fields(ModelScores) if f.name != "samples"),
+        ]
+
     def to_json(self, samples: bool = True) -> dict:
         """The layout of a round's ``metrics.json`` (and, without the samples, of ``summary.json`` rows)."""
-        out: dict = {"ytvis": self.ytvis}
+        names = [*self.ytvis, *(f.name for f in fields(ModelScores) if f.name != "samples")]
+        out: dict = {"metric_set": names, "ytvis": self.ytvis}
         if self.ytvis_alt is not None:
             out["ytvis_alt"] = {"ranking": self.alt_ranking, **self.ytvis_alt}
         out |= {

@@ -398,8 +398,8 @@ class SelfTrainRun:
             }
             reuse = open_unit(unit, fingerprint, self.resume, write=dist.is_main())
             if reuse and cache.is_file():
-                scores = _read_scores(cache)
-            else:
+                scores = _read_scores(cache, ModelScores.metric_set(self.cfg.evaluation.max_dets))
+            if scores is None:  # not scored yet, or scored before the metrics changed
                 scores = self.evaluator(model)
                 if dist.is_main():
                     atomic_write_json(cache, scores.to_json(samples=True))
@@ -424,7 +424,14 @@ def _read_tracks(path: Path) -> list[Track]:
     return _read_or_explain(path, lambda d: [_track_from_json(t) for t in d], "the video is predicted again")
 
 
-def _read_scores(path: Path) -> ModelScores:
+def _read_scores(path: Path, metric_set: list[str]) -> ModelScores | None:
+    """The cached scores, or None when they hold another set of metrics than the current code computes."""
+    data = _read_or_explain(path, lambda d: d, "the model is scored again")
+    if not isinstance(data, dict) or data.get("metric_set") != metric_set:
+        log.info(
+            "%s holds other metrics than these (%s); scoring the model again", path, ", ".join(metric_set)
+        )
+        return None
     return _read_or_explain(path, ModelScores.from_json, "the model is scored again")
 
 
