@@ -14,8 +14,8 @@ def load_model(weights, model=None, device="cpu"):
     return _load(weights, model=model, device=device)
 
 
-def segment(model, video, **options):
+def segment(model, video, inference=None, **settings):
     """See :func:`autoqvis.api.segment`."""
     from autoqvis.api import segment as _segment
 
-    return _segment(model, video, **options)
+    return _segment(model, video, inference, **settings)

@@ -8,9 +8,11 @@ result = autoqvis.segment(model, "long.mp4", window=36)    # streaming: memory b
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
-from autoqvis.inference.predict import PredictOptions, segment_video
+from autoqvis.config import InferenceConfig
+from autoqvis.inference.predict import segment_video
 from autoqvis.model.build import load_model
 from autoqvis.model.vis import VideoMaskFormer
 from autoqvis.structures import VideoTracks
@@ -19,28 +21,17 @@ __all__ = ["load_model", "segment"]
 
 
 def segment(
-    model: VideoMaskFormer,
-    video,
-    window: int = 0,
-    overlap: int = 2,
-    short_side: int = 360,
-    top_k: int | None = None,
-    track_score: str = "class",
-    amp: str = "off",
+    model: VideoMaskFormer, video, inference: InferenceConfig | None = None, **settings
 ) -> VideoTracks:
     """Every object in ``video`` (a path, or a :class:`~autoqvis.io.video.VideoSource`): a
     :class:`~autoqvis.structures.VideoTracks` with per-frame RLE masks at the original size, scores and
-    per-frame predicted quality. ``window`` > 0 streams the video in windows of that many frames sharing
-    ``overlap`` frames (memory bounded by the window); ``track_score="quality"`` ranks the tracks by score x
-    mean predicted IoU. Runs on the model's device; ``amp="bf16"`` (CPU or CUDA) or ``"fp16"`` (CUDA) runs the
-    network under autocast, with float32 post-processing."""
-    options = PredictOptions(
-        window=window,
-        overlap=overlap,
-        short_side=short_side,
-        top_k=top_k or model.spec.test_topk,
-        device=str(model.pixel_mean.device),
-        track_score=track_score,
-        amp=amp,
-    )
-    return segment_video(model.eval(), video if not isinstance(video, str) else Path(video), options)
+    per-frame predicted quality. Runs on the model's device.
+
+    The settings are those of the ``inference`` section (default: its defaults, the official test), and
+    ``settings`` change any of its fields by name, with the section's checks: ``window`` > 0 streams the
+    video in windows of that many frames sharing ``overlap`` frames (memory bounded by the window);
+    ``track_score="quality"`` ranks the tracks by score x mean predicted IoU; ``amp="bf16"`` (CPU or CUDA) or
+    ``"fp16"`` (CUDA) runs the network under autocast, with float32 post-processing; ``top_k``,
+    ``short_side``, ``max_size``, ``crf_short_side``, ``crf_max_tracks``."""
+    inference = dataclasses.replace(inference or InferenceConfig(), **settings)
+    return segment_video(model.eval(), video if not isinstance(video, str) else Path(video), inference)

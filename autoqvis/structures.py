@@ -8,20 +8,23 @@ Legend: ``N`` objects (tracks), ``T`` frames, ``H, W`` frame size, ``K`` predict
   ``selected`` flags).
 - :class:`VideoInfo` / :class:`VideoTracks`: a video's metadata and its tracks.
 - :class:`Predictions`: dense model output for one video (top-k tracks), convertible to tracks.
+- :class:`RoundOutput` / :class:`DecoderOutput`: the video decoder's raw predictions of one round / of all
+  rounds (what the training criterion reads); ``B`` videos, ``Q`` queries, ``C`` classes + 1 (the last is
+  no-object), ``h, w`` the mask-logit grid (stride 4 of the padded input).
 """
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 
-from autoqvis.io import rle as rle_utils
+from autoqvis import rle as rle_utils
 
-__all__ = ["Clip", "Predictions", "Track", "VideoInfo", "VideoTracks"]
+__all__ = ["Clip", "DecoderOutput", "Predictions", "RoundOutput", "Track", "VideoInfo", "VideoTracks"]
 
 RLE = dict[str, Any]  # compressed COCO RLE: {"size": [H, W], "counts": str}
 
@@ -176,3 +179,27 @@ class Predictions:
             ious = None if self.predicted_iou is None else [float(v) for v in self.predicted_iou[k]]
             tracks.append(Track(masks=encoded, score=float(self.scores[k]), predicted_iou=ious))
         return tracks
+
+
+class RoundOutput(NamedTuple):
+    """The predictions of one decoder round, B and T apart (a named tuple: DistributedDataParallel and
+    ``torch.utils._pytree`` see its tensors)."""
+
+    logits: torch.Tensor  # (B, Q, C) float class logits
+    masks: torch.Tensor | None  # (B, Q, T, h, w) float mask logits; None where not computed (eval)
+    quality: torch.Tensor | None  # (B, Q, T, 1) float raw predicted IoUs; None where the head did not run
+
+
+class DecoderOutput(NamedTuple):
+    """The video decoder's output: the final round's predictions, the query features, and the earlier rounds
+    (``aux``, the first before any layer) for deep supervision."""
+
+    logits: torch.Tensor  # (B, Q, C) float class logits of the final round
+    masks: torch.Tensor  # (B, Q, T, h, w) float mask logits of the final round
+    quality: torch.Tensor | None  # (B, Q, T, 1) float raw predicted IoUs of the final round, or None
+    embeddings: torch.Tensor  # (B, Q, hidden) the normalised final query features
+    aux: tuple[RoundOutput, ...] = ()  # the earlier rounds, first to last
+
+    def rounds(self) -> list[RoundOutput]:
+        """Every round, the final one last."""
+        return [*self.aux, RoundOutput(self.logits, self.masks, self.quality)]

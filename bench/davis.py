@@ -16,10 +16,10 @@ a control, never a result). Pipeline (``configs/small_data.yaml`` plus the sizes
    ``--discovery-cache``, shared by all seeds and runs with the same discovery settings); the training pool is
    every ``--every``-th frame of the pool videos, without region-sized masks (the profile's region rule).
    Controls: masks per frame, their area and borders, IoU of the best mask with the truth;
-2. per seed (``training.seed``): ImageCut2Video from the pool, the initial stage (M0), ``num_rounds``
+2. per seed (``training.seed``): ImageCut2Video from the pool, the initial stage (M0), ``selftrain.num_rounds``
    self-training rounds on the pool videos; the label-free criteria and the model they pick. Controls: M0
    against its own MaskCut teacher (pool frames); each round's label precision and coverage; with
-   ``--controls``, from the same M0 and at one round's budget: synthetic clips only (``mix_prob=0``), the
+   ``--controls``, from the same M0 and at one round's budget: synthetic clips only (``rounds.mix_prob=0``), the
    oracle round (true masks on round 1's own frames) and the supervised ceiling (true masks on every frame
    of the pool videos: the most any label can give this student at this budget).
 
@@ -99,7 +99,7 @@ def bench_config(args: argparse.Namespace, weights: Path) -> Config:
     if args.m0_iters:
         sizes.append(f"training.max_iters={args.m0_iters}")
     if args.round_iters:
-        sizes.append(f"selection.round_iters={args.round_iters}")
+        sizes.append(f"rounds.iters={args.round_iters}")
     return load_config([PROFILE, *args.config], sizes + args.overrides)
 
 
@@ -328,7 +328,7 @@ def main() -> None:
     parser.add_argument("--fixed-size", type=int, default=320, help="MaskCut input size (official 480)")
     parser.add_argument("--short-side", type=int, default=160)
     parser.add_argument("--m0-iters", type=int, help="default: the profile's training.max_iters")
-    parser.add_argument("--round-iters", type=int, help="default: the profile's selection.round_iters")
+    parser.add_argument("--round-iters", type=int, help="default: the profile's rounds.iters")
     parser.add_argument(
         "--best-of", type=int, default=5, help="the oracle choice among a model's top k tracks"
     )

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
+from autoqvis import rle
 from autoqvis.config import Config
 from autoqvis.eval.davis import evaluate_sequence_2016, evaluate_sequence_unsupervised
-from autoqvis.inference.predict import PredictOptions, finish_tracks, id_map, segment_video
+from autoqvis.inference.predict import finish_tracks, id_map, segment_video
 from autoqvis.inference.ranking import track_features
-from autoqvis.io import rle
 from autoqvis.io.atomic import atomic_write_json
 from autoqvis.io.davis import annotation_folder, read_id_masks, sequence_names
 from autoqvis.io.video import FrameList
@@ -132,7 +132,7 @@ def iou(a: np.ndarray, b: np.ndarray) -> float:
 
 def discovery_controls(masks: dict, gts: dict[str, np.ndarray]) -> dict[str, float]:
     """Masks per frame, their area and border statistics, and IoU of the best mask with the truth."""
-    from autoqvis.io.rle import touched_borders
+    from autoqvis.rle import touched_borders
 
     counts, areas, borders, best, first = [], [], [], [], []
     for (q, t), ms in masks.items():
@@ -186,8 +186,7 @@ def raw_tracks(model_dir: Path, root: Path, gts: dict, cfg: Config, cache: Path)
     """The model's top ``RAW_TOP_K`` tracks per sequence by class score, without refinement (cached in
     ``cache/<seq>.json``): every ranking and the CRF are applied to these."""
     net = None
-    options = PredictOptions.from_config(cfg.inference, "cpu", top_k=RAW_TOP_K)
-    options = dataclasses.replace(options, track_score="class", crf_short_side=0)
+    options = dataclasses.replace(cfg.inference, top_k=RAW_TOP_K, track_score="class", crf_short_side=0)
     out = {}
     for q in gts:
         path = cache / f"{q}.json"
@@ -215,7 +214,7 @@ def score_tracks(
     """Per sequence: J, F, J&F of the top track of the configured ranking (with the configured CRF
     refinement), the best J&F among its first ``best_of`` tracks, the DAVIS-2017 unsupervised J&F of its
     first 20, and every raw track's features and J&F (for ranking studies)."""
-    options = PredictOptions.from_config(cfg.inference, "cpu")
+    options = cfg.inference
     out = {}
     for q, gt in gts.items():
         source = FrameList(name=q, short_side=cfg.inference.short_side, paths=frame_paths(root, q))

@@ -36,8 +36,7 @@ import torch
 import torch.nn.functional as F
 
 from autoqvis.config import TrainingConfig
-from autoqvis.losses.criterion import build_criterion
-from autoqvis.model import PRESETS, VideoMaskFormer, msdeform
+from autoqvis.model import PRESETS, VideoMaskFormer, build_model, msdeform
 from autoqvis.structures import Clip
 
 
@@ -46,18 +45,18 @@ def official_style_inference(model: VideoMaskFormer, frames: torch.Tensor, top_k
     images, sizes = model.preprocess([frames])
     _, mask_features, multi_scale = model.features(images)
     out = model.predictor(multi_scale, mask_features, num_videos=1, score_quality="last")
-    masks = F.interpolate(out["pred_masks"][0], size=images.shape[-2:], mode="bilinear", align_corners=False)
-    scores = F.softmax(out["pred_logits"][0], -1)[:, :-1]
+    masks = F.interpolate(out.masks[0], size=images.shape[-2:], mode="bilinear", align_corners=False)
+    scores = F.softmax(out.logits[0], -1)[:, :-1]
     top_scores, top_idx = scores.flatten().topk(top_k, sorted=True)
     kept = masks[top_idx][:, :, : sizes[0][0], : sizes[0][1]]
     kept = F.interpolate(kept, size=sizes[0], mode="bilinear", align_corners=False)
-    return top_scores, top_idx, kept > 0, out["pred_maskiou"][0][top_idx][..., 0].clamp(0, 1)
+    return top_scores, top_idx, kept > 0, out.quality[0][top_idx][..., 0].clamp(0, 1)
 
 
 def eval_worker(mode: str, frames: int, height: int, width: int, runs: int, masks_path: str) -> dict:
     torch.set_num_threads(2)
     torch.manual_seed(0)
-    model = VideoMaskFormer(PRESETS["paper_r50"]).eval()
+    model = build_model("paper_r50").eval()
     clip = torch.randint(
         0, 256, (frames, 3, height, width), generator=torch.Generator().manual_seed(1), dtype=torch.uint8
     )
@@ -98,9 +97,7 @@ def train_iteration_seconds(preset: str, stage: str, runs: int = 2) -> float:
     spec = PRESETS[preset]
     frozen = stage == "self-training"
     training = TrainingConfig(droploss=frozen, freeze_quality_head=frozen)
-    model = VideoMaskFormer(spec, criterion=build_criterion(training)).train()
-    if frozen:
-        model.freeze_quality_head()
+    model = build_model(spec, training).train()
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
     g = torch.Generator().manual_seed(0)
     frames = torch.randint(0, 256, (spec.num_frames, 3, 240, 320), generator=g, dtype=torch.uint8)
@@ -113,7 +110,7 @@ def train_iteration_seconds(preset: str, stage: str, runs: int = 2) -> float:
         start = time.perf_counter()
         images, _ = model.preprocess([clip.frames])
         targets = model.prepare_targets([clip], images.shape[-2:])
-        loss = sum(model.criterion(model(images), targets).values())
+        loss = sum(model.criterion(model(images, num_videos=1), targets).values())
         opt.zero_grad()
         loss.backward()
         opt.step()

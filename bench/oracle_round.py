@@ -1,12 +1,12 @@
 """How much can one self-training round gain at demo scale, with perfect labels? The oracle control.
 
 Trains one round exactly as the demo does (from the run's M0, quality head frozen, DropLoss, half the batches
-from the unlabeled videos, ``selection.round_iters`` iterations) but with the **true** tracks of every unlabeled
+from the unlabeled videos, ``rounds.iters`` iterations) but with the **true** tracks of every unlabeled
 video in place of the pseudo-labels (the world is re-created from the run's seed; the method itself never sees
 them), then scores it on the run's test videos next to M0 and the real rounds. If the oracle round does not
 beat M0, the retraining step at this scale, not the pseudo-labels, is what limits self-training.
 
-    python bench/oracle_round.py runs/demo [--set selection.round_iters=1000 ...]
+    python bench/oracle_round.py runs/demo [--set rounds.iters=1000 ...]
 """
 
 from __future__ import annotations

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
+from autoqvis import rle
 from autoqvis.demo.pipeline import DemoPlan
 from autoqvis.demo.world import render_image, render_video
-from autoqvis.io import rle
 from autoqvis.io.ytvis import load_ytvis
 
 

@@ -32,13 +32,20 @@ GRID = {
 }
 
 
+def raw_folder(scores: Path) -> Path:
+    """Where the raw tracks of a scores file are: ``raw/`` beside a benchmark's ``scores.json``, or
+    ``<stem>_cache/raw`` beside a file written with ``--score-root``."""
+    beside = scores.parent / "raw"
+    return beside if beside.is_dir() else scores.with_name(scores.stem + "_cache") / "raw"
+
+
 def load(paths: list[Path], roots: list[Path]) -> list[list[dict]]:
     """One list of tracks (features + J&F) per sequence, over every file; with the DAVIS ``roots`` the
     sequences' frames are found in, each track also gets its ``motion`` contrast (flow at short side 160,
     cached beside the scores file)."""
     sequences = []
     for path in paths:
-        motion_file = path.with_name("motion.json")
+        motion_file = path.with_name(path.stem + "_motion.json")
         motions = json.loads(motion_file.read_text()) if motion_file.is_file() else {}
         for name, value in json.loads(path.read_text()).items():
             if not value.get("tracks"):
@@ -52,7 +59,7 @@ def load(paths: list[Path], roots: list[Path]) -> list[list[dict]]:
                 None,
             )
             if frames is not None and name not in motions:
-                motions[name] = sequence_motion(path.parent / "raw" / f"{name}.json", frames)
+                motions[name] = sequence_motion(raw_folder(path) / f"{name}.json", frames)
                 motion_file.write_text(json.dumps(motions))
             for track, m in zip(value["tracks"], motions.get(name, []), strict=False):
                 track["motion"] = m
@@ -136,7 +143,7 @@ def crf_study(paths: list[Path], roots: list[Path], weights: dict, sides: list[i
             if root is None or not value.get("tracks"):
                 continue
             gt = truth(root)[name]
-            raw = json.loads((path.parent / "raw" / f"{name}.json").read_text())
+            raw = json.loads((raw_folder(path) / f"{name}.json").read_text())
             best = max(
                 range(len(raw)), key=lambda i: main_object_score(features(value["tracks"][i]), **weights)
             )

@@ -93,7 +93,7 @@ def breakdown(trainer: Trainer, batches: list) -> dict[str, float]:
             mask_features, multi_scale = model.sem_seg_head.pixel_decoder(feats)
             t = tick("pixel decoder", t)
             quality = model.quality_outputs if model.train_quality_head else "none"  # as the trainer runs it
-            out = model.predictor(multi_scale, mask_features, score_quality=quality)
+            out = model.predictor(multi_scale, mask_features, len(clips), score_quality=quality)
             t = tick("decoder + quality head", t)
             losses = model.criterion(out, targets)
             t = tick("losses", t)

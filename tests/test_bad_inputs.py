@@ -22,9 +22,9 @@ import pytest
 import torch
 from PIL import Image
 
+from autoqvis import rle
 from autoqvis.cli import main
 from autoqvis.demo.world import WorldConfig, render_image, render_video
-from autoqvis.io import rle
 from autoqvis.io.ytvis import YTVISDataset, save_ytvis
 from autoqvis.model import build_model, save_model
 from autoqvis.structures import Track, VideoInfo

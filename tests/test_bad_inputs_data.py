@@ -28,10 +28,10 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file, save_file
 
+from autoqvis import rle
 from autoqvis.cli import main
 from autoqvis.demo.world import WorldConfig, render_video
 from autoqvis.errors import DataError
-from autoqvis.io import rle
 from autoqvis.io.davis import read_mask_png, write_mask_png
 from autoqvis.io.video import read_image
 from autoqvis.io.ytvis import save_ytvis

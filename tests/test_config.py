@@ -1,6 +1,7 @@
 import dataclasses
 import math
 import re
+import typing
 
 import pytest
 import yaml
@@ -19,10 +20,10 @@ def test_defaults_are_the_official_settings():
 
 def test_yaml_delta_and_overrides(tmp_path):
     delta = tmp_path / "small.yaml"
-    delta.write_text("selection:\n  quality_min: 0.3\n  num_rounds: 3\ninference:\n  top_k: 5\n")
+    delta.write_text("selection:\n  quality_min: 0.3\nselftrain:\n  num_rounds: 3\ninference:\n  top_k: 5\n")
     cfg = load_config([delta], ["selection.quality_min=0.5", "synthesis.short_sides=[96, 128]"])
     assert cfg.selection.quality_min == 0.5  # the override wins over the file
-    assert cfg.selection.num_rounds == 3
+    assert cfg.selftrain.num_rounds == 3
     assert cfg.inference.top_k == 5
     assert cfg.synthesis.short_sides == (96, 128)
     assert cfg.training == Config().training  # untouched sections keep their defaults
@@ -47,7 +48,7 @@ def test_unknown_key_names_the_nearest(tmp_path):
         ("selection.quality_min=high", "must be a number"),
         ("synthesis.brightness=[0.9]", "must be a list of 2 values"),
         ("selection=3", "is a section and needs a mapping"),
-        ("selection.droploss=1", "must be true or false"),
+        ("rounds.droploss=1", "must be true or false"),
         ("novalue", "must look like section.key=value"),
     ],
 )
@@ -116,7 +117,8 @@ def test_shipped_profiles_load_by_name_or_path(tmp_path):
         ("synthesis.crop_min=800", r"'synthesis.crop_min' \(800\) must be <= 'synthesis.crop_max' \(720\)"),
         ("inference.short_side=0", r"'inference.short_side' must be >= 32, got 0"),
         ("inference.window=2", r"'inference.overlap' \(4\) must be smaller than 'inference.window' \(2\)"),
-        ("evaluation.max_dets=[]", r"'evaluation.max_dets' must hold at least one value"),
+        ("evaluation.max_dets=[]", r"'evaluation.max_dets' must be a list of 3 values, got \[\]"),
+        ("evaluation.max_dets=[10, 1, 100]", r"'evaluation.max_dets' must be 3 increasing numbers"),
         ("evaluation.davis_max_proposals=300", r"must be in \[1, 255\], got 300"),
     ],
 )
@@ -188,3 +190,118 @@ def test_duplicate_keys_and_sections_are_refused(tmp_path, text, fragment):
     with pytest.raises(ConfigError, match=re.escape(fragment)) as err:
         load_config([tmp_path / "c.yaml"])
     assert str(tmp_path / "c.yaml") in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "choice"),
+    [
+        ("model.preset", "nope", "'paper_r50', 'videocutler_r50', 'tiny'"),
+        ("model.backbone", "vgg", "'resnet', 'vit'"),
+        ("model.vit_arch", "vit_huge", "'dinov2_vits14_imgfocus'"),
+        ("discovery.arch", "dino", "'dino_vitb8'"),
+        ("discovery.features", "q", "'k', 'tokens'"),
+        ("inference.device", "gpu", "auto, cpu, cuda or cuda:N"),
+        ("inference.device", "cuda:x", "auto, cpu, cuda or cuda:N"),
+        ("inference.track_score", "area", "'class', 'quality'"),
+        ("training.schedule", "linear", "'constant', 'step', 'cosine'"),
+    ],
+)
+def test_enumerated_values_are_checked_when_the_config_is_made(key, value, choice):
+    """One line naming the key, the value and the valid choices, from --set and from code alike."""
+    with pytest.raises(ConfigError) as err:
+        load_config(overrides=[f"{key}={value}"])
+    message = str(err.value)
+    assert "\n" not in message and f"'{key}'" in message and repr(value) in message and choice in message
+    section, name = key.split(".")
+    with pytest.raises(ConfigError, match=re.escape(f"'{key}'")):  # dataclasses.replace skips the loader
+        dataclasses.replace(getattr(Config(), section), **{name: value})
+
+
+def test_every_enumerated_field_refuses_an_unknown_value():
+    from autoqvis.config.checks import choices
+
+    cfg, checked = Config(), 0
+    for section in dataclasses.fields(cfg):
+        value = getattr(cfg, section.name)
+        hints = typing.get_type_hints(type(value))
+        for f in dataclasses.fields(value):
+            if choices(hints[f.name]):
+                checked += 1
+                with pytest.raises(ConfigError, match=f"'{section.name}.{f.name}' must be one of"):
+                    dataclasses.replace(value, **{f.name: "nope"})
+    assert checked >= 10
+
+
+def test_the_config_names_exactly_the_presets_and_vits_the_model_knows():
+    from autoqvis.config.checks import choices
+    from autoqvis.config.sections import Preset, ViTArch
+    from autoqvis.model.build import PRESETS
+    from autoqvis.model.vit import ARCHS
+
+    assert set(PRESETS) == set(choices(Preset))
+    assert set(ARCHS) == set(choices(ViTArch))
+
+
+def test_device_names_are_read_alike_by_the_config_and_the_device_module():
+    from autoqvis.config.checks import DEVICE_NAME
+    from autoqvis.device import _DEVICE_RE
+
+    for text in ("auto", "cpu", "cuda", "cuda:0", "cuda:12", "gpu", "cpu:0", "auto:1", "cuda:", "mps", ""):
+        by_device = _DEVICE_RE.match(text)
+        by_device = by_device is not None and (by_device.group(2) is None or by_device.group(1) == "cuda")
+        assert bool(DEVICE_NAME.match(text)) == by_device, text
+
+
+def test_an_ar_metric_to_select_by_must_be_reported():
+    cfg = load_config(overrides=["evaluation.max_dets=[2, 20, 200]", "selftrain.select_metric=AP50"])
+    assert cfg.evaluation.max_dets == (2, 20, 200)
+    with pytest.raises(
+        ConfigError, match=r"'selftrain.select_metric' AR10 is not reported .*AP, AP50, AP75, JF"
+    ):
+        load_config(overrides=["evaluation.max_dets=[2, 20, 200]", "selftrain.select_metric=AR10"])
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        ("selection.round_iters", "rounds.iters"),
+        ("selection.round_batch_size", "rounds.batch_size"),
+        ("selection.round_lr", "rounds.lr"),
+        ("selection.mix_prob", "rounds.mix_prob"),
+        ("selection.mix_frames", "rounds.mix_frames"),
+        ("selection.droploss", "rounds.droploss"),
+        ("selection.freeze_quality_head", "rounds.freeze_quality_head"),
+        ("selection.num_rounds", "selftrain.num_rounds"),
+        ("selection.reset_each_round", "selftrain.reset_each_round"),
+        ("selection.select_metric", "selftrain.select_metric"),
+        ("selection.label_free_pick", "selftrain.label_free_pick"),
+    ],
+)
+def test_a_moved_key_is_refused_with_its_new_name(tmp_path, old, new):
+    """The self-training keys that left `selection`: --set, a YAML file and a saved config.yaml all say where."""
+    from autoqvis.config.loader import MOVED
+
+    assert MOVED[old] == new
+    section, name = new.split(".")
+    value = config_to_dict(Config())[section][name]
+    typed = yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
+    with pytest.raises(ConfigError, match=rf"^--set {old}=.*'{old}' moved to '{new}'; pass --set {new}="):
+        load_config(overrides=[f"{old}={typed}"])
+    old_file = tmp_path / "old.yaml"
+    old_file.write_text(f"selection:\n  {old.split('.')[1]}: {typed}\n")
+    with pytest.raises(
+        ConfigError, match=rf"old.yaml: '{old}' moved to '{new}'; rename it to '{name}' under"
+    ):
+        load_config([old_file])
+    saved = config_to_dict(Config())
+    saved["selection"][old.split(".")[1]] = value
+    with pytest.raises(ConfigError, match=rf"saved config: '{old}' moved to '{new}'"):
+        config_from_dict(saved)
+    assert getattr(getattr(load_config(overrides=[f"{new}={typed}"]), section), name) == value
+
+
+def test_every_moved_key_names_an_existing_key_and_no_existing_key_moved():
+    from autoqvis.config.loader import MOVED, all_keys
+
+    assert set(MOVED.values()) <= set(all_keys())
+    assert not set(MOVED) & set(all_keys())

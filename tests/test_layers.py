@@ -3,7 +3,7 @@
 Every ``import``/``from ... import`` of every module is read with :mod:`ast`, the ones inside functions
 included (a lazy import is still a dependency). The order is the README's "Layout" section:
 
-    base        errors, paths, progress, device
+    base        errors, paths, progress, device, rle
     data        io, structures, config
     losses
     model       ResNet, ViT, pixel decoder, decoder, quality head, build/load
@@ -28,7 +28,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "autoqvis"
 
 LAYERS: list[tuple[str, ...]] = [
-    ("errors", "paths", "progress", "device"),
+    ("errors", "paths", "progress", "device", "rle"),
     ("io", "structures", "config"),
     ("losses",),
     ("model",),
@@ -46,7 +46,7 @@ LEVEL = {part: i for i, layer in enumerate(LAYERS) for part in layer}
 
 
 def top_part(module: str) -> str | None:
-    """``autoqvis.io.rle`` -> ``io``; ``autoqvis`` -> ``__init__``; other packages -> None."""
+    """``autoqvis.io.ytvis`` -> ``io``; ``autoqvis`` -> ``__init__``; other packages -> None."""
     parts = module.split(".")
     if parts[0] != "autoqvis":
         return None
@@ -107,3 +107,82 @@ def test_the_checker_sees_imports_inside_functions_and_relative_ones():
     found = imported_modules(text, "autoqvis.model.probe")
     assert found == [(1, "os"), (4, "autoqvis.selftrain"), (5, "autoqvis.demo")]
     assert imported_modules("from . import rle\n", "autoqvis.io.__init__") == [(1, "autoqvis.io")]
+
+
+def _module_of(name: str, known: set[str]) -> str | None:
+    """The module file an import names: ``autoqvis.io.ytvis`` itself, or the package ``autoqvis.io`` (its
+    ``__init__``) for ``from autoqvis.io import x`` when x is not a module; None outside autoqvis."""
+    while name and name not in known:
+        name = name.rpartition(".")[0]
+    return name or None
+
+
+def import_graph() -> dict[str, set[str]]:
+    """``{module: modules it imports}`` over every autoqvis module, imports inside functions included;
+    a package is its ``__init__`` (``autoqvis.io``)."""
+    names = {module_name(p).removesuffix(".__init__"): p for p in modules()}
+    graph: dict[str, set[str]] = {}
+    for name, path in names.items():
+        targets = {
+            _module_of(m, set(names)) for _, m in imported_modules(path.read_text(), module_name(path))
+        }
+        graph[name] = {t for t in targets if t is not None and t != name and t != "autoqvis"}
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one node (Tarjan), each sorted."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for target in sorted(graph.get(node, ())):
+            if target not in index:
+                visit(target)
+                low[node] = min(low[node], low[target])
+            elif target in on_stack:
+                low[node] = min(low[node], index[target])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                top = stack.pop()
+                on_stack.discard(top)
+                component.append(top)
+                if top == node:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return found
+
+
+def test_no_module_imports_itself_through_others():
+    """No import cycle between modules (build -> vit -> build once was one, through an import inside a
+    function)."""
+    assert not cycles(import_graph()), "import cycles:\n" + "\n".join(
+        " <-> ".join(c) for c in cycles(import_graph())
+    )
+
+
+def test_no_package_imports_itself_through_others():
+    """No cycle between the top-level packages either (structures -> io.rle while io.ytvis -> structures once
+    was one): within a layer the imports point one way too."""
+    parts: dict[str, set[str]] = {}
+    for module, targets in import_graph().items():
+        own = top_part(module)
+        parts.setdefault(own, set()).update(top_part(t) for t in targets if top_part(t) != own)
+    assert not cycles(parts), "package cycles:\n" + "\n".join(" <-> ".join(c) for c in cycles(parts))
+
+
+def test_the_cycle_check_sees_a_cycle():
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert cycles({"a": {"b"}, "b": set()}) == []

@@ -65,12 +65,12 @@ def test_s3_profile_is_the_official_initial_stage():
 
 def test_s4_profile_is_the_official_self_training():
     cfg = load_config([CONFIGS / "paper_s4_selftrain.yaml"])
-    s, t = cfg.selection, cfg.training
-    assert (s.num_rounds, s.round_iters, s.round_batch_size) == (2, 10000, 4)
+    s, r, loop, t = cfg.selection, cfg.rounds, cfg.selftrain, cfg.training
+    assert (loop.num_rounds, r.iters, r.batch_size) == (2, 10000, 4)
     assert (s.top_k, s.nms_iou, s.score_min, s.quality_min, s.min_frames) == (10, 0.5, 0.25, 0.75, 2)
     assert s.selection_score == "quality" and s.fusion == "fuse" and s.min_eligible_frames == 2
-    assert s.reset_each_round and s.freeze_quality_head and s.droploss and s.mix_prob == 0.5
-    assert s.select_metric == "AP50"
+    assert loop.reset_each_round and r.freeze_quality_head and r.droploss and r.mix_prob == 0.5
+    assert loop.select_metric == "AP50"
     assert (t.lr, t.schedule, t.amp, t.droploss_tau) == (2e-5, "constant", "fp16", 0.01)
     assert (cfg.inference.short_side, cfg.inference.top_k, cfg.inference.window) == (360, 10, 0)
     assert "--nproc-per-node 2" in (CONFIGS / "paper_s4_selftrain.yaml").read_text()
@@ -90,4 +90,4 @@ def test_s3_and_s4_profiles_combine_without_contradiction():
             getattr(load_config([CONFIGS / "paper_s3_initial.yaml"]), section), name
         ), key
     assert (both.training.max_iters, both.training.batch_size) == (8000, 2)
-    assert (both.selection.round_iters, both.selection.round_batch_size) == (10000, 4)
+    assert (both.rounds.iters, both.rounds.batch_size) == (10000, 4)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import re
 import shutil
 from pathlib import Path
 from types import SimpleNamespace
@@ -14,13 +15,14 @@ import pytest
 import torch
 from PIL import Image
 
+from autoqvis import rle
 from autoqvis.cli import main
 from autoqvis.config import Config, load_config, save_config, saved_config
 from autoqvis.demo.pipeline import DemoPlan, make_world
 from autoqvis.demo.world import WorldConfig, render_image, render_video
 from autoqvis.errors import StaleOutputError
 from autoqvis.eval.models import ModelScores
-from autoqvis.io import rle
+from autoqvis.eval.ytvis import METRIC_NAMES
 from autoqvis.io.fingerprint import Unit, describe_changes, open_unit
 from autoqvis.io.video import find_videos
 from autoqvis.model import build_model, save_model
@@ -294,9 +296,9 @@ def test_round_predictions_selection_and_scores(data, tmp_path):
     predictions = _predictions(videos)
     _, stats, _ = run.select_and_fuse(1, predictions, None)
     assert run.select_and_fuse(1, predictions, None)[1].to_json() == stats.to_json()
-    # settings that steer only the rounds' training (num_rounds) keep the selection
+    # settings that steer only the loop (num_rounds) or the rounds' training keep the selection
     more_rounds = SelfTrainRun(
-        load_config(base=cfg, overrides=["selection.num_rounds=3"]), tmp_path / "st", videos, []
+        load_config(base=cfg, overrides=["selftrain.num_rounds=3"]), tmp_path / "st", videos, []
     )
     assert more_rounds.select_and_fuse(1, predictions, None)[1].to_json() == stats.to_json()
     strict = SelfTrainRun(
@@ -304,6 +306,14 @@ def test_round_predictions_selection_and_scores(data, tmp_path):
     )
     with pytest.raises(StaleOutputError, match=r"selection.quality_min 0.5 -> 0.95"):
         strict.select_and_fuse(1, predictions, None)
+    # every field of the section counts (max_area and max_borders once did not: old labels were reused)
+    for override, change in (
+        ("selection.max_area=0.4", "max_area 1.0 -> 0.4"),
+        ("selection.max_borders=2", "4 -> 2"),
+    ):
+        changed = SelfTrainRun(load_config(base=cfg, overrides=[override]), tmp_path / "st", videos, [])
+        with pytest.raises(StaleOutputError, match=re.escape(change)):
+            changed.select_and_fuse(1, predictions, None)
     other = {
         k: [Track(masks=t[0].masks, score=0.8, predicted_iou=t[0].predicted_iou)]
         for k, t in predictions.items()
@@ -323,7 +333,7 @@ def test_round_predictions_selection_and_scores(data, tmp_path):
 
         def __call__(self, model):
             self.calls += 1
-            return ModelScores(ytvis={"AP50": 50.0})
+            return ModelScores(ytvis=dict.fromkeys(METRIC_NAMES, 10.0) | {"AP50": 50.0})
 
     model = shutil.copytree(data / "model", tmp_path / "m0" / "model")
     scorer = Evaluator("first")
@@ -331,6 +341,14 @@ def test_round_predictions_selection_and_scores(data, tmp_path):
     assert run.result("M0", 0, model).scores.value("AP50") == 50.0
     run.result("M0", 0, model)
     assert scorer.calls == 1 and (tmp_path / "m0" / "metrics.json").is_file()
+    # scores cached before the metric set changed (a metric added since) are computed again
+    cached = json.loads((tmp_path / "m0" / "metrics.json").read_text())
+    cached["metric_set"].remove("pearson_confidence")
+    (tmp_path / "m0" / "metrics.json").write_text(json.dumps(cached))
+    run.result("M0", 0, model)
+    assert scorer.calls == 2 and "pearson_confidence" in (tmp_path / "m0" / "metrics.json").read_text()
+    run.result("M0", 0, model)
+    assert scorer.calls == 2
     run.evaluator = Evaluator("second")
     with pytest.raises(StaleOutputError, match=r"validation.gt \"first\" -> \"second\""):
         run.result("M0", 0, model)

@@ -123,8 +123,7 @@ def _evaluate(args: argparse.Namespace, cfg) -> int:
 def _evaluate_model(args: argparse.Namespace) -> int:
     """Run ``--weights`` on the videos of ``--gt`` (frames under ``--gt-frames``) and score it."""
     from autoqvis.config import ModelConfig
-    from autoqvis.eval.models import ModelEvaluator
-    from autoqvis.eval.ytvis import METRIC_NAMES
+    from autoqvis.eval.models import ModelEvaluator, ModelScores
     from autoqvis.model import load_model
 
     if not (args.weights and args.gt and args.gt_frames) or args.pred:
@@ -143,15 +142,11 @@ def _evaluate_model(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(payload, indent=1))
     else:
-        y = scores.ytvis
-        print(f"YouTube-VIS (class-agnostic), {args.weights} on {device}")
-        print(" | ".join(f"{n:>6}" for n in METRIC_NAMES))
-        print(" | ".join("     -" if y.get(n) is None else f"{y[n]:6.2f}" for n in METRIC_NAMES))
-        jf = "-" if scores.jf is None else f"{scores.jf:.2f}"
-        rho = "-" if scores.spearman_quality is None else f"{scores.spearman_quality:.3f}"
-        conf = "-" if scores.spearman_confidence is None else f"{scores.spearman_confidence:.3f}"
+        print(f"YouTube-VIS (class-agnostic), DAVIS-2017 unsupervised J&F, {args.weights} on {device}")
+        columns = (*scores.ytvis, "JF", "spearman_quality", "spearman_confidence")
+        print(ModelScores.table([(args.weights.name, scores)], columns))
         print(
-            f"DAVIS-2017 unsupervised J&F {jf}; Spearman with the true IoU: quality {rho}, confidence {conf}"
+            "Spearman Q / s: correlation of the quality Q = score x predicted IoU / of the score with the true IoU"
         )
     if args.out:
         save_config(cfg, args.out)

@@ -73,7 +73,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from autoqvis.config import ModelConfig
     from autoqvis.engine import dist
-    from autoqvis.inference.predict import PredictionRun, PredictOptions, check_track_score
+    from autoqvis.inference.predict import PredictionRun, check_track_score
     from autoqvis.io.fingerprint import weights_identity
     from autoqvis.io.video import find_videos
     from autoqvis.model import load_model
@@ -94,12 +94,17 @@ def run(args: argparse.Namespace) -> int:
     expected = args.preset or (cfg.model if cfg.model != ModelConfig() else None)
     args.weights = model_weights(args.weights)
     model = load_model(args.weights, model=expected, device=device)
-    options = PredictOptions.from_config(cfg.inference, str(device))
-    check_track_score(model, options.track_score, args.weights)
+    check_track_score(model, cfg.inference.track_score, args.weights)
     settings = {"weights": weights_identity(args.weights), "architecture": model.spec.to_json()}
     rank, world = dist.rank(), dist.world_size()
     job = PredictionRun(
-        videos, args.out, options, settings, resume=not args.no_resume, skip_bad=args.skip_bad
+        videos,
+        args.out,
+        cfg.inference,
+        settings,
+        resume=not args.no_resume,
+        skip_bad=args.skip_bad,
+        max_png_tracks=cfg.evaluation.davis_max_proposals,
     )
     with claim_output(args.out, "predict", [("INPUT", args.input), ("--weights", args.weights)]):
         job.check()  # before anything is written: a rerun with other settings stops here

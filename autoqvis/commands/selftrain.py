@@ -8,7 +8,7 @@ DIR: video files or frame folders. Synthetic clips for the initial stage and for
 from ``--synthetic-masks`` (MaskCut pseudo-masks of your frames or images) and/or ``--world N`` (procedural
 demo-world clips). ``--val GT.json --val-frames DIR`` scores every model. ``--init`` starts the initial stage from a checkpoint (VideoCutLER or AutoQ-VIS);
 ``--skip-initial`` uses ``--init`` as M0 directly. With ``--val`` every model is scored (YouTube-VIS AP/AR,
-DAVIS-2017 unsupervised J&F, quality-vs-true-IoU correlation) and the best by ``selection.select_metric`` is the
+DAVIS-2017 unsupervised J&F, quality-vs-true-IoU correlation) and the best by ``selftrain.select_metric`` is the
 selected model (``RUN/best.json``; without ``--val``: the last round). Each round writes ``RUN/round_k/``
 (predictions, pseudo-labels, selection counts, model); ``RUN/report.html`` shows it all. Rerunning the same
 command continues where it stopped; a rerun with other settings or inputs continues the stages they do not
@@ -65,12 +65,11 @@ def run(args: argparse.Namespace) -> int:
     from autoqvis.demo.world import world_source
     from autoqvis.engine import dist
     from autoqvis.engine.sources import synthetic_source
-    from autoqvis.eval.models import ModelEvaluator
+    from autoqvis.eval.models import SUMMARY, ModelEvaluator, ModelScores
     from autoqvis.io.outputs import claim_output, refuse_inputs_inside
     from autoqvis.io.video import find_videos
     from autoqvis.report.run import write_run_report
-    from autoqvis.selftrain.loop import SelfTrainRun
-    from autoqvis.selftrain.videos import cache_videos
+    from autoqvis.selftrain.run import self_train
 
     cfg = config_from_args(args)
     if not args.world and not args.synthetic_masks and not args.synthetic_images:
@@ -109,41 +108,54 @@ def run(args: argparse.Namespace) -> int:
         _check_init(args.init, cfg, args.skip_initial)
     dist.init_from_env(device)
     with claim_output(args.out, "selftrain", reads):
-        videos, report = cache_videos(
-            paths,
-            args.out,
-            cfg.inference.short_side,
-            skip_bad=args.skip_bad,
-            resume=resume,
-            hint=" (pass --skip-bad to skip unreadable videos and use the others)",
-        )
         with saved_config(cfg, args.out, enabled=dist.is_main()):
             if not args.synthetic_masks and args.synthetic_images:
                 masks = _discover_images(
                     args.synthetic_images, args.out / "discovery", cfg, str(device), resume
                 )
                 synthetic.append(synthetic_source(masks, args.synthetic_images, cfg))
-            run = SelfTrainRun(cfg, args.out, videos, synthetic, str(device), evaluator, resume=resume)
-            result = run.run(init=args.init, m0=args.init if args.skip_initial else None)
+            done = self_train(
+                cfg,
+                args.out,
+                paths,
+                synthetic,
+                str(device),
+                evaluator=evaluator,
+                init=args.init,
+                m0=args.init if args.skip_initial else None,
+                resume=resume,
+                skip_bad=args.skip_bad,
+                hint=" (pass --skip-bad to skip unreadable videos and use the others)",
+            )
         if dist.is_main():
-            _print_table(result)
-            chosen = result.selected_model
-            print(f"selected model: {chosen.name} ({result.rule}): {chosen.path}")
+            models, chosen = done.models, done.selected_model
+            print(
+                ModelScores.table(
+                    [(m.name, m.scores) for m in models],
+                    SUMMARY,
+                    {
+                        "pseudo-labels": [m.pseudo_labels for m in models],
+                        "selected": ["yes" if m is chosen else "" for m in models],
+                    },
+                )
+            )
+            print("per-round details: summary.json and round_k/selection.json in the run folder")
+            print(f"selected model: {chosen.name} ({done.result.rule}): {chosen.path}")
             page = write_run_report(
                 args.out / "report.html",
-                result.models,
+                models,
                 cfg,
-                run,
+                done.run,
                 f"autoqvis selftrain: {args.videos.name}",
                 notes=[
-                    f"{len(videos.videos)} unlabeled videos from {args.videos}",
+                    f"{len(done.videos.videos)} unlabeled videos from {args.videos}",
                     "scored on " + (str(args.val) if args.val else "nothing (no --val given)"),
                 ],
                 selected=chosen.name,
             )
             print(f"report: {page}")
-            if report:
-                print(report.summary())
+            if done.skipped:
+                print(done.skipped.summary())
     dist.shutdown()
     return 0
 
@@ -178,15 +190,3 @@ def _discover_images(images: Path, out: Path, cfg, device: str, resume: bool = T
         discover_images(images, path, cfg.discovery, device, resume=resume)
     dist.barrier()
     return path
-
-
-def _print_table(result) -> None:
-    keys = ("AP", "AP50", "AP75", "AR10")
-    print(f"{'model':22s} " + " ".join(f"{k:>6s}" for k in keys) + "  pseudo-labels")
-    for i, m in enumerate(result.models):
-        y = m.scores.ytvis if m.scores else {}
-        values = " ".join(f"{y[k]:6.2f}" if y.get(k) is not None else "     -" for k in keys)
-        mark = " (selected)" if i == result.selected else ""
-        labels = "-" if m.pseudo_labels is None else m.pseudo_labels
-        print(f"{m.name:22s} {values}  {labels}{mark}")
-    print("per-round details: summary.json and round_k/selection.json in the run folder")

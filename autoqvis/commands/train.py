@@ -5,8 +5,9 @@
     autoqvis train --out RUN --videos train.json --frames-root DIR  # YouTube-VIS ground truth or pseudo-labels
     torchrun --nproc-per-node 2 -m autoqvis train --out RUN ...      # DistributedDataParallel
 
-With several sources, batches are drawn from the video datasets with probability ``selection.mix_prob`` and
-from the synthetic ones otherwise. ``--init`` gives the initial weights (official .pth or a model folder).
+With synthetic and video sources, batches are drawn from the video datasets as in a self-training round
+(``rounds.mix_prob``, scaled by their frames / ``rounds.mix_frames`` when that is set) and from the synthetic
+ones otherwise. ``--init`` gives the initial weights (official .pth or a model folder).
 A rerun of the same command resumes from ``RUN/last.pt`` (a finished model is kept); a rerun with other
 settings, sources or initial weights stops and names what changed (``RUN/fingerprint.json``);
 ``--no-resume`` starts over.
@@ -53,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     from autoqvis.demo.world import world_source
     from autoqvis.engine import dist
     from autoqvis.engine.run import train_stage
-    from autoqvis.engine.sources import synthetic_source, video_sources
+    from autoqvis.engine.sources import mixing_probs, synthetic_source, video_sources
 
     device, cfg = device_from_args(args, config_from_args(args), amp=("training",))
     output_folder(args.out)
@@ -68,11 +69,8 @@ def run(args: argparse.Namespace) -> int:
             "--videos DATASET.json --frames-root DIR"
         )
     sources = synthetic + real
-    if synthetic and real:
-        p = cfg.selection.mix_prob
-        probs = [(1 - p) / len(synthetic)] * len(synthetic) + [p / len(real)] * len(real)
-    else:
-        probs = [1 / len(sources)] * len(sources)
+    frames = [sum(v.length for v in source.dataset.videos) for source in real]
+    probs = mixing_probs(len(synthetic), frames, cfg.rounds)
     reads = [("--init", args.init), ("--masks", args.masks), ("--images", args.images)]
     reads += [("--videos", p) for p in args.videos] + [("--frames-root", p) for p in args.frames_root]
     with claim_output(args.out, "train", reads):

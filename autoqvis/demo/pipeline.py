@@ -28,17 +28,18 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from autoqvis import rle
 from autoqvis.config import Config, load_config, saved_config
 from autoqvis.demo.world import FOOTAGE, WorldConfig, render_image, render_video
 from autoqvis.errors import CheckpointError, DataError
-from autoqvis.eval.models import ModelEvaluator
-from autoqvis.io import rle
+from autoqvis.eval.models import SUMMARY, ModelScores
 from autoqvis.io.atomic import atomic_write_json
 from autoqvis.io.fingerprint import Unit, open_unit
 from autoqvis.io.video import find_videos
 from autoqvis.io.ytvis import YTVISDataset, save_ytvis
 from autoqvis.report.run import write_run_report
 from autoqvis.selftrain.loop import ModelResult, SelfTrainRun
+from autoqvis.selftrain.run import self_train as self_train_videos
 from autoqvis.selftrain.videos import cache_videos
 from autoqvis.structures import Track, VideoInfo
 from autoqvis.synth.imagecut2video import ImageCut2Video, PseudoMaskImages
@@ -128,8 +129,8 @@ def demo_config(
         f"training.num_points={plan.num_points}",
         f"training.checkpoint_period={max(plan.m0_iters // 2, 1)}",
         f"training.log_period={max(plan.m0_iters // 20, 1)}",
-        f"selection.round_iters={plan.round_iters}",
-        f"selection.round_batch_size={plan.batch_size}",
+        f"rounds.iters={plan.round_iters}",
+        f"rounds.batch_size={plan.batch_size}",
         # the tiny demo model's quality estimates stay low (M0's Q rarely reaches the paper's 0.75); the paper's
         # threshold for its harder, dense setting (UVO) is used instead
         "selection.quality_min=0.3",
@@ -298,7 +299,13 @@ class DemoResult:
         return any(m.scores is not None for m in self.models)
 
     def table(self) -> str:
-        return models_table(self.models)
+        """The models' scores, with AP50 under the other track ranking (class score or quality) and the
+        pseudo-labels each round kept."""
+        return ModelScores.table(
+            [(m.name, m.scores) for m in self.models],
+            (*SUMMARY, "alt:AP50"),
+            {"pseudo-labels kept": [m.pseudo_labels for m in self.models]},
+        )
 
     def quality_line(self) -> str | None:
         """Quality vs confidence on the test videos (the main run's last model), as the paper's Fig. 5."""
@@ -411,23 +418,22 @@ def self_train(
     resume: bool = True,
 ) -> tuple[SelfTrainRun, list[ModelResult]]:
     """Stages 4-5: M0 and the rounds with quality-guided selection, then the confidence-only ablation's rounds
-    from the same M0; every model scored on the test videos when there is ground truth."""
-    evaluator = ModelEvaluator(inputs.gt, inputs.test, cfg, device) if inputs.gt is not None else None
+    from the same M0 and videos; every model scored on the test videos when there is ground truth."""
+    val = (inputs.gt, inputs.test) if inputs.gt is not None else None
+    # the videos at their own size, decoded once for both runs
     videos, _ = cache_videos(find_videos(inputs.unlabeled), out / "selftrain", None, resume=resume)
-    main_run = SelfTrainRun(
-        cfg, out / "selftrain", videos, [synthetic], device, evaluator=evaluator, resume=resume
-    )
-    main = main_run.run()
+    main = self_train_videos(cfg, out / "selftrain", videos, [synthetic], device, val=val, resume=resume)
     ablation_cfg = dataclasses.replace(
         cfg, selection=dataclasses.replace(cfg.selection, selection_score="confidence")
     )
-    ablation = SelfTrainRun(
-        ablation_cfg, out / "ablation_confidence", videos, [synthetic], device, evaluator, resume=resume
+    m0 = main.models[0].path
+    ablation = self_train_videos(
+        ablation_cfg, out / "ablation_confidence", videos, [synthetic], device, val=val, m0=m0, resume=resume
     )
-    rounds = ablation.run(m0=main.models[0].path).models[1:]  # the same M0
+    rounds = ablation.models[1:]  # the same M0
     for m in rounds:
         m.name = f"confidence-only, {m.name}"
-    return main_run, main.models + rounds
+    return main.run, main.models + rounds
 
 
 def write_report(
@@ -453,23 +459,6 @@ def write_report(
             + ", ".join(f"{k} {v:.0f} s" for k, v in seconds.items()),
         ],
     )
-
-
-def models_table(models: list[ModelResult]) -> str:
-    """The demo's table; with AP50 under the other track ranking (class score or quality) when there is one."""
-    alt = next((m.scores.alt_ranking for m in models if m.scores and m.scores.alt_ranking), None)
-    head = f"{'model':34s} {'AP':>6s} {'AP50':>6s} {'AP75':>6s} {'AR10':>6s} {'J&F':>6s}"
-    head += f" {'AP50 ' + alt + '-ranked':>19s}" if alt else ""
-    head += "  pseudo-labels kept"
-    lines = [head, "-" * len(head)]
-    for m in models:
-        y = m.scores.ytvis if m.scores else {}
-        jf = m.scores.jf if m.scores else None
-        line = f"{m.name:34s} {_fmt(y.get('AP'))} {_fmt(y.get('AP50'))} {_fmt(y.get('AP75'))} {_fmt(y.get('AR10'))} {_fmt(jf)}"
-        if alt:
-            line += " " + _fmt(((m.scores.ytvis_alt or {}) if m.scores else {}).get("AP50"), 19)
-        lines.append(f"{line}  {'-' if m.pseudo_labels is None else m.pseudo_labels}")
-    return "\n".join(lines)
 
 
 def _fmt(v: float | None, width: int = 6) -> str:

@@ -44,8 +44,8 @@ from autoqvis.discover.ncut import (
     seed_component,
 )
 from autoqvis.errors import DataError
-from autoqvis.io.rle import is_region_sized
 from autoqvis.model.vit import VisionTransformer
+from autoqvis.rle import is_region_sized
 
 __all__ = [
     "Cut",

@@ -29,9 +29,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from autoqvis import rle
 from autoqvis.config import DiscoveryConfig, config_to_dict
 from autoqvis.errors import CheckpointError, DataError
-from autoqvis.io import rle
 from autoqvis.io.atomic import atomic_path, atomic_write_json
 from autoqvis.io.fingerprint import Unit, content_identity, input_identities, open_unit, tree_identity
 from autoqvis.io.video import (

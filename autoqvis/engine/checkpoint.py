@@ -59,7 +59,7 @@ def load_training_state(path: str | Path, map_location: str | torch.device = "cp
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # torch raises many types for bad files
-        from autoqvis.model.build import describe_torch_load_error
+        from autoqvis.model.checkpoint import describe_torch_load_error
 
         raise CheckpointError(
             f"cannot load checkpoint {path} ({describe_torch_load_error(err)[1]}): the file is damaged or not ours. "

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +81,7 @@ def train_stage(
     init: str | Path | None = None,
     training: TrainingConfig | None = None,
     resume: bool = True,
+    settings: Mapping[str, Any] | None = None,
 ) -> Path:
     """Train ``cfg.model`` (initialised from ``init`` or ``cfg.model.weights``) with ``training`` (default
     ``cfg.training``) on ``sources`` mixed with ``probs``; returns the saved model folder.
@@ -96,7 +97,7 @@ def train_stage(
     training = dataclasses.replace(training, amp=resolve_amp(training.amp, device))
     final = out / "model"
     init = init or cfg.model.weights
-    fingerprint = training_fingerprint(cfg, training, sources, probs, init)
+    fingerprint = training_fingerprint(cfg, training, sources, probs, init) | dict(settings or {})
     unit = training_unit(out)
     if resume:  # a run of other settings stops here, before anything is written
         if open_unit(unit, fingerprint, write=False) and (final / "model.json").is_file():

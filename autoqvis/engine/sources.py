@@ -8,10 +8,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from autoqvis.config import Config
+from autoqvis.config import Config, RoundsConfig
 from autoqvis.errors import DataError
 
-__all__ = ["synthetic_source", "video_sources"]
+__all__ = ["mixing_probs", "real_mix_prob", "synthetic_source", "video_sources"]
 
 
 def video_sources(datasets: Sequence[Path], roots: Sequence[Path], cfg: Config) -> list:
@@ -44,3 +44,24 @@ def synthetic_source(masks_json: Path, images_root: Path | None, cfg: Config):
     from autoqvis.synth.imagecut2video import ImageCut2Video, PseudoMaskImages
 
     return ImageCut2Video(PseudoMaskImages(masks_json, images_root), cfg.synthesis, seed=cfg.training.seed)
+
+
+def real_mix_prob(rounds: RoundsConfig, labelled_frames: int) -> float:
+    """Probability that a batch comes from the real videos: ``rounds.mix_prob``, scaled down by
+    ``labelled_frames / rounds.mix_frames`` when ``mix_frames`` is set and fewer frames than that are
+    labelled."""
+    if rounds.mix_frames <= 0:
+        return rounds.mix_prob
+    return rounds.mix_prob * min(1.0, labelled_frames / rounds.mix_frames)
+
+
+def mixing_probs(num_synthetic: int, real_frames: Sequence[int], rounds: RoundsConfig) -> list[float]:
+    """The sampling probability of each source, the ``num_synthetic`` synthetic ones first, then one per entry
+    of ``real_frames`` (its labelled frames): with both kinds the real sources share :func:`real_mix_prob`
+    equally and the synthetic ones the rest (a self-training round, or ``autoqvis train`` with both);
+    with one kind every source is equally likely."""
+    num_real = len(real_frames)
+    if not num_synthetic or not num_real:
+        return [1 / (num_synthetic + num_real)] * (num_synthetic + num_real)
+    p = real_mix_prob(rounds, sum(real_frames))
+    return [(1 - p) / num_synthetic] * num_synthetic + [p / num_real] * num_real

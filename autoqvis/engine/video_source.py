@@ -14,8 +14,8 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
+from autoqvis import rle as rle_utils
 from autoqvis.errors import DataError
-from autoqvis.io import rle as rle_utils
 from autoqvis.io.video import read_image
 from autoqvis.io.ytvis import YTVISDataset
 from autoqvis.structures import Clip

@@ -97,7 +97,10 @@ def _disk(radius: int) -> np.ndarray:
 
 
 def f_measure(
-    gt: np.ndarray, pred: np.ndarray, void: np.ndarray | None = None, bound_th: float = 0.008
+    gt: np.ndarray,
+    pred: np.ndarray,
+    void: np.ndarray | None = None,
+    bound_th: float = EvaluationConfig.davis_bound_th,
 ) -> np.ndarray:
     """(T,) boundary F-measure of (T, H, W) boolean masks; ``bound_th`` < 1 is a fraction of the diagonal,
     >= 1 a radius in pixels."""
@@ -186,8 +189,8 @@ def evaluate_sequence_2016(
     gt: np.ndarray,
     pred: np.ndarray,
     *,
-    keep_first_last: bool = False,
-    bound_th: float = 0.008,
+    keep_first_last: bool = EvaluationConfig.davis_keep_first_last,
+    bound_th: float = EvaluationConfig.davis_bound_th,
 ) -> ObjectScore:
     """Single-object protocol on (T, H, W) masks (non-zero = foreground)."""
     gt, pred = np.asarray(gt) > 0, np.asarray(pred) > 0
@@ -206,8 +209,8 @@ def evaluate_sequence_unsupervised(
     gt_ids: np.ndarray,
     proposal_ids: np.ndarray,
     *,
-    max_proposals: int = 20,
-    bound_th: float = 0.008,
+    max_proposals: int = EvaluationConfig.davis_max_proposals,
+    bound_th: float = EvaluationConfig.davis_bound_th,
 ) -> list[ObjectScore]:
     """DAVIS-2017 unsupervised protocol on (T, H, W) id maps (255 = void in the ground truth)."""
     gt_ids, proposal_ids = np.asarray(gt_ids), np.asarray(proposal_ids)

@@ -15,17 +15,20 @@ true IoU (its track matched to the ground-truth track of highest video IoU), wit
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
 
-from autoqvis.config import Config
+from autoqvis import rle
+from autoqvis.config import Config, ytvis_metric_names
+from autoqvis.config.checks import choices
+from autoqvis.config.sections import SelectMetric
 from autoqvis.eval.davis import DavisResult, evaluate_sequence_unsupervised
 from autoqvis.eval.quality import pearson, spearman
 from autoqvis.eval.ytvis import evaluate_tracks, track_ious
-from autoqvis.inference.predict import PredictOptions, check_track_score, finish_tracks, id_map, segment_video
-from autoqvis.io import rle
+from autoqvis.inference.predict import check_track_score, finish_tracks, id_map, segment_video
 from autoqvis.io.fingerprint import content_identity, files_identity
 from autoqvis.io.video import FrameList
 from autoqvis.io.ytvis import check_annotated, check_frame_sizes, load_ytvis
@@ -33,9 +36,20 @@ from autoqvis.model import load_model
 from autoqvis.model.vit_backbone import TokenCache, use_token_cache
 from autoqvis.structures import Track
 
-__all__ = ["METRICS", "ModelEvaluator", "ModelScores", "QualitySamples"]
+__all__ = ["METRICS", "SUMMARY", "ModelEvaluator", "ModelScores", "QualitySamples"]
 
-METRICS = ("AP", "AP50", "AP75", "AR1", "AR10", "JF")  # what a model can be selected by
+METRICS = choices(SelectMetric)  # what a model can be selected by (the config's select_metric)
+
+
+SUMMARY = ("AP", "AP50", "AP75", "AR10", "JF")  # the columns of a short table of models
+_SCALARS = ("spearman_quality", "spearman_confidence", "pearson_quality", "pearson_confidence")
+_HEADERS = {"JF": "J&F", "spearman_quality": "Spearman Q", "spearman_confidence": "Spearman s"}
+
+
+def _header(column: str, alt: str | None) -> str:
+    if column.startswith("alt:"):
+        return f"{column[4:]} {alt}-ranked"
+    return _HEADERS.get(column, column)
 
 
 @dataclass
@@ -80,14 +94,69 @@ class ModelScores:
     samples: QualitySamples = field(default_factory=QualitySamples)
 
     def value(self, metric: str) -> float | None:
-        """``metric`` (one of :data:`METRICS`)."""
-        if metric not in METRICS:
-            raise ValueError(f"unknown metric {metric!r}; expected one of {', '.join(METRICS)}")
+        """``metric``: ``JF`` or a YouTube-VIS metric these scores hold (:data:`METRICS` are the selectable
+        ones)."""
+        known = list(dict.fromkeys([*METRICS, *self.ytvis]))
+        if metric not in known:
+            raise ValueError(f"unknown metric {metric!r}; expected one of {', '.join(known)}")
         return self.jf if metric == "JF" else self.ytvis.get(metric)
+
+    def column(self, name: str) -> float | None:
+        """A table column: a YouTube-VIS metric, ``JF``, ``alt:<metric>`` (that metric under the other track
+        ranking), or another score field (``spearman_quality``, ...)."""
+        if name.startswith("alt:"):
+            return (self.ytvis_alt or {}).get(name[4:])
+        if name in self.ytvis or name == "JF":
+            return self.value(name)
+        if name in _SCALARS:
+            return getattr(self, name)
+        raise ValueError(
+            f"unknown column {name!r}; expected a metric of {', '.join(self.ytvis)}, JF or {_SCALARS}"
+        )
+
+    @staticmethod
+    def table(
+        models: Sequence[tuple[str, ModelScores | None]],
+        columns: Sequence[str] = SUMMARY,
+        extra: Mapping[str, Sequence[object]] | None = None,
+    ) -> str:
+        """The one plain-text table of scores: a row per ``(name, scores)`` (``-`` where a model has no scores
+        or a metric is undefined), a column per name in ``columns`` (see :meth:`column`; an ``alt:`` column
+        is left out when no model has the other ranking), then the ``extra`` columns (``{header: one value per
+        model}``, e.g. the pseudo-labels kept)."""
+        alt = next((s.alt_ranking for _, s in models if s is not None and s.alt_ranking), None)
+        columns = [c for c in columns if alt or not c.startswith("alt:")]
+        headers = [_header(c, alt) for c in columns] + list(extra or {})
+        widths = [max(6, len(h)) for h in headers]
+        name_width = max([5, *(len(name) for name, _ in models)])
+        lines = [f"{'model':{name_width}s} " + " ".join(f"{h:>{w}s}" for h, w in zip(headers, widths))]
+        lines.append("-" * len(lines[0]))
+        for i, (name, scores) in enumerate(models):
+            values = [None if scores is None else scores.column(c) for c in columns]
+            cells = [
+                f"{'-':>{w}s}" if v is None else f"{v:{w}.{3 if c in _SCALARS else 2}f}"
+                for v, w, c in zip(values, widths, columns)
+            ]
+            cells += [
+                f"{'-' if v[i] is None else v[i]!s:>{w}s}"
+                for v, w in zip((extra or {}).values(), widths[len(columns) :])
+            ]
+            lines.append(f"{name:{name_width}s} " + " ".join(cells))
+        return "\n".join(lines)
+
+    @staticmethod
+    def metric_set(max_dets: Sequence[int]) -> list[str]:
+        """What these scores hold, for ``evaluation.max_dets``: a cached ``metrics.json`` that holds another
+        set (written before a metric was added) is scored again."""
+        return [
+            *ytvis_metric_names(tuple(max_dets)),
+            *(f.name for f in fields(ModelScores) if f.name != "samples"),
+        ]
 
     def to_json(self, samples: bool = True) -> dict:
         """The layout of a round's ``metrics.json`` (and, without the samples, of ``summary.json`` rows)."""
-        out: dict = {"ytvis": self.ytvis}
+        names = [*self.ytvis, *(f.name for f in fields(ModelScores) if f.name != "samples")]
+        out: dict = {"metric_set": names, "ytvis": self.ytvis}
         if self.ytvis_alt is not None:
             out["ytvis_alt"] = {"ranking": self.alt_ranking, **self.ytvis_alt}
         out |= {
@@ -148,9 +217,9 @@ class ModelEvaluator:
         """The scores of a loaded model (a :class:`~autoqvis.model.vis.VideoMaskFormer` on ``device``)."""
         gt, inf = self.gt, self.cfg.inference
         check_track_score(model, inf.track_score)
-        options = PredictOptions.from_config(inf, self.device)
-        raw = dataclasses.replace(options, track_score="class", crf_short_side=0)
-        max_proposals = self.cfg.evaluation.davis_max_proposals
+        raw = dataclasses.replace(inf, track_score="class", crf_short_side=0)  # then ranked and refined below
+        ev = self.cfg.evaluation
+        max_proposals = ev.davis_max_proposals
         # every video's tracks under the configured ranking and the other one ("quality" for "class", else
         # "class"); the quality rankings only for models with a quality head
         other = "quality" if inf.track_score == "class" else "class"
@@ -167,22 +236,32 @@ class ModelEvaluator:
             by_class = segment_video(model, source, raw).tracks
             for ranking in ranked:
                 if ranking == inf.track_score or all(t.predicted_iou is not None for t in by_class):
-                    ranked[ranking][info.id] = finish_tracks(by_class, source, options, ranking)
+                    ranked[ranking][info.id] = finish_tracks(by_class, source, inf, ranking)
             tracks = ranked[inf.track_score][info.id]
             truth = gt.tracks.get(info.id, [])
             hw = (info.height, info.width)
             gt_ids = np.stack([id_map(truth, t, hw, 255) for t in range(info.length)])
             proposals = np.stack([id_map(tracks, t, hw, max_proposals) for t in range(info.length)])
-            davis.objects.extend(evaluate_sequence_unsupervised(info.name or str(info.id), gt_ids, proposals))
+            davis.objects.extend(
+                evaluate_sequence_unsupervised(
+                    info.name or str(info.id),
+                    gt_ids,
+                    proposals,
+                    max_proposals=max_proposals,
+                    bound_th=ev.davis_bound_th,
+                )
+            )
             samples.add(truth, by_class)
         summary = davis.summary()
         # the same tracks under the other ranking: what the quality head's rescoring is worth
         has_alt = len(ranked[other]) == len(gt.videos)
         q, s, true = samples.quality, samples.confidence, samples.true_iou
+        # class-agnostic always: the model predicts one class (evaluation.class_agnostic is for --pred files)
+        areas = {"area_small": ev.area_small, "area_large": ev.area_large, "max_dets": ev.max_dets}
         return ModelScores(
-            ytvis=_clean(evaluate_tracks(gt.tracks, ranked[inf.track_score]).metrics),
+            ytvis=_clean(evaluate_tracks(gt.tracks, ranked[inf.track_score], **areas).metrics),
             jf=100 * summary["J&F-Mean"] if summary else None,
-            ytvis_alt=_clean(evaluate_tracks(gt.tracks, ranked[other]).metrics) if has_alt else None,
+            ytvis_alt=_clean(evaluate_tracks(gt.tracks, ranked[other], **areas).metrics) if has_alt else None,
             alt_ranking=other if has_alt else None,
             spearman_quality=_clean_value(spearman(q, true)),
             spearman_confidence=_clean_value(spearman(s, true)),

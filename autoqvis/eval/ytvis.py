@@ -23,8 +23,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from autoqvis import rle
+from autoqvis.config import EvaluationConfig, ytvis_metric_names
 from autoqvis.errors import DataError
-from autoqvis.io import rle
 from autoqvis.io.ytvis import check_annotated, load_predictions, load_ytvis
 from autoqvis.structures import Track
 
@@ -37,7 +38,7 @@ __all__ = [
     "track_ious",
 ]
 
-METRIC_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10")
+METRIC_NAMES = ytvis_metric_names()  # with the official max_dets (1, 10, 100)
 IOU_THRESHOLDS = np.linspace(0.5, 0.95, 10)
 RECALL_THRESHOLDS = np.linspace(0.0, 1.0, 101)
 
@@ -75,10 +76,10 @@ def evaluate_tracks(
     gt: Mapping[int, Sequence[Track]],
     predictions: Mapping[int, Sequence[Track]],
     *,
-    class_agnostic: bool = True,
-    area_small: float = 128.0**2,
-    area_large: float = 256.0**2,
-    max_dets: Sequence[int] = (1, 10, 100),
+    class_agnostic: bool = EvaluationConfig.class_agnostic,
+    area_small: float = EvaluationConfig.area_small,
+    area_large: float = EvaluationConfig.area_large,
+    max_dets: Sequence[int] = EvaluationConfig.max_dets,
 ) -> YTVISResult:
     """Evaluate predicted tracks against ground-truth tracks (both keyed by video id).
 
@@ -89,6 +90,7 @@ def evaluate_tracks(
     if unknown:
         raise DataError(f"predictions for video ids {sorted(unknown)[:5]} that are not in the ground truth")
     max_dets = sorted(max_dets)
+    names = ytvis_metric_names(tuple(max_dets))  # AR<a>, AR<b>: the labels follow the values
     categories = sorted(
         {1 if class_agnostic else t.category_id for tracks in gt.values() for t in tracks}
     ) or [1]
@@ -112,13 +114,13 @@ def evaluate_tracks(
     }
     precision, recall = _accumulate(evaluations, categories, len(area_ranges), max_dets)
     stats = _summarize(precision, recall, max_dets)
-    metrics = {
-        name: float(stats[i] * 100) if stats[i] >= 0 else float("nan") for i, name in enumerate(METRIC_NAMES)
-    }
+    metrics = {name: float(stats[i] * 100) if stats[i] >= 0 else float("nan") for i, name in enumerate(names)}
     return YTVISResult(stats=stats, metrics=metrics, best_iou=best_iou)
 
 
-def evaluate_files(gt_path, pred_path, *, class_agnostic: bool = True, **kwargs) -> YTVISResult:
+def evaluate_files(
+    gt_path, pred_path, *, class_agnostic: bool = EvaluationConfig.class_agnostic, **kwargs
+) -> YTVISResult:
     """Evaluate a YouTube-VIS results file against a ground-truth file (both validated on read)."""
     dataset = load_ytvis(gt_path, class_agnostic=class_agnostic)
     check_annotated(dataset, gt_path)
@@ -138,10 +140,8 @@ def track_ious(gt_tracks: Sequence[Track], pred_tracks: Sequence[Track]) -> np.n
 
 def format_table(result: YTVISResult, title: str = "") -> str:
     """A plain-text table of the eight metrics (x100)."""
-    head = " | ".join(f"{name:>6}" for name in METRIC_NAMES)
-    values = " | ".join(
-        "     -" if math.isnan(result.metrics[n]) else f"{result.metrics[n]:6.2f}" for n in METRIC_NAMES
-    )
+    head = " | ".join(f"{name:>6}" for name in result.metrics)
+    values = " | ".join("     -" if math.isnan(v) else f"{v:6.2f}" for v in result.metrics.values())
     rule = "-" * len(head)
     return "\n".join(([title] if title else []) + [head, rule, values])
 

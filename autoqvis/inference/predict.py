@@ -8,7 +8,7 @@ Per video, ``autoqvis predict`` writes into ``OUT``:
 
 - ``results/<video>.json``: YouTube-VIS results (RLE per frame, score, per-frame predicted quality), written
   atomically when the video is done, with ``fingerprints/<video>.json`` (the weights' identity, the
-  options and the video's identity): a rerun skips videos finished with the same fingerprint and stops on
+  inference settings and the video's identity): a rerun skips videos finished with the same fingerprint and stops on
   ones made with another (:mod:`autoqvis.io.fingerprint`); ``predictions.json`` gathers every video of
   the folder predicted with these settings, earlier calls' included, with ``video_name`` and a
   ``video_id`` that stays the video's (``video_ids.json``; see :class:`PredictionRun`);
@@ -32,13 +32,13 @@ import cv2
 import numpy as np
 import torch
 
-from autoqvis.config import InferenceConfig
-from autoqvis.device import autocast_dtype
+from autoqvis import rle
+from autoqvis.config import EvaluationConfig, InferenceConfig, inference_settings
+from autoqvis.device import autocast_dtype, resolve_amp
 from autoqvis.errors import DataError, StaleOutputError
 from autoqvis.inference.ranking import rank_tracks
 from autoqvis.inference.refine import crf_refine_tracks
 from autoqvis.inference.streaming import WindowResult, run_streaming, stream_windows
-from autoqvis.io import rle
 from autoqvis.io.atomic import atomic_path, atomic_write_json
 from autoqvis.io.davis import DAVIS_PALETTE, write_mask_png
 from autoqvis.io.fingerprint import (
@@ -62,7 +62,6 @@ from autoqvis.io.ytvis import load_json
 from autoqvis.structures import Track, VideoInfo, VideoTracks
 
 __all__ = [
-    "PredictOptions",
     "PredictionRun",
     "check_track_score",
     "finish_tracks",
@@ -76,51 +75,19 @@ __all__ = [
 log = logging.getLogger("autoqvis")
 
 
-@dataclass(frozen=True)
-class PredictOptions:
-    window: int = 0  # frames per window; 0: the whole video in one clip (the reference's mode)
-    overlap: int = 2  # frames shared by consecutive windows
-    short_side: int = 360  # INPUT.MIN_SIZE_TEST
-    max_size: int = 1333
-    top_k: int = 10
-    device: str = "cpu"
-    max_png_tracks: int = 20
-    track_score: str = "class"  # "class", "quality" or "main": see autoqvis.inference.ranking
-    crf_short_side: int = 0  # > 0: masks refined by a dense CRF on the frames at this short side (refine.py)
-    crf_max_tracks: int = 3  # ... the masks of the best this many tracks
-    amp: str = "off"  # autocast of the model's forward: off | bf16 | fp16 (CUDA only); see autoqvis.device
-
-    def __post_init__(self) -> None:
-        """The ranges of the ``inference`` section apply (window >= 0, overlap < window, top_k >= 1, ...)."""
-        InferenceConfig(
-            short_side=self.short_side or InferenceConfig.short_side,
-            max_size=self.max_size,
-            top_k=self.top_k,
-            window=self.window,
-            overlap=self.overlap,
-        )
-
-    @classmethod
-    def from_config(cls, inf, device: str = "cpu", **overrides) -> PredictOptions:
-        """Options from an :class:`~autoqvis.config.InferenceConfig`; ``overrides`` that are not None win."""
-        names = {f.name for f in dataclasses.fields(cls)} - {"device"}
-        values = {f.name: getattr(inf, f.name) for f in dataclasses.fields(inf) if f.name in names}
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(device=device, **values)
-
-
 def window_segmenter(
-    model, options: PredictOptions, output_hw: tuple[int, int]
+    model, inference: InferenceConfig, output_hw: tuple[int, int]
 ) -> Callable[[np.ndarray], WindowResult]:
-    """``segment((T, H, W, 3) uint8 frames) -> WindowResult`` with masks at ``output_hw``. An ``options.amp``
-    the device cannot run (``fp16`` on the CPU) is a :class:`~autoqvis.device.DeviceError` here, before any
-    frame is read."""
-    device = torch.device(options.device)
-    autocast_dtype(options.amp, device)
+    """``segment((T, H, W, 3) uint8 frames) -> WindowResult`` with masks at ``output_hw``, on the model's
+    device. An ``inference.amp`` the device cannot run (``fp16`` on the CPU) is a
+    :class:`~autoqvis.device.DeviceError` here, before any frame is read."""
+    device = model.pixel_mean.device
+    autocast_dtype(inference.amp, device)
+    amp = resolve_amp(inference.amp, device)
 
     def segment(frames: np.ndarray) -> WindowResult:
         clip = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).to(device)
-        out = model.inference(clip, output_size=output_hw, top_k=options.top_k, amp=options.amp)
+        out = model.inference(clip, output_size=output_hw, top_k=inference.top_k, amp=amp)
         return WindowResult(
             scores=out.scores.float().cpu().numpy(),
             masks=out.masks.cpu().numpy(),
@@ -135,37 +102,42 @@ def window_segmenter(
 def segment_video(
     model,
     video: VideoSource | str | Path,
-    options: PredictOptions = PredictOptions(),
+    inference: InferenceConfig | None = None,
     on_window: Callable[[], None] | None = None,
 ) -> VideoTracks:
-    """Tracks of one video (RLE at the original frame size), whole-video or streaming.
+    """Tracks of one video (RLE at the original frame size), whole-video or streaming, with the settings of
+    ``inference`` (default: the section's defaults; every field but ``device``: the model runs where it is).
 
-    ``video``: a path (opened at ``options.short_side``) or a :class:`VideoSource` used as given."""
+    ``video``: a path (opened at ``inference.short_side``) or a :class:`VideoSource` used as given."""
+    inference = inference or InferenceConfig()
     resized = (
-        video if isinstance(video, VideoSource) else open_video(video, options.short_side, options.max_size)
+        video
+        if isinstance(video, VideoSource)
+        else open_video(video, inference.short_side, inference.max_size)
     )
     original = resized.frame_size()
     source = resized
     num_frames = len(resized)
-    window = options.window if 0 < options.window < num_frames else num_frames
-    overlap = min(options.overlap, window - 1) if window < num_frames else 0
-    segment = window_segmenter(model, options, original)
+    window = inference.window if 0 < inference.window < num_frames else num_frames
+    overlap = min(inference.overlap, window - 1) if window < num_frames else 0
+    segment = window_segmenter(model, inference, original)
     tracks = run_streaming(iter(resized), num_frames, segment, window, overlap, original, on_window)
-    tracks = finish_tracks(tracks, resized, options)
+    tracks = finish_tracks(tracks, resized, inference)
     info = VideoInfo(id=0, width=original[1], height=original[0], length=num_frames, name=source.name)
     return VideoTracks(video=info, tracks=tracks)
 
 
 def finish_tracks(
-    tracks: list[Track], source: VideoSource, options: PredictOptions, track_score: str | None = None
+    tracks: list[Track], source: VideoSource, inference: InferenceConfig, track_score: str | None = None
 ) -> list[Track]:
-    """The network's tracks ranked by ``track_score`` (default ``options.track_score``) and, with
-    ``options.crf_short_side``, the best ``options.crf_max_tracks`` tracks' masks refined by the dense CRF on
-    ``source``'s frames (new tracks; the inputs are not modified)."""
-    tracks = rank_tracks(tracks, track_score or options.track_score, source.frame_size())
-    if options.crf_short_side > 0:
-        best = options.crf_max_tracks
-        tracks = crf_refine_tracks(tracks[:best], source, options.crf_short_side) + tracks[best:]
+    """The network's tracks ranked by ``track_score`` (default ``inference.track_score``;
+    :mod:`autoqvis.inference.ranking`) and, with ``inference.crf_short_side``, the best
+    ``inference.crf_max_tracks`` tracks' masks refined by the dense CRF on ``source``'s frames (new tracks; the
+    inputs are not modified)."""
+    tracks = rank_tracks(tracks, track_score or inference.track_score, source.frame_size())
+    if inference.crf_short_side > 0:
+        best = inference.crf_max_tracks
+        tracks = crf_refine_tracks(tracks[:best], source, inference.crf_short_side) + tracks[best:]
     return tracks
 
 
@@ -323,8 +295,9 @@ class PredictionRun:
     """``autoqvis predict`` over a list of videos into ``out``, resumable per video.
 
     ``settings``: what determines every video's outputs besides the video itself (the weights' identity, the
-    architecture asked for; the options are added). Each video's fingerprint is that plus the video's
-    identity (:func:`~autoqvis.io.fingerprint.tree_identity`: its frames' names and contents).
+    architecture asked for; ``inference`` is added, all but the device). Each video's fingerprint is that
+    plus the video's identity (:func:`~autoqvis.io.fingerprint.tree_identity`: its frames' names and
+    contents). ``max_png_tracks``: tracks painted into the DAVIS PNGs (``evaluation.davis_max_proposals``).
 
     A folder gathers the videos of one setting: a call on some of the videos adds to what is there
     (``predictions.json`` indexes every video of the folder predicted with these settings), and each video
@@ -335,10 +308,11 @@ class PredictionRun:
 
     videos: list[Path]
     out: Path
-    options: PredictOptions
+    inference: InferenceConfig
     settings: dict
     resume: bool = True
     skip_bad: bool = False
+    max_png_tracks: int = EvaluationConfig.davis_max_proposals
     report: SkipReport = dataclasses.field(default_factory=SkipReport)
 
     def __post_init__(self) -> None:
@@ -361,7 +335,8 @@ class PredictionRun:
 
     def common(self) -> dict:
         """The fingerprint part every video of the folder shares (all but the video's identity)."""
-        options = {k: v for k, v in dataclasses.asdict(self.options).items() if k != "device"}
+        options = inference_settings(self.inference)
+        options["max_png_tracks"] = self.max_png_tracks
         return {**self.settings, "inference": options}
 
     def check(self) -> None:
@@ -439,17 +414,17 @@ class PredictionRun:
     def _predict_one(self, model, video: Path, name: str, overlays: bool) -> None:
         from autoqvis.progress import progress_bar
 
-        options = self.options
-        n = len(open_video(video, options.short_side, options.max_size))
-        window = options.window if 0 < options.window < n else n
+        inference = self.inference
+        n = len(open_video(video, inference.short_side, inference.max_size))
+        window = inference.window if 0 < inference.window < n else n
         windows = len(
-            stream_windows(n, window, min(options.overlap, max(window - 1, 0)) if window < n else 0)
+            stream_windows(n, window, min(inference.overlap, max(window - 1, 0)) if window < n else 0)
         )
         with progress_bar(name, total=windows) as bar:
-            vt = segment_video(model, video, options, on_window=bar.advance)
+            vt = segment_video(model, video, inference, on_window=bar.advance)
         results = results_json(vt, self.ids[name])  # checked before anything is written
         frame_names = open_video(video).frame_names()  # masks named as the frames they belong to
-        write_davis_masks(vt, self.out / "masks" / name, options.max_png_tracks, frame_names)
+        write_davis_masks(vt, self.out / "masks" / name, self.max_png_tracks, frame_names)
         if overlays:
             write_overlay(
                 iter(open_video(video)), vt, self.out / "overlays" / f"{name}.mp4", gif=vt.video.length <= 60

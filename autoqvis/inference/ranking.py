@@ -23,7 +23,9 @@ from dataclasses import dataclass
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from autoqvis.io import rle
+from autoqvis import rle
+from autoqvis.config.checks import choices
+from autoqvis.config.sections import TrackScore
 from autoqvis.structures import Track
 
 __all__ = [
@@ -36,7 +38,7 @@ __all__ = [
     "video_flows",
 ]
 
-TRACK_SCORES = ("class", "quality", "main")
+TRACK_SCORES = choices(TrackScore)  # inference.track_score
 
 
 @dataclass(frozen=True)

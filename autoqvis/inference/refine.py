@@ -19,8 +19,8 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
+from autoqvis import rle
 from autoqvis.discover.crf import densecrf
-from autoqvis.io import rle
 from autoqvis.io.video import VideoSource
 from autoqvis.structures import Track
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from autoqvis.io import rle as rle_utils
+from autoqvis import rle as rle_utils
 from autoqvis.structures import Track
 
 __all__ = ["StreamingLinker", "WindowResult", "run_streaming", "stream_windows"]

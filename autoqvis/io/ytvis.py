@@ -26,8 +26,8 @@ from typing import Any
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from autoqvis import rle as rle_utils
 from autoqvis.errors import DataError
-from autoqvis.io import rle as rle_utils
 from autoqvis.io.access import require_file
 from autoqvis.io.atomic import atomic_write_json
 from autoqvis.io.fingerprint import hash_json
@@ -294,7 +294,7 @@ def _optional_areas(values: Any, info: VideoInfo, where: str) -> list[float | No
 
 class _CompressedMasks:
     """The compressed RLE strings of a file as they are read, checked together at the end (one vectorised
-    pass, :func:`autoqvis.io.rle.counts_errors`); the error names the first bad one's place."""
+    pass, :func:`autoqvis.rle.counts_errors`); the error names the first bad one's place."""
 
     def __init__(self) -> None:
         self.counts: list[str] = []

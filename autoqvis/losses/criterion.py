@@ -4,7 +4,7 @@ Legend: ``B`` videos, ``Q`` queries, ``K`` classes + 1 (last = no-object), ``T``
 grid, ``N`` tracks of a video, ``H, W`` target-mask grid (the padded input), ``M`` matched pairs in the
 batch, ``P`` points.
 
-For each prediction round (the final output, then ``aux_outputs[0]``, ``[1]``, ... when deep supervision
+For each prediction round (the final output, then ``outputs.aux[0]``, ``[1]``, ... when deep supervision
 is on) queries are matched to tracks, and the losses are computed with that matching. Keys follow the
 reference: ``loss_ce``, ``loss_mask``, ``loss_dice``, ``loss_maskiou`` for the final output and
 ``loss_ce_0`` ... for the aux outputs. Random draws happen, in order, in the matcher (``rand(1, P, 2)``
@@ -30,6 +30,7 @@ from autoqvis.losses.functional import classification_loss, dice_loss, droploss_
 from autoqvis.losses.matcher import Indices, VideoHungarianMatcher
 from autoqvis.losses.point_sampling import RandFn, importance_sample_points, point_sample
 from autoqvis.losses.quality import quality_loss_all, quality_loss_matched
+from autoqvis.structures import DecoderOutput, RoundOutput
 
 __all__ = [
     "LossBreakdown",
@@ -73,7 +74,7 @@ class VideoSetCriterion(nn.Module):
         droploss_tau: the DropLoss IoU threshold (0.01).
         quality_loss: "all" (every query vs its best-mean-IoU track, the code), "matched" (the paper), or
             None (frozen quality head: no quality loss).
-        deep_supervision: also supervise every ``aux_outputs`` entry with the same weights.
+        deep_supervision: also supervise every earlier round (``outputs.aux``) with the same weights.
     """
 
     def __init__(
@@ -124,32 +125,36 @@ class VideoSetCriterion(nn.Module):
             out.update({f"{k}_{i}": v for k, v in base.items()})
         return out
 
-    def forward(self, outputs: dict, targets: list[dict], rand: RandFn | None = None) -> dict[str, Tensor]:
+    def forward(
+        self, outputs: DecoderOutput, targets: list[dict], rand: RandFn | None = None
+    ) -> dict[str, Tensor]:
         """Weighted losses of a batch: ``{name: 0-d float32 tensor}``, each raw loss x its weight (sum them).
 
         Names: ``loss_ce``, ``loss_mask``, ``loss_dice`` (and ``loss_maskiou`` unless the quality loss is off)
-        for the final round, the same with ``_0``, ``_1``, ... for each ``aux_outputs`` round (deep
-        supervision). ``outputs``: ``pred_logits`` (B, Q, K) class logits, ``pred_masks`` (B, Q, T, h, w) mask
-        logits, ``pred_maskiou`` (B, Q, T, 1) raw predicted IoUs (needed only with the quality loss) and
-        ``aux_outputs``; ``targets``: per video ``labels`` (N,) int64 and ``masks`` (N, T, H, W) binary.
+        for the final round, the same with ``_0``, ``_1``, ... for each earlier round (deep supervision).
+        ``outputs``: the decoder's :class:`~autoqvis.structures.DecoderOutput`: ``logits`` (B, Q, K) class
+        logits, ``masks`` (B, Q, T, h, w) mask logits, ``quality`` (B, Q, T, 1) raw predicted IoUs (needed
+        only with the quality loss) and ``aux``; ``targets``: per video ``labels`` (N,) int64 and ``masks`` (N, T, H, W) binary.
         ``rand`` replaces ``torch.rand`` for every draw. :meth:`compute` also returns the matchings."""
         return self.compute(outputs, targets, rand).weighted
 
-    def compute(self, outputs: dict, targets: list[dict], rand: RandFn | None = None) -> LossBreakdown:
+    def compute(
+        self, outputs: DecoderOutput, targets: list[dict], rand: RandFn | None = None
+    ) -> LossBreakdown:
         """Raw and weighted losses, the matchings and the normaliser.
 
         Args:
-            outputs: ``pred_logits`` (B, Q, K), ``pred_masks`` (B, Q, T, h, w), optional ``pred_maskiou``
-                (B, Q, T, 1) and ``aux_outputs`` (list of dicts with the same keys).
+            outputs: ``logits`` (B, Q, K), ``masks`` (B, Q, T, h, w), optional ``quality`` (B, Q, T, 1)
+                and ``aux`` (earlier rounds: :class:`~autoqvis.structures.RoundOutput`).
             targets: per video ``labels`` (N,) int64, ``masks`` (N, T, H, W) float or uint8 (``ids`` ignored).
             rand: ``torch.rand``-like callable; default: the global torch RNG.
         """
         rand = torch.rand if rand is None else rand
         _check_inputs(outputs, targets, self.num_classes, self.deep_supervision)
-        rounds = [("", outputs)]
+        rounds: list[tuple[str, DecoderOutput | RoundOutput]] = [("", outputs)]
         if self.deep_supervision:
-            rounds += [(f"_{i}", aux) for i, aux in enumerate(outputs.get("aux_outputs", []))]
-        device = outputs["pred_logits"].device
+            rounds += [(f"_{i}", aux) for i, aux in enumerate(outputs.aux)]
+        device = outputs.logits.device
         raw, weighted, all_indices = {}, {}, []
         with torch.autocast(device.type, enabled=False):
             num_masks = average_num_masks(targets, device)
@@ -164,7 +169,7 @@ class VideoSetCriterion(nn.Module):
 
     def _round_losses(
         self,
-        out: dict,
+        out: DecoderOutput | RoundOutput,
         targets: list[dict],
         indices: Indices,
         num_masks: float,
@@ -177,28 +182,26 @@ class VideoSetCriterion(nn.Module):
         losses.update(self._masks(out, targets, indices, num_masks, rand))
         if self.quality_loss is None:
             return losses
-        if out.get("pred_maskiou") is None:
+        if out.quality is None:
             if not final:
                 return losses
             if not self._warned_missing_quality:
                 log.warning(
-                    "quality_loss=%r but the outputs carry no pred_maskiou: skipped", self.quality_loss
+                    "quality_loss=%r but the outputs carry no predicted IoU: skipped", self.quality_loss
                 )
                 self._warned_missing_quality = True
             return losses
         drop_tau = self.droploss_tau if self.droploss else None
         if self.quality_loss == "all":
-            losses["loss_maskiou"] = quality_loss_all(
-                out["pred_maskiou"], out["pred_masks"], targets, drop_tau
-            )
+            losses["loss_maskiou"] = quality_loss_all(out.quality, out.masks, targets, drop_tau)
         else:
             losses["loss_maskiou"] = quality_loss_matched(
-                out["pred_maskiou"], out["pred_masks"], targets, indices, num_masks, drop_tau
+                out.quality, out.masks, targets, indices, num_masks, drop_tau
             )
         return losses
 
-    def _classification(self, out: dict, targets: list[dict], indices: Indices) -> Tensor:
-        logits = out["pred_logits"]  # (B, Q, K)
+    def _classification(self, out: RoundOutput, targets: list[dict], indices: Indices) -> Tensor:
+        logits = out.logits  # (B, Q, K)
         target_classes = torch.full(
             logits.shape[:2], self.num_classes, dtype=torch.int64, device=logits.device
         )
@@ -207,10 +210,10 @@ class VideoSetCriterion(nn.Module):
         return classification_loss(logits, target_classes, self.empty_weight.float())
 
     def _masks(
-        self, out: dict, targets: list[dict], indices: Indices, num_masks: float, rand: RandFn
+        self, out: RoundOutput, targets: list[dict], indices: Indices, num_masks: float, rand: RandFn
     ) -> dict[str, Tensor]:
         """Point-sampled BCE and Dice of matched (track, frame) pairs (DropLoss-weighted when enabled)."""
-        pred_masks = out["pred_masks"]
+        pred_masks = out.masks
         device = pred_masks.device
         batch_idx = torch.cat([torch.full_like(src, b) for b, (src, _) in enumerate(indices)]).to(device)
         src_idx = torch.cat([src for src, _ in indices]).to(device)
@@ -310,18 +313,20 @@ def criterion_flags_from_reference(losses: list[str]) -> dict:
     return flags
 
 
-def _check_inputs(outputs: dict, targets: list[dict], num_classes: int, deep_supervision: bool) -> None:
+def _check_inputs(
+    outputs: DecoderOutput, targets: list[dict], num_classes: int, deep_supervision: bool
+) -> None:
     """Shapes that every loss relies on, for each supervised round; errors say what arrived."""
     _check_round(outputs, num_classes, "outputs")
-    for i, aux in enumerate(outputs.get("aux_outputs", []) if deep_supervision else []):
-        _check_round(aux, num_classes, f"aux_outputs[{i}]")
-        if aux["pred_masks"].shape[:3] != outputs["pred_masks"].shape[:3]:
-            expected = tuple(outputs["pred_masks"].shape[:3])
+    for i, aux in enumerate(outputs.aux if deep_supervision else ()):
+        _check_round(aux, num_classes, f"outputs.aux[{i}]")
+        if aux.masks.shape[:3] != outputs.masks.shape[:3]:
+            expected = tuple(outputs.masks.shape[:3])
             raise ValueError(
-                f"aux_outputs[{i}]['pred_masks'] must share (B, Q, T) = {expected} with the final output, "
-                f"got {tuple(aux['pred_masks'].shape)}"
+                f"outputs.aux[{i}].masks must share (B, Q, T) = {expected} with the final output, "
+                f"got {tuple(aux.masks.shape)}"
             )
-    B, _, T = outputs["pred_masks"].shape[:3]
+    B, _, T = outputs.masks.shape[:3]
     if len(targets) != B:
         raise ValueError(f"expected one target dict per video ({B}), got {len(targets)}")
     for b, t in enumerate(targets):
@@ -334,20 +339,15 @@ def _check_inputs(outputs: dict, targets: list[dict], num_classes: int, deep_sup
             raise ValueError(f"targets[{b}]['labels'] must lie in [0, {num_classes}), got {labels.tolist()}")
 
 
-def _check_round(out: dict, num_classes: int, name: str) -> None:
-    for key in ("pred_logits", "pred_masks"):
-        if key not in out:
-            raise ValueError(f"{name} need '{key}', got keys {sorted(out)}")
-    logits, masks = out["pred_logits"], out["pred_masks"]
+def _check_round(out: DecoderOutput | RoundOutput, num_classes: int, name: str) -> None:
+    logits, masks = out.logits, out.masks
+    if masks is None:
+        raise ValueError(f"{name} needs masks (every supervised round computes them in training), got None")
     if logits.dim() != 3 or logits.shape[-1] != num_classes + 1:
-        raise ValueError(
-            f"{name}['pred_logits'] must be (B, Q, {num_classes + 1}), got {tuple(logits.shape)}"
-        )
+        raise ValueError(f"{name}.logits must be (B, Q, {num_classes + 1}), got {tuple(logits.shape)}")
     if masks.dim() != 5 or masks.shape[:2] != logits.shape[:2]:
         raise ValueError(
-            f"{name}['pred_masks'] must be (B, Q, T, h, w) with the B, Q of pred_logits, "
-            f"got {tuple(masks.shape)}"
+            f"{name}.masks must be (B, Q, T, h, w) with the B, Q of the logits, got {tuple(masks.shape)}"
         )
-    iou = out.get("pred_maskiou")
-    if iou is not None and tuple(iou.shape) != (*masks.shape[:3], 1):
-        raise ValueError(f"{name}['pred_maskiou'] must be {(*masks.shape[:3], 1)}, got {tuple(iou.shape)}")
+    if out.quality is not None and tuple(out.quality.shape) != (*masks.shape[:3], 1):
+        raise ValueError(f"{name}.quality must be {(*masks.shape[:3], 1)}, got {tuple(out.quality.shape)}")

@@ -20,6 +20,7 @@ from scipy.optimize import linear_sum_assignment
 from torch import Tensor, nn
 
 from autoqvis.losses.point_sampling import RandFn, point_sample
+from autoqvis.structures import RoundOutput
 
 __all__ = ["VideoHungarianMatcher", "pairwise_dice_cost", "pairwise_sigmoid_bce_cost"]
 
@@ -86,19 +87,19 @@ class VideoHungarianMatcher(nn.Module):
         return self.cost_mask * cost_mask + self.cost_class * cost_class + self.cost_dice * cost_dice
 
     @torch.no_grad()
-    def forward(self, outputs: dict, targets: list[dict], rand: RandFn = torch.rand) -> Indices:
+    def forward(self, outputs: RoundOutput, targets: list[dict], rand: RandFn = torch.rand) -> Indices:
         """Per video ``(query_idx, track_idx)``: int64 CPU tensors of length min(Q, N), queries ascending.
 
-        ``outputs``: ``pred_logits`` (B, Q, K) class logits and ``pred_masks`` (B, Q, T, h, w) mask logits;
+        ``outputs``: one round's ``logits`` (B, Q, K) class logits and ``masks`` (B, Q, T, h, w) mask logits;
         ``targets``: per video ``labels`` (N,) int64 and ``masks`` (N, T, H, W) binary. Draws
         ``rand(1, P, 2)`` once per video, in order. No gradient.
         """
         indices = []
-        with torch.autocast(outputs["pred_masks"].device.type, enabled=False):
+        with torch.autocast(outputs.masks.device.type, enabled=False):
             for b, target in enumerate(targets):
                 cost = self.cost_matrix(
-                    outputs["pred_logits"][b],
-                    outputs["pred_masks"][b],
+                    outputs.logits[b],
+                    outputs.masks[b],
                     target["labels"],
                     target["masks"],
                     rand,

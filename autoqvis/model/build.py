@@ -17,27 +17,33 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import pickle
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from autoqvis.config import ModelConfig, TrainingConfig
+from autoqvis.config.checks import choices
+from autoqvis.config.sections import BackboneName, Preset
 from autoqvis.errors import CheckpointError
-from autoqvis.io.access import require_file
 from autoqvis.io.atomic import atomic_path, atomic_write_text
 from autoqvis.losses.criterion import build_criterion
+from autoqvis.model.backbone import Backbone
+from autoqvis.model.checkpoint import check_not_preset, describe_torch_load_error, read_state_dict
+from autoqvis.model.decoder import VideoMaskedDecoder
+from autoqvis.model.pixel_decoder import MSDeformAttnPixelDecoder
+from autoqvis.model.resnet import ResNet
 from autoqvis.model.state_check import checked_state
 from autoqvis.model.vis import ModelSpec, VideoMaskFormer
 from autoqvis.model.vit import load_vit
+from autoqvis.model.vit_backbone import ViTBackbone
 
 __all__ = [
     "PRESETS",
     "LoadReport",
     "architecture_differences",
+    "build_backbone",
     "build_model",
     "check_not_preset",
     "describe_torch_load_error",
@@ -52,7 +58,7 @@ __all__ = [
 
 log = logging.getLogger("autoqvis")
 
-PRESETS: dict[str, ModelSpec] = {
+PRESETS: dict[Preset, ModelSpec] = {
     "paper_r50": ModelSpec(),
     "videocutler_r50": ModelSpec(quality_head=None),
     "tiny": ModelSpec(
@@ -71,6 +77,7 @@ PRESETS: dict[str, ModelSpec] = {
         encoder_dropout=0.0,
     ),
 }
+assert set(PRESETS) == set(choices(Preset)), "model.preset (config.sections.Preset) must name every preset"
 
 
 def spec_from_reference_config(config: dict) -> ModelSpec:
@@ -111,14 +118,16 @@ def model_spec(model: ModelConfig | ModelSpec | str) -> ModelSpec:
         raise CheckpointError(f"unknown model preset {name!r}; choose one of {', '.join(sorted(PRESETS))}")
     spec = PRESETS[name]
     if isinstance(model, ModelConfig):
-        spec = dataclasses.replace(
-            spec,
-            backbone=model.backbone,
-            vit_arch=model.vit_arch,
-            freeze_vit=model.freeze_vit,
-            vit_image_stem=model.vit_image_stem,
-        )
+        spec = dataclasses.replace(spec, **{name: getattr(model, name) for name in SPEC_FROM_CONFIG})
     return spec
+
+
+# the spec fields a model config sets: those the two share by name (the backbone and its ViT)
+SPEC_FROM_CONFIG = tuple(
+    f.name
+    for f in dataclasses.fields(ModelSpec)
+    if f.name in {g.name for g in dataclasses.fields(ModelConfig)}
+)
 
 
 def build_model(
@@ -138,7 +147,30 @@ def build_model(
     training = training or TrainingConfig()
     if spec.quality_head is None and not training.freeze_quality_head:
         training = dataclasses.replace(training, freeze_quality_head=True)  # no head, no quality loss
-    net = VideoMaskFormer(spec, criterion=build_criterion(training, spec.num_classes))
+    backbone = build_backbone(spec)
+    pixel_decoder = MSDeformAttnPixelDecoder(
+        backbone.channels,
+        backbone.strides,
+        conv_dim=spec.conv_dim,
+        mask_dim=spec.mask_dim,
+        encoder_layers=spec.encoder_layers,
+        n_heads=spec.nheads,
+        d_ffn=spec.encoder_ffn,
+        dropout=spec.encoder_dropout,
+    )
+    predictor = VideoMaskedDecoder(
+        in_channels=spec.conv_dim,
+        hidden_dim=spec.hidden_dim,
+        num_queries=spec.num_queries,
+        nheads=spec.nheads,
+        dim_feedforward=spec.dim_feedforward,
+        dec_layers=spec.dec_layers,
+        mask_dim=spec.mask_dim,
+        num_classes=spec.num_classes,
+        quality_head=spec.quality_head,
+    )
+    criterion = build_criterion(training, spec.num_classes)
+    net = VideoMaskFormer(spec, backbone, pixel_decoder, predictor, criterion)
     if training.freeze_quality_head:
         net.freeze_quality_head()
     net.quality_outputs = training.quality_outputs
@@ -148,104 +180,28 @@ def build_model(
     return net
 
 
+def build_backbone(spec: ModelSpec) -> Backbone:
+    """The backbone ``spec.backbone`` names, with the spec's sizes: ``resnet`` (detectron2's ResNet,
+    ``spec.depth`` and widths; channels-last, ~15% faster convolutions on CPU) or ``vit`` (``spec.vit_arch``
+    through a simple feature pyramid, randomly initialised: its weights are loaded by :func:`build_model`).
+    Any other name is an error."""
+    match spec.backbone:
+        case "resnet":
+            resnet = ResNet(spec.depth, spec.stem_out_channels, spec.width_per_group, spec.res2_out_channels)
+            return resnet.to(memory_format=torch.channels_last)
+        case "vit":
+            return ViTBackbone(spec.vit_arch, frozen=spec.freeze_vit, image_stem=spec.vit_image_stem)
+        case _:
+            raise ValueError(
+                f"unknown backbone {spec.backbone!r}; choose one of {', '.join(choices(BackboneName))}"
+            )
+
+
 @dataclass
 class LoadReport:
     missing: list[str]
     unexpected: list[str]
     shape_mismatch: list[str]
-
-
-def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """Tensors of a checkpoint file: safetensors, or a torch pickle of tensors only (``weights_only``)."""
-    path = Path(path)
-    check_not_preset(path)
-    if path.is_dir():
-        if not (path / "model.safetensors").exists():
-            raise CheckpointError(
-                f"{path} is a folder without model.safetensors; pass a .pth or .safetensors file, or a folder "
-                "written by autoqvis"
-            )
-        path = path / "model.safetensors"
-    require_file(
-        path, not_found="; pass a .pth, .safetensors or a folder written by autoqvis", error=CheckpointError
-    )
-    if path.suffix == ".safetensors":
-        try:
-            return load_file(str(path))
-        except Exception as err:  # safetensors raises its own error types
-            raise CheckpointError(f"{path} is not a readable safetensors file: {err}") from err
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except (
-        Exception
-    ) as err:  # torch raises many types for bad files (UnpicklingError, RuntimeError, IndexError...)
-        needs_code, reason = describe_torch_load_error(err, path)
-        if needs_code:
-            raise CheckpointError(
-                f"{path} needs arbitrary code to unpickle, which autoqvis refuses for safety ({reason}). "
-                "Convert it once, in a trusted environment, to safetensors: "
-                "python -c \"import torch, safetensors.torch as s; d=torch.load('IN.pth', weights_only=False)['model']; "
-                "s.save_file({k: v.contiguous() for k, v in d.items()}, 'OUT.safetensors')\""
-            ) from err
-        raise CheckpointError(
-            f"{path} is not a readable torch checkpoint ({reason}); the file is damaged, truncated or not a "
-            "checkpoint: pass the .pth or .safetensors file again (a fresh copy) or a model folder"
-        ) from err
-    if isinstance(data, dict) and "model" in data and isinstance(data["model"], dict):
-        data = data["model"]
-    if not isinstance(data, dict) or not all(isinstance(v, torch.Tensor) for v in data.values()):
-        raise CheckpointError(f"{path}: expected a state dict of tensors (or {{'model': state_dict}})")
-    return data
-
-
-def check_not_preset(path: str | Path) -> None:
-    """A weights path that does not exist but is a preset's name (``--weights tiny``) is refused: random
-    weights must never stand in for a model silently."""
-    if str(path) in PRESETS and not Path(path).exists():
-        raise CheckpointError(
-            f"{path} is a preset name, not a weights file; pass a model folder or checkpoint (the preset of a "
-            "weights file is given with --preset or model.preset)"
-        )
-
-
-def describe_torch_load_error(err: BaseException, path: str | Path | None = None) -> tuple[bool, str]:
-    """Why ``torch.load(weights_only=True)`` failed: (the file is a pickle that would run code, a short reason).
-
-    Random or truncated bytes fail in the weights-only unpickler too; a pickle needing code is one that names
-    an unsupported *global*, or (a plain ``pickle.dump`` file, which that unpickler cannot even walk) a valid
-    pickle stream that imports or calls something (read with :mod:`pickletools`, which runs nothing)."""
-    text = str(err)
-    inner = re.search(r"WeightsUnpickler error:\s*(.+)", text)
-    reason = inner.group(1).strip() if inner else (text.strip().splitlines() or [""])[0]
-    reason = f"{type(err).__name__}: {reason}" if reason else type(err).__name__
-    if len(reason) > 200:
-        reason = reason[:197] + "..."
-    if not isinstance(err, pickle.UnpicklingError):
-        return False, reason
-    if "Unsupported global" in text:
-        return True, reason
-    target = _pickle_code(Path(path)) if path is not None else None
-    return (True, f"it imports {target}") if target else (False, reason)
-
-
-def _pickle_code(path: Path) -> str | None:
-    """What a well-formed pickle stream at the start of ``path`` imports (``module.name``), None when it
-    imports nothing or is not a pickle stream (random or truncated bytes)."""
-    import pickletools
-
-    strings: list[str] = []
-    try:
-        with open(path, "rb") as f:
-            for op, arg, _ in pickletools.genops(f):
-                if op.name in ("GLOBAL", "INST"):
-                    return str(arg).replace(" ", ".")
-                if op.name == "STACK_GLOBAL":
-                    return ".".join(strings[-2:]) or "an object"
-                if isinstance(arg, str):
-                    strings.append(arg)
-    except Exception:  # not a pickle stream
-        return None
-    return None
 
 
 def load_weights(model: VideoMaskFormer, path: str | Path, strict: bool = False) -> LoadReport:
@@ -307,7 +263,7 @@ def load_weights(model: VideoMaskFormer, path: str | Path, strict: bool = False)
 
 
 # fields of a spec that do not change the weights or what the model computes at inference
-_TRAINING_ONLY = ("freeze_vit", "num_frames", "encoder_dropout", "test_topk")
+_TRAINING_ONLY = ("freeze_vit", "num_frames", "encoder_dropout")
 _VIT_ONLY = ("vit_arch", "vit_image_stem")
 
 

@@ -14,11 +14,8 @@ padded input).
 Batch and time fused (``B*T``): the backbone and the pixel decoder see single frames, so the model stacks
 every frame of every video into one batch, video by video (frame ``t`` of video ``b`` is row ``b*T + t``; see
 ``VideoMaskFormer.preprocess``). The decoder's inputs are such ``(B*T, ...)`` maps, and
-:meth:`VideoMaskedDecoder.forward` is where they are unflattened to ``(B, T, ...)``. B is ``num_videos`` when
-given, otherwise it depends on the mode:
-
-- training: B videos of ``num_frames`` frames each (the training clip length), fused: B = rows / num_frames;
-- eval: one video whose T is all of its frames (B = 1, T = rows), however long.
+:meth:`VideoMaskedDecoder.forward` is where they are unflattened to ``(B, T, ...)``, with B = ``num_videos``
+given by the caller (training: the clips of a batch; eval: one video whose T is all of its frames).
 
 Everything the decoder returns keeps B and T apart. The quality head takes the fused stride-32 level again and
 unflattens it itself (its ``masks`` argument gives B and T).
@@ -31,6 +28,8 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from autoqvis.structures import DecoderOutput, RoundOutput
 
 __all__ = ["MLP", "QualityHead", "VideoMaskedDecoder", "sine_position_3d"]
 
@@ -228,11 +227,10 @@ class VideoMaskedDecoder(nn.Module):
         num_feature_levels: int = 3,
         enforce_input_project: bool = False,
         quality_head: tuple[int, int, int] | None = (257, 256, 1024),
-        num_frames: int = 3,
     ):
         super().__init__()
         self.num_heads, self.num_layers, self.num_queries = nheads, dec_layers, num_queries
-        self.num_feature_levels, self.num_frames = num_feature_levels, num_frames
+        self.num_feature_levels = num_feature_levels
         self.hidden_dim = hidden_dim
         self.transformer_self_attention_layers = nn.ModuleList(
             SelfAttentionLayer(hidden_dim, nheads) for _ in range(dec_layers)
@@ -270,10 +268,10 @@ class VideoMaskedDecoder(nn.Module):
         self,
         x: list[Tensor],
         mask_features: Tensor,
-        num_videos: int | None = None,
+        num_videos: int,
         score_quality: str = "all",
-        record: dict | None = None,
-    ) -> dict:
+        every_round_masks: bool = False,
+    ) -> DecoderOutput:
         """Class logits, per-frame mask logits and predicted IoUs of the queries after every round.
 
         Args:
@@ -281,25 +279,24 @@ class VideoMaskedDecoder(nn.Module):
                 video by video (see the module docstring).
             mask_features: (B*T, C_m, h, w) float per-pixel embeddings at stride 4; a mask logit is the dot
                 product of a query's mask embedding with them.
-            num_videos: B. Default: in training, ``num_frames`` frames per video (B = rows / num_frames); in
-                eval, one video of any length (B = 1, T = rows).
+            num_videos: B; the rows are B videos of T = rows / B frames each.
             score_quality: ``"all"`` runs the quality head on every round (training), ``"last"`` on the final
                 round only, ``"none"`` skips it (frozen head in training, or post-processing scores the kept
                 queries).
-            record: if given, receives per-round attention masks (before the un-blocking rule) for tests.
+            every_round_masks: compute every round's full mask logits (always in training, where the earlier
+                rounds are supervised; in eval only the final round's are needed).
 
-        Returns a dict, B and T apart:
-
-        - ``pred_logits`` (B, Q, num_classes + 1) float class logits of the final round (last: no object);
-        - ``pred_masks`` (B, Q, T, h, w) float mask logits of the final round;
-        - ``pred_maskiou`` (B, Q, T, 1) float raw predicted IoUs of the final round, or None when not scored;
-        - ``pred_embeds`` (B, Q, C) the normalised final query features;
-        - ``aux_outputs``: the earlier rounds (the first before any layer), each a dict with the same three
-          ``pred_*`` keys; their ``pred_masks`` are None in eval without ``record`` (only the final round's
-          masks are computed there).
+        Returns a :class:`~autoqvis.structures.DecoderOutput`, B and T apart: ``logits`` (B, Q, num_classes + 1)
+        float class logits of the final round (last: no object), ``masks`` (B, Q, T, h, w) float mask logits,
+        ``quality`` (B, Q, T, 1) float raw predicted IoUs or None when not scored, ``embeddings`` (B, Q, C) the
+        normalised final query features, and ``aux``: the earlier rounds (the first before any layer), each a
+        :class:`~autoqvis.structures.RoundOutput` whose masks are None unless computed (see
+        ``every_round_masks``). Each round's attention mask comes from :meth:`prediction_heads`.
         """
         bt, c_m, h_m, w_m = mask_features.shape
-        bs = num_videos if num_videos is not None else (bt // self.num_frames if self.training else 1)
+        bs = num_videos
+        if bs < 1 or bt % bs:
+            raise ValueError(f"{bt} frames cannot be {bs} videos of equal length (num_videos={num_videos})")
         t = bt // bs
         # the fused frames are unflattened here: (B*T, C_m, h, w) -> (B, T, C_m, h, w)
         mask_features = mask_features.view(bs, t, c_m, h_m, w_m)
@@ -328,7 +325,7 @@ class VideoMaskedDecoder(nn.Module):
             .reshape(bs, c_m, t * size[0] * size[1])
             for size in sizes
         ]
-        full_every_round = self.training or record is not None
+        full_every_round = self.training or every_round_masks
         classes, masks = [], []
         cls, mask, blocked = self.prediction_heads(
             output, mask_flat if full_every_round else None, grid, level_flat[0]
@@ -337,8 +334,6 @@ class VideoMaskedDecoder(nn.Module):
         masks.append(mask)
         for i in range(self.num_layers):
             level = i % self.num_feature_levels
-            if record is not None:
-                record[f"attn_mask.{i}"] = blocked.clone()
             blocked[blocked.all(-1)] = False  # a query blocked everywhere attends everywhere instead
             # every head uses the same mask: one (Q, S) mask serves them all when there is one video
             attn_mask = blocked[0] if bs == 1 else blocked.repeat_interleave(self.num_heads, dim=0)
@@ -356,8 +351,6 @@ class VideoMaskedDecoder(nn.Module):
             )
             classes.append(cls)
             masks.append(mask)
-        if record is not None:
-            record[f"attn_mask.{self.num_layers}"] = blocked
         head = self.maskiou_feature_extractor
         ious: list[Tensor | None] = [None] * len(masks)
         if score_quality == "all" and not full_every_round:
@@ -366,26 +359,20 @@ class VideoMaskedDecoder(nn.Module):
             ious = [head(x[0], m) for m in masks]
         elif head is not None and score_quality == "last":
             ious[-1] = head(x[0], masks[-1])
-        out = {
-            "pred_logits": classes[-1],
-            "pred_masks": masks[-1],
-            "pred_maskiou": ious[-1],
-            "pred_embeds": self.decoder_norm(output).transpose(0, 1),  # (B, Q, C) final query features
-            "aux_outputs": [
-                {"pred_logits": a, "pred_masks": b, "pred_maskiou": c}
-                for a, b, c in zip(classes[:-1], masks[:-1], ious[:-1], strict=True)
-            ],
-        }
-        if record is not None:
-            record["rounds"] = list(zip(classes, masks, strict=True))
-        return out
+        return DecoderOutput(
+            logits=classes[-1],
+            masks=masks[-1],
+            quality=ious[-1],
+            embeddings=self.decoder_norm(output).transpose(0, 1),  # (B, Q, C) final query features
+            aux=tuple(RoundOutput(*r) for r in zip(classes[:-1], masks[:-1], ious[:-1], strict=True)),
+        )
 
     def prediction_heads(
         self, output: Tensor, mask_flat: Tensor | None, grid: tuple[int, int, int], level_flat: Tensor
     ) -> tuple[Tensor, Tensor | None, Tensor]:
         """Class logits (B, Q, num_classes + 1), mask logits (B, Q, T, h, w) (None when ``mask_flat`` is None)
         and the next round's blocked positions (B, Q, T*H_l*W_l) from the mask features resized to that level
-        (sigmoid < 0.5).
+        (sigmoid < 0.5; the caller then unblocks a query blocked everywhere, in place).
 
         ``output`` (Q, B, C) queries; ``mask_flat`` (B, C_m, T*h*w); ``grid`` (T, h, w); ``level_flat``
         (B, C_m, T*H_l*W_l)."""

@@ -21,6 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from autoqvis.model.backbone import Backbone, FeatureLevel
+
 __all__ = ["DEPTH_BLOCKS", "FrozenBatchNorm2d", "ResNet"]
 
 DEPTH_BLOCKS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3)}
@@ -100,8 +102,8 @@ class Stem(nn.Module):
         return F.max_pool2d(F.relu_(self.conv1(x)), kernel_size=3, stride=2, padding=1)
 
 
-class ResNet(nn.Module):
-    """Returns ``{"res2": ..., "res5": ...}``; ``channels`` and ``strides`` describe them."""
+class ResNet(Backbone):
+    """Returns ``{"res2": ..., "res5": ...}``; ``feature_info`` (``channels``, ``strides``) describes them."""
 
     def __init__(
         self,
@@ -117,8 +119,7 @@ class ResNet(nn.Module):
             raise ValueError(f"ResNet depth must be one of {sorted(DEPTH_BLOCKS)}, got {depth}")
         self.stem = Stem(3, stem_out_channels)
         self.out_features = tuple(out_features)
-        self.channels: dict[str, int] = {}
-        self.strides: dict[str, int] = {}
+        levels = []
         cin, width, cout = stem_out_channels, width_per_group, res2_out_channels
         self.stage_names = []
         for i, blocks in enumerate(DEPTH_BLOCKS[depth]):
@@ -131,8 +132,9 @@ class ResNet(nn.Module):
             )
             self.add_module(name, stage)
             self.stage_names.append(name)
-            self.channels[name], self.strides[name] = cout, 2 ** (i + 2)
+            levels.append(FeatureLevel(name, cout, 2 ** (i + 2)))
             cin, width, cout = cout, width * 2, cout * 2
+        self.feature_info = tuple(level for level in levels if level.name in self.out_features)
         if freeze:
             self.requires_grad_(False)
 

@@ -18,17 +18,23 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from autoqvis.config import InferenceConfig, ModelConfig
+from autoqvis.config.sections import BackboneName, ViTArch
 from autoqvis.device import autocast
+from autoqvis.model.backbone import Backbone
 from autoqvis.model.decoder import VideoMaskedDecoder
-from autoqvis.model.pixel_decoder import MSDeformAttnPixelDecoder
 from autoqvis.model.resnet import ResNet
+from autoqvis.structures import DecoderOutput
 
 __all__ = ["ModelSpec", "VideoMaskFormer", "VideoOutput"]
 
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """Every architecture number (official names in comments). ``paper_r50`` is the default."""
+    """Every architecture number (official names in comments). ``paper_r50`` is the default.
+
+    The backbone fields share their names, types and defaults with :class:`~autoqvis.config.ModelConfig`, which
+    sets them (:func:`autoqvis.model.build.model_spec`)."""
 
     depth: int = 50  # MODEL.RESNETS.DEPTH
     stem_out_channels: int = 64
@@ -50,13 +56,14 @@ class ModelSpec:
     size_divisibility: int = 32
     pixel_mean: tuple[float, float, float] = (123.675, 116.28, 103.53)  # RGB, 0..255
     pixel_std: tuple[float, float, float] = (58.395, 57.12, 57.375)
-    test_topk: int = 10
-    backbone: str = "resnet"  # resnet | vit (then vit_arch through a simple feature pyramid)
-    vit_arch: str = "dinov2_vits14_imgfocus"
-    freeze_vit: bool = True
+    backbone: BackboneName = (
+        ModelConfig.backbone
+    )  # resnet | vit (then vit_arch through a simple feature pyramid)
+    vit_arch: ViTArch = ModelConfig.vit_arch
+    freeze_vit: bool = ModelConfig.freeze_vit
     # backbone=vit: add a small trainable conv stem on the image to the stride-4 and stride-8 maps (the ViT's
     # tokens alone are stride 16: at low resolution masks come out blobby)
-    vit_image_stem: bool = False
+    vit_image_stem: bool = ModelConfig.vit_image_stem
     extra: dict = field(default_factory=dict, compare=False)
 
     def to_json(self) -> dict:
@@ -67,6 +74,7 @@ class ModelSpec:
     @classmethod
     def from_json(cls, data: dict) -> ModelSpec:
         known = {f for f in cls.__dataclass_fields__ if f != "extra"}
+        data = {k: v for k, v in data.items() if k not in _OBSOLETE}
         unknown = set(data) - known
         if unknown:
             raise ValueError(f"unknown model spec fields {sorted(unknown)}; known: {sorted(known)}")
@@ -75,6 +83,10 @@ class ModelSpec:
             if data.get(key) is not None:
                 data[key] = tuple(data[key])
         return cls(**data)
+
+
+# fields of model.json files written by earlier versions, read and ignored (test_topk: inference.top_k now)
+_OBSOLETE = ("test_topk",)
 
 
 @dataclass
@@ -99,51 +111,28 @@ class SemSegHead(nn.Module):
 
 
 class VideoMaskFormer(nn.Module):
+    """The VIS model from its parts: ``backbone`` (a :class:`~autoqvis.model.backbone.Backbone`), the
+    ``pixel_decoder`` built on its declared levels, the video decoder ``predictor`` (with the quality head)
+    and, for training, the ``criterion``. :func:`autoqvis.model.build.build_model` assembles them from a
+    :class:`ModelSpec`; ``spec`` gives the input normalisation and padding and is saved with the weights."""
+
     def __init__(
-        self, spec: ModelSpec, backbone: nn.Module | None = None, criterion: nn.Module | None = None
+        self,
+        spec: ModelSpec,
+        backbone: Backbone,
+        pixel_decoder: nn.Module,
+        predictor: VideoMaskedDecoder,
+        criterion: nn.Module | None = None,
     ):
         super().__init__()
         self.spec = spec
-        if backbone is None and spec.backbone == "vit":
-            from autoqvis.model.vit_backbone import ViTBackbone
-
-            backbone = ViTBackbone(spec.vit_arch, frozen=spec.freeze_vit, image_stem=spec.vit_image_stem)
-        elif backbone is None:
-            backbone = ResNet(
-                spec.depth, spec.stem_out_channels, spec.width_per_group, spec.res2_out_channels
-            )
-            backbone = backbone.to(memory_format=torch.channels_last)
-        elif spec.backbone not in ("resnet", "vit"):
-            raise ValueError(f"model backbone must be 'resnet' or 'vit', got {spec.backbone!r}")
         self.backbone = backbone
-        pixel_decoder = MSDeformAttnPixelDecoder(
-            self.backbone.channels,
-            self.backbone.strides,
-            conv_dim=spec.conv_dim,
-            mask_dim=spec.mask_dim,
-            encoder_layers=spec.encoder_layers,
-            n_heads=spec.nheads,
-            d_ffn=spec.encoder_ffn,
-            dropout=spec.encoder_dropout,
-        )
-        predictor = VideoMaskedDecoder(
-            in_channels=spec.conv_dim,
-            hidden_dim=spec.hidden_dim,
-            num_queries=spec.num_queries,
-            nheads=spec.nheads,
-            dim_feedforward=spec.dim_feedforward,
-            dec_layers=spec.dec_layers,
-            mask_dim=spec.mask_dim,
-            num_classes=spec.num_classes,
-            quality_head=spec.quality_head,
-            num_frames=spec.num_frames,
-        )
         self.sem_seg_head = SemSegHead(pixel_decoder, predictor)
         if criterion is not None:
             self.criterion = criterion
         self.register_buffer("pixel_mean", torch.tensor(spec.pixel_mean).view(-1, 1, 1), persistent=False)
         self.register_buffer("pixel_std", torch.tensor(spec.pixel_std).view(-1, 1, 1), persistent=False)
-        self.train_quality_head = spec.quality_head is not None
+        self.train_quality_head = predictor.maskiou_feature_extractor is not None
         self.quality_outputs = "all"  # training: the decoder outputs the quality head scores ("all" | "last")
 
     # ----------------------------------------------------------------------------------------------
@@ -219,25 +208,18 @@ class VideoMaskFormer(nn.Module):
         mask_features, multi_scale = self.sem_seg_head.pixel_decoder(feats)
         return feats, mask_features, multi_scale
 
-    def forward(self, images: Tensor, num_videos: int | None = None, record: dict | None = None) -> dict:
-        """Head outputs of ``images`` (B*T, 3, Hp, Wp): normalised frames, fused video by video (see
-        :meth:`preprocess`).
+    def forward(self, images: Tensor, num_videos: int) -> DecoderOutput:
+        """Head outputs of ``images`` (B*T, 3, Hp, Wp): normalised frames of ``num_videos`` = B videos of T
+        frames each, fused video by video (see :meth:`preprocess`). In training the quality head scores the
+        rounds ``quality_outputs`` says unless frozen; in eval it is left to :meth:`inference`.
 
-        What B and T are depends on the mode (``num_videos``, when given, sets B): in training, B videos of
-        ``spec.num_frames`` frames each, and the quality head scores every round unless frozen; in eval, one
-        video (B = 1, T = all rows), and the quality head is left to :meth:`inference`.
-
-        Returns the decoder's dict (see :meth:`VideoMaskedDecoder.forward`), B and T apart: ``pred_logits``
-        (B, Q, num_classes + 1), ``pred_masks`` (B, Q, T, Hp/4, Wp/4) logits, ``pred_maskiou`` (B, Q, T, 1) or
-        None, ``pred_embeds`` (B, Q, hidden_dim) and ``aux_outputs`` (the earlier rounds), all float.
-        ``record``, if given, also receives the mask and multi-scale features."""
+        Returns the decoder's :class:`~autoqvis.structures.DecoderOutput` (see
+        :meth:`VideoMaskedDecoder.forward`), B and T apart: ``logits`` (B, Q, num_classes + 1), ``masks``
+        (B, Q, T, Hp/4, Wp/4) logits, ``quality`` (B, Q, T, 1) or None, ``embeddings`` (B, Q, hidden_dim) and
+        ``aux`` (the earlier rounds), all float."""
         _, mask_features, multi_scale = self.features(images)
-        if record is not None:
-            record["mask_features"], record["multi_scale"] = mask_features, multi_scale
         score = (self.quality_outputs if self.train_quality_head else "none") if self.training else "none"
-        return self.predictor(
-            multi_scale, mask_features, num_videos=num_videos, score_quality=score, record=record
-        )
+        return self.predictor(multi_scale, mask_features, num_videos=num_videos, score_quality=score)
 
     # ----------------------------------------------------------------------------------------------
     # inference
@@ -247,15 +229,14 @@ class VideoMaskFormer(nn.Module):
         self,
         frames: Tensor,
         output_size: tuple[int, int] | None = None,
-        top_k: int | None = None,
-        record: dict | None = None,
+        top_k: int = InferenceConfig.top_k,
         amp: str = "off",
     ) -> VideoOutput:
         """One video -> its top-k tracks (no gradient).
 
         ``frames`` (T, 3, H, W) uint8 RGB: all of the video's frames, decoded as one clip (B = 1, T = all
         frames). ``output_size`` (H_out, W_out) of the returned masks (default (H, W)); ``top_k`` queries kept
-        (default ``spec.test_topk``); ``record`` receives intermediate tensors (tests). ``amp`` (``off`` |
+        (``inference.top_k``). ``amp`` (``off`` |
         ``bf16`` | ``fp16``, see :mod:`autoqvis.device`) runs the backbone, pixel decoder and decoder under
         autocast; post-processing stays in float32 (softmax scores, mask upsampling and the ``> 0`` threshold,
         the quality head on the kept queries), so scores and IoUs are float32 either way.
@@ -266,40 +247,32 @@ class VideoMaskFormer(nn.Module):
         images, sizes = self.preprocess([frames])
         with autocast(amp, images.device):
             _, mask_features, multi_scale = self.features(images)
-            out = self.predictor(
-                multi_scale, mask_features, num_videos=1, score_quality="none", record=record
-            )
-        if record is not None:
-            record["mask_features"], record["multi_scale"] = mask_features, multi_scale
+            out = self.predictor(multi_scale, mask_features, num_videos=1, score_quality="none")
         if amp != "off":
-            out = {
-                k: v.float() if isinstance(v, Tensor) and v.is_floating_point() else v for k, v in out.items()
-            }
+            out = out._replace(
+                logits=out.logits.float(), masks=out.masks.float(), embeddings=out.embeddings.float()
+            )
             multi_scale = [level.float() for level in multi_scale]
-        return self.postprocess(
-            out, images.shape[-2:], sizes[0], output_size or sizes[0], top_k, multi_scale, record
-        )
+        return self.postprocess(out, images.shape[-2:], sizes[0], output_size or sizes[0], top_k, multi_scale)
 
     def postprocess(
         self,
-        out: dict,
+        out: DecoderOutput,
         padded_size: Sequence[int],
         image_size: Sequence[int],
         output_size: Sequence[int],
-        top_k: int | None = None,
+        top_k: int = InferenceConfig.top_k,
         multi_scale: list[Tensor] | None = None,
-        record: dict | None = None,
     ) -> VideoOutput:
         """One video's head outputs -> :class:`VideoOutput` (see :meth:`inference`).
 
-        ``out``: the decoder's dict for B = 1 (``pred_logits`` (1, Q, num_classes + 1), ``pred_masks``
-        (1, Q, T, h, w) logits, ``pred_embeds`` (1, Q, C)). Scores are the softmax without the no-object
-        column, top-k over (query, class) pairs, sorted; the kept masks are upsampled to ``padded_size``
-        (Hp, Wp), cropped to ``image_size`` (H, W), resized to ``output_size`` and thresholded at 0. The
-        quality head scores only the kept queries, on ``multi_scale[0]`` (T, C, Hp/32, Wp/32), unless ``out``
-        already holds ``pred_maskiou`` (B = 1 here, so the fused T rows are this video's frames)."""
-        k = top_k or self.spec.test_topk
-        logits, masks = out["pred_logits"][0], out["pred_masks"][0]  # (Q, K+1), (Q, T, h, w)
+        ``out``: the decoder's output for B = 1 (``logits`` (1, Q, num_classes + 1), ``masks`` (1, Q, T, h, w)
+        logits, ``embeddings`` (1, Q, C)). Scores are the softmax without the no-object column, top-k over
+        (query, class) pairs, sorted; the kept masks go through :meth:`upsample_masks` and are thresholded at
+        0. The quality head scores only the kept queries, on ``multi_scale[0]`` (T, C, Hp/32, Wp/32), unless
+        ``out`` already holds ``quality`` (B = 1 here, so the fused T rows are this video's frames)."""
+        k = top_k
+        logits, masks = out.logits[0], out.masks[0]  # (Q, K+1), (Q, T, h, w)
         num_classes = logits.shape[-1] - 1
         scores = F.softmax(logits, dim=-1)[:, :-1]
         k = min(k, scores.numel())
@@ -310,17 +283,22 @@ class VideoMaskFormer(nn.Module):
         ious = None
         if self.quality_head is not None and multi_scale is not None:
             raw = (
-                out["pred_maskiou"][0][query]
-                if out.get("pred_maskiou") is not None
+                out.quality[0][query]
+                if out.quality is not None
                 else self.quality_head(multi_scale[0], kept[None])[0]
             )
-            if record is not None:
-                record["pred_maskiou_kept"] = raw
             ious = raw[..., 0].clamp(0, 1)
-        up = F.interpolate(kept, size=tuple(padded_size), mode="bilinear", align_corners=False)
-        up = up[:, :, : image_size[0], : image_size[1]]
-        up = F.interpolate(up, size=tuple(output_size), mode="bilinear", align_corners=False)
-        if record is not None:
-            record["post_logits"] = up
-        embeds = out["pred_embeds"][0][query] if out.get("pred_embeds") is not None else None
+        up = self.upsample_masks(kept, padded_size, image_size, output_size)
+        embeds = out.embeddings[0][query] if out.embeddings is not None else None
         return VideoOutput(top_scores, labels, up > 0, ious, query, embeds)
+
+    @staticmethod
+    def upsample_masks(
+        masks: Tensor, padded_size: Sequence[int], image_size: Sequence[int], output_size: Sequence[int]
+    ) -> Tensor:
+        """(K, T, h, w) mask logits -> (K, T, H_out, W_out) logits as the official ``inference_video``: bilinear
+        to the padded input ``padded_size``, cropped to the frame ``image_size``, bilinear to
+        ``output_size``."""
+        up = F.interpolate(masks, size=tuple(padded_size), mode="bilinear", align_corners=False)
+        up = up[:, :, : image_size[0], : image_size[1]]
+        return F.interpolate(up, size=tuple(output_size), mode="bilinear", align_corners=False)

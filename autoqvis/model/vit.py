@@ -30,8 +30,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from autoqvis.config.checks import choices
+from autoqvis.config.sections import ViTArch
 from autoqvis.errors import CheckpointError
 from autoqvis.io.access import require_file
+from autoqvis.model.checkpoint import describe_torch_load_error
 from autoqvis.model.state_check import checked_state
 
 __all__ = [
@@ -70,7 +73,7 @@ def _dinov2(dim: int, depth: int, heads: int, name: str, registers: bool = False
     return ViTSpec(14, dim, depth, heads, 37, True, checkpoint_name=f"{name}_pretrain.pth")
 
 
-ARCHS: dict[str, ViTSpec] = {
+ARCHS: dict[ViTArch, ViTSpec] = {
     "dino_vits8": ViTSpec(8, 384, 12, 6, 28, checkpoint_name="dino_deitsmall8_pretrain.pth"),
     "dino_vits16": ViTSpec(16, 384, 12, 6, 14, checkpoint_name="dino_deitsmall16_pretrain.pth"),
     "dino_vitb8": ViTSpec(8, 768, 12, 12, 28, checkpoint_name="dino_vitbase8_pretrain.pth"),
@@ -87,6 +90,9 @@ ARCHS: dict[str, ViTSpec] = {
     "dinov2_vitb14_reg": _dinov2(768, 12, 12, "dinov2_vitb14", registers=True),
     "dinov2_vitl14_reg": _dinov2(1024, 24, 16, "dinov2_vitl14", registers=True),
 }
+assert set(ARCHS) == set(choices(ViTArch)), (
+    "discovery.arch / model.vit_arch (config.sections.ViTArch) name these"
+)
 
 
 @dataclass
@@ -357,8 +363,6 @@ def load_state_dict_file(path: str | Path) -> dict[str, Tensor]:
     """Read an official DINO/DINOv2 checkpoint (.pth) or a safetensors file and normalise its key names:
     unwrap ``teacher``/``model``/``state_dict``, strip ``module.``/``backbone.`` prefixes, flatten
     DINOv2 block chunks (``blocks.1.4.`` -> ``blocks.4.``) and drop a classifier ``head.*``."""
-    from autoqvis.model.build import describe_torch_load_error
-
     path = Path(path)
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file

@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from autoqvis.model.backbone import Backbone, FeatureLevel
 from autoqvis.model.vit import ARCHS, build_vit, load_vit
 
 __all__ = ["TokenCache", "ViTBackbone", "use_token_cache"]
@@ -98,7 +99,7 @@ def _norm(channels: int) -> nn.GroupNorm:
     return nn.GroupNorm(min(32, channels), channels)
 
 
-class ViTBackbone(nn.Module):
+class ViTBackbone(Backbone):
     def __init__(
         self,
         arch: str = "dinov2_vits14_imgfocus",
@@ -112,8 +113,9 @@ class ViTBackbone(nn.Module):
         self.patch_size = ARCHS[arch].patch_size
         D = self.vit.embed_dim
         c2, c3, c4, c5 = out_channels or (D // 4, D // 2, D, D)
-        self.channels = {"res2": c2, "res3": c3, "res4": c4, "res5": c5}
-        self.strides = {"res2": 4, "res3": 8, "res4": 16, "res5": 32}
+        self.feature_info = tuple(
+            FeatureLevel(f"res{i + 2}", c, 2 ** (i + 2)) for i, c in enumerate((c2, c3, c4, c5))
+        )
         self.pyramid = nn.ModuleDict(
             {
                 "res2": nn.Sequential(
@@ -164,7 +166,7 @@ class ViTBackbone(nn.Module):
     def forward(self, images: Tensor) -> dict[str, Tensor]:
         """(N, 3, H, W) float normalised images, H and W multiples of 32 -> ``{"res2": (N, C2, H/4, W/4),
         "res3": (N, C3, H/8, W/8), "res4": (N, C4, H/16, W/16), "res5": (N, C5, H/32, W/32)}`` float, the
-        widths in ``self.channels``.
+        widths in ``self.feature_info``.
 
         The ViT sees the images resized to (H/16, W/16) patches, so its (N, D, H/16, W/16) token map is stride
         16 for any patch size; a frozen ViT runs without autograd. Images are independent (N = B*T)."""

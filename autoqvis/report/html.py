@@ -16,12 +16,13 @@ from pathlib import Path
 
 import numpy as np
 
+from autoqvis.eval.models import SUMMARY
 from autoqvis.io.atomic import atomic_write_text
 from autoqvis.report import plots
 
 __all__ = ["GalleryItem", "ModelRow", "QualityAnalysis", "RunReport", "render_report"]
 
-TABLE_KEYS = ("AP", "AP50", "AP75", "AR10")
+TABLE_KEYS = tuple(k for k in SUMMARY if k != "JF")  # the commands' columns (J&F has its own below)
 
 
 @dataclass

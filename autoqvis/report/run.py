@@ -12,9 +12,9 @@ import numpy as np
 import yaml
 from PIL import Image
 
+from autoqvis import rle
 from autoqvis.config import Config, config_to_dict
 from autoqvis.eval.models import ModelScores
-from autoqvis.io import rle
 from autoqvis.io.ytvis import load_ytvis
 from autoqvis.report.html import (
     GalleryItem,
@@ -54,7 +54,7 @@ def write_run_report(
         )
         for m in models
     ]
-    last = f"round {cfg.selection.num_rounds}"
+    last = f"round {cfg.selftrain.num_rounds}"
     final = next((m for m in models if m.name == last), models[-1]).scores
     report = RunReport(
         title=title,
@@ -81,7 +81,7 @@ def _table_metrics(scores: ModelScores | None) -> dict | None:
 
 
 def _rounds(cfg: Config) -> range:
-    return range(1, cfg.selection.num_rounds + 1)
+    return range(1, cfg.selftrain.num_rounds + 1)
 
 
 def _quality(scores: ModelScores | None, cfg: Config) -> QualityAnalysis | None:
@@ -148,7 +148,7 @@ def _gallery(run, cfg: Config, per_end: int = 2) -> list[tuple[str, float, bytes
     from autoqvis.io.davis import DAVIS_PALETTE
     from autoqvis.io.video import read_image
 
-    path = run.out / f"round_{cfg.selection.num_rounds}" / "pseudo_labels.json"
+    path = run.out / f"round_{cfg.selftrain.num_rounds}" / "pseudo_labels.json"
     if not path.is_file():
         return []
     labels = load_ytvis(path, frames_root=run.videos.frames_root, check_frames=False)

@@ -19,8 +19,8 @@ soon as the video is done), ``pseudo_labels.json`` (YouTube-VIS, with per-frame 
 (``last.pt``, ``metrics.jsonl``, ``model/``) and ``metrics.json`` when a validation set is given; the last
 round also holds ``model_predictions/`` (its model on the unlabeled videos, for the label-free criteria). The
 run folder gets ``summary.json`` (one :class:`ModelResult` per model) and ``best.json``: the model to use,
-the best by ``selection.select_metric`` on the validation set (M0 included), else the best by the label-free
-criterion ``selection.label_free_pick`` (:mod:`autoqvis.selftrain.pick`). A rerun continues from the last
+the best by ``selftrain.select_metric`` on the validation set (M0 included), else the best by the label-free
+criterion ``selftrain.label_free_pick`` (:mod:`autoqvis.selftrain.pick`). A rerun continues from the last
 finished unit: a finished video, a finished selection, a training checkpoint.
 """
 
@@ -33,15 +33,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from autoqvis.config import Config, SelectionConfig, TrainingConfig, config_to_dict
+from autoqvis.config import Config, TrainingConfig, config_to_dict, inference_settings
 from autoqvis.engine import dist
 from autoqvis.engine.data import ClipSource
 from autoqvis.engine.determinism import deterministic_algorithms
 from autoqvis.engine.run import train_stage
+from autoqvis.engine.sources import mixing_probs
 from autoqvis.engine.video_source import VideoClipSource
 from autoqvis.errors import DataError
 from autoqvis.eval.models import ModelScores
-from autoqvis.inference.predict import PredictOptions, segment_video
+from autoqvis.inference.predict import segment_video
 from autoqvis.io.atomic import atomic_write_json
 from autoqvis.io.fingerprint import Unit, hash_json, open_unit, weights_identity
 from autoqvis.io.video import FrameList
@@ -154,25 +155,17 @@ def run_relative(path: Path, root: Path | None) -> str:
 
 
 def round_training_config(cfg: Config) -> TrainingConfig:
-    """The self-training stage's optimisation: the training section with the selection section's round
-    settings (iterations, batch, frozen head, DropLoss)."""
-    s = cfg.selection
+    """The self-training stage's optimisation: the training section with the rounds section's changes
+    (iterations, batch, rate, frozen head, DropLoss)."""
+    r = cfg.rounds
     return dataclasses.replace(
         cfg.training,
-        max_iters=s.round_iters,
-        batch_size=s.round_batch_size,
-        freeze_quality_head=s.freeze_quality_head,
-        droploss=s.droploss,
-        lr=s.round_lr or cfg.training.lr,
+        max_iters=r.iters,
+        batch_size=r.batch_size,
+        freeze_quality_head=r.freeze_quality_head,
+        droploss=r.droploss,
+        lr=r.lr or cfg.training.lr,
     )
-
-
-def real_mix_prob(selection: SelectionConfig, labelled_frames: int) -> float:
-    """Probability that a round's batch comes from the pseudo-labelled videos: ``mix_prob``, scaled down by
-    ``labelled_frames / mix_frames`` when ``mix_frames`` is set and fewer frames than that are labelled."""
-    if selection.mix_frames <= 0:
-        return selection.mix_prob
-    return selection.mix_prob * min(1.0, labelled_frames / selection.mix_frames)
 
 
 def pick_best(models: Sequence[ModelResult], metric: str) -> int:
@@ -229,14 +222,14 @@ class SelfTrainRun:
         again: ``<folder>.fingerprint.json``). The network's masks as they are: the CRF refinement of
         ``inference.crf_short_side`` is for outputs (``predict``, scoring), not for every unlabeled frame
         (~0.2 s per mask on a CPU)."""
-        inf = self.cfg.inference
-        options = PredictOptions.from_config(
-            inf, self.device, top_k=self.cfg.selection.top_k, track_score="class", crf_short_side=0
+        # the selection's top-k queries, ranked by class score (the selection multiplies in the quality itself)
+        inf = dataclasses.replace(
+            self.cfg.inference, top_k=self.cfg.selection.top_k, track_score="class", crf_short_side=0
         )
         unit = Unit(what, folder.with_name(folder.name + ".fingerprint.json"), (folder,))
         fingerprint = {
             "model": weights_identity(model_dir),
-            "inference": {k: v for k, v in dataclasses.asdict(options).items() if k != "device"},
+            "inference": inference_settings(inf),
             "videos": self.videos.content_hash(),
         }
         open_unit(unit, fingerprint, self.resume, write=dist.is_main())
@@ -256,7 +249,7 @@ class SelfTrainRun:
                         max_size=inf.max_size,
                         paths=self.videos.frame_paths(info.id),
                     )
-                    tracks = segment_video(model, source, options).tracks
+                    tracks = segment_video(model, source, inf).tracks
                     atomic_write_json(path, [_track_json(t) for t in tracks])
                 bar.advance()
         dist.barrier()
@@ -279,9 +272,8 @@ class SelfTrainRun:
             folder / "selection.fingerprint.json",
             (labels_path, stats_path, train_path),
         )
-        settings = {k: v for k, v in config_to_dict(self.cfg)["selection"].items() if k in SELECTION_KEYS}
         fingerprint = {
-            "selection": settings,
+            "selection": config_to_dict(self.cfg.selection),  # the whole section: every field selects
             "predictions": _tracks_hash(predictions),
             "previous": None if previous is None else _tracks_hash(previous),
             "videos": self.videos.content_hash(),
@@ -323,7 +315,7 @@ class SelfTrainRun:
 
     def retrain(self, k: int, training_set: YTVISDataset, init: Path) -> Path:
         """Round k's model: from ``init`` (M0, or the previous round without reset), head frozen, DropLoss,
-        batches from the pseudo-labelled videos with probability ``selection.mix_prob``."""
+        batches from the pseudo-labelled videos mixed with the synthetic clips as ``rounds`` says."""
         if not training_set.videos:
             raise RuntimeError(
                 f"round {k}: no video kept enough selected frames to train on (see round_{k}/selection.json); "
@@ -333,10 +325,9 @@ class SelfTrainRun:
             training_set, clip_augment(self.cfg.synthesis), num_frames=self.cfg.synthesis.num_frames
         )
         frames = sum(v.length for v in training_set.videos)
-        p = real_mix_prob(self.cfg.selection, frames)
-        log.info("round %d: %d labelled frames; real clips drawn with probability %.3f", k, frames, p)
         sources = [*self.synthetic, real]
-        probs = [(1 - p) / len(self.synthetic)] * len(self.synthetic) + [p]
+        probs = mixing_probs(len(self.synthetic), [frames], self.cfg.rounds)
+        log.info("round %d: %d labelled frames; real clips drawn with probability %.3f", k, frames, probs[-1])
         return train_stage(
             self.cfg,
             sources,
@@ -345,20 +336,21 @@ class SelfTrainRun:
             self.device,
             init=init,
             training=round_training_config(self.cfg),
+            settings={"rounds": config_to_dict(self.cfg.rounds)},  # the whole section counts
             resume=self.resume,
         )
 
     # -- the whole loop ---------------------------------------------------------------------------------------
 
     def run(self, init: str | Path | None = None, m0: str | Path | None = None) -> SelfTrainResult:
-        """M0 (trained from ``init``, or ``m0`` as given), then ``selection.num_rounds`` rounds, each model
+        """M0 (trained from ``init``, or ``m0`` as given), then ``selftrain.num_rounds`` rounds, each model
         scored by the evaluator when there is one; writes ``summary.json`` and ``best.json``."""
         with deterministic_algorithms(self.cfg.training.deterministic):
             m0 = Path(m0) if m0 is not None else self.initial_stage(init)
             models = [self.result(M0_NAME, 0, m0)]
             model, labels = m0, None
             unlabeled = []  # each model's predictions on the unlabeled videos, for the label-free criteria
-            for k in range(1, self.cfg.selection.num_rounds + 1):
+            for k in range(1, self.cfg.selftrain.num_rounds + 1):
                 predictions = self.pseudo_label(k, model)
                 unlabeled.append(predictions)
                 labels, stats, training_set = self.select_and_fuse(k, predictions, labels)
@@ -374,7 +366,7 @@ class SelfTrainRun:
                         self.result(f"round {k}", k, model, stats, "no pseudo-labels kept; previous model")
                     )
                     continue
-                start = m0 if self.cfg.selection.reset_each_round else model
+                start = m0 if self.cfg.selftrain.reset_each_round else model
                 model = self.retrain(k, training_set, start)
                 models.append(self.result(f"round {k}", k, model, stats))
             if len(models) > 1:
@@ -395,9 +387,9 @@ class SelfTrainRun:
         return result
 
     def choose(self, models: list[ModelResult]) -> SelfTrainResult:
-        """The model to use: the best by ``selection.select_metric`` on the validation set; without one, the
-        best by the label-free criterion ``selection.label_free_pick`` on the unlabeled videos."""
-        s = self.cfg.selection
+        """The model to use: the best by ``selftrain.select_metric`` on the validation set; without one, the
+        best by the label-free criterion ``selftrain.label_free_pick`` on the unlabeled videos."""
+        s = self.cfg.selftrain
         if self.evaluator is not None:
             best = pick_best(models, s.select_metric)
             return SelfTrainResult(
@@ -426,31 +418,17 @@ class SelfTrainRun:
             fingerprint = {
                 "model": weights_identity(model),
                 "validation": identity() if callable(identity) else type(self.evaluator).__name__,
-                "inference": _without_device(config_to_dict(self.cfg)["inference"]),
+                "inference": inference_settings(self.cfg.inference),
                 "evaluation": config_to_dict(self.cfg)["evaluation"],
             }
             reuse = open_unit(unit, fingerprint, self.resume, write=dist.is_main())
             if reuse and cache.is_file():
-                scores = _read_scores(cache)
-            else:
+                scores = _read_scores(cache, ModelScores.metric_set(self.cfg.evaluation.max_dets))
+            if scores is None:  # not scored yet, or scored before the metrics changed
                 scores = self.evaluator(model)
                 if dist.is_main():
                     atomic_write_json(cache, scores.to_json(samples=True))
         return ModelResult(name, model, k, stats, scores, note)
-
-
-# the selection settings that change which pseudo-labels a round keeps (the others steer the rounds' training)
-SELECTION_KEYS = (
-    "top_k",
-    "nms_iou",
-    "score_min",
-    "quality_min",
-    "selection_score",
-    "min_frames",
-    "fusion",
-    "fuse_iou",
-    "min_eligible_frames",
-)
 
 
 def _tracks_hash(tracks: dict[int, list[Track]]) -> str:
@@ -462,16 +440,19 @@ def _tracks_hash(tracks: dict[int, list[Track]]) -> str:
     )
 
 
-def _without_device(section: dict) -> dict:
-    return {k: v for k, v in section.items() if k != "device"}
-
-
 def _read_tracks(path: Path) -> list[Track]:
     """A video's predictions written by :meth:`SelfTrainRun.pseudo_label`."""
     return _read_or_explain(path, lambda d: [_track_from_json(t) for t in d], "the video is predicted again")
 
 
-def _read_scores(path: Path) -> ModelScores:
+def _read_scores(path: Path, metric_set: list[str]) -> ModelScores | None:
+    """The cached scores, or None when they hold another set of metrics than the current code computes."""
+    data = _read_or_explain(path, lambda d: d, "the model is scored again")
+    if not isinstance(data, dict) or data.get("metric_set") != metric_set:
+        log.info(
+            "%s holds other metrics than these (%s); scoring the model again", path, ", ".join(metric_set)
+        )
+        return None
     return _read_or_explain(path, ModelScores.from_json, "the model is scored again")
 
 

@@ -11,7 +11,7 @@ and one more pass for the last model) give, per model:
 - ``agreement``: the mean video IoU between this model's tracks and the other models' best-matching ones
   (the model nearest the consensus of all).
 
-``last`` is the last round whatever it is worth (what the loop did before). The chosen criterion (``selection
+``last`` is the last round whatever it is worth (what the loop did before). The chosen criterion (``selftrain
 .label_free_pick``) picks the model with the highest value, the earlier model on ties.
 """
 
@@ -21,8 +21,8 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from autoqvis import rle
 from autoqvis.config import SelectionConfig
-from autoqvis.io import rle
 from autoqvis.selftrain.select import keep_confident, nms_any_frame, normalise_empty
 from autoqvis.structures import Track
 

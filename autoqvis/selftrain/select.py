@@ -22,7 +22,7 @@ from typing import Literal
 
 import numpy as np
 
-from autoqvis.io import rle as rle_utils
+from autoqvis import rle as rle_utils
 from autoqvis.structures import Track
 
 __all__ = [

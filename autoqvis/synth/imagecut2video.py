@@ -26,9 +26,9 @@ import cv2
 import numpy as np
 import torch
 
+from autoqvis import rle
 from autoqvis.config import SynthesisConfig, config_to_dict
 from autoqvis.errors import DataError
-from autoqvis.io import rle
 from autoqvis.io.fingerprint import content_identity, files_identity
 from autoqvis.io.video import read_image
 from autoqvis.io.ytvis import check_relative, load_json

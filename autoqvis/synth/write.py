@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from autoqvis.io import rle
+from autoqvis import rle
 from autoqvis.io.atomic import atomic_path, atomic_write_text
 from autoqvis.io.davis import DAVIS_PALETTE
 from autoqvis.io.ytvis import YTVISDataset, save_ytvis

@@ -90,7 +90,7 @@ def test_demo_on_your_own_videos_without_ground_truth(tmp_path, monkeypatch, cap
         "--set",
         "training.max_iters=6",
         "--set",
-        "selection.round_iters=4",
+        "rounds.iters=4",
         "--set",
         "selection.quality_min=0",
     ]

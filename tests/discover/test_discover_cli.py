@@ -7,8 +7,9 @@ import shutil
 
 import pytest
 
+from autoqvis import rle
 from autoqvis.cli import main
-from autoqvis.io import rle
+from autoqvis.config import InferenceConfig
 from tests.conftest import set_args, shared_data, tiny_config
 
 pytestmark = pytest.mark.skipif(
@@ -172,5 +173,5 @@ def test_vis_model_with_the_imported_vit_backbone(weights):
     reference = load_vit("dinov2_vits14_imgfocus", weights)
     assert torch.equal(model.backbone.vit.blocks[3].attn.qkv.weight, reference.blocks[3].attn.qkv.weight)
     out = model.eval().inference(torch.randint(0, 256, (2, 3, 64, 64), dtype=torch.uint8))
-    assert out.masks.shape == (model.spec.test_topk, 2, 64, 64)
-    assert out.ious.shape == (model.spec.test_topk, 2) and bool(((out.ious >= 0) & (out.ious <= 1)).all())
+    assert out.masks.shape == (InferenceConfig.top_k, 2, 64, 64)
+    assert out.ious.shape == (InferenceConfig.top_k, 2) and bool(((out.ious >= 0) & (out.ious <= 1)).all())

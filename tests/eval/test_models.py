@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
+from autoqvis import rle
 from autoqvis.eval.models import ModelScores, QualitySamples
-from autoqvis.io import rle
 from autoqvis.structures import Track
 
 
@@ -41,3 +41,29 @@ def test_quality_samples_pair_each_predicted_mask_with_its_matched_ground_truth(
     assert samples.quality == pytest.approx([0.4, 0.2, 0.225])
     assert samples.confidence == [0.5, 0.5, 0.25]
     assert samples.area == [8.0, 8.0, 8.0]
+
+
+def test_one_table_of_scores_for_every_command():
+    from autoqvis.eval.models import SUMMARY, ModelScores
+    from autoqvis.eval.ytvis import METRIC_NAMES
+
+    m0 = ModelScores(
+        ytvis=dict.fromkeys(METRIC_NAMES, 10.0), jf=40.0, ytvis_alt={"AP50": 12.5}, alt_ranking="class"
+    )
+    r1 = ModelScores(ytvis={**dict.fromkeys(METRIC_NAMES, 20.0), "AP75": None}, jf=None)
+    table = ModelScores.table(
+        [("M0", m0), ("round 1", r1), ("round 2", None)], (*SUMMARY, "alt:AP50"), {"kept": [None, 7, 9]}
+    )
+    head, rule, *rows = table.splitlines()
+    assert (
+        head.split()[:7] == ["model", "AP", "AP50", "AP75", "AR10", "J&F", "AP50"] and "class-ranked" in head
+    )
+    assert set(rule) == {"-"}
+    assert rows[0].split() == ["M0", "10.00", "10.00", "10.00", "10.00", "40.00", "12.50", "-"]
+    assert rows[1].split() == ["round", "1", "20.00", "20.00", "-", "20.00", "-", "-", "7"]
+    assert rows[2].split() == ["round", "2", "-", "-", "-", "-", "-", "-", "9"]
+    # without the other ranking anywhere, its column is left out; every score field can be a column
+    alone = ModelScores.table([("r1", r1)], ("AP", "alt:AP50", "spearman_quality"))
+    assert "ranked" not in alone and "Spearman Q" in alone
+    with pytest.raises(ValueError, match="unknown column"):
+        ModelScores.table([("r1", r1)], ("mAP",))

@@ -6,10 +6,10 @@ import math
 import numpy as np
 import pytest
 
+from autoqvis import rle
 from autoqvis.cli import main
 from autoqvis.errors import DataError
 from autoqvis.eval.ytvis import METRIC_NAMES, evaluate_files, evaluate_tracks, format_table, track_ious
-from autoqvis.io import rle
 from autoqvis.io.ytvis import load_json
 from autoqvis.structures import Track
 from tests.conftest import fixture_file
@@ -127,3 +127,18 @@ def test_cli_needs_both_files(capsys, tmp_path):
     assert "needs both" in capsys.readouterr().err
     assert main(["evaluate", "--gt", str(tmp_path / "gt.json"), "--pred", str(tmp_path / "p.json")]) == 2
     assert "not found" in capsys.readouterr().err
+
+
+def test_recall_columns_are_labelled_by_their_number_of_detections():
+    """AR<a> and AR<b> follow evaluation.max_dets (a, b, c): no column labelled AR1 that holds AR@2."""
+    gt = {1: [Track(masks=[rle.encode(np.pad(np.ones((4, 4), bool), 2))])]}
+    miss = rle.encode(np.zeros((8, 8), bool))
+    hit = rle.encode(np.pad(np.ones((4, 4), bool), 2))
+    # the best-scored prediction misses, the second one hits: recall 0 at 1 detection, 1 at 2
+    pred = {1: [Track(masks=[miss], score=0.9), Track(masks=[hit], score=0.8)]}
+    default = evaluate_tracks(gt, pred)
+    assert tuple(default.metrics) == METRIC_NAMES and default.metrics["AR1"] == 0.0
+    other = evaluate_tracks(gt, pred, max_dets=(2, 20, 100))
+    assert tuple(other.metrics)[-2:] == ("AR2", "AR20") and "AR1" not in other.metrics
+    assert other.metrics["AR2"] == 100.0
+    assert "AR2" in format_table(other) and "AR1 " not in format_table(other)

@@ -116,15 +116,15 @@ def test_paper_model_eval_forward_on_cuda_equals_cpu(exact_fp32):
             images, _ = model.preprocess([frames])
             out = model(images, num_videos=1)
             _, mask_features, multi_scale = model.features(images)
-            quality = model.quality_head(multi_scale[0], out["pred_masks"])  # every query, every frame
+            quality = model.quality_head(multi_scale[0], out.masks)  # every query, every frame
             post = model.inference(frames)
             results.append((mask_features, multi_scale, out, quality, post))
     (mf_c, ms_c, out_c, q_c, post_c), (mf_g, ms_g, out_g, q_g, post_g) = results
     assert_close_scaled(mf_g, mf_c, "mask features")
     for level, (a, b) in enumerate(zip(ms_g, ms_c, strict=True)):
         assert_close_scaled(a, b, f"multi-scale level {level}")
-    assert_close_scaled(out_g["pred_logits"], out_c["pred_logits"], "class logits", worst=1e-2)
-    assert_close_scaled(out_g["pred_masks"], out_c["pred_masks"], "mask logits", worst=1e-2)
+    assert_close_scaled(out_g.logits, out_c.logits, "class logits", worst=1e-2)
+    assert_close_scaled(out_g.masks, out_c.masks, "mask logits", worst=1e-2)
     assert_close_scaled(q_g, q_c, "quality head", worst=1e-2)
     torch.testing.assert_close(post_g.scores.cpu(), post_c.scores, atol=1e-4, rtol=0)
     same = post_g.query_index.cpu() == post_c.query_index
@@ -205,7 +205,7 @@ def _write_video(folder: Path, frames: int, height: int, width: int) -> Path:
 
 
 def _mask_iou(a: list[dict], b: list[dict]) -> float:
-    from autoqvis.io import rle
+    from autoqvis import rle
 
     inter = union = 0
     for x, y in zip(a, b, strict=True):
@@ -253,7 +253,8 @@ def test_predict_on_cuda_equals_the_cpu_kept_tracks(tmp_path, exact_fp32):
 def test_streaming_memory_on_cuda_is_flat(tmp_path):
     """Streaming inference (windows of 12 frames sharing 2) keeps the CUDA peak allocation of a 500-frame video
     within 5% (+1 MiB) of a 50-frame one: the GPU holds one window, finished frames leave as RLE on the CPU."""
-    from autoqvis.inference.predict import PredictOptions, segment_video
+    from autoqvis.config import InferenceConfig
+    from autoqvis.inference.predict import segment_video
 
     torch.manual_seed(0)
     model = build_model("tiny").eval().to(DEVICE)
@@ -262,7 +263,7 @@ def test_streaming_memory_on_cuda_is_flat(tmp_path):
     short.mkdir()
     for path in sorted(long.iterdir())[:50]:
         (short / path.name).symlink_to(path)
-    options = PredictOptions(window=12, overlap=2, short_side=64, device=str(DEVICE))
+    options = InferenceConfig(window=12, overlap=2, short_side=64)  # on the model's device
     segment_video(model, short, options)  # warm-up: kernels, workspaces
     peaks = {}
     for name, folder in (("50", short), ("500", long)):

@@ -11,10 +11,10 @@ import autoqvis
 from autoqvis.cli import main
 from autoqvis.config import InferenceConfig
 from autoqvis.demo.world import WorldConfig, render_video
-from autoqvis.inference.predict import PredictOptions, segment_video
+from autoqvis.inference.predict import segment_video
 from autoqvis.io.davis import read_mask_png
-from autoqvis.io.rle import decode
 from autoqvis.model import build_model, save_model
+from autoqvis.rle import decode
 
 
 @pytest.fixture(scope="module")
@@ -39,8 +39,8 @@ def videos(tmp_path_factory):
 
 def test_streaming_with_one_window_equals_whole_video(model_dir, videos):
     model = autoqvis.load_model(model_dir)
-    whole = segment_video(model, videos / "clip_a", PredictOptions(short_side=48))
-    one_window = segment_video(model, videos / "clip_a", PredictOptions(short_side=48, window=6))
+    whole = segment_video(model, videos / "clip_a", InferenceConfig(short_side=48))
+    one_window = segment_video(model, videos / "clip_a", InferenceConfig(short_side=48, window=6, overlap=2))
     assert [t.score for t in whole.tracks] == [t.score for t in one_window.tracks]
     assert [t.masks for t in whole.tracks] == [t.masks for t in one_window.tracks]
     streamed = autoqvis.segment(model, videos / "clip_a", window=3, overlap=1, short_side=48)
@@ -125,8 +125,8 @@ def test_predict_on_an_mp4_file(model_dir, tmp_path):
 
 
 def test_rank_tracks_by_class_score_or_by_quality():
+    from autoqvis import rle
     from autoqvis.inference.ranking import rank_tracks
-    from autoqvis.io import rle
     from autoqvis.structures import Track
 
     m = np.zeros((4, 4), bool)
@@ -147,7 +147,7 @@ def test_rank_tracks_by_class_score_or_by_quality():
     assert [t.score for t in tracks] == [0.9, 0.6, 0.95] and tracks[0].id is None  # inputs untouched
     with pytest.raises(ValueError, match="no quality head"):
         rank_tracks([Track(masks=[full], score=0.5)], "quality")
-    with pytest.raises(ValueError, match="one of class, quality, main"):
+    with pytest.raises(ValueError, match="one of class, quality, main, got 'area'"):
         rank_tracks(tracks, "area")
 
 
@@ -179,29 +179,6 @@ def test_predict_command_ranks_by_quality_when_asked(model_dir, videos, tmp_path
         ious = [p for m, p in zip(r["segmentations"], r["predicted_ious"]) if decode(m).any()]
         expected = class_score[json.dumps(r["segmentations"])] * (np.mean(ious) if ious else 0.0)
         assert r["score"] == pytest.approx(expected, abs=1e-6)
-
-
-def test_options_from_config_carry_every_inference_field():
-    """Every inference setting that prediction uses arrives in PredictOptions (the CRF fields once did not)."""
-    import dataclasses
-
-    changed = InferenceConfig(
-        short_side=100,
-        max_size=700,
-        top_k=4,
-        window=9,
-        overlap=3,
-        amp="bf16",
-        track_score="quality",
-        crf_short_side=96,
-        crf_max_tracks=2,
-    )
-    options = PredictOptions.from_config(changed, "cpu")
-    shared = {f.name for f in dataclasses.fields(PredictOptions)} & {
-        f.name for f in dataclasses.fields(changed)
-    }
-    for name in shared - {"device"}:
-        assert getattr(options, name) == getattr(changed, name) != getattr(InferenceConfig(), name), name
 
 
 def test_predict_refines_masks_with_the_crf_when_configured(model_dir, videos, tmp_path, monkeypatch):

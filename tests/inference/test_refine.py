@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from autoqvis import rle
 from autoqvis.inference.refine import crf_refine_tracks
-from autoqvis.io import rle
 from autoqvis.io.video import FrameFolder
 from autoqvis.structures import Track
 

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from autoqvis import rle
 from autoqvis.errors import DataError
-from autoqvis.io import rle
 from autoqvis.io.ytvis import load_predictions, load_ytvis, save_predictions, save_ytvis
 from autoqvis.structures import Track
 from tests.conftest import fixture_file, fixture_params

@@ -13,22 +13,23 @@ from autoqvis.losses.criterion import (
     criterion_flags_from_reference,
 )
 from autoqvis.losses.matcher import VideoHungarianMatcher
+from autoqvis.structures import DecoderOutput, RoundOutput
 
 B, Q, T, NUM_AUX, P = 2, 6, 3, 2, 32
 
 
-def _round(gen: torch.Generator) -> dict:
-    return {
-        "pred_logits": torch.randn(B, Q, 2, generator=gen).requires_grad_(),
-        "pred_masks": (torch.randn(B, Q, T, 8, 10, generator=gen) * 2).requires_grad_(),
-        "pred_maskiou": torch.rand(B, Q, T, 1, generator=gen).requires_grad_(),
-    }
+def _round(gen: torch.Generator) -> RoundOutput:
+    return RoundOutput(
+        logits=torch.randn(B, Q, 2, generator=gen).requires_grad_(),
+        masks=(torch.randn(B, Q, T, 8, 10, generator=gen) * 2).requires_grad_(),
+        quality=torch.rand(B, Q, T, 1, generator=gen).requires_grad_(),
+    )
 
 
-def _batch(seed: int = 0, tracks: tuple[int, ...] = (2, 1)) -> tuple[dict, list[dict]]:
+def _batch(seed: int = 0, tracks: tuple[int, ...] = (2, 1)) -> tuple[DecoderOutput, list[dict]]:
     gen = torch.Generator().manual_seed(seed)
-    outputs = _round(gen)
-    outputs["aux_outputs"] = [_round(gen) for _ in range(NUM_AUX)]
+    final = _round(gen)
+    outputs = DecoderOutput(*final, embeddings=None, aux=tuple(_round(gen) for _ in range(NUM_AUX)))
     targets = []
     for n in tracks:
         masks = (torch.rand(n, T, 32, 40, generator=gen) > 0.7).to(torch.uint8)
@@ -42,9 +43,9 @@ def _cfg(**changes) -> TrainingConfig:
     return TrainingConfig(num_points=P, **changes)
 
 
-def _leaves(outputs: dict) -> list[tuple[str, torch.Tensor]]:
-    rounds = [("", outputs)] + [(f"_{i}", aux) for i, aux in enumerate(outputs["aux_outputs"])]
-    return [(k + s, r[k]) for s, r in rounds for k in ("pred_logits", "pred_masks", "pred_maskiou")]
+def _leaves(outputs: DecoderOutput) -> list[tuple[str, torch.Tensor]]:
+    rounds = [("", outputs)] + [(f"_{i}", aux) for i, aux in enumerate(outputs.aux)]
+    return [(k + s, getattr(r, k)) for s, r in rounds for k in ("logits", "masks", "quality")]
 
 
 def test_gradients_reach_every_output_of_every_round() -> None:
@@ -63,7 +64,7 @@ def test_frozen_head_has_no_quality_loss_nor_gradient() -> None:
     assert not any(k.startswith("loss_maskiou") for k in losses)
     sum(losses.values()).backward()
     for name, leaf in _leaves(outputs):
-        assert (leaf.grad is None) == name.startswith("pred_maskiou"), name
+        assert (leaf.grad is None) == name.startswith("quality"), name
 
 
 def test_key_layout_and_weights() -> None:
@@ -118,8 +119,8 @@ def test_autocast_does_not_change_the_losses() -> None:
 def test_half_precision_outputs_are_computed_in_float32() -> None:
     outputs, targets = _batch()
     criterion = build_criterion(_cfg(deep_supervision=False))
-    low = {k: v.detach().to(torch.bfloat16) for k, v in outputs.items() if k != "aux_outputs"}
-    high = {k: v.float() for k, v in low.items()}
+    low = DecoderOutput(*(v.detach().to(torch.bfloat16) for v in outputs.rounds()[-1]), embeddings=None)
+    high = DecoderOutput(*(v.float() for v in low.rounds()[-1]), embeddings=None)
     torch.manual_seed(5)
     a = criterion(low, targets)
     torch.manual_seed(5)
@@ -134,7 +135,7 @@ def test_no_tracks_gives_finite_losses_and_normaliser_one() -> None:
     assert result.raw["loss_mask"].item() == 0.0 and result.raw["loss_dice"].item() == 0.0
     assert all(torch.isfinite(v) for v in result.raw.values())
     result.total.backward()
-    assert outputs["pred_logits"].grad is not None and torch.isfinite(outputs["pred_logits"].grad).all()
+    assert outputs.logits.grad is not None and torch.isfinite(outputs.logits.grad).all()
 
 
 def test_build_criterion_maps_the_training_config() -> None:
@@ -172,27 +173,33 @@ def test_reference_loss_lists() -> None:
         criterion_flags_from_reference(["masks"])
 
 
-def _drop_last_frame(out: dict) -> None:
-    out.update(pred_masks=out["pred_masks"][:, :, :-1], pred_maskiou=out["pred_maskiou"][:, :, :-1])
+def _with_aux(out: DecoderOutput, i: int, **changes) -> DecoderOutput:
+    aux = list(out.aux)
+    aux[i] = aux[i]._replace(**changes)
+    return out._replace(aux=tuple(aux))
+
+
+def _drop_last_frame(out: DecoderOutput) -> DecoderOutput:
+    return _with_aux(out, 0, masks=out.aux[0].masks[:, :, :-1], quality=out.aux[0].quality[:, :, :-1])
 
 
 @pytest.mark.parametrize(
     ("mutate", "message"),
     [
-        (lambda o, t: o.update(pred_logits=o["pred_logits"][..., :1]), r"pred_logits'\] must be"),
-        (lambda o, t: o.update(pred_masks=o["pred_masks"][:, :, 0]), r"pred_masks'\] must be"),
-        (lambda o, t: t.pop(), "one target dict per video"),
-        (lambda o, t: t[0].update(masks=t[0]["masks"][:, :2]), r"targets\[0\]\['masks'\]"),
-        (lambda o, t: t[1].update(labels=torch.tensor([1])), r"must lie in \[0, 1\)"),
-        (lambda o, t: o.pop("pred_masks"), "outputs need 'pred_masks'"),
-        (lambda o, t: o["aux_outputs"][1].pop("pred_logits"), r"aux_outputs\[1\] need 'pred_logits'"),
-        (lambda o, t: _drop_last_frame(o["aux_outputs"][0]), "must share"),
-        (lambda o, t: o.update(pred_maskiou=o["pred_maskiou"][..., 0]), r"pred_maskiou'\] must be"),
+        (lambda o, t: o._replace(logits=o.logits[..., :1]), r"outputs.logits must be"),
+        (lambda o, t: o._replace(masks=o.masks[:, :, 0]), r"outputs.masks must be"),
+        (lambda o, t: t.pop() and o, "one target dict per video"),
+        (lambda o, t: t[0].update(masks=t[0]["masks"][:, :2]) or o, r"targets\[0\]\['masks'\]"),
+        (lambda o, t: t[1].update(labels=torch.tensor([1])) or o, r"must lie in \[0, 1\)"),
+        (lambda o, t: o._replace(masks=None), "outputs needs masks"),
+        (lambda o, t: _with_aux(o, 1, masks=None), r"outputs.aux\[1\] needs masks"),
+        (lambda o, t: _drop_last_frame(o), "must share"),
+        (lambda o, t: o._replace(quality=o.quality[..., 0]), r"outputs.quality must be"),
     ],
 )
 def test_bad_inputs_raise_clear_errors(mutate, message) -> None:
     outputs, targets = _batch()
-    mutate(outputs, targets)
+    outputs = mutate(outputs, targets)
     with pytest.raises(ValueError, match=message):
         build_criterion(_cfg())(outputs, targets)
 

@@ -16,6 +16,7 @@ import torch
 from autoqvis.losses.criterion import VideoSetCriterion
 from autoqvis.losses.functional import droploss_keep, soft_point_iou
 from autoqvis.losses.matcher import VideoHungarianMatcher
+from autoqvis.structures import DecoderOutput
 
 P = 16  # points per (track, frame)
 
@@ -25,7 +26,7 @@ def _inner_rand(*shape, device=None, dtype=None) -> torch.Tensor:
     return 0.2 + 0.6 * torch.rand(*shape, generator=gen, dtype=dtype or torch.float32)
 
 
-def _case() -> tuple[dict, list[dict]]:
+def _case() -> tuple[DecoderOutput, list[dict]]:
     masks = torch.empty(1, 2, 2, 4, 4)  # (B, Q, T, h, w)
     masks[0, 0, 0], masks[0, 0, 1] = 2.0, -3.0
     masks[0, 1] = -5.0
@@ -33,7 +34,7 @@ def _case() -> tuple[dict, list[dict]]:
     target_masks = torch.zeros(1, 2, 8, 8, dtype=torch.uint8)  # (N, T, H, W)
     target_masks[0, 0] = 1
     targets = [{"labels": torch.tensor([0]), "ids": torch.tensor([[0, -1]]), "masks": target_masks}]
-    return {"pred_logits": logits, "pred_masks": masks}, targets
+    return DecoderOutput(logits, masks, None, embeddings=None), targets
 
 
 def _criterion(droploss: bool) -> VideoSetCriterion:
@@ -85,10 +86,10 @@ def test_empty_target_frame_is_dropped_and_ce_unchanged(droploss: bool) -> None:
 
 def test_dropped_frame_gets_no_mask_gradient() -> None:
     outputs, targets = _case()
-    outputs["pred_masks"].requires_grad_(True)
+    outputs.masks.requires_grad_(True)
     losses = _criterion(droploss=True)(outputs, targets, rand=_inner_rand)
     (losses["loss_mask"] + losses["loss_dice"]).backward()
-    grad = outputs["pred_masks"].grad  # (B, Q, T, h, w)
+    grad = outputs.masks.grad  # (B, Q, T, h, w)
     assert float(grad[0, 0, 0].abs().sum()) > 0
     assert float(grad[0, 0, 1].abs().sum()) == 0.0  # the absent frame
     assert float(grad[0, 1].abs().sum()) == 0.0  # the unmatched query

@@ -10,6 +10,7 @@ import torch
 
 from autoqvis.losses.matcher import VideoHungarianMatcher
 from autoqvis.losses.point_sampling import make_rand, point_sample
+from autoqvis.structures import RoundOutput
 
 
 def _random_video(gen: torch.Generator, Q: int, N: int, T: int = 2) -> tuple[dict, dict]:
@@ -63,7 +64,7 @@ def test_assignment_is_optimal_by_enumeration(Q: int, N: int, seed: int) -> None
     coords = torch.rand(1, 32, 2, generator=gen)
     fixed = lambda *shape, **kw: coords  # noqa: E731 - the same draw for cost_matrix and forward
     cost = matcher.cost_matrix(pred["logits"], pred["masks"], target["labels"], target["masks"], rand=fixed)
-    outputs = {"pred_logits": pred["logits"][None], "pred_masks": pred["masks"][None]}
+    outputs = RoundOutput(pred["logits"][None], pred["masks"][None], None)
     [(rows, cols)] = matcher(outputs, [target], rand=fixed)
     assert len(rows) == len(cols) == min(Q, N)
     assert len(set(rows.tolist())) == len(rows) and len(set(cols.tolist())) == len(cols)
@@ -74,10 +75,9 @@ def test_assignment_is_optimal_by_enumeration(Q: int, N: int, seed: int) -> None
 def test_one_shared_draw_per_video_and_empty_targets() -> None:
     gen = torch.Generator().manual_seed(3)
     videos = [_random_video(gen, Q=4, N=n) for n in (2, 0, 3)]
-    outputs = {
-        "pred_logits": torch.stack([p["logits"] for p, _ in videos]),
-        "pred_masks": torch.stack([p["masks"] for p, _ in videos]),
-    }
+    outputs = RoundOutput(
+        torch.stack([p["logits"] for p, _ in videos]), torch.stack([p["masks"] for p, _ in videos]), None
+    )
     targets = [t for _, t in videos]
     calls = []
 
@@ -99,9 +99,9 @@ def test_matching_follows_a_query_permutation() -> None:
     perm = torch.randperm(6, generator=gen)
     matcher = VideoHungarianMatcher(cost_class=2.0, cost_mask=5.0, cost_dice=5.0, num_points=64)
     rand = make_rand(torch.Generator().manual_seed(4))
-    outputs = {"pred_logits": pred["logits"][None], "pred_masks": pred["masks"][None]}
+    outputs = RoundOutput(pred["logits"][None], pred["masks"][None], None)
     [(rows, cols)] = matcher(outputs, [target], rand=make_rand(torch.Generator().manual_seed(4)))
-    permuted = {"pred_logits": pred["logits"][perm][None], "pred_masks": pred["masks"][perm][None]}
+    permuted = RoundOutput(pred["logits"][perm][None], pred["masks"][perm][None], None)
     [(prow, pcol)] = matcher(permuted, [target], rand=rand)
     assert dict(zip(perm[prow].tolist(), pcol.tolist())) == dict(zip(rows.tolist(), cols.tolist()))
 

@@ -17,6 +17,7 @@ from safetensors.torch import load_file
 
 from autoqvis.config import TrainingConfig
 from autoqvis.losses.criterion import build_criterion, criterion_flags_from_reference
+from autoqvis.structures import DecoderOutput, RoundOutput
 from tests.conftest import fixture_file
 
 FOLDER = "video_maskformer_small"
@@ -39,20 +40,24 @@ def tensors() -> dict[str, torch.Tensor]:
     return load_file(str(fixture_file(FOLDER, "train.safetensors")))
 
 
-def _outputs(tensors: dict, cfg: str) -> dict:
-    """The stored training-mode head outputs: final + aux0.. (every aux round found in the file)."""
+def _outputs(tensors: dict, cfg: str) -> DecoderOutput:
+    """The stored training-mode head outputs (the official key names): final + aux0.. (every aux round found
+    in the file)."""
 
-    def round_outputs(prefix: str) -> dict:
-        keys = [k for k in tensors if k.startswith(prefix) and "." not in k[len(prefix) :]]
-        return {k[len(prefix) :]: tensors[k] for k in keys}
+    def round_outputs(prefix: str) -> RoundOutput:
+        return RoundOutput(
+            tensors[prefix + "pred_logits"],
+            tensors[prefix + "pred_masks"],
+            tensors.get(prefix + "pred_maskiou"),
+        )
 
     aux_ids = sorted(
         {int(m.group(1)) for k in tensors if (m := re.match(rf"{cfg}\.train_out\.aux(\d+)\.", k))}
     )
     assert aux_ids == list(range(len(aux_ids))), f"aux rounds must be numbered 0..n-1, got {aux_ids}"
-    outputs = round_outputs(f"{cfg}.train_out.")
-    outputs["aux_outputs"] = [round_outputs(f"{cfg}.train_out.aux{i}.") for i in aux_ids]
-    return outputs
+    final = round_outputs(f"{cfg}.train_out.")
+    aux = tuple(round_outputs(f"{cfg}.train_out.aux{i}.") for i in aux_ids)
+    return DecoderOutput(*final, embeddings=None, aux=aux)
 
 
 def _targets(tensors: dict, cfg: str, num_videos: int) -> list[dict]:
@@ -122,7 +127,7 @@ def test_losses_and_matches_replay_reference(tensors: dict, cfg: str) -> None:
     meta_cfg = _meta()["configs"][cfg]
     criterion = build_criterion(_training_config(meta_cfg))
     outputs = _outputs(tensors, cfg)
-    targets = _targets(tensors, cfg, outputs["pred_logits"].shape[0])
+    targets = _targets(tensors, cfg, outputs.logits.shape[0])
     replay = Replay(_draws(tensors, cfg, meta_cfg["rand_calls"]), meta_cfg["rand_calls"])
 
     result = criterion.compute(outputs, targets, rand=replay)
@@ -130,7 +135,7 @@ def test_losses_and_matches_replay_reference(tensors: dict, cfg: str) -> None:
     assert replay.used == len(meta_cfg["rand_calls"]), "not every recorded draw was requested"
     # the reference's weight_dict keeps loss_maskiou* when the head is frozen (never computed)
     used_weights = {k: v for k, v in meta_cfg["weight_dict"].items() if k in result.raw}
-    assert criterion.weight_dict(len(outputs["aux_outputs"])) == used_weights
+    assert criterion.weight_dict(len(outputs.aux)) == used_weights
     _assert_close(result.raw, meta_cfg["criterion_raw_unweighted"], f"{cfg} raw")
     _assert_close(result.weighted, meta_cfg["losses_weighted_as_returned_by_model"], f"{cfg} weighted")
     assert float(result.total) == pytest.approx(meta_cfg["total_loss"], rel=REL_TOL)
@@ -143,7 +148,7 @@ def test_forward_returns_the_weighted_losses(tensors: dict, cfg: str) -> None:
     meta_cfg = _meta()["configs"][cfg]
     criterion = build_criterion(_training_config(meta_cfg))
     outputs = _outputs(tensors, cfg)
-    targets = _targets(tensors, cfg, outputs["pred_logits"].shape[0])
+    targets = _targets(tensors, cfg, outputs.logits.shape[0])
     replay = Replay(_draws(tensors, cfg, meta_cfg["rand_calls"]), meta_cfg["rand_calls"])
     losses = criterion(outputs, targets, rand=replay)
     _assert_close(losses, meta_cfg["losses_weighted_as_returned_by_model"], f"{cfg} forward")

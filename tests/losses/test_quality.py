@@ -26,6 +26,7 @@ from autoqvis.losses.quality import (
     quality_loss_all,
     quality_loss_matched,
 )
+from autoqvis.structures import DecoderOutput
 
 PRED_IOU = torch.tensor([[0.8, 0.6], [0.5, 0.2], [0.1, 0.0]])  # (Q, T) what the head predicts
 TARGET_IOU = torch.tensor([[1.0, 0.5], [0.5, 0.5], [0.0, 0.0]])  # (Q, T) from the docstring
@@ -38,7 +39,7 @@ def _cells(*rows_cols: tuple[slice, slice]) -> torch.Tensor:
     return grid
 
 
-def _case() -> tuple[dict, list[dict]]:
+def _case() -> tuple[DecoderOutput, list[dict]]:
     a, b = (slice(0, 2), slice(0, 2)), (slice(3, 4), slice(0, 4))
     masks = torch.stack(
         [
@@ -50,33 +51,34 @@ def _case() -> tuple[dict, list[dict]]:
     tracks = torch.stack([(_cells(a) > 0), (_cells(b) > 0)]).to(torch.uint8)  # (N=2, 4, 4)
     tracks = tracks.repeat_interleave(2, 1).repeat_interleave(2, 2)  # (N, 8, 8) 2x2 blocks
     target = {"labels": torch.zeros(2, dtype=torch.int64), "masks": tracks[:, None].repeat(1, 2, 1, 1)}
-    outputs = {
-        "pred_logits": torch.tensor([[[3.0, 0.0], [3.0, 0.0], [0.0, 3.0]]]),
-        "pred_masks": masks,
-        "pred_maskiou": PRED_IOU[None, :, :, None].clone(),  # (B, Q, T, 1)
-    }
+    outputs = DecoderOutput(
+        logits=torch.tensor([[[3.0, 0.0], [3.0, 0.0], [0.0, 3.0]]]),
+        masks=masks,
+        quality=PRED_IOU[None, :, :, None].clone(),  # (B, Q, T, 1)
+        embeddings=None,
+    )
     return outputs, [target]
 
 
 def test_ious_and_best_track_targets() -> None:
     outputs, targets = _case()
-    ious = binary_frame_ious(outputs["pred_masks"][0], targets[0]["masks"])  # (Q, N, T)
+    ious = binary_frame_ious(outputs.masks[0], targets[0]["masks"])  # (Q, N, T)
     assert ious[0, 0].tolist() == pytest.approx([1.0, 0.5], abs=1e-6)
     assert ious[1, 1].tolist() == pytest.approx([0.5, 0.5], abs=1e-6)
     assert float(ious[[0, 1, 2], [1, 0, 0]].abs().sum()) == 0.0 and float(ious[2].sum()) == 0.0
-    target = best_track_iou_targets(outputs["pred_masks"][0], targets[0]["masks"])
+    target = best_track_iou_targets(outputs.masks[0], targets[0]["masks"])
     assert torch.allclose(target, TARGET_IOU, atol=1e-6)
-    no_tracks = best_track_iou_targets(outputs["pred_masks"][0], targets[0]["masks"][:0])
+    no_tracks = best_track_iou_targets(outputs.masks[0], targets[0]["masks"][:0])
     assert no_tracks.shape == (3, 2) and float(no_tracks.abs().sum()) == 0.0
 
 
 def test_all_variant_is_the_mean_over_every_entry() -> None:
     outputs, targets = _case()
     # squared errors: 0.04 0.01 | 0.00 0.09 | 0.01 0.00 -> mean over 6
-    loss = quality_loss_all(outputs["pred_maskiou"], outputs["pred_masks"], targets)
+    loss = quality_loss_all(outputs.quality, outputs.masks, targets)
     assert float(loss) == pytest.approx(0.15 / 6, abs=1e-6)
     # DropLoss variant: the two entries of query 2 (target 0 <= 0.01) count as 0, still divided by 6
-    dropped = quality_loss_all(outputs["pred_maskiou"], outputs["pred_masks"], targets, drop_tau=0.01)
+    dropped = quality_loss_all(outputs.quality, outputs.masks, targets, drop_tau=0.01)
     assert float(dropped) == pytest.approx(0.14 / 6, abs=1e-6)
 
 
@@ -84,20 +86,13 @@ def test_matched_variant_uses_only_matched_queries() -> None:
     outputs, targets = _case()
     indices = [(torch.tensor([0, 1]), torch.tensor([0, 1]))]
     # matched: query 0 vs A (0.04 + 0.01) and query 1 vs B (0 + 0.09), summed, / num_masks = 2
-    loss = quality_loss_matched(
-        outputs["pred_maskiou"], outputs["pred_masks"], targets, indices, num_masks=2.0
-    )
+    loss = quality_loss_matched(outputs.quality, outputs.masks, targets, indices, num_masks=2.0)
     assert float(loss) == pytest.approx(0.14 / 2, abs=1e-6)
     swapped = [(torch.tensor([0, 1]), torch.tensor([1, 0]))]  # against the other track: every target IoU is 0
-    loss = quality_loss_matched(
-        outputs["pred_maskiou"], outputs["pred_masks"], targets, swapped, num_masks=2.0
-    )
+    loss = quality_loss_matched(outputs.quality, outputs.masks, targets, swapped, num_masks=2.0)
     assert float(loss) == pytest.approx((0.64 + 0.36 + 0.25 + 0.04) / 2, abs=1e-6)
     empty = [(torch.zeros(0, dtype=torch.int64), torch.zeros(0, dtype=torch.int64))]
-    assert (
-        float(quality_loss_matched(outputs["pred_maskiou"], outputs["pred_masks"], targets, empty, 2.0))
-        == 0.0
-    )
+    assert float(quality_loss_matched(outputs.quality, outputs.masks, targets, empty, 2.0)) == 0.0
 
 
 def _criterion(quality_loss) -> VideoSetCriterion:
@@ -131,13 +126,13 @@ def test_criterion_variants(variant, expected) -> None:
 
 def test_quality_targets_carry_no_gradient() -> None:
     outputs, targets = _case()
-    outputs["pred_masks"].requires_grad_(True)
-    outputs["pred_maskiou"].requires_grad_(True)
-    loss = quality_loss_all(outputs["pred_maskiou"], outputs["pred_masks"], targets)
+    outputs.masks.requires_grad_(True)
+    outputs.quality.requires_grad_(True)
+    loss = quality_loss_all(outputs.quality, outputs.masks, targets)
     loss.backward()
-    assert outputs["pred_masks"].grad is None  # the IoU targets are computed without gradient
+    assert outputs.masks.grad is None  # the IoU targets are computed without gradient
     expected = 2 * (PRED_IOU - TARGET_IOU) / 6  # d/dp mean((p - t)^2)
-    assert torch.allclose(outputs["pred_maskiou"].grad[0, :, :, 0], expected, atol=1e-6)
+    assert torch.allclose(outputs.quality.grad[0, :, :, 0], expected, atol=1e-6)
 
 
 def test_logit_threshold_equals_sigmoid_rule_in_float32() -> None:

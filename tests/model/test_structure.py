@@ -11,8 +11,8 @@ from safetensors.torch import load_file, save_file
 
 from autoqvis.config import TrainingConfig
 from autoqvis.errors import CheckpointError
-from autoqvis.losses.criterion import build_criterion, criterion_flags_from_reference
-from autoqvis.model import PRESETS, VideoMaskFormer, build_model, load_weights, save_model
+from autoqvis.losses.criterion import criterion_flags_from_reference
+from autoqvis.model import PRESETS, build_model, load_weights, save_model
 from autoqvis.model.build import load_model
 from autoqvis.model.decoder import QualityHead
 from autoqvis.model.msdeform import ms_deform_attn_core, ms_deform_attn_reference
@@ -39,9 +39,7 @@ def test_full_preset_keys_shapes_and_trainability_equal_the_official_list(name):
     )
     spec = PRESETS["paper_r50" if has_head else "videocutler_r50"]
     with torch.device("meta"):
-        model = VideoMaskFormer(spec, criterion=build_criterion(training))
-    if has_head and training.freeze_quality_head:
-        model.freeze_quality_head()
+        model = build_model(spec, training)
     state = model.state_dict(keep_vars=True)
     assert len(state) == official["num_state_dict_entries"]
     assert [e["key"] for e in entries] == list(state), "key order"
@@ -120,8 +118,8 @@ def test_permuting_the_queries_permutes_the_outputs():
         for name in ("query_feat", "query_embed"):
             getattr(model.predictor, name).weight.copy_(getattr(model.predictor, name).weight[perm])
         out = model.predictor(ms, mf, num_videos=1, score_quality="last")
-    for key in ("pred_logits", "pred_masks", "pred_maskiou"):
-        torch.testing.assert_close(out[key], ref[key][:, perm], atol=1e-5, rtol=1e-4)
+    for key in ("logits", "masks", "quality"):
+        torch.testing.assert_close(getattr(out, key), getattr(ref, key)[:, perm], atol=1e-5, rtol=1e-4)
 
 
 def test_checkpoints_round_trip_and_report_keys(tmp_path, caplog):
@@ -142,13 +140,13 @@ def test_checkpoints_round_trip_and_report_keys(tmp_path, caplog):
     # a folder records its architecture: loading it into another is refused, naming the fields that differ
     other = PRESETS["tiny"].__class__(**{**PRESETS["tiny"].to_json(), "hidden_dim": 32, "quality_head": None})
     with pytest.raises(CheckpointError, match=r"different architecture.*hidden_dim: 64 vs 32"):
-        load_weights(VideoMaskFormer(other), tmp_path / "m")
+        load_weights(build_model(other), tmp_path / "m")
     with pytest.raises(CheckpointError, match="different architecture"):
         load_model(tmp_path / "m", model=other)
     # a bare weights file has no architecture: a wrong preset is a shape error naming the tensor
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp_path / "bare.safetensors"))
     with pytest.raises(CheckpointError, match="wrong shape"):
-        load_weights(VideoMaskFormer(other), tmp_path / "bare.safetensors")
+        load_weights(build_model(other), tmp_path / "bare.safetensors")
     loaded = load_model(tmp_path / "bare.safetensors", model="tiny")
     assert not loaded.training and loaded.spec == PRESETS["tiny"]
 
@@ -192,8 +190,8 @@ def test_build_model_from_config_with_frozen_head():
     model.train()
     frames = torch.randint(0, 256, (3, 3, 64, 64), dtype=torch.uint8)
     images, _ = model.preprocess([frames])
-    out = model(images)
-    assert out["pred_maskiou"] is None and np.isfinite(out["pred_masks"].detach().numpy()).all()
+    out = model(images, num_videos=1)
+    assert out.quality is None and np.isfinite(out.masks.detach().numpy()).all()
 
 
 def test_weights_inspect_command(tmp_path, capsys):
@@ -222,7 +220,7 @@ def test_vit_backbone_pyramid_frozen_and_trainable_parts(image_stem, tmp_path):
         }
     )
     torch.manual_seed(0)
-    model = VideoMaskFormer(spec, criterion=build_criterion(TrainingConfig(num_points=64)))
+    model = build_model(spec, TrainingConfig(num_points=64))
     assert isinstance(model.backbone, ViTBackbone)
     frames = torch.randint(0, 256, (3, 3, 64, 96), dtype=torch.uint8)
     images, _ = model.preprocess([frames])
@@ -238,7 +236,7 @@ def test_vit_backbone_pyramid_frozen_and_trainable_parts(image_stem, tmp_path):
         ids=torch.zeros(1, 3, dtype=torch.long),
     )
     clip.masks[0, :, 10:40, 20:60] = True
-    loss = sum(model.criterion(model(images), model.prepare_targets([clip], images.shape[-2:])).values())
+    loss = sum(model.criterion(model(images, 1), model.prepare_targets([clip], images.shape[-2:])).values())
     loss.backward()
     assert all(p.grad is None for p in model.backbone.vit.parameters())
     assert all(p.grad is not None for p in model.backbone.pyramid.parameters())
@@ -263,7 +261,7 @@ def test_quality_head_trained_on_the_last_output_only():
         masks[0, :, 10:40, 20:50] = True
         clip = Clip(frames=frames, masks=masks, ids=torch.zeros(1, 3, dtype=torch.long))
         images, _ = model.preprocess([clip.frames])
-        losses = model.criterion(model(images), model.prepare_targets([clip], images.shape[-2:]))
+        losses = model.criterion(model(images, 1), model.prepare_targets([clip], images.shape[-2:]))
         assert {k for k in losses if k.startswith("loss_maskiou")} >= expected
         if outputs == "last":
             assert not any(k.startswith("loss_maskiou_") for k in losses)
@@ -290,3 +288,31 @@ def test_a_model_without_the_quality_head_initialises_one_with_it(tmp_path):
         load_weights(
             build_model(dataclasses.replace(PRESETS["tiny"], quality_head=None)), tmp_path / "with_head"
         )
+
+
+def test_build_backbone_knows_every_name_and_refuses_others():
+    import dataclasses
+
+    from autoqvis.model.backbone import Backbone
+    from autoqvis.model.build import build_backbone
+
+    with pytest.raises(ValueError, match=r"unknown backbone 'vgg'; choose one of resnet, vit"):
+        build_backbone(dataclasses.replace(PRESETS["tiny"], backbone="vgg"))
+    for name, arch in (("resnet", "dinov2_vits14_imgfocus"), ("vit", "dino_vits16")):
+        backbone = build_backbone(dataclasses.replace(PRESETS["tiny"], backbone=name, vit_arch=arch))
+        assert isinstance(backbone, Backbone)
+        images = torch.zeros(2, 3, 64, 96)
+        with torch.no_grad():
+            feats = backbone(images)
+        assert list(feats) == [level.name for level in backbone.feature_info]  # the declared levels, in order
+        for level in backbone.feature_info:
+            assert feats[level.name].shape == (2, level.channels, 64 // level.stride, 96 // level.stride)
+
+
+def test_the_decoder_needs_the_number_of_videos():
+    model = build_model("tiny").eval()
+    images, _ = model.preprocess([torch.zeros(3, 3, 64, 64, dtype=torch.uint8)])
+    with pytest.raises(TypeError, match="num_videos"):
+        model(images)
+    with torch.no_grad(), pytest.raises(ValueError, match=r"3 frames cannot be 2 videos"):
+        model(images, num_videos=2)

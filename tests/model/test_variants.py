@@ -17,7 +17,7 @@ import functools
 import pytest
 import torch
 
-from autoqvis.config import TrainingConfig
+from autoqvis.config import InferenceConfig, TrainingConfig
 from autoqvis.model import PRESETS, ModelSpec, VideoMaskFormer, build_model, load_model, save_model
 from autoqvis.model.vit import ARCHS, ViTSpec
 from autoqvis.structures import Clip
@@ -71,15 +71,17 @@ def _clip(T: int, seed: int) -> Clip:
 @pytest.mark.parametrize("name", NAMES)
 def test_eval_forward_shapes_and_finite_values(name):
     model, spec = _eval_model(name), VARIANTS[name]
-    record = {}
-    out = model.inference(_frames(T_EVAL), record=record)
+    out = model.inference(_frames(T_EVAL))
     # raw head outputs: every round, at stride 4 of the padded input (64x96 needs no padding)
-    assert len(record["rounds"]) == spec.dec_layers + 1
-    for logits, masks in record["rounds"]:
+    with torch.no_grad():
+        _, mask_features, multi_scale = model.features(model.preprocess([_frames(T_EVAL)])[0])
+        rounds = model.predictor(multi_scale, mask_features, 1, "none", every_round_masks=True).rounds()
+    assert len(rounds) == spec.dec_layers + 1
+    for logits, masks, _ in rounds:
         assert logits.shape == (1, spec.num_queries, spec.num_classes + 1) and torch.isfinite(logits).all()
         assert masks.shape == (1, spec.num_queries, T_EVAL, H // 4, W // 4) and torch.isfinite(masks).all()
     # post-processed top-k
-    K = min(spec.test_topk, spec.num_queries * spec.num_classes)
+    K = min(InferenceConfig.top_k, spec.num_queries * spec.num_classes)
     assert out.scores.shape == out.labels.shape == out.query_index.shape == (K,)
     assert torch.isfinite(out.scores).all() and bool(((out.scores > 0) & (out.scores < 1)).all())
     assert torch.equal(out.scores, out.scores.sort(descending=True).values)
@@ -109,14 +111,14 @@ def test_training_step_losses_and_gradients(name, head):
     B, Q, T = 2, spec.num_queries, spec.num_frames  # training clips have the spec's num_frames frames
     clips = [_clip(T, seed=b) for b in range(B)]
     images, _ = model.preprocess([c.frames for c in clips])  # (B*T, 3, H, W)
-    outputs = model(images)
-    assert outputs["pred_logits"].shape == (B, Q, spec.num_classes + 1)
-    assert outputs["pred_masks"].shape == (B, Q, T, H // 4, W // 4)
-    assert len(outputs["aux_outputs"]) == spec.dec_layers
+    outputs = model(images, num_videos=B)
+    assert outputs.logits.shape == (B, Q, spec.num_classes + 1)
+    assert outputs.masks.shape == (B, Q, T, H // 4, W // 4)
+    assert len(outputs.aux) == spec.dec_layers
     if head == "trained":
-        assert outputs["pred_maskiou"].shape == (B, Q, T, 1)
+        assert outputs.quality.shape == (B, Q, T, 1)
     else:
-        assert outputs["pred_maskiou"] is None  # a frozen (or absent) head does not run in training
+        assert outputs.quality is None  # a frozen (or absent) head does not run in training
     losses = model.criterion(outputs, model.prepare_targets(clips, images.shape[-2:]))
     base = ["loss_ce", "loss_mask", "loss_dice"] + (["loss_maskiou"] if head == "trained" else [])
     assert set(losses) == {f"{k}{s}" for k in base for s in ["", *(f"_{i}" for i in range(spec.dec_layers))]}

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from autoqvis import rle
 from autoqvis.demo.world import WorldConfig, render_video
-from autoqvis.io import rle
 from autoqvis.io.ytvis import YTVISDataset, save_ytvis
 from autoqvis.structures import Track, VideoInfo
 from tests.conftest import TINY_SETTINGS
@@ -24,8 +24,8 @@ SETTINGS = [
     "training.max_iters=3",
     "training.checkpoint_period=1",
     "training.deterministic=true",
-    "selection.round_iters=3",
-    "selection.round_batch_size=2",
+    "rounds.iters=3",
+    "rounds.batch_size=2",
     "selection.score_min=0",
     "selection.quality_min=0",
 ]
@@ -147,7 +147,7 @@ def test_selftrain_from_unlabeled_videos_and_plain_images(data, tmp_path):
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "autoqvis", "selftrain", "--videos", str(data / "videos")]
     cmd += ["--synthetic-images", str(images), "--out", str(out), "-q"]
-    for s in [*SETTINGS, "selection.num_rounds=1", "discovery.arch=dino_vits16", "discovery.fixed_size=128"]:
+    for s in [*SETTINGS, "selftrain.num_rounds=1", "discovery.arch=dino_vits16", "discovery.fixed_size=128"]:
         cmd += ["--set", s]
     cmd += ["--set", f"discovery.weights={tmp_path / 'vit.safetensors'}", "--set", "discovery.crf=false"]
     done = subprocess.run(cmd, capture_output=True, text=True, cwd=Path(__file__).parents[2])

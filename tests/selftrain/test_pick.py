@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
+from autoqvis import rle
 from autoqvis.config import SelectionConfig
-from autoqvis.io import rle
 from autoqvis.selftrain.pick import label_free_scores, pick_label_free
 from autoqvis.structures import Track
 

@@ -1,7 +1,7 @@
 import numpy as np
 
+from autoqvis import rle
 from autoqvis.config import SelectionConfig
-from autoqvis.io import rle
 from autoqvis.io.ytvis import YTVISDataset
 from autoqvis.selftrain.fuse import fuse_labels
 from autoqvis.selftrain.pseudo_label import (

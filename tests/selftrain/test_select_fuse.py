@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from autoqvis.io import rle
+from autoqvis import rle
 from autoqvis.selftrain.fuse import eligible_frames, fuse_labels, replace_labels
 from autoqvis.selftrain.select import (
     drop_rarely_selected,

@@ -38,8 +38,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from autoqvis import rle
 from autoqvis.config import SelectionConfig
-from autoqvis.io import rle
 from autoqvis.io.ytvis import YTVISDataset
 from autoqvis.selftrain.fuse import fuse_labels
 from autoqvis.selftrain.pseudo_label import (

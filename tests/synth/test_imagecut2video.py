@@ -7,11 +7,11 @@ import pytest
 import torch
 from PIL import Image
 
+from autoqvis import rle
 from autoqvis.cli import main
 from autoqvis.config import SynthesisConfig
 from autoqvis.demo.world import WorldConfig, render_image
 from autoqvis.errors import DataError
-from autoqvis.io import rle
 from autoqvis.synth.imagecut2video import ImageCut2Video, PseudoMaskImages, copy_paste
 from tests.conftest import TINY_SETTINGS, set_args
 

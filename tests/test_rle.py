@@ -2,9 +2,8 @@ import numpy as np
 import pytest
 from pycocotools import mask as mask_utils
 
-from autoqvis.io import rle
-
-from .rle_helpers import uncompressed_counts
+from autoqvis import rle
+from tests.io.rle_helpers import uncompressed_counts
 
 
 def test_encode_decode_round_trip_and_area():
@@ -63,7 +62,7 @@ def test_atomic_files_get_the_usual_permissions(tmp_path):
 
 
 def test_region_sized_masks_by_area_and_borders():
-    from autoqvis.io.rle import is_region_sized, touched_borders
+    from autoqvis.rle import is_region_sized, touched_borders
 
     m = np.zeros((10, 10), bool)
     assert touched_borders(m) == 0 and not is_region_sized(m, 0.5, 2)
