@@ -25,10 +25,12 @@ import numpy as np
 from autoqvis.inference.ranking import TrackFeatures, main_object_score
 
 GRID = {
-    "persistence_power": [0.0, 0.5, 1.0, 2.0, 4.0],
-    "border_penalty": [0.0, 0.5, 1.0, 3.0],
-    "max_area": [0.4, 0.6, 1.0],
-    "min_area": [0.0, 0.005, 0.02],
+    "quality_power": [0.0, 0.5, 1.0],
+    "area_power": [0.0, 0.1, 0.25, 0.5],
+    "persistence_power": [0.0, 1.0, 2.0],
+    "border_penalty": [0.0, 0.5, 1.0],
+    "max_area": [0.6, 1.0],
+    "motion_power": [0.0, 0.5, 1.0],
 }
 
 
@@ -93,7 +95,7 @@ def rules(weights: dict | None = None) -> dict:
     return {
         "class": lambda t: t["score"],
         "quality": lambda t: t["score"] * t["quality"],
-        "main": lambda t: main_object_score(features(t), **w),
+        "main": lambda t: main_object_score(features(t), motion=t.get("motion"), **w),
         "oracle (best track)": lambda t: t["J&F"],
     }
 
@@ -103,7 +105,7 @@ def search(sequences: list[list[dict]]) -> tuple[dict, float]:
     best, best_value = {}, -1.0
     for values in itertools.product(*GRID.values()):
         w = dict(zip(GRID, values, strict=True))
-        value = top_jf(sequences, lambda t, w=w: main_object_score(features(t), **w))
+        value = top_jf(sequences, lambda t, w=w: main_object_score(features(t), motion=t.get("motion"), **w))
         if value > best_value + 1e-9:
             best, best_value = w, value
     return best, best_value
@@ -123,8 +125,10 @@ def score_root(root: Path, model: Path, out: Path, short_side: int) -> None:
     out.write_text(json.dumps(scores))
 
 
-def crf_study(paths: list[Path], roots: list[Path], weights: dict, sides: list[int]) -> None:
-    """J&F of the ``main``-ranked top track of every sequence as predicted, and refined by the dense CRF at
+def crf_study(
+    paths: list[Path], roots: list[Path], weights: dict, sides: list[int], whole_frame: bool, rule_name: str
+) -> None:
+    """J&F of the top track under ``rule_name`` of every sequence as predicted, and refined by the dense CRF at
     each short side (on the mask's box + margin, and on the whole frame), with the CPU seconds per mask."""
     import time
 
@@ -135,6 +139,7 @@ def crf_study(paths: list[Path], roots: list[Path], weights: dict, sides: list[i
     from autoqvis.io.video import FrameFolder
     from autoqvis.structures import Track
 
+    BOX_MARGIN = refine.CROP_MARGIN
     results: dict[str, list[float]] = {}
     seconds: dict[str, float] = {}
     for path in paths:
@@ -144,19 +149,19 @@ def crf_study(paths: list[Path], roots: list[Path], weights: dict, sides: list[i
                 continue
             gt = truth(root)[name]
             raw = json.loads((raw_folder(path) / f"{name}.json").read_text())
-            best = max(
-                range(len(raw)), key=lambda i: main_object_score(features(value["tracks"][i]), **weights)
-            )
+            rule = rules(weights)[rule_name]
+            best = max(range(len(raw)), key=lambda i: (rule(value["tracks"][i]), -i))
             track = Track(masks=raw[best]["masks"], score=raw[best]["score"])
             results.setdefault("as predicted", []).append(jf(name, gt, dense(track, gt.shape))["J&F"])
             source = FrameFolder(root / "JPEGImages" / "480p" / name)
             for side in sides:
-                for label, margin in (("box", refine.CROP_MARGIN), ("frame", 10**6)):
+                for label, margin in (("box", BOX_MARGIN), ("frame", 10**6))[: 2 if whole_frame else 1]:
                     key = f"CRF {side} ({label})"
                     refine.CROP_MARGIN = margin
                     start = time.process_time()
                     (refined,) = refine.crf_refine_tracks([track], source, side)
                     seconds[key] = seconds.get(key, 0.0) + (time.process_time() - start) / len(gt)
+                    refine.CROP_MARGIN = BOX_MARGIN
                     results.setdefault(key, []).append(jf(name, gt, dense(refined, gt.shape))["J&F"])
     for key, values in results.items():
         cost = f", {seconds[key] / len(values):.3f} CPU s per mask" if key in seconds else ""
@@ -173,6 +178,10 @@ def main() -> None:
         "--roots", type=Path, nargs="*", default=[], help="DAVIS roots: adds the motion feature"
     )
     parser.add_argument("--crf-sides", type=int, nargs="*", default=[], help="CRF study on the --test files")
+    parser.add_argument("--whole-frame", action="store_true", help="the CRF study also on whole frames")
+    parser.add_argument(
+        "--rule", default="class", choices=("class", "quality", "main"), help="the CRF study's ranking"
+    )
     parser.add_argument("--score-root", type=Path)
     parser.add_argument("--model", type=Path)
     parser.add_argument("--out", type=Path)
@@ -189,7 +198,7 @@ def main() -> None:
             cells = ", ".join(f"{n} {100 * top_jf(sequences, k):.1f}" for n, k in rules(weights).items())
             print(f"{name} ({len(sequences)} sequences): {cells}")
     if args.crf_sides:
-        crf_study(args.test, args.roots, weights, args.crf_sides)
+        crf_study(args.test, args.roots, weights, args.crf_sides, args.whole_frame, args.rule)
 
 
 if __name__ == "__main__":

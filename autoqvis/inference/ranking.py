@@ -119,19 +119,28 @@ def motion_contrast(track: Track, flows: list[np.ndarray]) -> float:
 
 def main_object_score(
     f: TrackFeatures,
+    quality_power: float = 1.0,
+    area_power: float = 0.0,
     persistence_power: float = 1.0,
     border_penalty: float = 0.5,
     max_area: float = 0.6,
-    min_area: float = 0.005,
+    motion: float | None = None,
+    motion_power: float = 0.0,
 ) -> float:
-    """score x quality x persistence^p, divided by (1 + border_penalty) per border touched beyond two, and
-    scaled down linearly past ``max_area`` of the frame (to 0 at the whole frame) and below ``min_area``."""
-    value = f.score * f.quality * f.persistence**persistence_power
+    """score x quality^quality_power x persistence^persistence_power / area^area_power, divided by
+    (1 + border_penalty) per image border touched beyond two, scaled down linearly past ``max_area`` of the
+    frame (to 0 at the whole frame), and x (1 + motion)^motion_power when the track's motion contrast is given.
+
+    ``area_power`` > 0 makes the quality fair to size: the quality head predicts higher IoUs for larger masks
+    (a region around the object scores above the object itself), so dividing by a power of the area ranks
+    the tracks by how good their masks are for their size."""
+    value = f.score * f.quality**quality_power * f.persistence**persistence_power
+    value /= max(f.area, 1e-4) ** area_power
     value /= (1.0 + border_penalty) ** max(0.0, f.borders - 2.0)
-    if f.area > max_area:
-        value *= max(0.0, (1.0 - f.area) / (1.0 - max_area)) if max_area < 1 else 1.0
-    if f.area < min_area:
-        value *= f.area / min_area
+    if f.area > max_area and max_area < 1:
+        value *= max(0.0, (1.0 - f.area) / (1.0 - max_area))
+    if motion is not None and motion_power:
+        value *= (1.0 + motion) ** motion_power
     return float(value)
 
 
