@@ -176,9 +176,25 @@ def run_seed(
         times["controls"] = time.perf_counter() - start
     start = time.perf_counter()
     for name, path in models.items():
-        cache = out / "scores" / name.replace(" ", "_").replace("(", "").replace(")", "").replace(",", "")
-        record["models"][name] = score_model(path, args.root, scored_gts, cfg, cache, args.best_of)
+        record["models"][name] = score_model(
+            path, args.root, scored_gts, cfg, scores_folder(out, name), args.best_of
+        )
     times["evaluation"] = time.perf_counter() - start
+    return record
+
+
+def scores_folder(seed_folder: Path, model: str) -> Path:
+    """Where a model's raw tracks and scores on the scored videos are kept."""
+    return seed_folder / "scores" / model.replace(" ", "_").replace("(", "").replace(")", "").replace(",", "")
+
+
+def rescore(record: dict, seed_folder: Path, args, cfg: Config, gts: dict) -> dict:
+    """The seed's models scored again from their kept raw tracks with this run's inference settings (the
+    ranking, the CRF): no model is trained or run again."""
+    for name in record["models"]:
+        folder = scores_folder(seed_folder, name)
+        (folder / "scores.json").unlink(missing_ok=True)
+        record["models"][name] = score_model(None, args.root, gts, cfg, folder, args.best_of)
     return record
 
 
@@ -352,6 +368,12 @@ def main() -> None:
         help="synthetic-only, oracle and supervised-ceiling rounds from the same M0 (slower)",
     )
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument(
+        "--rescore",
+        action="store_true",
+        help="score every finished seed again from its kept raw tracks with these inference settings (ranking, "
+        "CRF); nothing is trained again",
+    )
     parser.add_argument("--config", action="append", default=[], metavar="FILE")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     args = parser.parse_args()
@@ -361,7 +383,8 @@ def main() -> None:
     print(cpu_capabilities(), flush=True)
     weights = ensure_dinov2_weights()
     cfg = bench_config(args, weights)
-    check_same_settings(args, cfg)
+    if not args.rescore:
+        check_same_settings(args, cfg)
     roots = {r.resolve().name: r for r in [args.root, *pool_roots(args)]}
     scored = args.root.resolve().name
     discoveries = {  # every frame of the scored videos (the MaskCut row), the training frames of the others
@@ -380,7 +403,10 @@ def main() -> None:
     seeds = {}
     for seed in range(args.first_seed, args.first_seed + args.seeds):
         cached = args.out / f"seed_{seed}" / "bench.json"
-        if cached.is_file():
+        if cached.is_file() and args.rescore:
+            seeds[seed] = rescore(json.loads(cached.read_text()), cached.parent, args, cfg, scored_gts)
+            atomic_write_json(cached, seeds[seed])
+        elif cached.is_file():
             seeds[seed] = json.loads(cached.read_text())
         else:
             seeds[seed] = run_seed(seed, args, cfg, pool, pool_masks, scored_gts, pool_gts)

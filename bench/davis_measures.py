@@ -182,7 +182,9 @@ def dense(track: Track | None, shape: tuple[int, ...]) -> np.ndarray:
     return np.stack([rle.decode(m) if m is not None else np.zeros(shape[1:], bool) for m in track.masks])
 
 
-def raw_tracks(model_dir: Path, root: Path, gts: dict, cfg: Config, cache: Path) -> dict[str, list[Track]]:
+def raw_tracks(
+    model_dir: Path | None, root: Path, gts: dict, cfg: Config, cache: Path
+) -> dict[str, list[Track]]:
     """The model's top ``RAW_TOP_K`` tracks per sequence by class score, without refinement (cached in
     ``cache/<seq>.json``): every ranking and the CRF are applied to these."""
     net = None
@@ -238,7 +240,9 @@ def score_tracks(
     return out
 
 
-def score_model(model_dir: Path, root: Path, gts: dict, cfg: Config, cache: Path, best_of: int) -> dict:
+def score_model(
+    model_dir: Path | None, root: Path, gts: dict, cfg: Config, cache: Path, best_of: int
+) -> dict:
     """:func:`score_tracks` of the model's tracks (cached raw tracks and scores in ``cache``)."""
     path = cache / "scores.json"
     if path.is_file():

@@ -296,7 +296,9 @@ def test_inference_settings_arrive_in_autoqvis_predict(videos, tmp_path, monkeyp
         lambda spec, *a, **k: seen.update({"inference.device": spec}),
     )
     sets = [a for k in _section("inference") for a in ("--set", f"{k}={json.dumps(CHANGED[k])}")]
-    keys = [k for k in _section("inference") if k != "inference.token_cache_mb"]  # one model: nothing to share
+    keys = [
+        k for k in _section("inference") if k != "inference.token_cache_mb"
+    ]  # one model: nothing to share
     args = ["predict", str(videos / "a"), "--weights", str(tmp_path), "--out", str(tmp_path / "out")]
     assert main([*args, "--no-overlay", *sets]) == 0
     _model_calls(model, seen)
