@@ -114,3 +114,24 @@ def _cpu_unless_marked_gpu(request, monkeypatch):
 
         monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
         monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+
+
+@pytest.fixture
+def fake_discovery(tmp_path, monkeypatch):
+    """Discovery's bookkeeping without a ViT: MaskCut replaced by one full-frame mask per image (the number of
+    images of each call recorded in the returned list) and a discovery section whose weights file
+    (``tmp_path/w.safetensors``) exists. Returns ``(calls, cfg.discovery)``."""
+    import importlib
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    calls: list[int] = []
+
+    def fake_maskcut(images, vit, cfg):
+        calls.append(len(images))
+        return [SimpleNamespace(masks=[np.ones(img.shape[:2], bool)], scores=[0.5]) for img in images]
+
+    monkeypatch.setattr(importlib.import_module("autoqvis.discover.maskcut"), "maskcut_batch", fake_maskcut)
+    (tmp_path / "w.safetensors").write_bytes(b"weights")
+    return calls, load_config(overrides=[f"discovery.weights={tmp_path / 'w.safetensors'}"]).discovery

@@ -14,7 +14,7 @@ import math
 import os
 import pickle
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -200,12 +200,28 @@ class Case:
     id: str
     argv: str  # one string, split on spaces after the placeholders are filled
     code: int
-    message: str
-    fault: str | None = None  # "disk_full": every atomic write fails with ENOSPC
+    message: str  # in the last stderr line (exit code != 0), or in stdout (exit code 0)
+    fault: str | None = (
+        None  # "disk_full": every atomic write fails with ENOSPC; "no_weights": an empty cache
+    )
+    absent: str = ""  # a path under {out} that must not exist afterwards (work that must not have started)
+    not_in: list[str] = field(default_factory=list)  # fragments the message must not hold
 
 
-def c(id: str, argv: str, code: int, message: str, fault: str | None = None):
-    return pytest.param(Case(id, argv, code, message, fault), id=id)
+def c(id: str, argv: str, code: int, message: str, **kwargs):
+    return pytest.param(Case(id, argv, code, message, **kwargs), id=id)
+
+
+def apply_fault(fault: str | None, monkeypatch, tmp_path: Path) -> None:
+    """Set up a case's fault: a full disk under every atomic write, or an empty offline weights cache."""
+    if fault == "disk_full":
+
+        def full(path):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+
+        monkeypatch.setattr("autoqvis.io.atomic._fsync_file", full)
+    if fault == "no_weights":
+        monkeypatch.setenv("AUTOQVIS_HOME", str(tmp_path / "home"))
 
 
 PREDICT = "predict {root}/videos --weights {root}/model --no-overlay --short-side 48"
@@ -552,12 +568,7 @@ def _snapshot(folder: Path) -> dict[str, str]:
 def test_bad_input(case: Case, root: Path, tmp_path: Path, capsys, monkeypatch):
     before = _snapshot(root)
     argv = case.argv.format(root=root, out=tmp_path / "out").split()
-    if case.fault == "disk_full":
-
-        def full(path):
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
-
-        monkeypatch.setattr("autoqvis.io.atomic._fsync_file", full)
+    apply_fault(case.fault, monkeypatch, tmp_path)
     capsys.readouterr()
     parsed = True
     try:

@@ -18,7 +18,6 @@ import os
 import shutil
 import subprocess
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import av
@@ -40,6 +39,7 @@ from autoqvis.model.build import PRESETS
 from tests.test_bad_inputs import (
     TINY_SYNTH,
     TINY_TRAIN,
+    Case,
     H,
     T,
     W,
@@ -48,6 +48,8 @@ from tests.test_bad_inputs import (
     _snapshot,
     _videos,
     _write,
+    apply_fault,
+    c,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -185,23 +187,6 @@ def root(tmp_path_factory) -> Path:
 
 # ---------------------------------------------------------------------------------------------------
 # the rows
-
-
-@dataclass
-class Case:
-    id: str
-    argv: str  # one string, split on spaces after the placeholders are filled
-    code: int
-    message: str  # in the last stderr line (exit code != 0), or in stdout (exit code 0)
-    fault: str | None = (
-        None  # "disk_full": every atomic write fails with ENOSPC; "no_weights": an empty cache
-    )
-    absent: str = ""  # a path under {out} that must not exist afterwards (work that must not have started)
-    not_in: list[str] = field(default_factory=list)  # fragments the message must not hold
-
-
-def c(id: str, argv: str, code: int, message: str, **kwargs):
-    return pytest.param(Case(id, argv, code, message, **kwargs), id=id)
 
 
 PREDICT = "predict {root}/videos --no-overlay --short-side 48 --out {out} --weights"
@@ -406,14 +391,7 @@ def test_bad_data(case: Case, root: Path, tmp_path: Path, capsys, monkeypatch):
     before = _snapshot(root)
     out = tmp_path / "out"
     argv = case.argv.format(root=root, out=out).split()
-    if case.fault == "disk_full":
-
-        def full(path):
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
-
-        monkeypatch.setattr("autoqvis.io.atomic._fsync_file", full)
-    if case.fault == "no_weights":
-        monkeypatch.setenv("AUTOQVIS_HOME", str(tmp_path / "home"))
+    apply_fault(case.fault, monkeypatch, tmp_path)
     capsys.readouterr()
     code = main(argv)
     stdout, err = capsys.readouterr()

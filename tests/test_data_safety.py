@@ -443,23 +443,11 @@ def test_synthesize_sees_an_image_replaced_by_one_of_the_same_size(root, tmp_pat
     assert _snapshot(out) == before
 
 
-def test_discovery_follows_its_images_not_their_place(root, tmp_path, monkeypatch):
-    import importlib
-    from types import SimpleNamespace
-
-    from autoqvis.config import load_config
+def test_discovery_follows_its_images_not_their_place(root, tmp_path, fake_discovery):
     from autoqvis.discover import run as discovery
     from autoqvis.errors import StaleOutputError
 
-    calls = []
-
-    def fake_maskcut(images, vit, cfg):
-        calls.append(len(images))
-        return [SimpleNamespace(masks=[np.ones(img.shape[:2], bool)], scores=[0.5]) for img in images]
-
-    monkeypatch.setattr(importlib.import_module("autoqvis.discover.maskcut"), "maskcut_batch", fake_maskcut)
-    (tmp_path / "w.safetensors").write_bytes(b"weights")
-    cfg = load_config(overrides=[f"discovery.weights={tmp_path / 'w.safetensors'}"]).discovery
+    calls, cfg = fake_discovery
     out = tmp_path / "d" / "pseudo.json"
 
     def discover(images: Path) -> dict:

@@ -3,12 +3,10 @@ that changed (and the files stay as they were), ``--no-resume`` / ``resume=False
 
 from __future__ import annotations
 
-import importlib
 import json
 import re
 import shutil
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -177,18 +175,10 @@ def test_predicted_videos(data, tmp_path, capsys):
 # -- discovery ----------------------------------------------------------------------------------------------
 
 
-def test_discovery_run(data, tmp_path, monkeypatch):
+def test_discovery_run(data, tmp_path, fake_discovery):
     from autoqvis.discover import run as discovery
 
-    calls = []
-
-    def fake_maskcut(images, vit, cfg):
-        calls.append(len(images))
-        return [SimpleNamespace(masks=[np.ones(img.shape[:2], bool)], scores=[0.5]) for img in images]
-
-    monkeypatch.setattr(importlib.import_module("autoqvis.discover.maskcut"), "maskcut_batch", fake_maskcut)
-    (tmp_path / "w.safetensors").write_bytes(b"weights")
-    cfg = load_config(overrides=[f"discovery.weights={tmp_path / 'w.safetensors'}"]).discovery
+    calls, cfg = fake_discovery
     out = tmp_path / "d" / "pseudo.json"
 
     def run(cfg, resume=True):
