@@ -20,8 +20,9 @@ a control, never a result). Pipeline (``configs/small_data.yaml`` plus the sizes
    self-training rounds on the pool videos; the label-free criteria and the model they pick. Controls: M0
    against its own MaskCut teacher (pool frames); each round's label precision and coverage; with
    ``--controls``, from the same M0 and at one round's budget: synthetic clips only (``rounds.mix_prob=0``; alone
-   with ``--controls synthetic``), the oracle round (true masks on round 1's own frames) and the supervised ceiling (true masks on every frame
-   of the pool videos: the most any label can give this student at this budget).
+   with ``--controls synthetic``), the supervised ceiling (true masks on every frame of the pool videos: the
+   most any label can give this student at this budget; ``--controls ceiling``) and the oracle round (true
+   masks on round 1's own frames; ``--controls all``, the default of ``--controls``).
 
 Scores per model and sequence, J&F x100 (DAVIS-2016 protocol: first and last frame left out): the top-ranked
 track (``inference.track_score``, with the profile's CRF refinement) as the foreground; the best of its top
@@ -31,7 +32,7 @@ error and paired differences (paired by seed). Every model's raw top-20 tracks a
 (``seed_N/scores/<model>/raw/``) with per-track features and J&F, for ranking studies.
 
     python bench/davis.py [--pool scored|train|both] [--root ROOT] [--train-root ROOT] [--seeds 3]
-        [--first-seed 0] [--out runs/bench_davis] [--discovery-cache DIR] [--controls [synthetic|all]] [--every 3]
+        [--first-seed 0] [--out runs/bench_davis] [--discovery-cache DIR] [--controls [synthetic|ceiling|all]] [--every 3]
         [--short-side 160] [--m0-iters N] [--round-iters N] [--m0-from RUN] [--threads N]
         [--config FILE ...] [--set key=value ...]
 """
@@ -172,7 +173,7 @@ def run_seed(
     record["picked"] = result.selected_model.name
     if args.controls:
         start = time.perf_counter()
-        models |= round_controls(run, result.models[0].path, cfg, pool_gts, args.controls == "all")
+        models |= round_controls(run, result.models[0].path, cfg, pool_gts, args.controls)
         times["controls"] = time.perf_counter() - start
     start = time.perf_counter()
     for name, path in models.items():
@@ -199,7 +200,7 @@ def rescore(record: dict, seed_folder: Path, args, cfg: Config, gts: dict) -> di
 
 
 def round_controls(
-    run: SelfTrainRun, m0: Path, cfg: Config, gts: dict, labels: bool = True
+    run: SelfTrainRun, m0: Path, cfg: Config, gts: dict, which: str = "all"
 ) -> dict[str, Path]:
     """Retrainings from M0 at one round's budget: on synthetic clips only, on the true masks of round 1's own
     frames (oracle; when round 1 kept any), on the true masks of every pool frame (the supervised ceiling)."""
@@ -213,10 +214,10 @@ def round_controls(
             training=round_training_config(cfg),
         )
     }
-    if not labels:
+    if which == "synthetic":
         return out
     training_set = run.out / "round_1" / "training_set.json"
-    if training_set.is_file() and load_ytvis(training_set, check_frames=False).videos:
+    if which == "all" and training_set.is_file() and load_ytvis(training_set, check_frames=False).videos:
         oracle = SelfTrainRun(cfg, run.out / "control_oracle", run.videos, run.synthetic)
         frames = training_frames(training_set)
         out[CONTROL_NAMES[1]] = oracle.retrain(1, true_label_set(run.videos, gts, frames), m0)
@@ -370,9 +371,9 @@ def main() -> None:
         "--controls",
         nargs="?",
         const="all",
-        choices=["synthetic", "all"],
-        help="retrainings from the same M0 at one round's budget: 'synthetic' (synthetic clips only) or 'all' "
-        "(also the oracle round and the supervised ceiling; slower)",
+        choices=["synthetic", "ceiling", "all"],
+        help="retrainings from the same M0 at one round's budget: 'synthetic' (synthetic clips only), 'ceiling' "
+        "(and the supervised ceiling) or 'all' (and the oracle round; slowest)",
     )
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument(
