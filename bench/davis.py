@@ -194,16 +194,18 @@ def rescore(record: dict, seed_folder: Path, args, cfg: Config, gts: dict) -> di
     ranking, the CRF): no model is trained or run again."""
     for name in record["models"]:
         folder = scores_folder(seed_folder, name)
-        (folder / "scores.json").unlink(missing_ok=True)
-        record["models"][name] = score_model(None, args.root, gts, cfg, folder, args.best_of)
+        record["models"][name] = score_model(
+            None, args.root, gts, cfg, folder, args.best_of, reuse_scores=False
+        )
     return record
 
 
 def round_controls(
     run: SelfTrainRun, m0: Path, cfg: Config, gts: dict, which: str = "all"
 ) -> dict[str, Path]:
-    """Retrainings from M0 at one round's budget: on synthetic clips only, on the true masks of round 1's own
-    frames (oracle; when round 1 kept any), on the true masks of every pool frame (the supervised ceiling)."""
+    """Retrainings from M0 at one round's budget (``which``, as ``--controls``): on synthetic clips only
+    (always); with ``ceiling`` or ``all`` on the true masks of every pool frame (the supervised ceiling); with
+    ``all`` also on the true masks of round 1's own frames (oracle; when round 1 kept any)."""
     out = {
         CONTROL_NAMES[0]: train_stage(
             cfg,

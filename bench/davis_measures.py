@@ -195,6 +195,10 @@ def raw_tracks(
         if path.is_file():
             out[q] = [_track(d) for d in json.loads(path.read_text())]
             continue
+        if model_dir is None:
+            raise SystemExit(
+                f"{path}: no kept raw tracks of {q} to score again; run this seed without --rescore"
+            )
         net = net or use_token_cache(load_model(model_dir, model=cfg.model), TOKENS)
         source = FrameList(name=q, short_side=cfg.inference.short_side, paths=frame_paths(root, q))
         out[q] = segment_video(net, source, options).tracks
@@ -241,11 +245,19 @@ def score_tracks(
 
 
 def score_model(
-    model_dir: Path | None, root: Path, gts: dict, cfg: Config, cache: Path, best_of: int
+    model_dir: Path | None,
+    root: Path,
+    gts: dict,
+    cfg: Config,
+    cache: Path,
+    best_of: int,
+    reuse_scores: bool = True,
 ) -> dict:
-    """:func:`score_tracks` of the model's tracks (cached raw tracks and scores in ``cache``)."""
+    """:func:`score_tracks` of the model's tracks (cached raw tracks and scores in ``cache``). With
+    ``model_dir=None`` only the kept raw tracks are scored; ``reuse_scores=False`` scores them again and
+    replaces ``scores.json`` once the new scores are complete."""
     path = cache / "scores.json"
-    if path.is_file():
+    if reuse_scores and path.is_file():
         return json.loads(path.read_text())
     raw = raw_tracks(model_dir, root, gts, cfg, cache / "raw")
     scores = score_tracks(raw, root, gts, cfg, best_of)

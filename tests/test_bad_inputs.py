@@ -582,6 +582,11 @@ def test_bad_input(case: Case, root: Path, tmp_path: Path, capsys, monkeypatch):
         lines = err.strip().splitlines()
         assert case.message in lines[-1] and lines[-1].startswith(f"autoqvis {argv[0]}"), err
         assert len(lines) == 1 or not parsed, err  # one clear line
+        assert not any(f in lines[-1] for f in case.not_in), lines[-1]
+    if case.absent:
+        assert not (tmp_path / "out" / case.absent).exists(), (
+            f"{case.absent} was made before the input was checked"
+        )
     assert _snapshot(root) == before, "an earlier output or an input changed"
     if case.code and case.id not in KEEPS_FINISHED_WORK:  # failing on its arguments leaves no files behind
         out = tmp_path / "out"
