@@ -68,9 +68,9 @@ from autoqvis.config import Config, config_to_dict, load_config
 from autoqvis.demo.pipeline import ensure_dinov2_weights
 from autoqvis.device import cpu_capabilities
 from autoqvis.engine.run import train_stage
-from autoqvis.io.atomic import atomic_write_json
 from autoqvis.io.video import find_videos
 from autoqvis.io.ytvis import load_ytvis
+from autoqvis.runs.atomic import atomic_write_json
 from autoqvis.selftrain.loop import SelfTrainRun, _read_tracks, round_training_config
 from autoqvis.selftrain.videos import cache_videos
 from autoqvis.synth.imagecut2video import ImageCut2Video, PseudoMaskImages

@@ -19,12 +19,13 @@ from autoqvis.config import Config
 from autoqvis.eval.davis import evaluate_sequence_2016, evaluate_sequence_unsupervised
 from autoqvis.inference.predict import finish_tracks, id_map, segment_video
 from autoqvis.inference.ranking import track_features
-from autoqvis.io.atomic import atomic_write_json
 from autoqvis.io.davis import annotation_folder, read_id_masks, sequence_names
+from autoqvis.io.tracks import read_tracks, write_tracks
 from autoqvis.io.video import FrameList
 from autoqvis.io.ytvis import YTVISDataset, load_ytvis
 from autoqvis.model import load_model
 from autoqvis.model.vit_backbone import TokenCache, use_token_cache
+from autoqvis.runs.atomic import atomic_write_json
 from autoqvis.structures import Track
 
 MASKCUT = "MaskCut per frame (first mask)"
@@ -193,7 +194,7 @@ def raw_tracks(
     for q in gts:
         path = cache / f"{q}.json"
         if path.is_file():
-            out[q] = [_track(d) for d in json.loads(path.read_text())]
+            out[q] = read_tracks(path)
             continue
         if model_dir is None:
             raise SystemExit(
@@ -202,16 +203,9 @@ def raw_tracks(
         net = net or use_token_cache(load_model(model_dir, model=cfg.model), TOKENS)
         source = FrameList(name=q, short_side=cfg.inference.short_side, paths=frame_paths(root, q))
         out[q] = segment_video(net, source, options).tracks
-        atomic_write_json(path, [_track_json(t) for t in out[q]])
+        write_tracks(path, out[q])
     return out
 
-
-def _track_json(t: Track) -> dict:
-    return {"score": t.score, "masks": t.masks, "predicted_iou": t.predicted_iou}
-
-
-def _track(d: dict) -> Track:
-    return Track(masks=d["masks"], score=float(d["score"]), predicted_iou=d.get("predicted_iou"))
 
 
 def score_tracks(

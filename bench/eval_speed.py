@@ -22,8 +22,8 @@ import numpy as np
 from pycocotools import mask as mask_utils
 
 from autoqvis.eval.ytvis import evaluate_files, evaluate_tracks, format_table
-from autoqvis.io.atomic import atomic_write_json
 from autoqvis.io.ytvis import load_predictions, load_ytvis
+from autoqvis.runs.atomic import atomic_write_json
 
 
 def ellipse(cx, cy, rx, ry, n=48):

@@ -219,7 +219,7 @@ def apply_fault(fault: str | None, monkeypatch, tmp_path: Path) -> None:
         def full(path):
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
 
-        monkeypatch.setattr("autoqvis.io.atomic._fsync_file", full)
+        monkeypatch.setattr("autoqvis.runs.atomic._fsync_file", full)
     if fault == "no_weights":
         monkeypatch.setenv("AUTOQVIS_HOME", str(tmp_path / "home"))
 

@@ -592,7 +592,7 @@ def test_full_disk_during_a_checkpoint_keeps_the_previous_one(tmp_path, capsys, 
 def test_safetensors_full_disk_names_the_file_not_the_temporary(tmp_path):
     """A writer that reports a failed write in its own error type (safetensors: "... (os error 28)") gives the
     OSError of a full disk naming the file being written."""
-    from autoqvis.io.atomic import atomic_path
+    from autoqvis.runs.atomic import atomic_path
 
     target = tmp_path / "model.safetensors"
     target.write_bytes(b"previous")

@@ -23,11 +23,11 @@ from PIL import Image
 
 from autoqvis.cli import main
 from autoqvis.commands.common import model_weights
-from autoqvis.io import fingerprint
-from autoqvis.io.fingerprint import input_identities, tree_identity
-from autoqvis.io.lock import LOCK_NAME
 from autoqvis.io.ytvis import save_ytvis
 from autoqvis.model import build_model, save_model
+from autoqvis.runs import fingerprint
+from autoqvis.runs.fingerprint import input_identities, tree_identity
+from autoqvis.runs.lock import LOCK_NAME
 from autoqvis.selftrain.loop import ModelResult, SelfTrainResult
 from tests.test_bad_inputs import (
     TINY_SYNTH,
@@ -242,7 +242,7 @@ def test_the_first_command_reruns_after_another_was_refused(root, tmp_path, caps
 HOLD_LOCK = """
 import sys, time
 from pathlib import Path
-from autoqvis.io.lock import output_lock
+from autoqvis.runs.lock import output_lock
 with output_lock(Path(sys.argv[1]), "--out " + sys.argv[1], "autoqvis evaluate"):
     print("locked", flush=True)
     time.sleep(120)

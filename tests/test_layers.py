@@ -4,6 +4,7 @@ Every ``import``/``from ... import`` of every module is read with :mod:`ast`, th
 included (a lazy import is still a dependency). The order is the README's "Layout" section:
 
     base        errors, paths, progress, device, rle
+    runs        run bookkeeping: atomic writes, input access, fingerprints, locks, output folders, run layout
     data        io, structures, config
     losses
     model       ResNet, ViT, pixel decoder, decoder, quality head, build/load
@@ -29,6 +30,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "autoqvis"
 
 LAYERS: list[tuple[str, ...]] = [
     ("errors", "paths", "progress", "device", "rle"),
+    ("runs",),
     ("io", "structures", "config"),
     ("losses",),
     ("model",),

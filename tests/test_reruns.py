@@ -21,9 +21,9 @@ from autoqvis.demo.world import WorldConfig, render_image, render_video
 from autoqvis.errors import StaleOutputError
 from autoqvis.eval.models import ModelScores
 from autoqvis.eval.ytvis import METRIC_NAMES
-from autoqvis.io.fingerprint import Unit, describe_changes, open_unit
 from autoqvis.io.video import find_videos
 from autoqvis.model import build_model, save_model
+from autoqvis.runs.fingerprint import Unit, describe_changes, open_unit
 from autoqvis.selftrain.loop import SelfTrainRun
 from autoqvis.selftrain.videos import cache_videos
 from autoqvis.structures import Track

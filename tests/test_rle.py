@@ -53,7 +53,7 @@ def test_atomic_files_get_the_usual_permissions(tmp_path):
     import os
     import stat
 
-    from autoqvis.io.atomic import atomic_write_text
+    from autoqvis.runs.atomic import atomic_write_text
 
     path = atomic_write_text(tmp_path / "a.txt", "x")
     mask = os.umask(0)

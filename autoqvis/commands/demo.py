@@ -21,7 +21,7 @@ from autoqvis.commands.common import (
     integer,
     output_folder,
 )
-from autoqvis.io.outputs import claim_output
+from autoqvis.runs.outputs import claim_output
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -104,9 +104,9 @@ def run(args: argparse.Namespace) -> int:
 def _check_inputs(args: argparse.Namespace, out: Path, reads) -> None:
     """The user's videos, ground truth and the offline ViT weights, before anything is written."""
     from autoqvis.demo.pipeline import ensure_dinov2_weights
-    from autoqvis.io.outputs import refuse_inputs_inside
     from autoqvis.io.video import find_videos
     from autoqvis.io.ytvis import load_ytvis
+    from autoqvis.runs.outputs import refuse_inputs_inside
 
     if args.no_resume:
         refuse_inputs_inside(out, reads)

@@ -63,10 +63,10 @@ def run(args: argparse.Namespace) -> int:
         video_source,
         write_preview,
     )
-    from autoqvis.io.fingerprint import check_start_over, open_unit
-    from autoqvis.io.outputs import claim_output
     from autoqvis.io.video import SkipReport
     from autoqvis.model.vit import load_vit
+    from autoqvis.runs.fingerprint import check_start_over, open_unit
+    from autoqvis.runs.outputs import claim_output
 
     cfg = with_flags(
         config_from_args(args),

@@ -29,8 +29,8 @@ from autoqvis.commands.common import (
 )
 from autoqvis.config import save_config
 from autoqvis.errors import DataError
-from autoqvis.io.atomic import atomic_write_json
-from autoqvis.io.outputs import claim_output
+from autoqvis.runs.atomic import atomic_write_json
+from autoqvis.runs.outputs import claim_output
 
 log = logging.getLogger("autoqvis")
 

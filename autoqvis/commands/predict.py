@@ -30,7 +30,7 @@ from autoqvis.commands.common import (
     with_flags,
 )
 from autoqvis.config import save_config
-from autoqvis.io.outputs import claim_output
+from autoqvis.runs.outputs import claim_output
 
 log = logging.getLogger("autoqvis")
 
@@ -74,9 +74,9 @@ def run(args: argparse.Namespace) -> int:
     from autoqvis.config import ModelConfig
     from autoqvis.engine import dist
     from autoqvis.inference.predict import PredictionRun, check_track_score
-    from autoqvis.io.fingerprint import weights_identity
     from autoqvis.io.video import find_videos
     from autoqvis.model import load_model
+    from autoqvis.runs.fingerprint import weights_identity
 
     cfg = with_flags(
         config_from_args(args),

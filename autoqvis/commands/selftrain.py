@@ -66,9 +66,9 @@ def run(args: argparse.Namespace) -> int:
     from autoqvis.engine import dist
     from autoqvis.engine.sources import synthetic_source
     from autoqvis.eval.models import SUMMARY, ModelEvaluator, ModelScores
-    from autoqvis.io.outputs import claim_output, refuse_inputs_inside
     from autoqvis.io.video import find_videos
     from autoqvis.report.run import write_run_report
+    from autoqvis.runs.outputs import claim_output, refuse_inputs_inside
     from autoqvis.selftrain.run import self_train
 
     cfg = config_from_args(args)

@@ -38,8 +38,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from autoqvis.io.fingerprint import Unit, check_start_over, open_unit
-    from autoqvis.io.outputs import claim_output
+    from autoqvis.runs.fingerprint import Unit, check_start_over, open_unit
+    from autoqvis.runs.outputs import claim_output
     from autoqvis.synth.imagecut2video import ImageCut2Video, PseudoMaskImages
     from autoqvis.synth.write import write_clips, write_previews
 

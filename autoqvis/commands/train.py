@@ -28,7 +28,7 @@ from autoqvis.commands.common import (
     output_folder,
 )
 from autoqvis.errors import DataError
-from autoqvis.io.outputs import claim_output
+from autoqvis.runs.outputs import claim_output
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -202,7 +202,7 @@ def save_config(
 ) -> Path:
     """Write the resolved configuration into ``directory``, after a header with the git commit (when known)
     and the command line that ran (``command``, default the one :func:`set_command_line` recorded)."""
-    from autoqvis.io.atomic import atomic_write_text
+    from autoqvis.runs.atomic import atomic_write_text
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -221,7 +221,7 @@ def saved_config(
     """Save the config for a run whose resumable units are checked as it goes (self-training, the demo): when
     the run stops because earlier outputs were made with other settings (:class:`StaleOutputError`), the
     previous ``config.yaml`` is put back, since it still describes the files beside it."""
-    from autoqvis.io.atomic import atomic_write_bytes
+    from autoqvis.runs.atomic import atomic_write_bytes
 
     path = Path(directory) / name
     previous = path.read_bytes() if enabled and path.is_file() else None

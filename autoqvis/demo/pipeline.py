@@ -33,11 +33,11 @@ from autoqvis.config import Config, load_config, saved_config
 from autoqvis.demo.world import FOOTAGE, WorldConfig, render_image, render_video
 from autoqvis.errors import CheckpointError, DataError
 from autoqvis.eval.models import SUMMARY, ModelScores
-from autoqvis.io.atomic import atomic_write_json
-from autoqvis.io.fingerprint import Unit, open_unit
 from autoqvis.io.video import find_videos
 from autoqvis.io.ytvis import YTVISDataset, save_ytvis
 from autoqvis.report.run import write_run_report
+from autoqvis.runs.atomic import atomic_write_json
+from autoqvis.runs.fingerprint import Unit, open_unit
 from autoqvis.selftrain.loop import ModelResult, SelfTrainRun
 from autoqvis.selftrain.run import self_train as self_train_videos
 from autoqvis.selftrain.videos import cache_videos

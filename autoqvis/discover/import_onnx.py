@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from autoqvis.errors import CheckpointError
-from autoqvis.io.atomic import atomic_path, atomic_write_text
+from autoqvis.runs.atomic import atomic_path, atomic_write_text
 
 __all__ = [
     "ARCH",

@@ -13,7 +13,7 @@ where the sampled frames are written as JPEG. Resumable: each finished image is 
 ``<out>.partial.jsonl``; a rerun with the same settings skips those images (or returns the finished JSON), and
 the final JSON is written atomically before the partial file is removed. What determines the output (the
 discovery section, the ViT weights' content, the inputs' identity) is stored in ``<out stem>.fingerprint.json``:
-a rerun with other settings or inputs stops and names what changed (:mod:`autoqvis.io.fingerprint`). An image
+a rerun with other settings or inputs stops and names what changed (:mod:`autoqvis.runs.fingerprint`). An image
 without any mask is still listed (no annotation).
 """
 
@@ -32,8 +32,6 @@ import torch
 from autoqvis import rle
 from autoqvis.config import DiscoveryConfig, config_to_dict
 from autoqvis.errors import CheckpointError, DataError
-from autoqvis.io.atomic import atomic_path, atomic_write_json
-from autoqvis.io.fingerprint import Unit, content_identity, input_identities, open_unit, tree_identity
 from autoqvis.io.video import (
     FRAME_SUFFIXES,
     FrameList,
@@ -47,6 +45,8 @@ from autoqvis.io.video import (
 from autoqvis.io.ytvis import load_json
 from autoqvis.model.vit import resolve_weights
 from autoqvis.progress import progress_bar
+from autoqvis.runs.atomic import atomic_path, atomic_write_json
+from autoqvis.runs.fingerprint import Unit, content_identity, input_identities, open_unit, tree_identity
 
 __all__ = [
     "DiscoveryItem",

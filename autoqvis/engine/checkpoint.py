@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from autoqvis.errors import CheckpointError
-from autoqvis.io.atomic import atomic_path
+from autoqvis.runs.atomic import atomic_path
 
 __all__ = ["capture_rng", "load_training_state", "restore_rng", "save_training_state"]
 

@@ -5,7 +5,7 @@ training state), ``metrics.jsonl``, ``config.yaml``, ``fingerprint.json`` (what 
 training and synthesis sections, the sources and their mixing probabilities, the initial weights) and, when
 training finishes, ``model/`` (the weights in our format: ``model.safetensors`` + ``model.json``). A rerun
 with the same fingerprint continues (a finished model is reused); with another it stops and says what
-changed (:mod:`autoqvis.io.fingerprint`).
+changed (:mod:`autoqvis.runs.fingerprint`).
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from autoqvis.device import resolve_amp
 from autoqvis.engine import dist
 from autoqvis.engine.data import ClipSource
 from autoqvis.engine.trainer import CHECKPOINT_NAME, Trainer
-from autoqvis.io.fingerprint import Unit, check_start_over, open_unit, weights_identity
 from autoqvis.model import build_model, load_weights, save_model
+from autoqvis.runs.fingerprint import Unit, check_start_over, open_unit, weights_identity
 
 __all__ = ["train_stage", "training_fingerprint", "training_unit"]
 

@@ -35,9 +35,9 @@ from autoqvis.engine.ema import WeightAverage
 from autoqvis.engine.optim import all_params, build_optimizer, build_scheduler, clip_full_model
 from autoqvis.engine.tensorboard import TensorBoardLog
 from autoqvis.errors import AutoqvisError, CheckpointError, StaleOutputError
-from autoqvis.io.atomic import atomic_write_text
-from autoqvis.io.fingerprint import describe_changes
 from autoqvis.progress import progress_bar
+from autoqvis.runs.atomic import atomic_write_text
+from autoqvis.runs.fingerprint import describe_changes
 
 __all__ = ["CHECKPOINT_NAME", "Trainer", "TrainingDivergedError"]
 

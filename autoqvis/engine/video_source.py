@@ -72,7 +72,7 @@ class VideoClipSource:
     def identity(self) -> dict:
         """What determines its clips (for the fingerprint of a training run): the dataset, its frames' names
         and contents; the augmentation is the training run's ``synthesis`` section."""
-        from autoqvis.io.fingerprint import files_identity
+        from autoqvis.runs.fingerprint import files_identity
 
         frames = [name for info in self.videos for name in info.file_names]
         return {

@@ -29,11 +29,11 @@ from autoqvis.eval.davis import DavisResult, evaluate_sequence_unsupervised
 from autoqvis.eval.quality import pearson, spearman
 from autoqvis.eval.ytvis import evaluate_tracks, track_ious
 from autoqvis.inference.predict import check_track_score, finish_tracks, id_map, segment_video
-from autoqvis.io.fingerprint import content_identity, files_identity
 from autoqvis.io.video import FrameList
 from autoqvis.io.ytvis import check_annotated, check_frame_sizes, load_ytvis
 from autoqvis.model import load_model
 from autoqvis.model.vit_backbone import TokenCache, use_token_cache
+from autoqvis.runs.fingerprint import content_identity, files_identity
 from autoqvis.structures import Track
 
 __all__ = ["METRICS", "SUMMARY", "ModelEvaluator", "ModelScores", "QualitySamples"]

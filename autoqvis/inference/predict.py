@@ -9,7 +9,7 @@ Per video, ``autoqvis predict`` writes into ``OUT``:
 - ``results/<video>.json``: YouTube-VIS results (RLE per frame, score, per-frame predicted quality), written
   atomically when the video is done, with ``fingerprints/<video>.json`` (the weights' identity, the
   inference settings and the video's identity): a rerun skips videos finished with the same fingerprint and stops on
-  ones made with another (:mod:`autoqvis.io.fingerprint`); ``predictions.json`` gathers every video of
+  ones made with another (:mod:`autoqvis.runs.fingerprint`); ``predictions.json`` gathers every video of
   the folder predicted with these settings, earlier calls' included, with ``video_name`` and a
   ``video_id`` that stays the video's (``video_ids.json``; see :class:`PredictionRun`);
 - ``masks/<video>/<frame>.png``: DAVIS palette PNGs, track k+1 painted with the k-th best score on top
@@ -39,17 +39,7 @@ from autoqvis.errors import DataError, StaleOutputError
 from autoqvis.inference.ranking import rank_tracks
 from autoqvis.inference.refine import crf_refine_tracks
 from autoqvis.inference.streaming import WindowResult, run_streaming, stream_windows
-from autoqvis.io.atomic import atomic_path, atomic_write_json
 from autoqvis.io.davis import DAVIS_PALETTE, write_mask_png
-from autoqvis.io.fingerprint import (
-    Unit,
-    as_stored,
-    check_start_over,
-    describe_changes,
-    open_unit,
-    stored_fingerprint,
-    tree_identity,
-)
 from autoqvis.io.video import (
     FRAME_SUFFIXES,
     SkipReport,
@@ -59,6 +49,16 @@ from autoqvis.io.video import (
     skip_bad_input,
 )
 from autoqvis.io.ytvis import load_json
+from autoqvis.runs.atomic import atomic_path, atomic_write_json
+from autoqvis.runs.fingerprint import (
+    Unit,
+    as_stored,
+    check_start_over,
+    describe_changes,
+    open_unit,
+    stored_fingerprint,
+    tree_identity,
+)
 from autoqvis.structures import Track, VideoInfo, VideoTracks
 
 __all__ = [
@@ -296,7 +296,7 @@ class PredictionRun:
 
     ``settings``: what determines every video's outputs besides the video itself (the weights' identity, the
     architecture asked for; ``inference`` is added, all but the device). Each video's fingerprint is that
-    plus the video's identity (:func:`~autoqvis.io.fingerprint.tree_identity`: its frames' names and
+    plus the video's identity (:func:`~autoqvis.runs.fingerprint.tree_identity`: its frames' names and
     contents). ``max_png_tracks``: tracks painted into the DAVIS PNGs (``evaluation.davis_max_proposals``).
 
     A folder gathers the videos of one setting: a call on some of the videos adds to what is there

@@ -15,8 +15,8 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from autoqvis.errors import DataError
-from autoqvis.io.atomic import atomic_path
 from autoqvis.io.video import natural_key
+from autoqvis.runs.atomic import atomic_path
 
 __all__ = [
     "DAVIS_PALETTE",

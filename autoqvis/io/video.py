@@ -24,7 +24,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from autoqvis.errors import DataError
-from autoqvis.io.access import PERMISSION_HINT, require_file
+from autoqvis.runs.access import PERMISSION_HINT, require_file
 
 __all__ = [
     "FRAME_SUFFIXES",

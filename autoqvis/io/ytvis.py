@@ -28,10 +28,10 @@ from PIL import Image, UnidentifiedImageError
 
 from autoqvis import rle as rle_utils
 from autoqvis.errors import DataError
-from autoqvis.io.access import require_file
-from autoqvis.io.atomic import atomic_write_json
-from autoqvis.io.fingerprint import hash_json
 from autoqvis.io.video import FrameList, read_image
+from autoqvis.runs.access import require_file
+from autoqvis.runs.atomic import atomic_write_json
+from autoqvis.runs.fingerprint import hash_json
 from autoqvis.structures import Track, VideoInfo
 
 __all__ = [

@@ -27,7 +27,6 @@ from autoqvis.config import ModelConfig, TrainingConfig
 from autoqvis.config.checks import choices
 from autoqvis.config.sections import BackboneName, Preset
 from autoqvis.errors import CheckpointError
-from autoqvis.io.atomic import atomic_path, atomic_write_text
 from autoqvis.losses.criterion import build_criterion
 from autoqvis.model.backbone import Backbone
 from autoqvis.model.checkpoint import check_not_preset, describe_torch_load_error, read_state_dict
@@ -38,6 +37,7 @@ from autoqvis.model.state_check import checked_state
 from autoqvis.model.vis import ModelSpec, VideoMaskFormer
 from autoqvis.model.vit import load_vit
 from autoqvis.model.vit_backbone import ViTBackbone
+from autoqvis.runs.atomic import atomic_path, atomic_write_text
 
 __all__ = [
     "PRESETS",

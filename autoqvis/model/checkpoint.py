@@ -15,7 +15,7 @@ from safetensors.torch import load_file
 from autoqvis.config.checks import choices
 from autoqvis.config.sections import Preset
 from autoqvis.errors import CheckpointError
-from autoqvis.io.access import require_file
+from autoqvis.runs.access import require_file
 
 __all__ = ["check_not_preset", "describe_torch_load_error", "read_state_dict"]
 

@@ -33,9 +33,9 @@ from torch import Tensor, nn
 from autoqvis.config.checks import choices
 from autoqvis.config.sections import ViTArch
 from autoqvis.errors import CheckpointError
-from autoqvis.io.access import require_file
 from autoqvis.model.checkpoint import describe_torch_load_error
 from autoqvis.model.state_check import checked_state
+from autoqvis.runs.access import require_file
 
 __all__ = [
     "ARCHS",

@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from autoqvis.eval.models import SUMMARY
-from autoqvis.io.atomic import atomic_write_text
 from autoqvis.report import plots
+from autoqvis.runs.atomic import atomic_write_text
 
 __all__ = ["GalleryItem", "ModelRow", "QualityAnalysis", "RunReport", "render_report"]
 

@@ -112,7 +112,7 @@ def _quality_by_round(run, cfg: Config) -> dict[str, np.ndarray]:
     out = {}
     for k in _rounds(cfg):
         values = []
-        for path in sorted((run.out / f"round_{k}" / "predictions").glob("*.json")):
+        for path in sorted((run.layout.predictions(k)).glob("*.json")):
             for t in json.loads(path.read_text()):
                 values += [
                     t["score"] * v for v, m in zip(t["predicted_iou"] or [], t["masks"], strict=False) if m
@@ -125,7 +125,7 @@ def _quality_by_round(run, cfg: Config) -> dict[str, np.ndarray]:
 def _funnels(run, cfg: Config) -> dict[str, list[tuple[str, int]]]:
     funnels = {}
     for k in _rounds(cfg):
-        path = run.out / f"round_{k}" / "selection.json"
+        path = run.layout.selection(k)
         if path.is_file():
             stats = json.loads(path.read_text())
             funnels[f"round {k}"] = [(name, stats[name]["objects"]) for name in FUNNEL_STEPS]
@@ -134,7 +134,7 @@ def _funnels(run, cfg: Config) -> dict[str, list[tuple[str, int]]]:
 
 def _loss_curves(run, cfg: Config) -> dict[str, tuple[list[int], list[float]]]:
     curves = {}
-    folders = [("M0", run.out / "m0")] + [(f"round {k}", run.out / f"round_{k}") for k in _rounds(cfg)]
+    folders = [("M0", run.layout.stage(0))] + [(f"round {k}", run.layout.stage(k)) for k in _rounds(cfg)]
     for name, folder in folders:
         metrics = folder / "metrics.jsonl"
         if metrics.is_file():
@@ -148,7 +148,7 @@ def _gallery(run, cfg: Config, per_end: int = 2) -> list[tuple[str, float, bytes
     from autoqvis.io.davis import DAVIS_PALETTE
     from autoqvis.io.video import read_image
 
-    path = run.out / f"round_{cfg.selftrain.num_rounds}" / "pseudo_labels.json"
+    path = run.layout.pseudo_labels(cfg.selftrain.num_rounds)
     if not path.is_file():
         return []
     labels = load_ytvis(path, frames_root=run.videos.frames_root, check_frames=False)

@@ -43,13 +43,15 @@ from autoqvis.engine.video_source import VideoClipSource
 from autoqvis.errors import DataError
 from autoqvis.eval.models import ModelScores
 from autoqvis.inference.predict import segment_video
-from autoqvis.io.atomic import atomic_write_json
-from autoqvis.io.fingerprint import Unit, hash_json, open_unit, weights_identity
+from autoqvis.io.tracks import track_from_json, write_tracks
 from autoqvis.io.video import FrameList
 from autoqvis.io.ytvis import YTVISDataset, load_json, load_ytvis, save_ytvis
 from autoqvis.model import load_model
 from autoqvis.model.vit_backbone import TokenCache, use_token_cache
 from autoqvis.progress import progress_bar
+from autoqvis.runs.atomic import atomic_write_json
+from autoqvis.runs.fingerprint import Unit, hash_json, open_unit, weights_identity
+from autoqvis.runs.layout import SelfTrainLayout
 from autoqvis.selftrain.fuse import fuse_labels, replace_labels
 from autoqvis.selftrain.pick import label_free_scores, pick_label_free
 from autoqvis.selftrain.pseudo_label import (
@@ -187,6 +189,10 @@ class SelfTrainRun:
     # the frozen ViT's tokens of the unlabeled frames, shared by the models that predict them
     tokens: TokenCache | None = field(default=None, init=False, repr=False, compare=False)
 
+    @property
+    def layout(self) -> SelfTrainLayout:
+        return SelfTrainLayout(self.out)
+
     # -- the initial stage --------------------------------------------------------------------------------
 
     def initial_stage(self, init: str | Path | None = None) -> Path:
@@ -198,7 +204,7 @@ class SelfTrainRun:
             self.cfg,
             sources,
             [1 / len(sources)] * len(sources),
-            self.out / "m0",
+            self.layout.stage(0),
             self.device,
             init=init,
             training=training,
@@ -209,7 +215,7 @@ class SelfTrainRun:
 
     def pseudo_label(self, k: int, model_dir: Path) -> dict[int, list[Track]]:
         """The current model's top-k tracks for every unlabeled video (round k's pseudo-labelling pass)."""
-        folder = self.out / f"round_{k}" / "predictions"
+        folder = self.layout.predictions(k)
         return self.predict_unlabeled(
             model_dir, folder, f"round {k}: pseudo-label", f"round {k}'s predictions"
         )
@@ -250,7 +256,7 @@ class SelfTrainRun:
                         paths=self.videos.frame_paths(info.id),
                     )
                     tracks = segment_video(model, source, inf).tracks
-                    atomic_write_json(path, [_track_json(t) for t in tracks])
+                    write_tracks(path, tracks)
                 bar.advance()
         dist.barrier()
         return {info.id: _read_tracks(folder / f"{info.id}.json") for info in self.videos.videos}
@@ -263,9 +269,9 @@ class SelfTrainRun:
         """Select per video, fuse with earlier rounds (or replace), keep eligible frames; written once."""
         folder = self.out / f"round_{k}"
         labels_path, stats_path, train_path = (
-            folder / "pseudo_labels.json",
-            folder / "selection.json",
-            folder / "training_set.json",
+            self.layout.pseudo_labels(k),
+            self.layout.selection(k),
+            self.layout.training_set(k),
         )
         unit = Unit(
             f"round {k}'s selection",
@@ -332,7 +338,7 @@ class SelfTrainRun:
             self.cfg,
             sources,
             probs,
-            self.out / f"round_{k}",
+            self.layout.stage(k),
             self.device,
             init=init,
             training=round_training_config(self.cfg),
@@ -370,7 +376,7 @@ class SelfTrainRun:
                 model = self.retrain(k, training_set, start)
                 models.append(self.result(f"round {k}", k, model, stats))
             if len(models) > 1:
-                last = self.out / f"round_{len(models) - 1}" / "model_predictions"
+                last = self.layout.model_predictions(len(models) - 1)
                 unlabeled.append(
                     self.predict_unlabeled(model, last, "last model: predict", "the last model's predictions")
                 )
@@ -382,8 +388,8 @@ class SelfTrainRun:
                 m.to_json(root=self.out) | ({"selected": True} if i == result.selected else {})
                 for i, m in enumerate(models)
             ]
-            atomic_write_json(self.out / "summary.json", rows)
-            atomic_write_json(self.out / "best.json", result.best_json(self.out))
+            atomic_write_json(self.layout.summary, rows)
+            atomic_write_json(self.layout.best, result.best_json(self.out))
         return result
 
     def choose(self, models: list[ModelResult]) -> SelfTrainResult:
@@ -411,7 +417,7 @@ class SelfTrainRun:
         scores = None
         if self.evaluator is not None:
             # beside the model folder (a weights file given as M0 is scored into the run's m0/ folder)
-            folder = model.parent if model.is_dir() else self.out / "m0"
+            folder = model.parent if model.is_dir() else self.layout.stage(0)
             cache = folder / "metrics.json"
             unit = Unit(f"the scores of {name}", folder / "metrics.fingerprint.json", (cache,))
             identity = getattr(self.evaluator, "identity", None)
@@ -442,7 +448,7 @@ def _tracks_hash(tracks: dict[int, list[Track]]) -> str:
 
 def _read_tracks(path: Path) -> list[Track]:
     """A video's predictions written by :meth:`SelfTrainRun.pseudo_label`."""
-    return _read_or_explain(path, lambda d: [_track_from_json(t) for t in d], "the video is predicted again")
+    return _read_or_explain(path, lambda d: [track_from_json(t) for t in d], "the video is predicted again")
 
 
 def _read_scores(path: Path, metric_set: list[str]) -> ModelScores | None:
@@ -465,10 +471,3 @@ def _read_or_explain(path: Path, parse: Callable, again: str):
             f"cannot read {path} ({err}); delete it ({again} on the rerun) or rerun with --no-resume"
         ) from err
 
-
-def _track_json(t: Track) -> dict:
-    return {"score": t.score, "masks": t.masks, "predicted_iou": t.predicted_iou}
-
-
-def _track_from_json(d: dict) -> Track:
-    return Track(masks=d["masks"], score=float(d["score"]), predicted_iou=d.get("predicted_iou"))

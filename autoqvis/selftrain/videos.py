@@ -18,11 +18,11 @@ from PIL import Image
 
 from autoqvis.engine import dist
 from autoqvis.errors import DataError
-from autoqvis.io.atomic import atomic_path, atomic_write_json
-from autoqvis.io.fingerprint import Unit, input_identities, open_unit
 from autoqvis.io.video import FRAME_SUFFIXES, SkipReport, open_video, skip_bad_input
 from autoqvis.io.ytvis import YTVISDataset, load_ytvis, save_ytvis
 from autoqvis.progress import progress_bar
+from autoqvis.runs.atomic import atomic_path, atomic_write_json
+from autoqvis.runs.fingerprint import Unit, input_identities, open_unit
 from autoqvis.structures import VideoInfo
 
 __all__ = ["cache_videos"]

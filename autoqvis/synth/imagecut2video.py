@@ -29,9 +29,9 @@ import torch
 from autoqvis import rle
 from autoqvis.config import SynthesisConfig, config_to_dict
 from autoqvis.errors import DataError
-from autoqvis.io.fingerprint import content_identity, files_identity
 from autoqvis.io.video import read_image
 from autoqvis.io.ytvis import check_relative, load_json
+from autoqvis.runs.fingerprint import content_identity, files_identity
 from autoqvis.structures import Clip
 from autoqvis.synth.augment import clip_augment
 

@@ -14,10 +14,10 @@ import numpy as np
 from PIL import Image
 
 from autoqvis import rle
-from autoqvis.io.atomic import atomic_path, atomic_write_text
 from autoqvis.io.davis import DAVIS_PALETTE
 from autoqvis.io.ytvis import YTVISDataset, save_ytvis
 from autoqvis.progress import progress_bar
+from autoqvis.runs.atomic import atomic_path, atomic_write_text
 from autoqvis.structures import Clip, Track, VideoInfo
 
 __all__ = ["clip_gif", "write_clips", "write_previews"]

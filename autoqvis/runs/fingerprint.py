@@ -34,8 +34,8 @@ from pathlib import Path
 from typing import Any
 
 from autoqvis.errors import DataError, StaleOutputError
-from autoqvis.io.access import PERMISSION_HINT
-from autoqvis.io.atomic import atomic_write_json
+from autoqvis.runs.access import PERMISSION_HINT
+from autoqvis.runs.atomic import atomic_write_json
 
 __all__ = [
     "Unit",

@@ -8,10 +8,10 @@ What a claim does:
 - **one command per folder**: a folder holding another command's outputs is refused (:func:`folder_owner`
   tells whose they are from the files there), since each command writes its own ``config.yaml`` (and
   ``train`` / ``synthesize`` their ``fingerprint.json``) and would overwrite the other's;
-- **one writer at a time**: the folder's lock (:mod:`autoqvis.io.lock`) is held while the command runs, so a
+- **one writer at a time**: the folder's lock (:mod:`autoqvis.runs.lock`) is held while the command runs, so a
   second process writing into it stops with a message naming the first;
 - **inputs are never removed**: the paths the command reads (``reads``: flag and path) are protected from
-  ``--no-resume`` (:func:`autoqvis.io.fingerprint.reading`);
+  ``--no-resume`` (:func:`autoqvis.runs.fingerprint.reading`);
 - **nothing left on failure**: folders the claim created are removed again when the command fails while
   they are still empty.
 
@@ -27,8 +27,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from autoqvis.errors import DataError, OutputInUseError
-from autoqvis.io.fingerprint import reading
-from autoqvis.io.lock import LOCK_NAME, output_lock
+from autoqvis.runs.fingerprint import reading
+from autoqvis.runs.lock import LOCK_NAME, output_lock
 
 __all__ = ["claim_output", "folder_owner", "refuse_inputs_inside"]
 
