@@ -16,7 +16,7 @@ included (a lazy import is still a dependency). The order is the README's "Layou
     selftrain   selection, fusion, the self-training loop
     report      HTML reports of runs
     demo        the generated world and the demo job
-    entry       api, cli, commands (the user-facing surface)
+    entry       api, benchmark, cli, commands (the user-facing surface; benchmark: the bench/ results format)
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("selftrain",),
     ("report",),
     ("demo",),
-    ("api", "cli", "commands", "__init__", "__main__"),
+    ("api", "benchmark", "cli", "commands", "__init__", "__main__"),
 ]
 LEVEL = {part: i for i, layer in enumerate(LAYERS) for part in layer}
 
