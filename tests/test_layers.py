@@ -42,7 +42,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("selftrain",),
     ("report",),
     ("demo",),
-    ("api", "benchmark", "cli", "commands", "__init__", "__main__"),
+    ("api", "benchmark", "cli", "commands", "reference", "__init__", "__main__"),
 ]
 LEVEL = {part: i for i, layer in enumerate(LAYERS) for part in layer}
 
