@@ -227,12 +227,19 @@ def field_docs(cls: type, section: str | None = None) -> dict[str, str]:
     return docs
 
 
+def _commands_with(option: str) -> list[str]:
+    sub = _subparsers(build_parser())
+    assert sub is not None
+    return [name for name, p in sub.choices.items() if any(option in a.option_strings for a in p._actions)]
+
+
 def config_reference() -> list[str]:
     module_doc = inspect.cleandoc(config_sections.__doc__ or "")
+    takers = ", ".join(f"`{name}`" for name in _commands_with("--config"))
     out = [
         "## Configuration",
         "",
-        "Every command that computes takes `--config FILE` (a YAML file holding only the differences from the",
+        f"The commands {takers} take `--config FILE` (a YAML file holding only the differences from the",
         "defaults, or the name of a shipped profile; repeatable, later files win) and `--set section.key=value`",
         "(repeatable, applied last; the value is read as YAML: `--set synthesis.short_sides=[160]`).",
         "`autoqvis config` prints the resolved configuration; every output folder holds the one that made it",
