@@ -51,6 +51,11 @@ def _fixed_width(parser: argparse.ArgumentParser) -> None:
                 _fixed_width(sub)
 
 
+def _fill(text: str) -> str:
+    """A paragraph wrapped at WIDTH, never inside a word or at a hyphen (a Markdown line break is a space)."""
+    return textwrap.fill(" ".join(text.split()), WIDTH, break_on_hyphens=False, break_long_words=False)
+
+
 def _cell(text: str) -> str:
     """Text for one Markdown table cell: one line, ``|`` escaped."""
     return " ".join(str(text).split()).replace("|", "\\|")
@@ -107,7 +112,7 @@ def _command(parser: argparse.ArgumentParser, help_text: str, level: int) -> lis
     out = [f"{'#' * level} `{parser.prog}`", ""]
     lead = _first_paragraph(parser.description) or help_text[:1].upper() + help_text[1:]
     if lead:
-        out += [textwrap.fill(lead, WIDTH), ""]
+        out += [_fill(lead), ""]
     prefix = "usage: "
     usage = [
         line.removeprefix(prefix).removeprefix(" " * len(prefix))
@@ -239,12 +244,15 @@ def config_reference() -> list[str]:
     out = [
         "## Configuration",
         "",
-        f"The commands {takers} take `--config FILE` (a YAML file holding only the differences from the",
-        "defaults, or the name of a shipped profile; repeatable, later files win) and `--set section.key=value`",
-        "(repeatable, applied last; the value is read as YAML: `--set synthesis.short_sides=[160]`).",
-        "`autoqvis config` prints the resolved configuration; every output folder holds the one that made it",
-        "(`config.yaml`). An unknown key is an error naming the nearest valid key, a value outside a field's",
-        "choices one naming the choices. The defaults are the official AutoQ-VIS settings.",
+        _fill(
+            f"The commands {takers} take `--config FILE` (a YAML file holding only the differences from the "
+            "defaults, or the name of a shipped profile; repeatable, later files win) and `--set "
+            "section.key=value` (repeatable, applied last; the value is read as YAML: `--set "
+            "synthesis.short_sides=[160]`). `autoqvis config` prints the resolved configuration; every output "
+            "folder holds the one that made it (`config.yaml`). An unknown key is an error naming the nearest "
+            "valid key, a value outside a field's choices one naming the choices. The defaults are the official "
+            "AutoQ-VIS settings."
+        ),
         "",
         "From `autoqvis/config/sections.py`:",
         "",
@@ -260,7 +268,7 @@ def config_reference() -> list[str]:
         out += [
             f"### {name}",
             "",
-            textwrap.fill(" ".join(inspect.cleandoc(cls.__doc__ or "").split()), WIDTH),
+            _fill(inspect.cleandoc(cls.__doc__ or "")),
             "",
         ]
         hints = typing.get_type_hints(cls)
@@ -351,7 +359,7 @@ def profiles_reference() -> list[str]:
         text = path.read_text()
         header, comments = _profile_comments(text)
         values = _flatten(read_yaml(text) or {})
-        out += [f"### `{path.stem}`", "", textwrap.fill(header, WIDTH), ""]
+        out += [f"### `{path.stem}`", "", _fill(header), ""]
         out += ["| key | value | note |", "|---|---|---|"]
         for key, value in values.items():
             out.append(f"| `{key}` | `{_cell(_yaml_value(value))}` | {_cell(comments.get(key, ''))} |")
