@@ -123,6 +123,7 @@ def _command(parser: argparse.ArgumentParser, help_text: str, level: int) -> lis
         (action, _argument_name(action))
         for action in parser._actions
         if not isinstance(action, (argparse._HelpAction, argparse._SubParsersAction))
+        and action.help != argparse.SUPPRESS  # hidden on purpose
     ]
     if rows:
         out += ["| argument | default | what it does |", "|---|---|---|"]

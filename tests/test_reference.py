@@ -51,6 +51,8 @@ def test_every_command_argument_and_field_is_in_it():
             continue
         assert f"### `{parser.prog}`" in text or f"#### `{parser.prog}`" in text, parser.prog
         for action in parser._actions:
+            if action.help == argparse.SUPPRESS:  # hidden on purpose
+                continue
             for option in action.option_strings:
                 if option not in ("-h", "--help"):
                     assert f"`{option}" in text or f", {option}" in text, f"{parser.prog} {option}"
