@@ -174,3 +174,15 @@ def test_readme_is_a_front_door():
     first_block = re.search(r"```bash\n(.*?)```", text, flags=re.S)
     assert first_block and first_block.group(1).split()[:2] == ["make", "demo"], "the two commands come first"
     assert "make test" in first_block.group(1)
+
+
+def test_readme_headline_results_name_their_command_and_hardware():
+    """The headline results stand in one marked section (so that a new measurement replaces it whole), with the
+    command that measured them and the machine."""
+    text = (ROOT / "README.md").read_text()
+    section = re.search(r"<!-- headline-results: begin.*?-->(.*?)<!-- headline-results: end -->", text, re.S)
+    assert section, "README.md: the headline results section lost its begin/end markers"
+    body = section.group(1)
+    assert re.search(r"```bash\n\s*python bench/\S+\.py", body), "the headline results need their command"
+    assert re.search(r"^Hardware: ", body, re.M), "the headline results need a 'Hardware: ' line"
+    assert re.search(r"^\|.*\|$", body, re.M), "the headline results hold their table"
