@@ -60,6 +60,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     (SIGTERM; ends like Ctrl-C: one line, finished work kept). ``AUTOQVIS_DEBUG=1`` also prints the
     traceback."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    missing = missing_working_folder()
+    if missing:  # before torch is imported: it fails there with a cryptic oneMKL message
+        print(f"autoqvis: error: {missing}", file=sys.stderr)
+        return 2
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
@@ -69,6 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logging(level)
     set_command_line(argv)
     prefix = f"autoqvis {args.command}: error:"
+    _TERMINATING.clear()
     previous = _on_sigterm(_terminate)
     try:
         return int(args._run(args) or 0)
@@ -88,6 +93,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except Exception as err:  # a bug: say so in one line; the traceback with AUTOQVIS_DEBUG=1
         _debug_traceback()
+        if _TERMINATING.is_set() or worker_terminated(err):  # an error in the wake of our SIGTERM
+            print(f"autoqvis {args.command}: terminated (SIGTERM); {KEPT}", file=sys.stderr)
+            return 128 + signal.SIGTERM
         first = (str(err).strip().splitlines() or [""])[0][:300]
         print(
             f"autoqvis {args.command}: internal error: {type(err).__name__}: {first}. This is a bug in autoqvis "
@@ -109,8 +117,34 @@ class Terminated(KeyboardInterrupt):
     checkpoint are kept, locks are released."""
 
 
+_TERMINATING = threading.Event()  # set by SIGTERM: what goes wrong while the command unwinds is part of it
+
+
 def _terminate(signum, frame) -> None:
+    _TERMINATING.set()
     raise Terminated()
+
+
+def worker_terminated(err: BaseException) -> bool:
+    """A data-loader worker killed by SIGTERM (``kill`` of the process group reaches the workers too, and
+    PyTorch reports their end as an error of its own): the SIGTERM path, not a bug."""
+    text = str(err)
+    return "DataLoader worker" in text and ("signal: Terminated" in text or "exit code 143" in text)
+
+
+def missing_working_folder() -> str | None:
+    """The message for a working folder that was deleted (or cannot be entered) under a running shell; None
+    when it is there. Relative paths would name nothing, and libraries fail on it with cryptic messages."""
+    try:
+        os.getcwd()
+    except OSError as err:
+        shell = os.environ.get("PWD", "")
+        where = f" ({shell})" if shell else ""
+        return (
+            f"the working folder{where} no longer exists ({err.strerror}): it was deleted or moved while this "
+            "shell was in it; cd into an existing folder (e.g. cd ~) and rerun"
+        )
+    return None
 
 
 def _on_sigterm(handler):

@@ -15,6 +15,12 @@ it once per global batch keeps the same 50/50 expectation and makes runs reprodu
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import functools
+import os
+import signal
+import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -23,6 +29,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from autoqvis.runs.lock import drop_inherited_locks
 from autoqvis.structures import Clip
 
 __all__ = ["ClipKey", "ClipList", "ClipSource", "MixedClipDataset", "MixingBatchSampler", "build_loader"]
@@ -154,4 +161,26 @@ def build_loader(
         persistent_workers=False,
         generator=torch.Generator().manual_seed(sampler.seed),
         prefetch_factor=2 if num_workers > 0 else None,
+        worker_init_fn=functools.partial(_init_worker, os.getpid()) if num_workers > 0 else None,
     )
+
+
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def _init_worker(parent: int, worker_id: int) -> None:
+    """Tie a data-loader worker to the training process:
+
+    - it ends when the parent ends, however the parent ends (``kill -9`` included: Linux sends it SIGKILL via
+      ``PR_SET_PDEATHSIG``; elsewhere PyTorch's own check ends it within seconds);
+    - it does not hold the parent's output locks (a killed parent's lock is free at once);
+    - SIGTERM (``kill`` of the process group) ends it quietly, leaving the parent to end the command the
+      SIGTERM way (one line, exit code 143, finished work kept), not with a "worker killed" error.
+    """
+    drop_inherited_locks()
+    signal.signal(signal.SIGTERM, lambda signum, frame: os._exit(0))
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:  # the parent ended before the line above
+        os._exit(0)

@@ -18,7 +18,7 @@ import os
 import socket
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from autoqvis.errors import OutputInUseError
@@ -28,11 +28,13 @@ try:
 except ImportError:  # not on Windows
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["LOCK_NAME", "output_lock", "read_lock"]
+__all__ = ["LOCK_NAME", "drop_inherited_locks", "output_lock", "read_lock"]
 
 log = logging.getLogger("autoqvis")
 
 LOCK_NAME = ".autoqvis.lock"  # in an output folder; a file output gets ".<name>.lock" beside it
+
+_HELD: dict[int, int] = {}  # descriptor of each lock this process holds -> the pid that took it
 
 
 @contextmanager
@@ -46,10 +48,23 @@ def output_lock(path: str | Path, what: str, command: str) -> Iterator[Path]:
         return
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = _acquire(path, what, command)
+    _HELD[fd] = os.getpid()
     try:
         yield path
     finally:
+        _HELD.pop(fd, None)
         _release(path, fd)
+
+
+def drop_inherited_locks() -> None:
+    """In a forked child (a data-loader worker): close the lock descriptors inherited from the parent. An
+    ``flock`` lasts while any process holds a descriptor of it, so a child left running after its parent was
+    killed would otherwise keep the outputs locked; closing the copy leaves the parent's lock as it is."""
+    for fd, pid in list(_HELD.items()):
+        if pid != os.getpid():
+            _HELD.pop(fd)
+            with suppress(OSError):
+                os.close(fd)
 
 
 def read_lock(path: str | Path) -> dict:
