@@ -690,3 +690,45 @@ def test_permission_denied_is_said(argv, message, root, locked, tmp_path):
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
     assert message in last, last
     assert not any(s in last for s in ("corrupt", "truncated", "No such file", "--out")), last
+
+
+# ---------------------------------------------------------------------------------------------------
+# long names, a deleted working folder
+
+
+def test_a_long_legal_name_is_written_and_a_too_long_one_named(tmp_path):
+    """The temporary file of an atomic write and the lock beside an output file have short names: a target whose
+    own name the file system allows is written; one it refuses is reported by its own name, never the
+    temporary's."""
+    from autoqvis.runs.atomic import atomic_write_json
+    from autoqvis.runs.lock import output_lock
+
+    limit = os.pathconf(tmp_path, "PC_NAME_MAX")
+    longest = tmp_path / ("p" * (limit - 5) + ".json")
+    atomic_write_json(longest, {"ok": 1})
+    with output_lock(tmp_path / f".{longest.name}.lock", f"--out {longest}", "autoqvis discover"):
+        atomic_write_json(longest, {"ok": 2})
+    assert json.loads(longest.read_text()) == {"ok": 2}
+    assert [p.name for p in tmp_path.iterdir()] == [longest.name]  # no temporary, no lock left
+    too_long = tmp_path / ("q" * limit + ".json")
+    with pytest.raises(OSError) as raised:
+        atomic_write_json(too_long, {})
+    assert raised.value.errno == errno.ENAMETOOLONG and raised.value.filename == str(too_long)
+    assert [p.name for p in tmp_path.iterdir()] == [longest.name]
+
+
+def test_a_deleted_working_folder_is_said(tmp_path):
+    """Run from a folder deleted under the shell: one line saying so, exit code 2, before torch is loaded."""
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(REPO), "PWD": str(gone)}
+    script = (
+        "import os, sys, runpy; os.chdir(sys.argv[1]); os.rmdir(sys.argv[1]); sys.argv = ['autoqvis', 'predict', "
+        "'v', '--weights', 'm', '--out', 'o']; runpy.run_module('autoqvis', run_name='__main__')"
+    )
+    done = subprocess.run([sys.executable, "-c", script, str(gone)], capture_output=True, text=True, env=env)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert done.stderr.strip() == (
+        f"autoqvis: error: the working folder ({gone}) no longer exists (No such file or directory): it was "
+        "deleted or moved while this shell was in it; cd into an existing folder (e.g. cd ~) and rerun"
+    )

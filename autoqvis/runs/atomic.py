@@ -1,8 +1,9 @@
 """Atomic file writes: write to a temporary file in the same folder, fsync, then rename.
 
 A reader (or a crash, or SIGKILL mid-write) sees either the old file or the complete new one, never a
-half-written file. A write that fails (a full disk) leaves the old file as it was and raises an OSError naming
-the file being written, not the temporary one.
+half-written file. A write that fails (a full disk, a name too long) leaves the old file as it was and raises an
+OSError naming the file being written, never the temporary one (``.aq<random><suffix>``: short, so that any
+target name the file system allows can be written).
 """
 
 from __future__ import annotations
@@ -32,7 +33,12 @@ def atomic_path(path: str | Path, suffix: str = "") -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or ".tmp", dir=path.parent)
+    try:  # a short name: a target whose own name is legal never fails for the temporary's
+        fd, tmp_name = tempfile.mkstemp(prefix=".aq", suffix=suffix or ".tmp", dir=path.parent)
+    except OSError as err:
+        if err.errno is None:
+            raise
+        raise _os_error(err.errno, path) from err
     os.close(fd)
     tmp = Path(tmp_name)
     try:

@@ -12,6 +12,7 @@ lock is taken.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -47,6 +48,7 @@ def output_lock(path: str | Path, what: str, command: str) -> Iterator[Path]:
         yield path
         return
     path.parent.mkdir(parents=True, exist_ok=True)
+    path = _within_name_limit(path)
     fd = _acquire(path, what, command)
     _HELD[fd] = os.getpid()
     try:
@@ -65,6 +67,21 @@ def drop_inherited_locks() -> None:
             _HELD.pop(fd)
             with suppress(OSError):
                 os.close(fd)
+
+
+def _within_name_limit(path: Path) -> Path:
+    """``path``, or where its name is longer than the file system allows (a lock beside an output file whose
+    own name is legal but near the limit), a shorter name that stays unique to that output."""
+    try:
+        limit = os.pathconf(path.parent, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        limit = 255
+    name = path.name.encode()
+    if len(name) <= limit:
+        return path
+    digest = hashlib.sha1(name).hexdigest()[:12]
+    keep = name[: max(1, limit - len(digest) - 7)].decode(errors="ignore")
+    return path.with_name(f"{keep}~{digest}.lock")
 
 
 def read_lock(path: str | Path) -> dict:
