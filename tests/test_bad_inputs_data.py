@@ -141,6 +141,34 @@ def _frames_16bit(root: Path) -> None:
         Image.fromarray(grey.astype(np.uint16) * 257).save(root / "frames16" / "g" / f"{t:05d}.png")
 
 
+def _huge_png(width: int, height: int, pixels: bool = True) -> bytes:
+    """A 1-bit PNG declaring ``width x height`` pixels, all black: a few kilobytes (without ``pixels``, its
+    header only)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    row, packer = b"\0" * (1 + (width + 7) // 8), zlib.compressobj(9)
+    data = b"".join(packer.compress(row) for _ in range(height)) + packer.flush() if pixels else b""
+    header = chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0))
+    return b"\x89PNG\r\n\x1a\n" + header + chunk(b"IDAT", data) + chunk(b"IEND", b"")
+
+
+def _huge_images(root: Path) -> None:
+    """Inputs holding one image that declares 20000x20000 pixels: a frame of video b (under its .jpg name, as
+    the ground truth lists it), and a DAVIS annotation."""
+    huge = _huge_png(20000, 20000)
+    shutil.copytree(root / "videos", root / "videos_huge")
+    (root / "videos_huge" / "b" / "00000.jpg").write_bytes(huge)
+    _davis_missing_annotation(root / "davis_huge")
+    annotations = root / "davis_huge" / "Annotations" / "480p" / "s"
+    shutil.copytree(annotations, root / "davis_huge_pred" / "s")
+    shutil.copy(annotations / "00001.png", root / "davis_huge_pred" / "s" / "00002.png")
+    (annotations / "00002.png").write_bytes(huge)
+
+
 def _pseudo_variants(root: Path) -> None:
     good = json.loads((root / "pseudo.json").read_text())
     orphan = json.loads(json.dumps(good))
@@ -173,6 +201,7 @@ def root(tmp_path_factory) -> Path:
     _gt_variants(root)
     _davis_missing_annotation(root / "davis_missing")
     _frames_16bit(root)
+    _huge_images(root)
     (root / "videos_cut").mkdir()
     shutil.copytree(root / "videos" / "a", root / "videos_cut" / "a")
     _truncated_mp4(root / "videos_cut" / "cut.mp4")
@@ -287,6 +316,39 @@ CASES = [
         2,
         "is truncated: decoding stopped at frame",
         absent="m0",
+    ),
+    c(
+        "predict-image-too-large",
+        "predict {root}/videos_huge --weights {root}/model --no-overlay --short-side 48 --out {out}",
+        2,
+        "00000.jpg declares 20000x20000 = 400,000,000 pixels, more than the 268,435,456 (16384x16384)",
+        not_in=["DecompressionBomb", "internal error"],
+    ),
+    c(
+        "predict-image-too-large-skipped",
+        "predict {root}/videos_huge --weights {root}/model --no-overlay --short-side 48 --out {out} --skip-bad",
+        0,
+        "skipped 1 bad input(s):\n  b: frame",
+    ),
+    c(
+        "evaluate-frame-too-large",
+        "evaluate --gt {root}/gt.json --gt-frames {root}/videos_huge --weights {root}/model",
+        2,
+        "declares 20000x20000 = 400,000,000 pixels",
+        not_in=["DecompressionBomb"],
+    ),
+    c(
+        "train-frame-too-large",
+        "train --out {out} --videos {root}/gt.json --frames-root {root}/videos_huge " + " ".join(TINY_TRAIN),
+        2,
+        "declares 20000x20000 = 400,000,000 pixels",
+        absent="last.pt",
+    ),
+    c(
+        "davis-annotation-too-large",
+        "evaluate --davis {root}/davis_huge --pred-masks {root}/davis_huge_pred",
+        2,
+        "mask {root}/davis_huge/Annotations/480p/s/00002.png declares 20000x20000",
     ),
     c(
         "stray-image-among-videos",
@@ -493,6 +555,30 @@ def test_discovery_skips_a_truncated_video_whole(root, tmp_path):
     items = list(video_items(root / "videos_cut", 1, tmp_path / "frames", skip_bad=True, report=report))
     assert [i.name for i in items] == [f"a/{t:05d}.jpg" for t in range(T)]
     assert [name for name, _ in report.skipped] == [str(root / "videos_cut" / "cut.mp4")]
+
+
+def test_images_over_the_pixel_limit_are_refused_and_skipped(tmp_path):
+    """An image declaring more pixels than autoqvis.io.images.MAX_IMAGE_PIXELS is refused naming its size (above
+    twice the limit PIL stops at the header: its pixel count), as a DataError that discovery's --skip-bad skips."""
+    from autoqvis.discover.run import image_items
+    from autoqvis.io.images import MAX_IMAGE_PIXELS
+    from autoqvis.io.video import SkipReport, skip_bad_input
+
+    assert MAX_IMAGE_PIXELS == 16384 * 16384
+    Image.fromarray(np.zeros((H, W, 3), np.uint8)).save(tmp_path / "0.png")
+    (tmp_path / "1.png").write_bytes(_huge_png(16385, 16384))  # one column over
+    (tmp_path / "2.png").write_bytes(_huge_png(40000, 40000, pixels=False))  # PIL's own refusal
+    items = image_items(tmp_path)
+    assert items[0].load().shape == (H, W, 3)
+    with pytest.raises(DataError, match=r"1.png declares 16385x16384 = 268,451,840 pixels, more than"):
+        items[1].load()
+    with pytest.raises(DataError, match=r"2.png declares 1,600,000,000 pixels, more than the 268,435,456"):
+        items[2].load()
+    report = SkipReport()
+    for item in items:
+        with skip_bad_input(item.name, report, True):
+            item.load()
+    assert [name for name, _ in report.skipped] == ["1.png", "2.png"]
 
 
 def test_nan_scores_never_reach_a_results_file():

@@ -12,10 +12,11 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import UnidentifiedImageError
 
 from autoqvis import rle as rle_utils
 from autoqvis.errors import DataError
+from autoqvis.io.images import open_image
 from autoqvis.io.video import read_image
 from autoqvis.io.ytvis import YTVISDataset
 from autoqvis.structures import Clip
@@ -53,7 +54,7 @@ class VideoClipSource:
         for info in usable:  # the first frame's size (a header read), before any training
             path = dataset.frame_paths(info.id)[0]
             try:
-                with Image.open(path) as img:
+                with open_image(path, "frame") as img:
                     size = img.size
             except (OSError, UnidentifiedImageError) as err:
                 raise DataError(f"video {info.id}: cannot read frame {path}: {err}") from err

@@ -15,6 +15,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from autoqvis.errors import DataError
+from autoqvis.io.images import open_image
 from autoqvis.io.video import natural_key
 from autoqvis.runs.atomic import atomic_path
 
@@ -59,7 +60,7 @@ def read_mask_png(path: str | Path) -> np.ndarray:
     """
     path = Path(path)
     try:
-        with Image.open(path) as im:
+        with open_image(path, "mask") as im:
             im.load()
             mode = im.mode
             ids = np.array(im)

@@ -24,6 +24,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from autoqvis.errors import DataError
+from autoqvis.io.images import open_image
 from autoqvis.runs.access import PERMISSION_HINT, require_file
 
 __all__ = [
@@ -81,9 +82,11 @@ def read_image(path: str | Path) -> np.ndarray:
     to 8 bits (65535 -> 255)."""
     path = require_file(path, "frame")
     try:
-        with Image.open(path) as img:
+        with open_image(path, "frame") as img:
             img.load()  # forces a full decode: truncated files fail here
             return _rgb8(img)
+    except DataError:  # (a ValueError: said as it is)
+        raise
     except PermissionError as err:
         raise DataError(f"frame {path} cannot be read: permission denied; {PERMISSION_HINT}") from err
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
@@ -168,7 +171,7 @@ class FrameList(VideoSource):
         if not self.paths:
             raise DataError(f"video {self.name} has no frames")
         try:
-            with Image.open(self.paths[0]) as img:
+            with open_image(self.paths[0], "frame") as img:
                 return img.height, img.width
         except (UnidentifiedImageError, OSError) as err:
             raise DataError(f"cannot read image {self.paths[0]}: {err}") from err

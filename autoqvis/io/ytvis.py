@@ -24,10 +24,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import UnidentifiedImageError
 
 from autoqvis import rle as rle_utils
 from autoqvis.errors import DataError
+from autoqvis.io.images import open_image
 from autoqvis.io.video import FrameList, read_image
 from autoqvis.runs.access import require_file
 from autoqvis.runs.atomic import atomic_write_json
@@ -407,7 +408,7 @@ def check_frame_sizes(dataset: YTVISDataset, path: str | Path) -> None:
     for info in dataset.videos:
         frame = dataset.frame_paths(info.id)[0]
         try:
-            with Image.open(frame) as img:
+            with open_image(frame, "frame") as img:
                 width, height = img.size
         except (OSError, UnidentifiedImageError) as err:
             raise DataError(f"{path}: video {info.id}: cannot read frame {frame}: {err}") from err

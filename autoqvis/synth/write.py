@@ -15,6 +15,7 @@ from PIL import Image
 
 from autoqvis import rle
 from autoqvis.io.davis import DAVIS_PALETTE
+from autoqvis.io.images import open_image
 from autoqvis.io.ytvis import YTVISDataset, save_ytvis
 from autoqvis.progress import progress_bar
 from autoqvis.runs.atomic import atomic_path, atomic_write_text
@@ -71,7 +72,7 @@ def _finished_clip(folder: Path) -> tuple[list[str], list, tuple[int, int]] | No
     try:
         names = [f"{folder.name}/{p.name}" for p in sorted(folder.glob("*.jpg"))]
         masks = json.loads((folder / "tracks.json").read_text())
-        with Image.open(folder / "00000.jpg") as img:
+        with open_image(folder / "00000.jpg", "frame") as img:
             size = img.size
         return names, masks, size
     except (OSError, ValueError) as err:  # a missing or torn file (JSONDecodeError is a ValueError)
