@@ -194,6 +194,14 @@ def root(tmp_path_factory) -> Path:
     nan = _first_key(load_file(str(root / "model" / "model.safetensors")))
     _model_variant(root, "model_nan", lambda s: _with(s, nan, s[nan].clone().fill_(math.nan)))
     _model_variant(root, "model_inf", lambda s: _with(s, nan, s[nan].clone().fill_(math.inf)))
+    _model_variant(root, "model_half", lambda s: dict(sorted(s.items())[: len(s) // 2]))
+    tensors = load_file(str(root / "model" / "model.safetensors"))
+    save_file(
+        {f"module.{k}": v for k, v in tensors.items()}, str(root / "renamed.safetensors")
+    )  # DDP's names
+    save_file(
+        {k: v for k, v in tensors.items() if k.startswith("backbone.")}, str(root / "backbone.safetensors")
+    )
     torch.manual_seed(0)
     save_model(build_model(dataclasses.replace(PRESETS["tiny"], quality_head=None)), root / "model_headless")
     masks = _videos(root)
@@ -284,6 +292,28 @@ CASES = [
     c("train-init-preset-name", TRAIN + " --init tiny", 2, "tiny is a preset name, not a weights file"),
     c("inspect-preset-name", "weights inspect paper_r50", 2, "paper_r50 is a preset name"),
     c("predict-nan-weights", PREDICT + " {root}/model_nan", 2, "NaN or infinite value(s) of"),
+    c(
+        "predict-weights-of-other-names",
+        PREDICT + " {root}/renamed.safetensors --set model.preset=tiny",
+        2,
+        "only 0 of the model's 400 tensors are in the file (autoqvis needs at least 90%; the rest would stay "
+        "random; first missing: 'backbone.",
+        absent="predictions.json",
+    ),
+    c("predict-half-the-weights", PREDICT + " {root}/model_half", 2, "only 200 of the model's 386 tensors"),
+    c(
+        "predict-backbone-weights-only",
+        PREDICT + " {root}/backbone.safetensors --set model.preset=tiny",
+        2,
+        "these are not weights of this model",
+    ),
+    c("train-init-other-names", TRAIN + " --init {root}/renamed.safetensors", 2, "only 0 of the model's"),
+    c(
+        "inspect-other-names",
+        "weights inspect {root}/renamed.safetensors --preset tiny",
+        2,
+        "its own keys look like 'module.backbone.",
+    ),
     c(
         "predict-inf-weights",
         PREDICT + " {root}/model_inf",

@@ -33,7 +33,7 @@ from autoqvis.model.checkpoint import check_not_preset, describe_torch_load_erro
 from autoqvis.model.decoder import VideoMaskedDecoder
 from autoqvis.model.pixel_decoder import MSDeformAttnPixelDecoder
 from autoqvis.model.resnet import ResNet
-from autoqvis.model.state_check import checked_state
+from autoqvis.model.state_check import check_matched, checked_state
 from autoqvis.model.vis import ModelSpec, VideoMaskFormer
 from autoqvis.model.vit import load_vit
 from autoqvis.model.vit_backbone import ViTBackbone
@@ -246,6 +246,7 @@ def load_weights(model: VideoMaskFormer, path: str | Path, strict: bool = False)
             "is the preset right (model.preset)?"
         )
     state = checked_state(state, own, path)  # dtypes castable, values finite
+    check_matched(own, state, path, optional=lambda key: ".maskiou_feature_extractor." in key)
     result = model.load_state_dict(state, strict=False)
     report = LoadReport(list(result.missing_keys), list(result.unexpected_keys), [])
     if report.missing or report.unexpected:

@@ -8,19 +8,26 @@ finite.
   is refused: ``load_state_dict`` would cast it silently, but such a file is not these weights.
 - A NaN or infinite value is refused: the model would output NaN scores and masks (a diverged training, or a
   damaged file).
+- Weights that give fewer than :data:`MIN_MATCHED_FRACTION` of the model's tensors are refused
+  (:func:`check_matched`): the rest would stay at their random initialisation and the model would run on
+  random weights. The official checkpoints give every tensor (a VideoCutLER checkpoint every one but the
+  quality head's, which counts as optional).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 
 import torch
 
 from autoqvis.errors import CheckpointError
 
-__all__ = ["checked_state"]
+__all__ = ["MIN_MATCHED_FRACTION", "check_matched", "checked_state"]
+
+# The least share of a model's tensors a weights file must give (a model folder, an official checkpoint, --init)
+MIN_MATCHED_FRACTION = 0.9
 
 log = logging.getLogger("autoqvis")
 
@@ -63,6 +70,35 @@ def checked_state(
                 "would give NaN scores and masks (a training that diverged, or a damaged file): pass other weights"
             )
     return out
+
+
+def check_matched(
+    expected: Collection[str],
+    given: Collection[str],
+    path: str | Path,
+    optional: Callable[[str], bool] = lambda key: False,
+) -> None:
+    """Refuse weights ``path`` whose keys ``given`` hold fewer than :data:`MIN_MATCHED_FRACTION` of the model's
+    keys ``expected``. Keys that are ``optional`` do not count when the file holds none of them (a part the
+    file's model does not have, as the quality head of a VideoCutLER checkpoint)."""
+    given = set(given)
+    needed = (
+        [k for k in expected if not optional(k)] if not any(optional(k) for k in given) else list(expected)
+    )
+    if not needed:
+        return
+    found = sum(k in given for k in needed)
+    if found >= MIN_MATCHED_FRACTION * len(needed):
+        return
+    absent = next(k for k in needed if k not in given)
+    extra = sorted(given - set(expected))
+    other = f"; its own keys look like {extra[0]!r}" if extra else ""
+    raise CheckpointError(
+        f"{path}: only {found} of the model's {len(needed)} tensors are in the file (autoqvis needs at least "
+        f"{MIN_MATCHED_FRACTION:.0%}; the rest would stay random; first missing: {absent!r}{other}): these are "
+        "not weights of this model; pass the model's own weights (a folder written by autoqvis or an official "
+        "checkpoint of this preset)"
+    )
 
 
 def _name(dtype: torch.dtype) -> str:
