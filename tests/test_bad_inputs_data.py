@@ -115,6 +115,18 @@ def _gt_variants(root: Path) -> None:
         ]
         a.pop("areas"), a.pop("bboxes")
     _write(root / "gt_size.json", sizes)
+    # the same videos numbered the other way round (a is 2, b is 1), and with video a renamed x
+    swap = {1: 2, 2: 1}
+    renumbered = json.loads(json.dumps(gt))
+    for v in renumbered["videos"]:
+        v["id"] = swap[v["id"]]
+    for a in renumbered["annotations"]:
+        a["video_id"] = swap[a["video_id"]]
+    _write(root / "gt_renumbered.json", renumbered)
+    renamed = json.loads(json.dumps(gt))
+    renamed["videos"][0]["name"] = "x"
+    renamed["videos"][0]["file_names"] = [n.replace("a/", "x/") for n in renamed["videos"][0]["file_names"]]
+    _write(root / "gt_renamed.json", renamed)
 
 
 def _davis_missing_annotation(root: Path) -> None:
@@ -259,6 +271,13 @@ CASES = [
         "evaluate --gt {root}/gt_no_annotations.json --gt-frames {root}/videos --weights {root}/model",
         2,
         "AP and AR are undefined without ground-truth objects",
+    ),
+    c(
+        "gt-of-other-videos",
+        EVAL + " {root}/gt_renamed.json",
+        2,
+        "is for video 'a' (video_id 1), which the ground truth does not have (its videos: b, x); pass the "
+        "predictions of the ground truth's videos",
     ),
     c(
         "davis-annotation-missing",
@@ -502,6 +521,28 @@ def test_bad_data(case: Case, root: Path, tmp_path: Path, capsys, monkeypatch):
 
 # ---------------------------------------------------------------------------------------------------
 # cases that need more than one command line
+
+
+def test_predictions_meet_their_videos_whatever_the_ground_truth_numbers_them(root, tmp_path, capsys):
+    """predict numbers the videos in its own order; a ground truth that numbers the same videos otherwise
+    scores the same (predictions are matched by video name), not AP 0. (Perfect predictions in predict's
+    format: the ground-truth masks, with video_name.)"""
+    gt = json.loads((root / "gt.json").read_text())
+    names = {v["id"]: v["name"] for v in gt["videos"]}
+    perfect = [
+        {"video_id": a["video_id"], "video_name": names[a["video_id"]], "score": 0.9, "category_id": 1}
+        | {"segmentations": [s or rle.encode(np.zeros((H, W), bool)) for s in a["segmentations"]]}
+        for a in gt["annotations"]
+    ]
+    _write(tmp_path / "predictions.json", perfect)
+    scores = []
+    for name in ("gt.json", "gt_renumbered.json"):
+        capsys.readouterr()
+        argv = ["evaluate", "--gt", str(root / name), "--pred", str(tmp_path / "predictions.json"), "--json"]
+        assert main(argv) == 0
+        printed = capsys.readouterr().out
+        scores.append(json.loads(printed[printed.index("{") :])["metrics"])
+    assert scores[0]["AP"] == scores[1]["AP"] == pytest.approx(100.0)
 
 
 def test_masks_are_named_by_frame_and_scored_on_the_right_frames(root, tmp_path, capsys):

@@ -11,14 +11,22 @@ Results file: a list of ``{"video_id", "score", "category_id", "segmentations": 
 ``"predicted_ious"`` (per-frame quality-head output). Pseudo-label annotations add ``"score"``,
 ``"predicted_ious"`` and ``"selected"`` (per-frame selection flags); other readers ignore these fields.
 
+Read against a ground truth, results are matched to its videos by name where both sides carry names (results
+of ``autoqvis predict`` carry ``"video_name"``; a ground-truth video's name is its ``"name"``, or the folder of
+its frames): a video the ground truth lacks is refused, and ids that number the same videos otherwise are
+mapped. Otherwise by ``video_id``, and the ground-truth videos without any prediction are named. Video ids and
+annotation ids must be unique in a dataset file; written files always have them so.
+
 Every problem raises :class:`~autoqvis.errors.DataError` naming the file, the video id and the field.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,6 +58,8 @@ __all__ = [
 ]
 
 CLASS_AGNOSTIC_CATEGORIES = [{"id": 1, "name": "object"}]
+
+log = logging.getLogger("autoqvis")
 
 
 @dataclass
@@ -125,9 +135,10 @@ class YTVISDataset:
             for v in self.videos
         ]
         annotations = []
+        ids = _annotation_ids([t for v in self.videos for t in self.tracks[v.id]])
         for v in self.videos:
             for track in self.tracks[v.id]:
-                annotations.append(_track_to_annotation(track, v, len(annotations) + 1))
+                annotations.append(_track_to_annotation(track, v, next(ids)))
         return {
             "info": self.info,
             "videos": videos,
@@ -187,8 +198,17 @@ def load_ytvis(
     if not isinstance(annotations, list):
         raise DataError(f"{path}: 'annotations' must be a list, got {type(annotations).__name__}")
     strings = _CompressedMasks()
+    first: dict[Any, int] = {}  # annotation id -> index of the annotation that has it
     for i, ann in enumerate(annotations):
         track = _parse_annotation(path, i, ann, dataset, class_agnostic, strings)
+        if track.id is not None:
+            if track.id in first:
+                raise DataError(
+                    f"{path}: annotations[{i}] has the id {track.id!r} of annotations[{first[track.id]}]; annotation "
+                    "ids must be unique (a tool that merged or resumed label files numbered them twice): give each "
+                    "annotation its own id, or remake the file"
+                )
+            first[track.id] = i
         dataset.tracks[ann["video_id"]].append(track)
     strings.check()
     if root is not None and check_frames:
@@ -439,6 +459,8 @@ def load_predictions(path: str | Path, dataset: YTVISDataset | None = None) -> d
     if not isinstance(data, list):
         raise DataError(f"{path}: expected a list of predictions, got {type(data).__name__}")
     result: dict[int, list[Track]] = {v.id: [] for v in dataset.videos} if dataset else {}
+    by_name = _ids_by_name(dataset) if dataset else None
+    renumbered: dict[int, int] = {}  # the results' video id -> the ground truth's, where they differ
     strings = _CompressedMasks()
     for i, pred in enumerate(data):
         where = f"{path}: predictions[{i}]"
@@ -450,6 +472,16 @@ def load_predictions(path: str | Path, dataset: YTVISDataset | None = None) -> d
         video_id = pred["video_id"]
         if isinstance(video_id, bool) or not isinstance(video_id, int):
             raise DataError(f"{where}: field 'video_id' must be an integer, got {video_id!r}")
+        name = pred.get("video_name")
+        if by_name is not None and isinstance(name, str) and name:
+            if name not in by_name:
+                raise DataError(
+                    f"{where} is for video {name!r} (video_id {video_id}), which the ground truth does not have "
+                    f"(its videos: {_some(sorted(by_name))}); pass the predictions of the ground truth's videos"
+                )
+            if by_name[name] != video_id:
+                renumbered[video_id] = by_name[name]
+            video_id = by_name[name]
         segs = pred["segmentations"]
         if not isinstance(segs, list):
             raise DataError(
@@ -485,7 +517,49 @@ def load_predictions(path: str | Path, dataset: YTVISDataset | None = None) -> d
         )
         result.setdefault(video_id, []).append(track)
     strings.check()
+    if renumbered:
+        log.info(
+            "%s: matched the predictions to the ground truth by video name; %d video(s) are numbered otherwise "
+            "there (%s)",
+            path,
+            len(renumbered),
+            _some([f"{a} -> {b}" for a, b in sorted(renumbered.items())]),
+        )
+    if dataset is not None:
+        unmatched = [v for v in dataset.videos if not result[v.id]]
+        if unmatched and len(unmatched) == len(dataset.videos) and data:
+            raise DataError(f"{path}: no prediction is for a video of the ground truth")
+        if unmatched:
+            log.warning(
+                "%s: %d of the ground truth's %d videos have no prediction (%s); their objects count as missed",
+                path,
+                len(unmatched),
+                len(dataset.videos),
+                _some([f"id {v.id}" + (f" {v.name}" if v.name else "") for v in unmatched]),
+            )
     return result
+
+
+def video_name(info: VideoInfo) -> str:
+    """A ground-truth video's name: its ``name`` field, or the folder of its frames (YouTube-VIS lists
+    ``<video>/<frame>.jpg``); "" when neither says it."""
+    if info.name:
+        return info.name
+    folders = {Path(name).parent.name for name in info.file_names}
+    return folders.pop() if len(folders) == 1 else ""
+
+
+def _ids_by_name(dataset: YTVISDataset) -> dict[str, int] | None:
+    """Video name -> id when every video of ``dataset`` has a name of its own, None otherwise (then results
+    are matched by id alone)."""
+    names = {video_name(v): v.id for v in dataset.videos}
+    if "" in names or len(names) != len(dataset.videos):
+        return None
+    return names
+
+
+def _some(items: list[str], limit: int = 5) -> str:
+    return ", ".join(items[:limit]) + (f" and {len(items) - limit} more" if len(items) > limit else "")
 
 
 def _size(value: Any, where: str) -> tuple[int, int]:
@@ -535,11 +609,28 @@ def save_predictions(predictions: dict[int, list[Track]], path: str | Path) -> P
     return atomic_write_json(path, predictions_to_json(predictions))
 
 
+def _annotation_ids(tracks: list[Track]) -> Iterator[int]:
+    """Each track's annotation id, unique in the file: its own id where it has one no earlier track took,
+    otherwise the next number no track has (tracks without ids: 1, 2, 3, ...)."""
+    own = {t.id for t in tracks if t.id is not None}
+    used: set[Any] = set()
+    free = 1
+    for track in tracks:
+        if track.id is not None and track.id not in used:
+            used.add(track.id)
+            yield track.id
+            continue
+        while free in own or free in used:
+            free += 1
+        used.add(free)
+        yield free
+
+
 def _track_to_annotation(track: Track, video: VideoInfo, ann_id: int) -> dict[str, Any]:
     areas = [None if m is None else rle_utils.area(m) for m in track.masks]
     bboxes = [None if m is None else _bbox(m) for m in track.masks]
     ann: dict[str, Any] = {
-        "id": track.id if track.id is not None else ann_id,
+        "id": ann_id,
         "video_id": video.id,
         "category_id": track.category_id,
         "iscrowd": track.iscrowd,

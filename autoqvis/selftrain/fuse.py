@@ -10,6 +10,10 @@ Pseudo-labels are tracks per video id with per-frame ``selected`` flags (see :mo
   the ablation without fusion.
 - :func:`eligible_frames`: a frame can be trained on iff every track of the video is selected (or empty) in
   it; a video is used only with >= 2 eligible frames.
+
+Labels come out without track ids: the file they are written to numbers them (:func:`autoqvis.io.ytvis.
+save_ytvis`). Earlier labels read back from a file (a resumed run) carry that file's ids, which the new tracks
+would collide with; dropping them makes a resumed round's labels the same as an uninterrupted one's.
 """
 
 from __future__ import annotations
@@ -51,10 +55,10 @@ def fuse_labels(
     (absent from ``old`` or with an empty list) takes the new tracks as they are, without comparing them with
     each other, as the official code does for a video it has no labels of (``infer_utils.py`` L1308-1309).
     """
-    merged: Labels = {vid: [copy.deepcopy(t) for t in tracks] for vid, tracks in old.items()}
+    merged: Labels = {vid: [_copy(t) for t in tracks] for vid, tracks in old.items()}
     for video_id, new_tracks in new.items():
         if not merged.get(video_id):
-            merged[video_id] = [copy.deepcopy(t) for t in new_tracks]
+            merged[video_id] = [_copy(t) for t in new_tracks]
             continue
         current = merged[video_id]
         for track in new_tracks:
@@ -62,7 +66,7 @@ def fuse_labels(
             overlap = max_frame_iou(current, [track])[:, 0] if current else []
             match = next((i for i, value in enumerate(overlap) if value >= iou), None)
             if match is None:
-                current.append(copy.deepcopy(track))
+                current.append(_copy(track))
             else:
                 current[match] = fuse_track(current[match], track)
     return merged
@@ -70,7 +74,14 @@ def fuse_labels(
 
 def replace_labels(old: Mapping[int, Sequence[Track]], new: Mapping[int, Sequence[Track]]) -> Labels:
     """The ablation without fusion: this round's labels replace the earlier ones."""
-    return {vid: [copy.deepcopy(t) for t in tracks] for vid, tracks in new.items()}
+    return {vid: [_copy(t) for t in tracks] for vid, tracks in new.items()}
+
+
+def _copy(track: Track) -> Track:
+    """A copy without the track id (see the module docstring)."""
+    copied = copy.deepcopy(track)
+    copied.id = None
+    return copied
 
 
 def eligible_frames(tracks: Sequence[Track]) -> list[int]:

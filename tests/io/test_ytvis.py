@@ -6,7 +6,7 @@ from PIL import Image
 
 from autoqvis import rle
 from autoqvis.errors import DataError
-from autoqvis.io.ytvis import load_predictions, load_ytvis, save_predictions, save_ytvis
+from autoqvis.io.ytvis import YTVISDataset, load_predictions, load_ytvis, save_predictions, save_ytvis
 from autoqvis.structures import Track
 from tests.conftest import fixture_file, fixture_params
 
@@ -98,6 +98,10 @@ def test_uncompressed_and_polygon_segmentations(tmp_path):
             r"video 7, annotation 1: field 'segmentations' frame 2: RLE size \[12, 17\] disagrees with the video size \[12, 16\]",
         ),
         (lambda d: d["videos"].append(dict(d["videos"][0])), "video id 7 appears twice"),
+        (
+            lambda d: d["annotations"][1].update(id=1),
+            r"annotations\[1\] has the id 1 of annotations\[0\]; annotation ids must be unique",
+        ),
     ],
 )
 def test_bad_dataset_files_name_file_video_and_field(tmp_path, mutate, message):
@@ -184,3 +188,91 @@ def test_fixture_gt_files_load(case):
     assert {(v.height, v.width) for v in ds.videos} == {tuple(meta["frame_hw"])}
     predictions = load_predictions(fixture_file("ytvis_eval", meta["pred_file"]), ds)
     assert sum(len(tracks) for tracks in predictions.values()) == meta["num_predictions"]
+
+
+def test_written_annotation_ids_are_unique(tmp_path):
+    """The writer keeps each track's own id where no earlier track took it and numbers the rest with ids no
+    track has: labels mixing ids read from a file with new tracks (a resumed self-training round) and tracks
+    numbered per video (a training set) are written with unique ids."""
+    from autoqvis.structures import VideoInfo
+
+    mask = rle.encode(np.ones((4, 4), bool))
+    infos = [VideoInfo(id=v, width=4, height=4, length=1, file_names=[f"v{v}/0.jpg"]) for v in (1, 2)]
+    tracks = {1: [Track([mask], id=1), Track([mask], id=2), Track([mask])], 2: [Track([mask], id=3)]}
+    save_ytvis(YTVISDataset(videos=infos, tracks=tracks), tmp_path / "mixed.json")
+    ids = [a["id"] for a in json.loads((tmp_path / "mixed.json").read_text())["annotations"]]
+    assert ids == [1, 2, 4, 3]
+    per_video = {1: [Track([mask], id=1), Track([mask], id=2)], 2: [Track([mask], id=1)]}
+    save_ytvis(YTVISDataset(videos=infos, tracks=per_video), tmp_path / "per_video.json")
+    assert [t.id for v in (1, 2) for t in load_ytvis(tmp_path / "per_video.json").tracks[v]] == [1, 2, 3]
+    plain = {1: [Track([mask]), Track([mask])], 2: [Track([mask])]}  # no ids: 1, 2, 3 as before
+    save_ytvis(YTVISDataset(videos=infos, tracks=plain), tmp_path / "plain.json")
+    assert [a["id"] for a in json.loads((tmp_path / "plain.json").read_text())["annotations"]] == [1, 2, 3]
+
+
+def test_resumed_fusion_gives_the_labels_of_an_uninterrupted_run(tmp_path):
+    """Round 2 of a resumed run fuses round 1's labels read back from their file (ids 1..N) with new tracks:
+    the labels it writes are the uninterrupted run's, byte for byte, with unique ids."""
+    from autoqvis.selftrain.fuse import fuse_labels
+    from autoqvis.structures import VideoInfo
+
+    def box(y):
+        m = np.zeros((8, 8), bool)
+        m[y : y + 2, :] = True
+        return rle.encode(m)
+
+    infos = [VideoInfo(id=v, width=8, height=8, length=1, file_names=[f"v{v}/0.jpg"]) for v in (1, 2)]
+    first = {1: [Track([box(0)], selected=[True])], 2: [Track([box(4)], selected=[True])]}
+    save_ytvis(YTVISDataset(videos=infos, tracks=first), tmp_path / "round_1.json")
+    read_back = load_ytvis(tmp_path / "round_1.json").tracks
+    assert [t.id for t in read_back[2]] == [2]
+    new = {1: [Track([box(6)], selected=[True])]}  # a new object of video 1: appended
+    for name, previous in (("straight", first), ("resumed", read_back)):
+        labels = fuse_labels(previous, new)
+        save_ytvis(YTVISDataset(videos=infos, tracks=labels), tmp_path / f"{name}.json")
+    assert (tmp_path / "straight.json").read_bytes() == (tmp_path / "resumed.json").read_bytes()
+    load_ytvis(tmp_path / "resumed.json")  # unique ids
+
+
+def _named_results(tmp_path, names_and_ids):
+    path, _, masks = make_dataset(tmp_path, write_frames=False)
+    mask = rle.encode(masks[0, 0])
+    results = [
+        {"video_id": vid, "video_name": name, "score": 0.5, "segmentations": [mask] * 3}
+        for name, vid in names_and_ids
+    ]
+    (tmp_path / "pred.json").write_text(json.dumps(results))
+    return path, tmp_path / "pred.json"
+
+
+def test_predictions_are_matched_by_video_name(tmp_path, caplog):
+    """Results that carry video names (autoqvis predict's) are matched to the ground truth by name: other ids
+    for the same video are mapped; a video the ground truth does not have is refused."""
+    gt, pred = _named_results(tmp_path, [("vid", 1)])  # the ground truth calls video "vid" 7
+    dataset = load_ytvis(gt)
+    with caplog.at_level("INFO", logger="autoqvis"):
+        loaded = load_predictions(pred, dataset)
+    assert list(loaded) == [7] and len(loaded[7]) == 1
+    assert (
+        "matched the predictions to the ground truth by video name" in caplog.text and "1 -> 7" in caplog.text
+    )
+    (tmp_path / "other").mkdir()
+    gt, pred = _named_results(tmp_path / "other", [("elsewhere", 7)])
+    with pytest.raises(
+        DataError, match=r"is for video 'elsewhere' \(video_id 7\), which the ground truth does not"
+    ):
+        load_predictions(pred, load_ytvis(gt))
+
+
+def test_ground_truth_videos_without_predictions_are_named(tmp_path, caplog):
+    from autoqvis.structures import VideoInfo
+
+    mask = rle.encode(np.ones((4, 4), bool))
+    infos = [VideoInfo(id=v, width=4, height=4, length=1, file_names=[f"{v}.jpg"]) for v in (1, 2, 3)]
+    save_ytvis(
+        YTVISDataset(videos=infos, tracks={v: [Track([mask])] for v in (1, 2, 3)}), tmp_path / "gt.json"
+    )
+    (tmp_path / "pred.json").write_text(json.dumps([{"video_id": 2, "score": 1, "segmentations": [mask]}]))
+    with caplog.at_level("WARNING", logger="autoqvis"):
+        load_predictions(tmp_path / "pred.json", load_ytvis(tmp_path / "gt.json"))
+    assert "2 of the ground truth's 3 videos have no prediction (id 1, id 3)" in caplog.text
