@@ -127,6 +127,9 @@ def _gt_variants(root: Path) -> None:
     renamed["videos"][0]["name"] = "x"
     renamed["videos"][0]["file_names"] = [n.replace("a/", "x/") for n in renamed["videos"][0]["file_names"]]
     _write(root / "gt_renamed.json", renamed)
+    twice = json.loads(json.dumps(gt))
+    twice["annotations"][1]["id"] = twice["annotations"][0]["id"]
+    _write(root / "gt_ann_twice.json", twice)
 
 
 def _davis_missing_annotation(root: Path) -> None:
@@ -192,6 +195,9 @@ def _pseudo_variants(root: Path) -> None:
     twice = json.loads(json.dumps(good))
     twice["images"][1]["id"] = twice["images"][0]["id"]
     _write(root / "pseudo_twice.json", twice)
+    numbered_twice = json.loads(json.dumps(good))
+    numbered_twice["annotations"][1]["id"] = numbered_twice["annotations"][0]["id"]
+    _write(root / "pseudo_ann_twice.json", numbered_twice)
 
 
 @pytest.fixture(scope="module")
@@ -443,6 +449,26 @@ CASES = [
         TRAIN + " --masks {root}/pseudo_twice.json",
         2,
         "images[1] has the id 1 of images[0]",
+    ),
+    c(
+        "synth-duplicate-annotation-id",
+        SYNTH + " {root}/pseudo_ann_twice.json",
+        2,
+        "annotations[1] has the id 1 of annotations[0]; annotation ids must be unique",
+    ),
+    c(
+        "train-duplicate-annotation-id-in-ytvis",
+        "train --out {out} --videos {root}/gt_ann_twice.json --frames-root {root}/videos "
+        + " ".join(TINY_TRAIN),
+        2,
+        "gt_ann_twice.json: annotations[1] has the id 1 of annotations[0]; annotation ids must be unique",
+        absent="last.pt",
+    ),
+    c(
+        "evaluate-duplicate-annotation-id",
+        EVAL + " {root}/gt_ann_twice.json",
+        2,
+        "annotations[1] has the id 1 of annotations[0]",
     ),
     # internal errors that are now messages
     c(

@@ -48,7 +48,8 @@ class _Entry:
 
 def _annotations_by_image(path: Path, images: list, annotations: list) -> dict[Any, list[tuple[int, Any]]]:
     """(annotation index, segmentation) per image id. Refused, naming the first offender: an image id given
-    twice (whose masks would they be?) and an annotation whose image is not in 'images' (an orphan)."""
+    twice (whose masks would they be?), an annotation id given twice, and an annotation whose image is not in
+    'images' (an orphan)."""
     ids: dict[Any, int] = {}
     for i, img in enumerate(images):
         if isinstance(img, dict):  # (other problems of an image are named where it is read)
@@ -63,6 +64,7 @@ def _annotations_by_image(path: Path, images: list, annotations: list) -> dict[A
                 )
             ids[img["id"]] = i
     by_image: dict[Any, list[tuple[int, Any]]] = {}
+    seen: dict[Any, int] = {}  # annotation id -> index
     for i, ann in enumerate(annotations):
         if not isinstance(ann, dict) or "image_id" not in ann or "segmentation" not in ann:
             raise DataError(f"{path}: annotations[{i}] needs 'image_id' and 'segmentation'")
@@ -75,6 +77,12 @@ def _annotations_by_image(path: Path, images: list, annotations: list) -> dict[A
                 f"{path}: annotations[{i}] names image {ann['image_id']}, which is not in 'images' (an orphan "
                 "annotation): the file is damaged or was edited by hand; remove the annotation or add its image"
             )
+        if isinstance(ann.get("id"), int) and ann["id"] in seen:  # (annotation ids are optional)
+            raise DataError(
+                f"{path}: annotations[{i}] has the id {ann['id']} of annotations[{seen[ann['id']]}]; annotation ids "
+                "must be unique: the file is damaged or two files were merged"
+            )
+        seen.setdefault(ann.get("id"), i)
         by_image.setdefault(ann["image_id"], []).append((i, ann["segmentation"]))
     return by_image
 
