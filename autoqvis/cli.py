@@ -37,8 +37,17 @@ COMMANDS: list[tuple[str, str, str]] = [
 ]
 
 
+class Parser(argparse.ArgumentParser):
+    """An argument parser that takes a flag only as written: no abbreviations (``--win 8`` is not taken for
+    ``--window 8``, nor ``--pred-m`` for ``--pred-masks``). Sub-command parsers are of this class too."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="autoqvis",
         description="Unsupervised video instance segmentation with quality-guided self-training.",
     )
@@ -68,6 +77,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
+        return 2
+    problem = argument_problem(parser, args, argv)
+    if problem:  # before anything runs: argparse took these, the command would read them otherwise
+        print(f"autoqvis {args.command}: error: {problem}", file=sys.stderr)
         return 2
     level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
     setup_logging(level)
@@ -109,6 +122,50 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 KEPT = "finished work is kept: rerun the same command to continue where it stopped"
+
+
+def argument_problem(
+    parser: argparse.ArgumentParser, args: argparse.Namespace, argv: list[str]
+) -> str | None:
+    """What is wrong with arguments argparse accepted but the command would take otherwise than written (one
+    line), None when nothing is: an empty value (an empty path is the current folder), and a flag that takes
+    one value given more than once (the last would silently win)."""
+    for i, arg in enumerate(argv):
+        flag, _, value = arg.partition("=") if arg.startswith("--") else ("", "", arg)
+        if (flag and "=" in arg and not value.strip()) or (not flag and not arg.strip()):
+            before = argv[i - 1] if i and argv[i - 1].startswith("-") else ""
+            named = flag or before or "a positional argument"
+            return (
+                f"{named} was given an empty value ({arg!r}); an empty path or value is never meant (a path would be "
+                "the current folder): pass the value, or leave the argument out"
+            )
+    for sub in _parsers_of(parser, args):
+        for action in sub._actions:
+            if type(action) is not argparse._StoreAction or not action.option_strings:
+                continue
+            given = [
+                a for a in argv if a in action.option_strings or a.partition("=")[0] in action.option_strings
+            ]
+            if len(given) > 1:
+                return (
+                    f"{action.option_strings[0]} was given {len(given)} times; it takes one value and only the last "
+                    f"would count: pass it once"
+                )
+    return None
+
+
+def _parsers_of(parser: argparse.ArgumentParser, args: argparse.Namespace) -> list[argparse.ArgumentParser]:
+    """The parser of the command that ran and of its sub-command (``weights inspect``), if any."""
+    chain, current = [], parser
+    while True:
+        subs = [a for a in current._actions if isinstance(a, argparse._SubParsersAction)]
+        if not subs:
+            return chain
+        name = getattr(args, subs[0].dest, None)
+        if name not in subs[0].choices:
+            return chain
+        current = subs[0].choices[name]
+        chain.append(current)
 
 
 class Terminated(KeyboardInterrupt):

@@ -514,6 +514,93 @@ CASES = [
         2,
         "ViT weights {root}/videos is a folder; pass a file",
     ),
+    # arguments taken and then ignored, or taken as something else than written
+    c(
+        "empty-out",
+        "predict {root}/videos --weights {root}/model --out=",
+        2,
+        "--out was given an empty value ('--out='); an empty path or value is never meant",
+    ),
+    c("empty-gt", "evaluate --gt= --pred {root}/prev_predict/predictions.json", 2, "--gt was given an empty"),
+    c(
+        "empty-masks",
+        "synthesize --out {out} --masks=",
+        2,
+        "--masks was given an empty value",
+        absent="config.yaml",
+    ),
+    c(
+        "gt-given-twice",
+        EVAL + " {root}/gt.json --gt {root}/gt_renamed.json",
+        2,
+        "--gt was given 2 times; it takes one value and only the last would count: pass it once",
+    ),
+    c(
+        "selftrain-videos-twice",
+        "selftrain --videos {root}/videos --videos {root}/videos_cut --world 2 --out {out}",
+        2,
+        "--videos was given 2 times",
+        absent="config.yaml",
+    ),
+    c(
+        "inspect-preset-twice",
+        "weights inspect {root}/model --preset tiny --preset paper_r50",
+        2,
+        "--preset was given 2 times",
+    ),
+    c(
+        "discover-every-with-images",
+        "discover --images {root}/images --every 2 --out {out}/p.json",
+        2,
+        "--every 2 applies to --videos (every k-th frame of a video); --images reads every image",
+        absent="p.json",
+    ),
+    c(
+        "train-images-without-masks",
+        TRAIN + " --images {root}/images",
+        2,
+        "is the images root of --masks (ImageCut2Video); without --masks it would be ignored",
+        absent="config.yaml",
+    ),
+    c(
+        "predict-overlap-without-window",
+        PREDICT + " {root}/model --overlap 2",
+        2,
+        "--overlap 2 is the frames shared by consecutive windows, but there are no windows",
+        absent="config.yaml",
+    ),
+    c(
+        "evaluate-protocol-without-davis",
+        EVAL + " {root}/gt.json --protocol 2016",
+        2,
+        "--protocol 2016 chooses",
+    ),
+    c(
+        "evaluate-gt-frames-without-weights",
+        EVAL + " {root}/gt.json --gt-frames {root}/videos",
+        2,
+        "applies to scoring a model (--weights W --gt GT.json --gt-frames DIR)",
+    ),
+    c("evaluate-device-without-weights", EVAL + " {root}/gt.json --device cpu", 2, "--device cpu applies to"),
+    c(
+        "demo-gt-without-videos",
+        "demo --quick --out {out} --gt {root}/gt.json --gt-frames {root}/videos",
+        2,
+        "applies with --videos (your own videos)",
+        absent="config.yaml",
+    ),
+    c(
+        "demo-every-without-videos",
+        "demo --quick --out {out} --every 3",
+        2,
+        "--every 3 applies with --videos",
+    ),
+    c(
+        "demo-footage-with-videos",
+        "demo --quick --out {out} --videos {root}/videos --footage clean",
+        2,
+        "with --videos (your own videos) no world is generated: drop --footage",
+    ),
     c(
         "davis-root-is-a-file",
         "evaluate --davis {root}/gt.json --pred-masks {root}/prev_predict/masks",
@@ -898,6 +985,35 @@ def test_a_long_legal_name_is_written_and_a_too_long_one_named(tmp_path):
         atomic_write_json(too_long, {})
     assert raised.value.errno == errno.ENAMETOOLONG and raised.value.filename == str(too_long)
     assert [p.name for p in tmp_path.iterdir()] == [longest.name]
+
+
+def test_an_empty_argument_and_an_abbreviated_flag(root, tmp_path, capsys):
+    """An empty argument (a shell variable that was not set) is refused naming its flag, not taken for the
+    current folder; a flag is taken only as written (``--win`` is not ``--window``)."""
+    out = tmp_path / "out"
+    code = main(["predict", str(root / "videos"), "--weights", "", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and err.strip() == (
+        "autoqvis predict: error: --weights was given an empty value (''); an empty path or value is never meant "
+        "(a path would be the current folder): pass the value, or leave the argument out"
+    )
+    assert main(["predict", "", "--weights", str(root / "model"), "--out", str(out)]) == 2
+    assert "a positional argument was given an empty value" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as raised:
+        main(
+            [
+                "predict",
+                str(root / "videos"),
+                "--weights",
+                str(root / "model"),
+                "--out",
+                str(out),
+                "--win",
+                "2",
+            ]
+        )
+    assert raised.value.code == 2 and "unrecognized arguments: --win 2" in capsys.readouterr().err
+    assert not out.exists()
 
 
 def test_a_deleted_working_folder_is_said(tmp_path):

@@ -37,7 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--footage",
         choices=("real", "clean"),
-        default="real",
+        default=None,
         help="how the generated videos are captured: 'real' (exposure, white balance, motion blur and "
         "compression differ from the stills, as real footage differs from a photo collection; default) or "
         "'clean' (the videos look like the stills)",
@@ -48,7 +48,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--gt-frames", type=Path, help="frames root of --gt")
     parser.add_argument(
-        "--every", type=integer(1), default=5, help="with --videos: discovery on every k-th frame"
+        "--every",
+        type=integer(1),
+        default=None,
+        help="with --videos: discovery on every k-th frame (default 5)",
     )
     add_device_argument(parser)
     add_no_resume(parser, "every stage of the demo")
@@ -65,6 +68,7 @@ def run(args: argparse.Namespace) -> int:
         raise DataError(
             "--gt and --gt-frames go together (the ground-truth JSON and the folder its file names are in)"
         )
+    _check_flags_apply(args)
     output_folder(out)
     plan = DemoPlan.for_run(args.quick, args.footage, own_videos=args.videos is not None)
     device, cfg = device_from_args(
@@ -85,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
             videos=args.videos,
             gt=args.gt,
             gt_frames=args.gt_frames,
-            every=args.every,
+            every=args.every or 5,
             device=str(device),
             on_stage=lambda title: print(f"== {title}", flush=True),
             resume=not args.no_resume,
@@ -99,6 +103,25 @@ def run(args: argparse.Namespace) -> int:
     print(f"report: {result.report}")
     print(f"demo finished in {time.perf_counter() - start:.0f} s; open {out / 'report.html'}")
     return 0
+
+
+def _check_flags_apply(args: argparse.Namespace) -> None:
+    """Flags for your own videos without --videos, and the generated world's capture with them, would be
+    ignored: refused, naming why."""
+    from autoqvis.errors import DataError
+
+    if args.videos is None:
+        for flag, value in (("--gt", args.gt), ("--every", args.every)):
+            if value is not None:
+                raise DataError(
+                    f"{flag} {value} applies with --videos (your own videos); the generated world brings its own "
+                    f"test videos and frames: pass --videos DIR, or drop {flag}"
+                )
+    elif args.footage is not None:
+        raise DataError(
+            f"--footage {args.footage} sets how the generated world's videos are captured; with --videos (your own "
+            "videos) no world is generated: drop --footage"
+        )
 
 
 def _check_inputs(args: argparse.Namespace, out: Path, reads) -> None:

@@ -68,6 +68,11 @@ def run(args: argparse.Namespace) -> int:
     from autoqvis.runs.fingerprint import check_start_over, open_unit
     from autoqvis.runs.outputs import claim_output
 
+    if args.images and args.every is not None:
+        raise DataError(
+            f"--every {args.every} applies to --videos (every k-th frame of a video); --images reads every image, "
+            "so it would be ignored: drop --every"
+        )
     cfg = with_flags(
         config_from_args(args),
         "discovery",

@@ -47,8 +47,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     dv.add_argument(
         "--protocol",
         choices=("2016", "2017-unsupervised"),
-        default="2016",
-        help="DAVIS-2016 single object (default) or DAVIS-2017 unsupervised multi-object",
+        default=None,
+        help="with --davis: DAVIS-2016 single object (default) or DAVIS-2017 unsupervised multi-object",
     )
     md = parser.add_argument_group("a model on labelled videos (with --gt)")
     md.add_argument(
@@ -71,6 +71,7 @@ def run(args: argparse.Namespace) -> int:
             "pass either --gt/--pred (YouTube-VIS) or --davis/--pred-masks (DAVIS), not both; run evaluate twice "
             "to get both"
         )
+    _check_flags_apply(args)
     if not args.out:
         return _evaluate(args, cfg)
     output_folder(args.out)
@@ -80,6 +81,27 @@ def run(args: argparse.Namespace) -> int:
 
 
 READS = ("--gt", "--pred", "--davis", "--pred-masks", "--weights", "--gt-frames")
+
+
+def _check_flags_apply(args: argparse.Namespace) -> None:
+    """A flag of one way of evaluating given with another would be ignored: refused, naming why."""
+    if args.protocol is not None and not (args.davis or args.pred_masks):
+        raise DataError(
+            f"--protocol {args.protocol} chooses the DAVIS protocol; without --davis/--pred-masks it would be "
+            "ignored: drop it, or evaluate DAVIS masks"
+        )
+    if not args.weights:
+        for flag, value in (
+            ("--gt-frames", args.gt_frames),
+            ("--preset", args.preset),
+            ("--device", args.device),
+        ):
+            if value is not None:
+                raise DataError(
+                    f"{flag} {value} applies to scoring a model (--weights W --gt GT.json --gt-frames DIR); "
+                    "evaluating predictions (--pred or --pred-masks) would ignore it: pass --weights, or drop "
+                    f"{flag}"
+                )
 
 
 def _evaluate(args: argparse.Namespace, cfg) -> int:
@@ -107,8 +129,9 @@ def _evaluate(args: argparse.Namespace, cfg) -> int:
             raise DataError("DAVIS evaluation needs both --davis ROOT and --pred-masks ROOT")
         from autoqvis.eval.davis import evaluate_davis_folders, format_davis_table
 
-        result = evaluate_davis_folders(args.davis, args.pred_masks, protocol=args.protocol, config=cfg)
-        payload = {"kind": "davis", "protocol": args.protocol, **result.to_json()}
+        protocol = args.protocol or "2016"
+        result = evaluate_davis_folders(args.davis, args.pred_masks, protocol=protocol, config=cfg)
+        payload = {"kind": "davis", "protocol": protocol, **result.to_json()}
         table = format_davis_table(result)
     else:
         raise DataError("nothing to evaluate: pass --gt and --pred (YouTube-VIS) or --davis and --pred-masks")

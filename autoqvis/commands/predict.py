@@ -30,6 +30,7 @@ from autoqvis.commands.common import (
     with_flags,
 )
 from autoqvis.config import save_config
+from autoqvis.errors import DataError
 from autoqvis.runs.outputs import claim_output
 
 log = logging.getLogger("autoqvis")
@@ -86,6 +87,12 @@ def run(args: argparse.Namespace) -> int:
         short_side=args.short_side,
         top_k=args.top_k,
     )
+    if args.overlap is not None and cfg.inference.window == 0:
+        raise DataError(
+            f"--overlap {args.overlap} is the frames shared by consecutive windows, but there are no windows "
+            "(inference.window is 0: each video is one clip), so it would be ignored: pass --window N too, or drop "
+            "--overlap"
+        )
     output_folder(args.out)
     device, cfg = device_from_args(args, cfg, amp=("inference",))
     videos = find_videos(args.input)

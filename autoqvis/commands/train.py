@@ -56,6 +56,11 @@ def run(args: argparse.Namespace) -> int:
     from autoqvis.engine.run import train_stage
     from autoqvis.engine.sources import mixing_probs, synthetic_source, video_sources
 
+    if args.images and not args.masks:
+        raise DataError(
+            f"--images {args.images} is the images root of --masks (ImageCut2Video); without --masks it would be "
+            "ignored: pass --masks pseudo.json too, or drop --images"
+        )
     device, cfg = device_from_args(args, config_from_args(args), amp=("training",))
     output_folder(args.out)
     dist.init_from_env(device)
