@@ -323,7 +323,7 @@ CASES = [
     ),
     c(
         "rerun-other-weights",
-        PREDICT + " --weights {root}/model2 --out {root}/prev_predict",
+        PREDICT.replace("{root}/model", "{root}/model2") + " --out {root}/prev_predict",
         2,
         "was made with other settings or inputs: weights.",
     ),
