@@ -540,22 +540,29 @@ def load_predictions(path: str | Path, dataset: YTVISDataset | None = None) -> d
     return result
 
 
-def video_name(info: VideoInfo) -> str:
-    """A ground-truth video's name: its ``name`` field, or the folder of its frames (YouTube-VIS lists
-    ``<video>/<frame>.jpg``); "" when neither says it."""
-    if info.name:
-        return info.name
+def _video_names(info: VideoInfo) -> set[str]:
+    """The names a ground-truth video goes by: its ``name`` field and the folder of its frames (YouTube-VIS
+    lists ``<video>/<frame>.jpg``)."""
+    names = {info.name} if info.name else set()
     folders = {Path(name).parent.name for name in info.file_names}
-    return folders.pop() if len(folders) == 1 else ""
+    if len(folders) == 1 and "" not in folders:
+        names |= folders
+    return names
 
 
 def _ids_by_name(dataset: YTVISDataset) -> dict[str, int] | None:
-    """Video name -> id when every video of ``dataset`` has a name of its own, None otherwise (then results
-    are matched by id alone)."""
-    names = {video_name(v): v.id for v in dataset.videos}
-    if "" in names or len(names) != len(dataset.videos):
+    """Video name -> id when every video of ``dataset`` has a name and no name is two videos', None otherwise
+    (then results are matched by id alone)."""
+    ids: dict[str, set[int]] = {}
+    for info in dataset.videos:
+        names = _video_names(info)
+        if not names:
+            return None
+        for name in names:
+            ids.setdefault(name, set()).add(info.id)
+    if any(len(v) > 1 for v in ids.values()):
         return None
-    return names
+    return {name: v.pop() for name, v in ids.items()}
 
 
 def _some(items: list[str], limit: int = 5) -> str:
