@@ -128,8 +128,8 @@ def argument_problem(
     parser: argparse.ArgumentParser, args: argparse.Namespace, argv: list[str]
 ) -> str | None:
     """What is wrong with arguments argparse accepted but the command would take otherwise than written (one
-    line), None when nothing is: an empty value (an empty path is the current folder), and a flag that takes
-    one value given more than once (the last would silently win)."""
+    line), None when nothing is: an empty value (an empty path is the current folder; ``--set key=`` too), and
+    a flag that takes one value given more than once (the last would silently win)."""
     for i, arg in enumerate(argv):
         flag, _, value = arg.partition("=") if arg.startswith("--") else ("", "", arg)
         if (flag and "=" in arg and not value.strip()) or (not flag and not arg.strip()):
@@ -138,6 +138,13 @@ def argument_problem(
             return (
                 f"{named} was given an empty value ({arg!r}); an empty path or value is never meant (a path would be "
                 "the current folder): pass the value, or leave the argument out"
+            )
+    for setting in getattr(args, "overrides", None) or []:
+        key, equals, value = setting.partition("=")
+        if equals and key.strip() and not value.strip():
+            return (
+                f"--set {setting} gives {key.strip()} an empty value; an empty path or value is never meant: pass the "
+                f"value, or {key.strip()}=null to unset a path"
             )
     for sub in _parsers_of(parser, args):
         for action in sub._actions:

@@ -530,6 +530,13 @@ CASES = [
         absent="config.yaml",
     ),
     c(
+        "empty-setting",
+        "config --set discovery.weights=",
+        2,
+        "--set discovery.weights= gives discovery.weights an empty value; an empty path or value is never meant: "
+        "pass the value, or discovery.weights=null to unset a path",
+    ),
+    c(
         "gt-given-twice",
         EVAL + " {root}/gt.json --gt {root}/gt_renamed.json",
         2,
