@@ -665,6 +665,21 @@ def test_predictions_meet_their_videos_whatever_the_ground_truth_numbers_them(ro
     assert scores[0]["AP"] == scores[1]["AP"] == pytest.approx(100.0)
 
 
+def test_video_ids_of_an_output_folder_are_unique(root, tmp_path, capsys):
+    """predict keeps each video's id in OUT/video_ids.json: a file giving two videos one id is refused."""
+    out = tmp_path / "prev"
+    shutil.copytree(root / "prev_predict", out)
+    _write(out / "video_ids.json", {"a": 1, "b": 1})
+    capsys.readouterr()
+    argv = ["predict", str(root / "videos"), "--weights", str(root / "model"), "--short-side", "48"]
+    assert main([*argv, "--no-overlay", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert (
+        "video_ids.json: two videos have the same id; each video needs its own; it keeps every video's id"
+        in err
+    )
+
+
 def test_masks_are_named_by_frame_and_scored_on_the_right_frames(root, tmp_path, capsys):
     """A DAVIS sequence whose frames start at 00010 and skip frames: predict names each mask as its frame,
     and evaluate --davis scores every mask against the annotation of its own frame."""

@@ -457,6 +457,8 @@ def _video_ids(out: Path, names: list[str]) -> dict[str, int]:
                 isinstance(v, int) and not isinstance(v, bool) for v in data.values()
             ):
                 raise DataError(f"{path}: expected an object of video name -> integer id")
+            if len(set(data.values())) != len(data):  # two videos under one id would mix their results
+                raise DataError(f"{path}: two videos have the same id; each video needs its own")
         except DataError as err:
             raise DataError(
                 f"{err}; it keeps every video's id in {out}: delete it (ids are then given again, in natural order "
