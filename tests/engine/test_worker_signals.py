@@ -54,21 +54,28 @@ def _alive(pid: int) -> bool:
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="process groups and /proc: Linux")
-def test_sigterm_to_the_process_group_with_workers(tmp_path):
+@pytest.mark.parametrize(
+    ("signum", "code", "line"),
+    [
+        (signal.SIGTERM, 143, "autoqvis train: terminated (SIGTERM); "),
+        (signal.SIGINT, 130, "autoqvis train: interrupted; "),  # Ctrl-C in a terminal reaches the group too
+    ],
+    ids=["SIGTERM", "SIGINT"],
+)
+def test_a_signal_to_the_process_group_with_workers(tmp_path, signum, code, line):
     run = tmp_path / "run"
     proc = _start(run)
     try:
         assert len(_workers(proc.pid)) >= 2  # the data-loader workers
-        os.killpg(proc.pid, signal.SIGTERM)  # as a job scheduler or `kill -- -PGID` does
+        os.killpg(proc.pid, signum)  # as a job scheduler, `kill -- -PGID` or Ctrl-C does
         _, err = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
-    assert proc.returncode == 143, err
+    assert proc.returncode == code, err
     assert "Traceback" not in err and "internal error" not in err, err
     assert err.strip().splitlines()[-1] == (
-        "autoqvis train: terminated (SIGTERM); finished work is kept: rerun the same command to continue where it "
-        "stopped"
+        line + "finished work is kept: rerun the same command to continue where it stopped"
     )
     assert (run / "last.pt").is_file() and not (run / LOCK_NAME).exists()
 
