@@ -61,10 +61,9 @@ def data(tmp_path_factory) -> Path:
         image, masks = render_image(rng, WorldConfig(height=64, width=80, min_objects=2, max_objects=2))
         Image.fromarray(image).save(root / "images" / f"img{i}.png")
         images.append({"id": i + 1, "file_name": f"img{i}.png", "height": 64, "width": 80})
-        annotations += [
-            {"id": len(annotations) + 1, "image_id": i + 1, "segmentation": rle.encode(m)}
-            for m in masks
-            if m.any()
+        annotations += [  # (ids numbered after the list is built: each annotation its own)
+            {"id": len(annotations) + k + 1, "image_id": i + 1, "segmentation": rle.encode(m)}
+            for k, m in enumerate(m for m in masks if m.any())
         ]
     (root / "pseudo.json").write_text(
         json.dumps(
@@ -96,7 +95,7 @@ def test_training_run(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "training.batch_size 2 -> 1; training.lr 2e-05 -> 0.001" in err and "--no-resume" in err
     assert _stamps(run) == before  # config.yaml still describes last.pt
-    assert main([*args, "--world", "4"]) == 2  # other sources
+    assert main(["train", "--out", str(run), "--world", "4", *TINY_TRAIN]) == 2  # other sources
     assert "sources[0].size 3 -> 4" in capsys.readouterr().err
     assert main([*changed, "--no-resume"]) == 0
     assert "lr: 0.001" in (run / "config.yaml").read_text()
