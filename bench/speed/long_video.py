@@ -61,7 +61,7 @@ def worker(args) -> dict:
 
     from autoqvis.api import load_model, segment
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     model = load_model(args.preset)
     start = time.perf_counter()
@@ -83,6 +83,7 @@ def main() -> None:
     parser.add_argument("--lengths", type=int, nargs="+", default=[50, 200, 1000])
     parser.add_argument("--window", type=int, default=16)
     parser.add_argument("--overlap", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=2, help="torch threads of the worker")
     parser.add_argument("--video", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.video:
@@ -106,6 +107,8 @@ def main() -> None:
                 str(args.window),
                 "--overlap",
                 str(args.overlap),
+                "--threads",
+                str(args.threads),
             ]
             out = subprocess.run(cmd, capture_output=True, text=True, check=True)
             rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
@@ -114,7 +117,7 @@ def main() -> None:
         "size": [args.height, args.width],
         "window": args.window,
         "overlap": args.overlap,
-        "threads": 2,
+        "threads": args.threads,
         "lengths": {str(r["frames"]): {k: v for k, v in r.items() if k != "frames"} for r in rows},
         "peak_rss_longest_over_shortest": rows[-1]["peak_rss_gb"] / rows[0]["peak_rss_gb"],
     }

@@ -59,9 +59,16 @@ def official_style_inference(model: VideoMaskFormer, frames: torch.Tensor, top_k
 
 
 def eval_worker(
-    mode: str, frames: int, height: int, width: int, runs: int, masks_path: str, preset: str = "paper_r50"
+    mode: str,
+    frames: int,
+    height: int,
+    width: int,
+    runs: int,
+    masks_path: str,
+    preset: str = "paper_r50",
+    threads: int = 2,
 ) -> dict:
-    torch.set_num_threads(2)
+    torch.set_num_threads(threads)
     torch.manual_seed(0)
     model = build_model(preset).eval()
     clip = torch.randint(
@@ -99,9 +106,9 @@ def eval_worker(
 
 
 def train_iteration_seconds(
-    preset: str, stage: str, runs: int = 2, size: tuple[int, int] = (240, 320)
+    preset: str, stage: str, runs: int = 2, size: tuple[int, int] = (240, 320), threads: int = 2
 ) -> float:
-    torch.set_num_threads(2)
+    torch.set_num_threads(threads)
     torch.manual_seed(0)
     spec = PRESETS[preset]
     frozen = stage == "self-training"
@@ -135,6 +142,7 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=640)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--skip-train", action="store_true")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads of every measurement")
     parser.add_argument("--eval-preset", default="paper_r50", help="the model of the eval comparison")
     parser.add_argument("--presets", nargs="+", default=["tiny", "paper_r50"], help="the training presets")
     parser.add_argument(
@@ -154,6 +162,7 @@ def main() -> None:
                     args.runs,
                     args.masks_path,
                     args.eval_preset,
+                    args.threads,
                 )
             )
         )
@@ -177,6 +186,8 @@ def main() -> None:
             str(args.runs),
             "--eval-preset",
             args.eval_preset,
+            "--threads",
+            str(args.threads),
             "--masks-path",
             str(tmp / f"{mode}.npy"),
         ]
@@ -196,7 +207,7 @@ def main() -> None:
         "eval": {
             "preset": args.eval_preset,
             "clip": [args.frames, args.height, args.width],
-            "threads": 2,
+            "threads": args.threads,
             "runs": args.runs,
             **{
                 mode: {
@@ -219,7 +230,9 @@ def main() -> None:
     }
     if not args.skip_train:
         figures["train_s_per_iter"] = {  # batch 1, median of 2 after a warm-up
-            f"{preset}/{stage}": train_iteration_seconds(preset, stage, size=tuple(args.train_size))
+            f"{preset}/{stage}": train_iteration_seconds(
+                preset, stage, size=tuple(args.train_size), threads=args.threads
+            )
             for preset in args.presets
             for stage in ("quality-head", "self-training")
         }
