@@ -288,3 +288,39 @@ def test_a_plain_run_after_a_rescore_never_reports_the_rescored_numbers(tmp_path
     # a record without its settings (written before they were kept) is never trusted
     path.write_text(json.dumps({"J&F": "main"}))
     assert scored_record(path, old, run=never, score_again=scorer(old))[0]["J&F"] == "class"
+
+
+def test_davis_settings_allow_a_rescore_to_change_the_inference_settings_only(tmp_path):
+    import argparse
+    import dataclasses
+    import importlib.util
+
+    from autoqvis.config import load_config
+
+    spec = importlib.util.spec_from_file_location("bench_davis", REPO / "bench" / "studies" / "davis.py")
+    davis = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(davis)
+    cfg = load_config(["small_data"])
+    ranked = dataclasses.replace(cfg, inference=dataclasses.replace(cfg.inference, track_score="quality"))
+    longer = dataclasses.replace(cfg, rounds=dataclasses.replace(cfg.rounds, iters=cfg.rounds.iters + 1))
+
+    def args(rescore: bool) -> argparse.Namespace:
+        return argparse.Namespace(
+            out=tmp_path,
+            root=tmp_path,
+            train_root=tmp_path,
+            pool="scored",
+            every=3,
+            best_of=5,
+            rescore=rescore,
+        )
+
+    davis.check_same_settings(args(False), cfg)
+    written = (tmp_path / "settings.json").read_text()
+    davis.check_same_settings(args(False), cfg)  # the same settings: the run goes on
+    with pytest.raises(SystemExit, match=r"config\.inference.*--rescore"):
+        davis.check_same_settings(args(False), ranked)
+    davis.check_same_settings(args(True), ranked)  # a rescore may change how the kept tracks are scored ...
+    assert (tmp_path / "settings.json").read_text() == written  # ... and keeps what the models were made with
+    with pytest.raises(SystemExit, match=r"config\.rounds"):
+        davis.check_same_settings(args(True), longer)  # ... but not how they were trained
