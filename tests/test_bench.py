@@ -324,3 +324,14 @@ def test_davis_settings_allow_a_rescore_to_change_the_inference_settings_only(tm
     assert (tmp_path / "settings.json").read_text() == written  # ... and keeps what the models were made with
     with pytest.raises(SystemExit, match=r"config\.rounds"):
         davis.check_same_settings(args(True), longer)  # ... but not how they were trained
+
+
+@pytest.mark.parametrize("doc", ["bench/README.md", "docs/benchmarks.md"])
+def test_documented_commands_use_real_flags(helps, doc):
+    text = re.sub(r"\\\n\s*", " ", (REPO / doc).read_text())  # "\" continuations joined
+    commands = re.findall(r"python (bench/\S+\.py)([^`\n|#]*)", text)
+    assert {script for script, _ in commands} == set(SCRIPTS), f"{doc}: a script without its command"
+    for script, rest in commands:
+        known = set(re.findall(r"--[a-z][a-z0-9-]*", helps[script][1]))
+        unknown = [f for f in re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", rest) if f not in known]
+        assert not unknown, f"{doc}: {script} has no {unknown} (in {rest.strip()!r})"
