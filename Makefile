@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 EXTRAS ?= dev,crf,onnx
 
-.PHONY: install demo demo-quick test test-slow test-gpu setup-browser lint bench clean
+.PHONY: install demo demo-quick test test-slow test-gpu setup-browser lint bench bench-list clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -41,14 +41,20 @@ setup-browser:
 # on a machine with CUDA: the gpu-marked tests, then the GPU benchmark (it exits 2 when there is no CUDA device)
 test-gpu: install
 	$(PY) -m pytest -q -m gpu -rs
-	$(PY) bench/gpu_speed.py
+	$(PY) bench/speed/gpu_speed.py
 
+# the CPU speed benchmarks and the MaskCut check on DAVIS (~15 min on 2 cores); each writes runs/bench/<name>.json
+# (`python -m autoqvis.benchmark runs/bench/*.json` prints them again). bench/README.md lists every script.
 bench: install
-	$(PY) bench/eval_speed.py
-	$(PY) bench/model_speed.py
-	$(PY) bench/maskcut_speed.py
-	$(PY) bench/maskcut_davis.py
-	$(PY) bench/long_video.py
+	$(PY) bench/speed/eval_speed.py
+	$(PY) bench/speed/model_speed.py
+	$(PY) bench/speed/maskcut_speed.py
+	$(PY) bench/speed/long_video.py
+	$(PY) bench/studies/maskcut_davis.py
+
+# the index of bench/: one line per script (what it measures, how long it takes, its command)
+bench-list:
+	@grep '^| `' bench/README.md
 
 lint: install
 	$(PY) -m ruff check .

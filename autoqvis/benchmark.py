@@ -12,6 +12,7 @@ written earlier). ``figures`` is a JSON object whose shape is the script's own (
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
@@ -25,7 +26,32 @@ import torch
 from autoqvis.device import cpu_capabilities
 from autoqvis.runs.atomic import atomic_write_json
 
-__all__ = ["commit", "hardware_line", "paired_difference", "print_results", "standard_error", "write_results"]
+__all__ = [
+    "DEFAULT_OUT",
+    "bench_parser",
+    "commit",
+    "hardware_line",
+    "paired_difference",
+    "print_results",
+    "standard_error",
+    "write_results",
+]
+
+DEFAULT_OUT = Path("runs/bench")  # where a speed benchmark writes its record unless --out says otherwise
+
+
+def bench_parser(doc: str | None, out_default: Path | None = DEFAULT_OUT) -> argparse.ArgumentParser:
+    """A script's argument parser: its docstring as the help text and ``--out`` (the folder its record goes
+    to; ``out_default=None`` leaves ``--out`` to the script, for the studies whose ``--out`` is a run folder)."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    if out_default is not None:
+        parser.add_argument(
+            "--out",
+            type=Path,
+            default=out_default,
+            help=f"folder of the results file (default {out_default})",
+        )
+    return parser
 
 
 def standard_error(values) -> float:
@@ -51,7 +77,10 @@ def commit() -> str | None:
     root = Path(__file__).resolve().parents[1]
     try:
         head = subprocess.run(
-            ["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10
+            ["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
         )
         if head.returncode:
             return None

@@ -51,7 +51,7 @@ log = logging.getLogger("autoqvis")
 
 NOISE_NOTE = (
     "Read one run with care: retraining with the same settings moves AP50 by 3-6 points on this CPU scale; "
-    "bench/demo_seeds.py gives means and paired differences over seeds (README: what to expect)."
+    "bench/studies/demo_seeds.py gives means and paired differences over seeds (README: what to expect)."
 )
 
 
@@ -63,7 +63,7 @@ class DemoPlan:
     width: int = 128
     stills: int = 48
     unlabeled_videos: int = 24
-    # bench/demo_test_noise.py: one model's AP50 moves 7.8 (std) across test draws of 40 videos, 3.2 of 160
+    # bench/studies/demo_test_noise.py: one model's AP50 moves 7.8 (std) across test draws of 40 videos, 3.2 of 160
     test_videos: int = 160
     frames: int = 12
     m0_iters: int = 500

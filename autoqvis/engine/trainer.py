@@ -166,7 +166,7 @@ class Trainer:
         sums: dict[str, float] = {}
         for clips in micro_batches:
             # forward and compute losses
-            with self._autocast():
+            with self.autocast():
                 losses = self.forward_losses(clips)
             total = sum(losses.values())
             self._check_finite(total, losses)
@@ -257,7 +257,8 @@ class Trainer:
     # -----------------------------------------------------------------------------------------------
     # helpers
 
-    def _autocast(self):
+    def autocast(self):
+        """The context a forward pass runs in: autocast to ``training.amp`` on this device (or nothing)."""
         return autocast(self.amp, self.device)
 
     def _check_finite(self, total: torch.Tensor, losses: dict[str, torch.Tensor]) -> None:

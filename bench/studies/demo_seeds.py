@@ -7,19 +7,21 @@ new training seed; 13-19 min each on 2 cores; finished seeds are reused) and pri
 standard deviation of AP, AP50, AP75, AR10, J&F and the pseudo-labels kept, then the paired differences that
 the paper's claims are about: round k - M0, and quality-guided - confidence-only round k.
 
-    python bench/demo_seeds.py [--seeds 3] [--out runs/demo_seeds] [--quick] [--footage real|clean]
-                               [--set key=value ...]
+Figures (``OUT/demo_seeds.json``): per model the mean and standard deviation over seeds of each column; the
+paired differences (mean, standard error, wins in AP50).
+
+    python bench/studies/demo_seeds.py [--seeds 3] [--out runs/demo_seeds] [--quick] [--footage real|clean]
+                                       [--set key=value ...]
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
 import numpy as np
-from stats import standard_error  # bench/stats.py (the script's folder is on sys.path)
 
+from autoqvis.benchmark import bench_parser, standard_error, write_results
 from autoqvis.demo.pipeline import run_demo
 
 KEYS = ("AP", "AP50", "AP75", "AR10")
@@ -36,12 +38,12 @@ def values(row: dict) -> dict[str, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = bench_parser(__doc__, out_default=None)
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--first-seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=Path("runs/demo_seeds"))
+    parser.add_argument(
+        "--out", type=Path, default=Path("runs/demo_seeds"), help="the seeds' demo runs and the results file"
+    )
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--footage", choices=("real", "clean"), default="real")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
@@ -64,33 +66,27 @@ def main() -> None:
     columns = (*KEYS, "J&F", "AP50 alt", "labels")
     results = json.loads((args.out / f"seed_{args.first_seed}" / "results.json").read_text())
     ranking = ((results["rows"][0].get("metrics") or {}).get("ytvis_alt") or {}).get("ranking", "-")
-    print(
-        f"{len(runs)} seeds; mean +- std over seeds (AP50 alt: tracks ranked by the other score, {ranking})"
-    )
-    print(f"{'model':34s} " + " ".join(f"{c:>13s}" for c in columns))
-    for name in models:
-        cells = []
+    figures: dict = {"seeds": len(runs), "AP50 alt ranking": ranking, "models": {}, "paired": {}}
+    for name in models:  # mean and std over seeds (AP50 alt: tracks ranked by the other score)
+        figures["models"][name] = {}
         for c in columns:
             v = np.array([r[name][c] for r in runs])
-            cells.append("            -" if np.isnan(v).all() else f"{v.mean():6.2f} +-{v.std():5.2f}")
-        print(f"{name:34s} " + " ".join(cells))
+            figures["models"][name][c] = (
+                None if np.isnan(v).all() else {"mean": float(v.mean()), "std": float(v.std())}
+            )
 
     def paired(a: str, b: str) -> None:
         if a not in models or b not in models:
             return
         diffs = {c: np.array([r[a][c] - r[b][c] for r in runs]) for c in (*KEYS, "J&F", "AP50 alt")}
-        wins = int((diffs["AP50"] > 0).sum())
-        print(
-            f"{a + ' - ' + b:60s} "
-            + " ".join(f"{c} {d.mean():+6.2f} +-{standard_error(d):5.2f}" for c, d in diffs.items())
-            + f"  (AP50 higher in {wins}/{len(runs)})"
-        )
+        row = {c: {"mean": float(d.mean()), "se": standard_error(d)} for c, d in diffs.items()}
+        figures["paired"][f"{a} - {b}"] = row | {"AP50 higher in": int((diffs["AP50"] > 0).sum())}
 
-    print("paired differences (mean +- standard error over seeds, paired by seed):")
-    for k in (1, 2):
+    for k in (1, 2):  # mean +- standard error over seeds, paired by seed
         paired(f"round {k}", "M0 (synthetic only)")
     for k in (1, 2):
         paired(f"round {k}", f"confidence-only, round {k}")
+    write_results(args.out, "demo_seeds", figures)
 
 
 if __name__ == "__main__":

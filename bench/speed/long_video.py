@@ -5,8 +5,11 @@ each in its own process, printing seconds per frame and peak RSS. Streaming keep
 window: peak RSS at 1000 frames should be within 10% of 50 frames. The reference keeps the whole video and
 grows about 0.26 GB per frame.
 
-    python bench/long_video.py                       # tiny preset, 96x160, window 16
-    python bench/long_video.py --preset paper_r50 --height 360 --width 640 --lengths 50 200 --window 36
+Figures (``runs/bench/long_video.json``): per length the seconds per frame, the peak RSS and the tracks, and
+the peak-RSS ratio of the longest to the shortest video.
+
+    python bench/speed/long_video.py                 # tiny preset, 96x160, window 16
+    python bench/speed/long_video.py --preset paper_r50 --height 360 --width 640 --lengths 50 200 --window 36
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from autoqvis.benchmark import bench_parser, write_results
 
 
 def write_video(path: Path, frames: int, height: int, width: int) -> None:
@@ -56,7 +61,7 @@ def worker(args) -> dict:
 
     from autoqvis.api import load_model, segment
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     model = load_model(args.preset)
     start = time.perf_counter()
@@ -71,15 +76,14 @@ def worker(args) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = bench_parser(__doc__)
     parser.add_argument("--preset", default="tiny")
     parser.add_argument("--height", type=int, default=96)
     parser.add_argument("--width", type=int, default=160)
     parser.add_argument("--lengths", type=int, nargs="+", default=[50, 200, 1000])
     parser.add_argument("--window", type=int, default=16)
     parser.add_argument("--overlap", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=2, help="torch threads of the worker")
     parser.add_argument("--video", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.video:
@@ -103,19 +107,21 @@ def main() -> None:
                 str(args.window),
                 "--overlap",
                 str(args.overlap),
+                "--threads",
+                str(args.threads),
             ]
             out = subprocess.run(cmd, capture_output=True, text=True, check=True)
             rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
-    print(
-        f"streaming inference, {args.preset} at {args.height}x{args.width}, window {args.window}, overlap {args.overlap}, 2 threads:"
-    )
-    for r in rows:
-        print(
-            f"  {r['frames']:5d} frames: {r['s_per_frame']:.3f} s/frame, peak RSS {r['peak_rss_gb']:.2f} GB, {r['tracks']} tracks"
-        )
-    print(
-        f"  peak RSS at {rows[-1]['frames']} frames / at {rows[0]['frames']} frames: {rows[-1]['peak_rss_gb'] / rows[0]['peak_rss_gb']:.3f}"
-    )
+    figures = {
+        "preset": args.preset,
+        "size": [args.height, args.width],
+        "window": args.window,
+        "overlap": args.overlap,
+        "threads": args.threads,
+        "lengths": {str(r["frames"]): {k: v for k, v in r.items() if k != "frames"} for r in rows},
+        "peak_rss_longest_over_shortest": rows[-1]["peak_rss_gb"] / rows[0]["peak_rss_gb"],
+    }
+    write_results(args.out, "long_video", figures)
 
 
 if __name__ == "__main__":

@@ -5,12 +5,14 @@ sets of ``max(--sizes)`` videos each from the same world (new seeds, never the r
 the model on the first N videos of each draw for every N in ``--sizes``. Prints, per N, the mean and the
 standard deviation of AP50 (official ranking) and J&F across draws: the test-set noise of one demo number.
 
-    python bench/demo_test_noise.py runs/demo [--model selftrain/m0/model] [--draws 4] [--sizes 40 80 160]
+Figures (``RUN/test_noise/demo_test_noise.json``): per test-set size the mean and standard deviation of AP50
+and J&F across draws.
+
+    python bench/studies/demo_test_noise.py runs/demo [--model selftrain/m0/model] [--draws 4] [--sizes 40 80 160]
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import time
@@ -19,11 +21,15 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from autoqvis.benchmark import bench_parser, write_results
 from autoqvis.config import load_config
 from autoqvis.demo.pipeline import DemoPlan, truth_dataset
 from autoqvis.demo.world import render_video
 from autoqvis.eval.models import ModelEvaluator
 from autoqvis.io.ytvis import save_ytvis
+from autoqvis.runs.layout import SelfTrainLayout
+
+M0 = SelfTrainLayout(Path("selftrain")).model(0).as_posix()  # a demo run's M0, relative to the run
 
 
 def render_test_set(folder: Path, plan: DemoPlan, seed: int, count: int) -> list[np.ndarray]:
@@ -41,14 +47,14 @@ def render_test_set(folder: Path, plan: DemoPlan, seed: int, count: int) -> list
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = bench_parser(__doc__, out_default=None)
     parser.add_argument("run", type=Path, help="a finished `autoqvis demo` folder")
-    parser.add_argument("--model", default="selftrain/m0/model", help="model folder inside the run")
+    parser.add_argument("--model", default=M0, help=f"model folder inside the run (default {M0})")
     parser.add_argument("--draws", type=int, default=4)
     parser.add_argument("--sizes", type=int, nargs="+", default=[40, 80, 160])
-    parser.add_argument("--out", type=Path, help="default RUN/test_noise")
+    parser.add_argument(
+        "--out", type=Path, help="the drawn test sets and the results (default RUN/test_noise)"
+    )
     args = parser.parse_args()
     saved = json.loads((args.run / "results.json").read_text())
     plan = DemoPlan(**saved["plan"])
@@ -67,15 +73,15 @@ def main() -> None:
             print(
                 f"draw {draw}, {n} videos: AP50 {scores.ytvis['AP50']:.2f}, J&F {scores.jf:.2f}", flush=True
             )
-    print(
-        f"\n{args.model} of {args.run}: across {args.draws} test-set draws (std = the noise of one demo figure)"
-    )
-    for n, values in table.items():
+    figures: dict = {"run": str(args.run), "model": args.model, "draws": args.draws, "test_videos": {}}
+    for n, values in table.items():  # std across draws = the noise of one demo figure
         ap, jf = np.array(values).T
-        print(
-            f"{n:4d} test videos: AP50 {ap.mean():6.2f} +- {ap.std(ddof=1):5.2f} (std), J&F {jf.mean():6.2f} +- {jf.std(ddof=1):5.2f}"
-        )
-    print(f"wall time {time.perf_counter() - start:.0f} s")
+        figures["test_videos"][str(n)] = {
+            "AP50": {"mean": float(ap.mean()), "std": float(ap.std(ddof=1)) if len(ap) > 1 else None},
+            "J&F": {"mean": float(jf.mean()), "std": float(jf.std(ddof=1)) if len(jf) > 1 else None},
+        }
+    figures["wall_s"] = time.perf_counter() - start
+    write_results(out, "demo_test_noise", figures)
 
 
 if __name__ == "__main__":

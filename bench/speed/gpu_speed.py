@@ -14,9 +14,12 @@ paper's schedule would take on this GPU.
   iterations on 8 GPUs, approximated by the S4 iteration (no quality head); data loading and the DDP all-reduce
   are not included. Pseudo-labelling a round costs (frames in the unlabeled pool) / (eval frames per second).
 
-    python bench/gpu_speed.py            # ~2 min on one GPU
-    python bench/gpu_speed.py --quick    # ~1 min: shorter clip, fewer repeats
-    python bench/gpu_speed.py --json figures.json
+Figures (``runs/bench/gpu_speed.json``): the device; per precision the eval seconds, frames per second and
+peak memory; per stage and precision the training seconds per iteration and peak memory; the schedule.
+
+    python bench/speed/gpu_speed.py            # ~2 min on one GPU
+    python bench/speed/gpu_speed.py --quick    # ~1 min: shorter clip, fewer repeats
+    python bench/speed/gpu_speed.py --out runs/bench
 
 Exit status: 0 when measured; 2 when there is no CUDA device (nothing is measured; the message says why).
 ``--device cpu`` runs the same script on the CPU (slow: use small ``--frames``/``--height``/``--width``/
@@ -25,18 +28,16 @@ Exit status: 0 when measured; 2 when there is no CUDA device (nothing is measure
 
 from __future__ import annotations
 
-import argparse
-import json
 import statistics
 import sys
 import tempfile
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 import torch
 
+from autoqvis.benchmark import bench_parser, write_results
 from autoqvis.config import TrainingConfig
 from autoqvis.device import DeviceError, describe_device, resolve_device
 from autoqvis.engine.data import ClipList
@@ -134,9 +135,7 @@ def fmt_hours(seconds: float) -> str:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = bench_parser(__doc__)
     parser.add_argument(
         "--quick", action="store_true", help="12-frame eval clip, 3 eval runs, 4 training iterations"
     )
@@ -147,7 +146,6 @@ def main() -> int:
     parser.add_argument("--train-size", type=int, nargs=2, default=(480, 640), metavar=("H", "W"))
     parser.add_argument("--runs", type=int, help="eval repeats (default 5, --quick 3)")
     parser.add_argument("--iters", type=int, help="timed training iterations (default 8, --quick 4)")
-    parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     args = parser.parse_args()
     frames = args.frames or (12 if args.quick else 36)
     runs = args.runs or (3 if args.quick else 5)
@@ -193,9 +191,8 @@ def main() -> int:
         f"  pseudo-labelling or scoring: {1000 / best_fps:.1f} s per 1,000 frames at {args.height}x{args.width}"
         " (fastest eval mode)"
     )
-    if args.json:
-        args.json.write_text(json.dumps(figures, indent=1))
-        print(f"figures: {args.json}")
+    figures["pseudo_labelling_s_per_1000_frames"] = 1000 / best_fps
+    write_results(args.out, "gpu_speed", figures)
     return 0
 
 

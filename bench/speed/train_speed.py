@@ -12,19 +12,22 @@ backward, clipping, AdamW, schedule) on the given ``--set`` overrides (e.g. ``--
 breakdown re-runs the same steps with the stages timed separately. Wall time and process CPU time are both
 printed: CPU time stays comparable when other jobs share the cores.
 
-    python bench/train_speed.py [--models small small-160 paper_r50] [--iters 8] [--threads 2]
-                                [--set training.amp=bf16 ...]
+Figures (``runs/bench/train_speed.json``): per model the precision, wall and CPU seconds per iteration and the
+breakdown (wall seconds per stage of a step).
+
+    python bench/speed/train_speed.py [--models small small-160 paper_r50] [--iters 8] [--threads 2]
+                                      [--set training.amp=bf16 ...] [--out runs/bench]
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import json
+import tempfile
 import time
 
 import torch
 
+from autoqvis.benchmark import bench_parser, write_results
 from autoqvis.config import load_config
 from autoqvis.demo.world import WorldClipSource, WorldConfig
 from autoqvis.device import cpu_capabilities, describe_amp
@@ -65,7 +68,6 @@ def measure(name: str, overrides: list[str], iters: int, out: str) -> dict:
         trainer.step([clips])
     wall, cpu = (time.perf_counter() - wall) / iters, (time.process_time() - cpu) / iters
     return {
-        "model": name,
         "precision": describe_amp(training.amp, "cpu"),
         "s_per_it": wall,
         "cpu_s_per_it": cpu,
@@ -84,7 +86,7 @@ def breakdown(trainer: Trainer, batches: list) -> dict[str, float]:
 
     for clips in batches:
         t = time.perf_counter()
-        with trainer._autocast():
+        with trainer.autocast():
             images, _ = model.preprocess([c.frames for c in clips])
             targets = model.prepare_targets(clips, images.shape[-2:])
             t = tick("prepare", t)
@@ -109,32 +111,26 @@ def breakdown(trainer: Trainer, batches: list) -> dict[str, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = bench_parser(__doc__)
     parser.add_argument("--models", nargs="+", default=["small", "small-160", "paper_r50"], choices=MODELS)
     parser.add_argument("--iters", type=int, default=8)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--out", default="runs/bench_train_speed")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
-    parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(cpu_capabilities(), flush=True)
-    results = []
+    results = {}
     for name in args.models:
-        r = measure(name, args.overrides, args.iters, f"{args.out}/{name}")
-        results.append(r)
+        with tempfile.TemporaryDirectory() as work:  # the trainer's folder (nothing is saved in it)
+            r = results[name] = measure(name, args.overrides, args.iters, work)
         parts = " | ".join(f"{k} {v:.3f}" for k, v in r["breakdown"].items())
         print(
             f"{name:10s} [{r['precision']}] {r['s_per_it']:.3f} s/it wall ({1 / r['s_per_it']:.2f} it/s), "
             f"{r['cpu_s_per_it']:.3f} s/it CPU | {parts}",
             flush=True,
         )
-    print(f"threads {args.threads}, overrides {args.overrides or 'none'}; {cpu_capabilities()}")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=1)
+    figures = {"threads": args.threads, "iters": args.iters, "overrides": args.overrides, "models": results}
+    write_results(args.out, "train_speed", figures)
 
 
 if __name__ == "__main__":

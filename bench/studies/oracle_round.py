@@ -6,32 +6,35 @@ video in place of the pseudo-labels (the world is re-created from the run's seed
 them), then scores it on the run's test videos next to M0 and the real rounds. If the oracle round does not
 beat M0, the retraining step at this scale, not the pseudo-labels, is what limits self-training.
 
-    python bench/oracle_round.py runs/demo [--set rounds.iters=1000 ...]
+Figures (``RUN/oracle_round/oracle_round.json``): per model (the run's rows with the oracle round second) AP,
+AP50, AP75, AR10, J&F and the AP50 of the other track ranking.
+
+    python bench/studies/oracle_round.py runs/demo [--set rounds.iters=1000 ...] [--out DIR]
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 from pathlib import Path
 
-from pseudo_label_quality import true_masks
-
+from autoqvis.benchmark import bench_parser, write_results
 from autoqvis.config import load_config
 from autoqvis.demo.pipeline import DemoPlan, ensure_dinov2_weights, truth_dataset
+from autoqvis.demo.truth import unlabeled_truth
 from autoqvis.eval.models import ModelEvaluator
 from autoqvis.io.ytvis import load_ytvis, save_ytvis
+from autoqvis.runs.layout import SelfTrainLayout
 from autoqvis.selftrain.loop import SelfTrainRun
 from autoqvis.synth.imagecut2video import ImageCut2Video, PseudoMaskImages
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = bench_parser(__doc__, out_default=None)
     parser.add_argument("run", type=Path, help="a finished `autoqvis demo` folder")
-    parser.add_argument("--out", type=Path, help="default RUN/oracle_round")
+    parser.add_argument(
+        "--out", type=Path, help="the oracle round's folder and its results (default RUN/oracle_round)"
+    )
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     args = parser.parse_args()
     run = args.run
@@ -40,7 +43,7 @@ def main() -> None:
     out = args.out or run / "oracle_round"
     out.mkdir(parents=True, exist_ok=True)
 
-    save_ytvis(truth_dataset(true_masks(plan, seed), "video"), out / "true_tracks.json")
+    save_ytvis(truth_dataset(unlabeled_truth(plan, seed), "video"), out / "true_tracks.json")
     labels = load_ytvis(out / "true_tracks.json", frames_root=run / "data" / "unlabeled")
 
     cfg = load_config([str(run / "config.yaml")], args.overrides)
@@ -51,20 +54,20 @@ def main() -> None:
         cfg.synthesis,
         seed=cfg.training.seed,
     )
-    model = SelfTrainRun(cfg, out, labels, [synthetic]).retrain(1, labels, run / "selftrain" / "m0" / "model")
+    m0 = SelfTrainLayout(run / "selftrain").model(0)
+    model = SelfTrainRun(cfg, out, labels, [synthetic]).retrain(1, labels, m0)
     scores = ModelEvaluator(run / "data" / "test_gt.json", run / "data" / "test", cfg)(model)
     rows = [r for r in saved["rows"] if r.get("metrics")]
     rows.insert(1, {"model": "oracle round (true tracks)", "metrics": scores.to_json(samples=False)})
-    print(
-        f"{'model':34s} {'AP':>6s} {'AP50':>6s} {'AP75':>6s} {'AR10':>6s} {'J&F':>6s} {'AP50 other ranking':>19s}"
-    )
+    figures = {}
     for r in rows:
         m = r["metrics"]
-        y, alt = m["ytvis"], (m.get("ytvis_alt") or {}).get("AP50")
-        print(
-            f"{r['model']:34s} {y['AP']:6.2f} {y['AP50']:6.2f} {y['AP75']:6.2f} {y['AR10']:6.2f} {m['jf']:6.2f} "
-            + ("                  -" if alt is None else f"{alt:19.2f}")
-        )
+        y = m["ytvis"]
+        figures[r["model"]] = {k: y[k] for k in ("AP", "AP50", "AP75", "AR10")} | {
+            "J&F": m["jf"],
+            "AP50_other_ranking": (m.get("ytvis_alt") or {}).get("AP50"),
+        }
+    write_results(out, "oracle_round", figures)
 
 
 if __name__ == "__main__":

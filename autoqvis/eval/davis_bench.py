@@ -1,21 +1,26 @@
-"""What bench/davis.py measures on DAVIS-style roots: the truth, MaskCut discovery and its controls, every
-model's tracks on the scored videos (single foreground, best of the top k, DAVIS-2017 unsupervised), the
-pseudo-labels' precision, and the label sets of the controls (oracle, supervised ceiling).
+"""What the DAVIS benchmark (``bench/studies/davis.py``) and its studies measure on DAVIS-style roots: the
+truth, MaskCut discovery and its controls, every model's tracks on the scored videos (single foreground, best
+of the top k, DAVIS-2017 unsupervised), the pseudo-labels' precision against the truth, and the label sets of
+the controls (oracle, supervised ceiling).
 
 Ground truth (``Annotations/480p/<seq>/*.png``, every non-zero pixel is the foreground, as DAVIS-2016) is read
-only here, and only for scoring and for the control label sets.
+only for scoring and for the control label sets. A seed's scores are stored with the settings they were made
+under (:func:`scoring_settings`, :func:`scored_record`): scores made under other settings are never reported
+as this run's.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 from autoqvis import rle
-from autoqvis.config import Config
+from autoqvis.config import Config, config_to_dict, inference_settings
+from autoqvis.errors import DataError, StaleOutputError
 from autoqvis.eval.davis import evaluate_sequence_2016, evaluate_sequence_unsupervised
 from autoqvis.inference.predict import finish_tracks, id_map, segment_video
 from autoqvis.inference.ranking import track_features
@@ -27,6 +32,30 @@ from autoqvis.model import load_model
 from autoqvis.model.vit_backbone import TokenCache, use_token_cache
 from autoqvis.runs.atomic import atomic_write_json
 from autoqvis.structures import Track
+
+__all__ = [
+    "MASKCUT",
+    "RAW_TOP_K",
+    "dense",
+    "discover_frames",
+    "discovery_controls",
+    "frame_paths",
+    "iou",
+    "jf",
+    "label_controls",
+    "maskcut_baseline",
+    "masks_by_frame",
+    "raw_tracks",
+    "score_model",
+    "score_tracks",
+    "scored_record",
+    "scoring_settings",
+    "teacher_agreement",
+    "training_frames",
+    "training_pool",
+    "true_label_set",
+    "truth",
+]
 
 MASKCUT = "MaskCut per frame (first mask)"
 RAW_TOP_K = 20  # tracks kept per sequence for the DAVIS-2017 protocol and the ranking studies
@@ -57,7 +86,6 @@ def discover_frames(root: Path, cache: Path, cfg: Config, every: int = 1) -> dic
     """MaskCut on every ``every``-th frame of ``root`` into ``cache/<root name>/`` (resumable; reused while
     its settings are the same): every frame of a scored root (the MaskCut baseline), a pool root's training
     frames."""
-    from autoqvis.config import config_to_dict
     from autoqvis.discover.run import discover, video_items
     from autoqvis.model.vit import load_vit
 
@@ -67,7 +95,9 @@ def discover_frames(root: Path, cache: Path, cfg: Config, every: int = 1) -> dic
         cached = json.loads(path.read_text())
         if cached.get("info", {}).get("discovery") == config_to_dict(unfiltered(cfg)):
             return cached
-        raise SystemExit(f"{path} was made with other discovery settings; pass another --discovery-cache")
+        raise StaleOutputError(
+            f"{path} was made with other discovery settings than these; pass another discovery cache folder"
+        )
     frames_root = (out / "frames").resolve()
     vit = load_vit(cfg.discovery.arch, cfg.discovery.weights)
     return discover(
@@ -197,15 +227,15 @@ def raw_tracks(
             out[q] = read_tracks(path)
             continue
         if model_dir is None:
-            raise SystemExit(
-                f"{path}: no kept raw tracks of {q} to score again; run this seed without --rescore"
+            raise DataError(
+                f"{path}: expected the kept raw tracks of {q} to score again, found none; "
+                "run this seed without --rescore (it predicts them)"
             )
         net = net or use_token_cache(load_model(model_dir, model=cfg.model), TOKENS)
         source = FrameList(name=q, short_side=cfg.inference.short_side, paths=frame_paths(root, q))
         out[q] = segment_video(net, source, options).tracks
         write_tracks(path, out[q])
     return out
-
 
 
 def score_tracks(
@@ -354,13 +384,35 @@ def training_frames(train_path: Path) -> dict[str, set[int]]:
     return {v.name: {int(Path(f).stem) for f in v.file_names} for v in training.videos}
 
 
-def training_curve(path: Path) -> dict[str, float]:
-    lines = [json.loads(x) for x in path.read_text().splitlines() if x.strip()] if path.is_file() else []
-    if not lines:
-        return {}
-    third = max(len(lines) // 3, 1)
-    return {
-        "first_third_loss": float(np.mean([x["total"] for x in lines[:third]])),
-        "last_third_loss": float(np.mean([x["total"] for x in lines[-third:]])),
-        "iterations": lines[-1]["iteration"],
-    }
+# ---------------------------------------------------------------------------------------------------
+# scores and the settings they were made under
+
+
+def scoring_settings(cfg: Config, best_of: int) -> dict:
+    """What a model's scores depend on beyond its weights and the truth: the inference settings (ranking,
+    CRF, sizes) and the best-of-k oracle's k."""
+    return {"inference": inference_settings(cfg.inference), "best_of": best_of}
+
+
+def scored_record(
+    path: Path,
+    scoring: dict,
+    run: Callable[[], dict],
+    score_again: Callable[[dict], dict],
+    rescore: bool = False,
+) -> tuple[dict, str]:
+    """A seed's record (``path``, JSON) with scores made under ``scoring``, and how it came to be: ``run()``
+    makes it when there is none ("run"); a kept one is reused when it was scored under ``scoring``
+    ("reused"), else (or with ``rescore``) its models are scored again by ``score_again(record)``
+    ("rescored"). The record is written with ``scored_with: scoring``, in one atomic write, so scores and their
+    settings never part."""
+    if path.is_file():
+        record = json.loads(path.read_text())
+        if not rescore and record.get("scored_with") == scoring:
+            return record, "reused"
+        record, how = score_again(record), "rescored"
+    else:
+        record, how = run(), "run"
+    record["scored_with"] = scoring
+    atomic_write_json(path, record)
+    return record, how

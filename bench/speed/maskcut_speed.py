@@ -4,17 +4,20 @@ Times, per image: the ViT forward, one normalised cut with each eigen-solver (th
 official code uses, and ARPACK), the dense CRF, and the whole ``maskcut`` call with the default solver.
 Random weights give meaningless masks; only the timings matter.
 
-    python bench/maskcut_speed.py [--arch dino_vitb8] [--size 480] [--images 2] [--device cpu]
+Figures (``runs/bench/maskcut_speed.json``): seconds per image of each part, and of the whole call.
+
+    python bench/speed/maskcut_speed.py [--arch dino_vitb8] [--size 480] [--images 2] [--device cpu]
+        [--out runs/bench]
 """
 
 from __future__ import annotations
 
-import argparse
 import time
 
 import numpy as np
 import torch
 
+from autoqvis.benchmark import bench_parser, write_results
 from autoqvis.config import DiscoveryConfig
 from autoqvis.discover.crf import densecrf
 from autoqvis.discover.maskcut import maskcut_batch, preprocess
@@ -30,7 +33,7 @@ def timed(fn, repeat=1):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = bench_parser(__doc__)
     parser.add_argument("--arch", default="dino_vitb8")
     parser.add_argument("--size", type=int, default=480)
     parser.add_argument("--images", type=int, default=2)
@@ -45,19 +48,24 @@ def main() -> None:
     with torch.no_grad():
         out, t_vit = timed(lambda: vit.extract(x[None].to(args.device)))
     feats = out.k[0].T
-    print(f"{args.arch} at {args.size}px: {out.grid[0]}x{out.grid[1]} patches on {args.device}")
-    print(f"  ViT forward            {t_vit:7.3f} s/image")
+    figures: dict = {
+        "arch": args.arch,
+        "size": args.size,
+        "patches": [int(out.grid[0]), int(out.grid[1])],
+        "device": args.device,
+        "vit_forward_s_per_image": t_vit,
+    }
     A = affinity_matrix(feats, tau=0.15)
     for solver in ("arpack", "dense"):
-        _, t = timed(lambda s=solver: second_smallest_eigenvector(A, s))
-        print(f"  one cut, {solver:7s}       {t:7.3f} s")
+        _, figures[f"one_cut_{solver}_s"] = timed(lambda s=solver: second_smallest_eigenvector(A, s))
     mask = np.zeros(small.shape[:2])
-    mask[100:300, 150:350] = 1
-    _, t_crf = timed(lambda: densecrf(small, mask))
-    print(f"  dense CRF              {t_crf:7.3f} s/mask")
+    mask[100:300, 150:350] = 1  # (at a small --size, the slice keeps what lies inside)
+    _, figures["dense_crf_s_per_mask"] = timed(lambda: densecrf(small, mask))
     cfg = DiscoveryConfig(fixed_size=args.size, batch_size=args.images)
     _, t_all = timed(lambda: maskcut_batch(images, vit, cfg))
-    print(f"  maskcut (auto solver)  {t_all / len(images):7.3f} s/image ({cfg.num_masks} cuts + CRF)")
+    figures["maskcut_s_per_image"] = t_all / len(images)  # the default (auto) solver, num_masks cuts + CRF
+    figures["cuts_per_image"] = cfg.num_masks
+    write_results(args.out, "maskcut_speed", figures)
 
 
 if __name__ == "__main__":

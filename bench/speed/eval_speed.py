@@ -8,12 +8,13 @@ ellipses as compressed RLE), writes the two JSON files, and times:
 - the official evaluator's IoU rule (two RLE merges per pair and frame, in Python loops) on a subset of the
   videos, extrapolated to the whole set, to give the speed-up ratio.
 
-    python bench/eval_speed.py [--videos 300] [--frames 36] [--baseline-videos 30]
+Figures (``runs/bench/eval_speed.json``): the set's size, the three times in seconds and the speed-up.
+
+    python bench/speed/eval_speed.py [--videos 300] [--frames 36] [--baseline-videos 30] [--out runs/bench]
 """
 
 from __future__ import annotations
 
-import argparse
 import tempfile
 import time
 from pathlib import Path
@@ -21,6 +22,7 @@ from pathlib import Path
 import numpy as np
 from pycocotools import mask as mask_utils
 
+from autoqvis.benchmark import bench_parser, write_results
 from autoqvis.eval.ytvis import evaluate_files, evaluate_tracks, format_table
 from autoqvis.io.ytvis import load_predictions, load_ytvis
 from autoqvis.runs.atomic import atomic_write_json
@@ -110,9 +112,7 @@ def official_rule_ious(gt_tracks, pred_tracks):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = bench_parser(__doc__)
     parser.add_argument("--videos", type=int, default=300)
     parser.add_argument("--frames", type=int, default=36)
     parser.add_argument("--height", type=int, default=720)
@@ -152,12 +152,21 @@ def main() -> None:
     baseline = (time.perf_counter() - t0) * len(dataset.tracks) / max(len(subset), 1)
 
     print(format_table(result, title="metrics (class-agnostic)"))
-    print(f"autoqvis evaluate, end to end (read + validate + evaluate): {end_to_end:7.2f} s")
-    print(f"evaluation of tracks in memory:                             {core:7.2f} s")
-    print(
-        f"official IoU rule alone (Python loops, extrapolated from {len(subset)} videos): {baseline:7.2f} s"
-        f"  -> {baseline / core:.1f}x slower than our whole evaluation"
-    )
+    figures = {
+        "set": {
+            "videos": args.videos,
+            "frames": args.frames,
+            "size": [args.height, args.width],
+            "gt_tracks": len(gt["annotations"]),
+            "predictions": len(results),
+        },
+        "end_to_end_s": end_to_end,  # read + validate + evaluate
+        "in_memory_s": core,  # the evaluation of tracks in memory
+        "official_iou_rule_s": baseline,  # extrapolated from baseline_videos
+        "baseline_videos": len(subset),
+        "official_rule_over_ours": baseline / core,
+    }
+    write_results(args.out, "eval_speed", figures)
 
 
 if __name__ == "__main__":

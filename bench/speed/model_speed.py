@@ -15,7 +15,11 @@ Training: one iteration (forward, loss, backward, optimiser step) at batch 1 wit
 ``tiny`` and ``paper_r50`` presets, in the quality-head stage (head trained on all queries) and in the
 self-training stage (head frozen, DropLoss). The reference needs 58 s and 24 s per paper-preset iteration here.
 
-    python bench/model_speed.py [--frames 5] [--height 360] [--width 640] [--runs 3] [--skip-train]
+Figures (``runs/bench/model_speed.json``): per eval mode the median seconds and the peak RSS, the speed-up,
+the output differences; per preset and stage the seconds of one training iteration.
+
+    python bench/speed/model_speed.py [--frames 5] [--height 360] [--width 640] [--runs 3] [--skip-train]
+        [--presets tiny paper_r50] [--out runs/bench]
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from autoqvis.benchmark import bench_parser, write_results
 from autoqvis.config import TrainingConfig
 from autoqvis.model import PRESETS, VideoMaskFormer, build_model, msdeform
 from autoqvis.structures import Clip
@@ -53,10 +58,19 @@ def official_style_inference(model: VideoMaskFormer, frames: torch.Tensor, top_k
     return top_scores, top_idx, kept > 0, out.quality[0][top_idx][..., 0].clamp(0, 1)
 
 
-def eval_worker(mode: str, frames: int, height: int, width: int, runs: int, masks_path: str) -> dict:
-    torch.set_num_threads(2)
+def eval_worker(
+    mode: str,
+    frames: int,
+    height: int,
+    width: int,
+    runs: int,
+    masks_path: str,
+    preset: str = "paper_r50",
+    threads: int = 2,
+) -> dict:
+    torch.set_num_threads(threads)
     torch.manual_seed(0)
-    model = build_model("paper_r50").eval()
+    model = build_model(preset).eval()
     clip = torch.randint(
         0, 256, (frames, 3, height, width), generator=torch.Generator().manual_seed(1), dtype=torch.uint8
     )
@@ -91,8 +105,10 @@ def eval_worker(mode: str, frames: int, height: int, width: int, runs: int, mask
     }
 
 
-def train_iteration_seconds(preset: str, stage: str, runs: int = 2) -> float:
-    torch.set_num_threads(2)
+def train_iteration_seconds(
+    preset: str, stage: str, runs: int = 2, size: tuple[int, int] = (240, 320), threads: int = 2
+) -> float:
+    torch.set_num_threads(threads)
     torch.manual_seed(0)
     spec = PRESETS[preset]
     frozen = stage == "self-training"
@@ -100,10 +116,11 @@ def train_iteration_seconds(preset: str, stage: str, runs: int = 2) -> float:
     model = build_model(spec, training).train()
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
     g = torch.Generator().manual_seed(0)
-    frames = torch.randint(0, 256, (spec.num_frames, 3, 240, 320), generator=g, dtype=torch.uint8)
-    masks = torch.zeros(2, spec.num_frames, 240, 320, dtype=torch.bool)
-    masks[0, :, 40:120, 60:160] = True
-    masks[1, :, 130:220, 180:300] = True
+    h, w = size
+    frames = torch.randint(0, 256, (spec.num_frames, 3, h, w), generator=g, dtype=torch.uint8)
+    masks = torch.zeros(2, spec.num_frames, h, w, dtype=torch.bool)
+    masks[0, :, h // 6 : h // 2, w // 5 : w // 2] = True
+    masks[1, :, h // 2 : 11 * h // 12, 9 * w // 16 : 15 * w // 16] = True
     clip = Clip(frames=frames, masks=masks, ids=torch.tensor([[0] * spec.num_frames, [1] * spec.num_frames]))
     times = []
     for _ in range(runs + 1):
@@ -119,21 +136,34 @@ def train_iteration_seconds(preset: str, stage: str, runs: int = 2) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = bench_parser(__doc__)
     parser.add_argument("--frames", type=int, default=5)
     parser.add_argument("--height", type=int, default=360)
     parser.add_argument("--width", type=int, default=640)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--skip-train", action="store_true")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads of every measurement")
+    parser.add_argument("--eval-preset", default="paper_r50", help="the model of the eval comparison")
+    parser.add_argument("--presets", nargs="+", default=["tiny", "paper_r50"], help="the training presets")
+    parser.add_argument(
+        "--train-size", type=int, nargs=2, default=(240, 320), metavar=("H", "W"), help="training clip size"
+    )
     parser.add_argument("--worker", choices=("ours", "official-style"), help=argparse.SUPPRESS)
     parser.add_argument("--masks-path", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         print(
             json.dumps(
-                eval_worker(args.worker, args.frames, args.height, args.width, args.runs, args.masks_path)
+                eval_worker(
+                    args.worker,
+                    args.frames,
+                    args.height,
+                    args.width,
+                    args.runs,
+                    args.masks_path,
+                    args.eval_preset,
+                    args.threads,
+                )
             )
         )
         return
@@ -154,6 +184,10 @@ def main() -> None:
             str(args.width),
             "--runs",
             str(args.runs),
+            "--eval-preset",
+            args.eval_preset,
+            "--threads",
+            str(args.threads),
             "--masks-path",
             str(tmp / f"{mode}.npy"),
         ]
@@ -169,27 +203,41 @@ def main() -> None:
         for ra, oa in zip(ref["ious"], ours["ious"], strict=True)
         for a, b in zip(ra, oa, strict=True)
     )
-    print(
-        f"paper_r50 eval, {args.frames} frames at {args.height}x{args.width}, 2 threads, median of {args.runs}:"
-    )
-    for mode, r in results.items():
-        print(
-            f"  {mode:15s} {r['median_s']:6.2f} s  ({r['median_s'] / args.frames:.2f} s/frame)  peak RSS {r['peak_rss_gb']:.2f} GB"
-        )
-    print(
-        f"  speed-up over the official-style path: {ref['median_s'] / ours['median_s']:.2f}x; over the official code's 11.7 s: {11.7 / ours['median_s']:.2f}x"
-    )
-    print(
-        f"  outputs: same kept queries: {same}; {differing} of {ref['mask_pixels']} foreground mask pixels differ; "
-        f"max |score diff| {max_score:.2e}, max |IoU diff| {max_iou:.2e}"
-    )
-    if args.skip_train:
-        return
-    print("training iteration, batch 1, 3x240x320 (median of 2 after a warm-up):")
-    for preset in ("tiny", "paper_r50"):
-        for stage in ("quality-head", "self-training"):
-            print(f"  {preset:10s} {stage:14s} {train_iteration_seconds(preset, stage):6.2f} s")
-    print("  reference (official, paper preset): 58 s (quality-head stage), 24 s (self-training stage)")
+    figures: dict = {
+        "eval": {
+            "preset": args.eval_preset,
+            "clip": [args.frames, args.height, args.width],
+            "threads": args.threads,
+            "runs": args.runs,
+            **{
+                mode: {
+                    "median_s": r["median_s"],
+                    "s_per_frame": r["median_s"] / args.frames,
+                    "peak_rss_gb": r["peak_rss_gb"],
+                }
+                for mode, r in results.items()
+            },
+            "speedup_over_official_style": ref["median_s"] / ours["median_s"],
+            "same_kept_queries": same,
+            "differing_mask_pixels": differing,
+            "foreground_mask_pixels": ref["mask_pixels"],
+            "max_score_diff": max_score,
+            "max_iou_diff": max_iou,
+        },
+        # the official code on this machine kind: 11.7 s for paper_r50 on this clip; 58 s and 24 s per
+        # paper-preset training iteration (quality-head stage, self-training stage)
+        "reference_official_s": {"eval": 11.7, "train_quality_head": 58.0, "train_self_training": 24.0},
+    }
+    if not args.skip_train:
+        figures["train_s_per_iter"] = {  # batch 1, median of 2 after a warm-up
+            f"{preset}/{stage}": train_iteration_seconds(
+                preset, stage, size=tuple(args.train_size), threads=args.threads
+            )
+            for preset in args.presets
+            for stage in ("quality-head", "self-training")
+        }
+        figures["train_clip"] = [3, *args.train_size]
+    write_results(args.out, "model_speed", figures)
 
 
 if __name__ == "__main__":

@@ -31,7 +31,12 @@ unsupervised protocol (up to 20 proposals matched to the truth; every frame). Ov
 error and paired differences (paired by seed). Every model's raw top-20 tracks are kept
 (``seed_N/scores/<model>/raw/``) with per-track features and J&F, for ranking studies.
 
-    python bench/davis.py [--pool scored|train|both] [--root ROOT] [--train-root ROOT] [--seeds 3]
+The report is printed as tables; the run folder keeps every seed's record (``seed_N/bench.json``, with the
+inference settings it was scored under), ``results.json`` (everything) and ``davis.json`` (the summary in the
+bench/ results format, :mod:`autoqvis.benchmark`). A kept seed scored under other inference settings than this
+run's (after a ``--rescore``) is scored again from its kept raw tracks, never reported under these settings.
+
+    python bench/studies/davis.py [--pool scored|train|both] [--root ROOT] [--train-root ROOT] [--seeds 3]
         [--first-seed 0] [--out runs/bench_davis] [--discovery-cache DIR] [--controls [synthetic|ceiling|all]] [--every 3]
         [--short-side 160] [--m0-iters N] [--round-iters N] [--m0-from RUN] [--threads N]
         [--config FILE ...] [--set key=value ...]
@@ -47,7 +52,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from davis_measures import (  # bench/ is on sys.path (the script's folder)
+
+from autoqvis.benchmark import hardware_line, standard_error, write_results
+from autoqvis.config import Config, config_to_dict, load_config
+from autoqvis.demo.pipeline import ensure_dinov2_weights
+from autoqvis.engine.run import train_stage
+from autoqvis.errors import AutoqvisError
+from autoqvis.eval.davis_bench import (
     MASKCUT,
     discover_frames,
     discovery_controls,
@@ -55,27 +66,25 @@ from davis_measures import (  # bench/ is on sys.path (the script's folder)
     maskcut_baseline,
     masks_by_frame,
     score_model,
+    scored_record,
+    scoring_settings,
     teacher_agreement,
-    training_curve,
     training_frames,
     training_pool,
     true_label_set,
     truth,
 )
-from stats import standard_error
-
-from autoqvis.config import Config, config_to_dict, load_config
-from autoqvis.demo.pipeline import ensure_dinov2_weights
-from autoqvis.device import cpu_capabilities
-from autoqvis.engine.run import train_stage
+from autoqvis.io.tracks import read_tracks
 from autoqvis.io.video import find_videos
 from autoqvis.io.ytvis import load_ytvis
 from autoqvis.runs.atomic import atomic_write_json
-from autoqvis.selftrain.loop import SelfTrainRun, _read_tracks, round_training_config
+from autoqvis.runs.layout import MODEL_FILE, TRAIN_METRICS, SelfTrainLayout
+from autoqvis.selftrain.loop import SelfTrainRun, round_training_config
+from autoqvis.selftrain.run import self_train
 from autoqvis.selftrain.videos import cache_videos
 from autoqvis.synth.imagecut2video import ImageCut2Video, PseudoMaskImages
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DATA = REPO.parent / "shared" / "data"
 PROFILE = "small_data"
 CONTROL_NAMES = ("synthetic only", "oracle (true masks, round 1 frames)", "supervised ceiling (true masks)")
@@ -105,7 +114,8 @@ def bench_config(args: argparse.Namespace, weights: Path) -> Config:
 
 
 def check_same_settings(args: argparse.Namespace, cfg: Config) -> None:
-    """A run folder holds one configuration: its seeds are reused only with it."""
+    """A run folder holds one configuration: its seeds are reused only with it. ``--rescore`` may change the
+    inference settings (each seed's record keeps the ones it was scored under), nothing else."""
     settings = {
         "config": config_to_dict(cfg),
         "root": str(args.root.resolve()),
@@ -115,14 +125,26 @@ def check_same_settings(args: argparse.Namespace, cfg: Config) -> None:
         "best_of": args.best_of,
     }
     path = args.out / "settings.json"
-    if path.is_file() and json.loads(path.read_text()) != settings:
-        old = json.loads(path.read_text())
+    old = json.loads(path.read_text()) if path.is_file() else None
+    if old is not None and args.rescore:  # the models' settings: all but the inference section
+        old = old | {"config": old["config"] | {"inference": settings["config"]["inference"]}}
+        old["best_of"] = settings["best_of"]
+    if old is not None and old != settings:
         changed = sorted(k for k in settings if old.get(k) != settings[k])
+        changed += sorted(
+            f"config.{k}" for k in settings["config"] if old["config"].get(k) != settings["config"][k]
+        )
         raise SystemExit(
             f"{args.out} holds a run with other settings ({', '.join(changed)}); pass another --out"
+            + (
+                ""
+                if args.rescore
+                else " (or --rescore to score its models again with other inference settings)"
+            )
         )
-    args.out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(path, settings)
+    if not args.rescore or not path.is_file():
+        args.out.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(path, settings)
 
 
 def pool_roots(args: argparse.Namespace) -> list[Path]:
@@ -144,31 +166,30 @@ def run_seed(
     start = time.perf_counter()
     synthetic = ImageCut2Video(PseudoMaskImages(pool), cfg.synthesis, seed=seed)
     inputs = [v for root in pool_roots(args) for v in find_videos(root)]
-    videos, _ = cache_videos(inputs, args.out / "videos", None)
-    run = SelfTrainRun(cfg, out, videos, [synthetic])
-    m0 = args.m0_from / f"seed_{seed}" / "m0" / "model" if args.m0_from else None
-    if m0 is not None and not (m0 / "model.json").is_file():
+    videos, _ = cache_videos(inputs, args.out / "videos", None)  # one frame cache for every seed
+    m0 = SelfTrainLayout(args.m0_from / f"seed_{seed}").model(0) if args.m0_from else None
+    if m0 is not None and not (m0 / MODEL_FILE).is_file():
         raise SystemExit(f"--m0-from: {m0} holds no finished model; run that benchmark's seed {seed} first")
-    result = run.run(m0=m0)
+    training = self_train(cfg, out, videos, [synthetic], m0=m0)
+    run, result, layout = training.run, training.result, SelfTrainLayout(out)
     times["self-training"] = time.perf_counter() - start
     record: dict = {"models": {}, "label_free": {}, "controls": {}, "seconds": times}
     models = {m.name: m.path for m in result.models}
     for m in result.models:
         record["label_free"][m.name] = m.label_free
         if m.round == 0:
-            record["controls"]["M0 training curve"] = training_curve(m.path.parent / "metrics.jsonl")
-            first = out / "round_1" / "predictions"
+            record["controls"]["M0 training curve"] = training_curve(m.path.parent / TRAIN_METRICS)
+            first = layout.predictions(1)
             if first.is_dir():
                 names = {v.id: v.name for v in videos.videos}
-                predictions = {names[int(p.stem)]: _read_tracks(p) for p in first.glob("*.json")}
+                predictions = {names[int(p.stem)]: read_tracks(p) for p in first.glob("*.json")}
                 record["controls"]["M0 vs its MaskCut teacher (mean IoU, pool frames)"] = teacher_agreement(
                     predictions, pool_masks, args.every
                 )
         else:
-            folder = out / f"round_{m.round}"
-            if (folder / "training_set.json").is_file():
+            if layout.training_set(m.round).is_file():
                 record["controls"][f"round {m.round} labels"] = label_controls(
-                    folder / "pseudo_labels.json", folder / "training_set.json", pool_gts
+                    layout.pseudo_labels(m.round), layout.training_set(m.round), pool_gts
                 )
     record["picked"] = result.selected_model.name
     if args.controls:
@@ -218,7 +239,7 @@ def round_controls(
     }
     if which == "synthetic":
         return out
-    training_set = run.out / "round_1" / "training_set.json"
+    training_set = run.layout.training_set(1)
     if which == "all" and training_set.is_file() and load_ytvis(training_set, check_frames=False).videos:
         oracle = SelfTrainRun(cfg, run.out / "control_oracle", run.videos, run.synthetic)
         frames = training_frames(training_set)
@@ -226,6 +247,19 @@ def round_controls(
     ceiling = SelfTrainRun(cfg, run.out / "control_ceiling", run.videos, run.synthetic)
     out[CONTROL_NAMES[2]] = ceiling.retrain(1, true_label_set(run.videos, gts, None), m0)
     return out
+
+
+def training_curve(path: Path) -> dict[str, float]:
+    """Mean loss of the first and the last third of a training run's logged iterations."""
+    lines = [json.loads(x) for x in path.read_text().splitlines() if x.strip()] if path.is_file() else []
+    if not lines:
+        return {}
+    third = max(len(lines) // 3, 1)
+    return {
+        "first_third_loss": float(np.mean([x["total"] for x in lines[:third]])),
+        "last_third_loss": float(np.mean([x["total"] for x in lines[-third:]])),
+        "iterations": lines[-1]["iteration"],
+    }
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -390,11 +424,10 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     start = time.perf_counter()
-    print(cpu_capabilities(), flush=True)
+    print(hardware_line(), flush=True)
     weights = ensure_dinov2_weights()
     cfg = bench_config(args, weights)
-    if not args.rescore:
-        check_same_settings(args, cfg)
+    check_same_settings(args, cfg)
     roots = {r.resolve().name: r for r in [args.root, *pool_roots(args)]}
     scored = args.root.resolve().name
     discoveries = {  # every frame of the scored videos (the MaskCut row), the training frames of the others
@@ -411,18 +444,18 @@ def main() -> None:
     discovery = {n: discovery_controls(frames[n], truths[n]) for n in roots}
     baseline = None if args.skip_maskcut_baseline else maskcut_baseline(frames[scored], scored_gts)
     seeds = {}
+    scoring = scoring_settings(cfg, args.best_of)
     for seed in range(args.first_seed, args.first_seed + args.seeds):
-        cached = args.out / f"seed_{seed}" / "bench.json"
-        if cached.is_file() and args.rescore:
-            seeds[seed] = rescore(json.loads(cached.read_text()), cached.parent, args, cfg, scored_gts)
-            atomic_write_json(cached, seeds[seed])
-        elif cached.is_file():
-            seeds[seed] = json.loads(cached.read_text())
-        else:
-            seeds[seed] = run_seed(seed, args, cfg, pool, pool_masks, scored_gts, pool_gts)
-            atomic_write_json(cached, seeds[seed])
+        folder = args.out / f"seed_{seed}"
+        seeds[seed], how = scored_record(
+            folder / "bench.json",
+            scoring,
+            run=lambda seed=seed: run_seed(seed, args, cfg, pool, pool_masks, scored_gts, pool_gts),
+            score_again=lambda record, folder=folder: rescore(record, folder, args, cfg, scored_gts),
+            rescore=args.rescore,
+        )
         print(
-            f"seed {seed} done ({sum(seeds[seed]['seconds'].values()):.0f} s): "
+            f"seed {seed} {how} ({sum(seeds[seed]['seconds'].values()):.0f} s): "
             + ", ".join(f"{n} {100 * mean_of(v):.1f}" for n, v in seeds[seed]["models"].items()),
             flush=True,
         )
@@ -431,13 +464,40 @@ def main() -> None:
         f"{PROFILE} {args.config or ''} {args.overrides or ''}; short side {args.short_side}"
     )
     report(seeds, baseline, discovery, list(scored_gts), args.best_of)
-    print(
-        f"\nwall time {time.perf_counter() - start:.0f} s (cached seeds and discovery are reused); {cpu_capabilities()}"
-    )
+    print(f"\nwall time {time.perf_counter() - start:.0f} s (cached seeds and discovery are reused)")
     atomic_write_json(
-        args.out / "results.json", {"seeds": seeds, "baseline": baseline, "discovery": discovery}
+        args.out / "results.json",
+        {"seeds": seeds, "baseline": baseline, "discovery": discovery, "scored_with": scoring},
     )
+    write_results(args.out, "davis", summary(seeds, baseline, args))
+
+
+def summary(seeds: dict[int, dict], baseline: dict | None, args: argparse.Namespace) -> dict:
+    """The figures of the report's first table and of the label-free pick, for the results file."""
+    names = list(next(iter(seeds.values()))["models"])
+    models = {}
+    for name in names:
+        runs = [s["models"][name] for s in seeds.values() if name in s["models"]]
+        row = {
+            "J&F": float(np.mean([mean_of(r) for r in runs])),
+            "se": standard_error([mean_of(r) for r in runs]),
+        }
+        row[f"best_of_{args.best_of}"] = float(np.mean([mean_of(r, f"best_of_{args.best_of}") for r in runs]))
+        row["2017"] = float(np.mean([mean_of(r, "2017") for r in runs]))
+        models[name] = row
+    return {
+        "root": str(args.root),
+        "pool": args.pool,
+        "seeds": sorted(seeds),
+        "maskcut_baseline_J&F": None if baseline is None else mean_of(baseline),
+        "models": models,
+        "picked": {str(k): s["picked"] for k, s in seeds.items()},
+        "seconds": {str(k): s["seconds"] for k, s in seeds.items()},
+    }
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except AutoqvisError as err:
+        raise SystemExit(f"davis: {err}") from None

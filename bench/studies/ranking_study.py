@@ -6,22 +6,25 @@ rule it prints the mean J&F of the track it puts first (no CRF: the rules are co
 to the oracle (the best of the tracks). The weights of ``main`` are searched on a grid on the ``--tune`` files and
 reported on the ``--test`` files, so a rule is never judged on the sequences it was tuned on.
 
-    python bench/ranking_study.py --tune runs/A/seed_0/scores/*/scores.json \
-        --test runs/B/seed_0/scores/*/scores.json
+    python bench/studies/ranking_study.py --tune runs/A/seed_0/scores/*/scores.json \
+        --test runs/B/seed_0/scores/*/scores.json [--out runs/bench]
 
-``--score-root ROOT --model DIR --out FILE`` first writes such a file for one model on another root (e.g. the
-training videos' own ground truth, to tune on them).
+``--score-root ROOT --model DIR --write-scores FILE`` first writes such a file for one model on another root
+(e.g. the training videos' own ground truth, to tune on them).
+
+Figures (``runs/bench/ranking_study.json``): the tuned weights, per file set and rule the mean top-1 J&F, and
+the CRF study's J&F and CPU seconds per mask.
 """
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import json
 from pathlib import Path
 
 import numpy as np
 
+from autoqvis.benchmark import bench_parser, write_results
 from autoqvis.inference.ranking import TrackFeatures, main_object_score
 
 GRID = {
@@ -113,12 +116,8 @@ def search(sequences: list[list[dict]]) -> tuple[dict, float]:
 
 def score_root(root: Path, model: Path, out: Path, short_side: int) -> None:
     """Write the scores file of ``model`` on ``root`` (raw tracks and their features)."""
-    import sys
-
-    sys.path.insert(0, str(Path(__file__).parent))
-    from davis_measures import score_model, truth
-
     from autoqvis.config import load_config
+    from autoqvis.eval.davis_bench import score_model, truth
 
     cfg = load_config(["small_data"], [f"inference.short_side={short_side}", "inference.crf_short_side=0"])
     scores = score_model(model, root, truth(root), cfg, out.parent / (out.stem + "_cache"), best_of=5)
@@ -127,14 +126,12 @@ def score_root(root: Path, model: Path, out: Path, short_side: int) -> None:
 
 def crf_study(
     paths: list[Path], roots: list[Path], weights: dict, sides: list[int], whole_frame: bool, rule_name: str
-) -> None:
+) -> dict:
     """J&F of the top track under ``rule_name`` of every sequence as predicted, and refined by the dense CRF at
     each short side (on the mask's box + margin, and on the whole frame), with the CPU seconds per mask."""
     import time
 
-    import numpy as np
-    from davis_measures import dense, jf, truth
-
+    from autoqvis.eval.davis_bench import dense, jf, truth
     from autoqvis.inference import refine
     from autoqvis.io.video import FrameFolder
     from autoqvis.structures import Track
@@ -163,15 +160,15 @@ def crf_study(
                     seconds[key] = seconds.get(key, 0.0) + (time.process_time() - start) / len(gt)
                     refine.CROP_MARGIN = BOX_MARGIN
                     results.setdefault(key, []).append(jf(name, gt, dense(refined, gt.shape))["J&F"])
-    for key, values in results.items():
-        cost = f", {seconds[key] / len(values):.3f} CPU s per mask" if key in seconds else ""
-        print(f"{key:24s} J&F {100 * np.mean(values):.1f} over {len(values)} sequences{cost}")
+    return {
+        key: {"J&F": float(np.mean(values)), "sequences": len(values)}
+        | ({"cpu_s_per_mask": seconds[key] / len(values)} if key in seconds else {})
+        for key, values in results.items()
+    }
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = bench_parser(__doc__)
     parser.add_argument("--tune", type=Path, nargs="*", default=[])
     parser.add_argument("--test", type=Path, nargs="*", default=[])
     parser.add_argument(
@@ -184,21 +181,31 @@ def main() -> None:
     )
     parser.add_argument("--score-root", type=Path)
     parser.add_argument("--model", type=Path)
-    parser.add_argument("--out", type=Path)
+    parser.add_argument(
+        "--write-scores", type=Path, metavar="FILE", help="with --score-root: the scores file"
+    )
     parser.add_argument("--short-side", type=int, default=160)
     args = parser.parse_args()
     if args.score_root:
-        score_root(args.score_root, args.model, args.out, args.short_side)
+        if args.model is None or args.write_scores is None:
+            parser.error("--score-root needs --model DIR and --write-scores FILE")
+        score_root(args.score_root, args.model, args.write_scores, args.short_side)
         return
     tune, test = load(args.tune, args.roots), load(args.test, args.roots)
+    if not tune and not test:
+        parser.error("expected scores files (--tune FILE..., --test FILE...) or --score-root; found none")
     weights, value = search(tune) if tune else ({}, float("nan"))
-    print(f"main weights tuned on {len(tune)} sequences: {weights} (top-1 J&F {100 * value:.1f} there)")
+    figures: dict = {"main_weights": weights, "tuned_top1_J&F": value, "tune_sequences": len(tune)}
     for name, sequences in (("tune", tune), ("test", test)):
-        if sequences:
-            cells = ", ".join(f"{n} {100 * top_jf(sequences, k):.1f}" for n, k in rules(weights).items())
-            print(f"{name} ({len(sequences)} sequences): {cells}")
+        if sequences:  # mean J&F of the track each rule puts first
+            figures[name] = {"sequences": len(sequences)} | {
+                n: top_jf(sequences, k) for n, k in rules(weights).items()
+            }
     if args.crf_sides:
-        crf_study(args.test, args.roots, weights, args.crf_sides, args.whole_frame, args.rule)
+        figures["crf"] = crf_study(
+            args.test, args.roots, weights, args.crf_sides, args.whole_frame, args.rule
+        )
+    write_results(args.out, "ranking_study", figures)
 
 
 if __name__ == "__main__":
