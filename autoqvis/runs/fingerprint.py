@@ -13,7 +13,16 @@ used. Before a unit is (re)made, :func:`open_unit` compares it with the one stor
   hold an input of the command (:func:`reading`): then :class:`~autoqvis.errors.DataError`, nothing removed.
 
 Inputs are identified by what they are made of, not where they lie or when they were written
-(:func:`tree_identity`: names relative to the input and content digests).
+(:func:`tree_identity`: names relative to the input and content digests). A folder's files are the ones
+:func:`autoqvis.runs.paths.list_files` lists, the list its reader reads.
+
+Large files (above :data:`SAMPLE_ABOVE`, 64 MiB: long videos) are identified by their size and a sample of
+their content, so that a video of several GB is not read whole on every rerun: one block at every keyframe
+(for a video PyAV can demux) and evenly spaced blocks, together at least 1% of the file (and at least
+:data:`SAMPLE_BLOCKS` blocks, the first and the last included). What remains possible: a change that keeps
+the file's size and lies entirely between the sampled blocks (inside a GOP, past the start of its keyframe)
+is not seen, and the rerun reuses outputs made from the old content. To identify every byte, set
+``AUTOQVIS_FULL_DIGEST=1`` in the environment (each large input is then read whole, once per process).
 
     unit = Unit("the training run", run / "fingerprint.json", (run / "last.pt", run / "model"))
     if open_unit(unit, {"training": ..., "inputs": [...], "weights": file_identity(init)}, resume):
@@ -34,14 +43,16 @@ from pathlib import Path
 from typing import Any
 
 from autoqvis.errors import DataError, StaleOutputError
-from autoqvis.runs.access import PERMISSION_HINT
+from autoqvis.runs.access import PERMISSION_HINT, kind_problem
 from autoqvis.runs.atomic import atomic_write_json
+from autoqvis.runs.paths import list_files
 
 __all__ = [
     "Unit",
     "as_stored",
     "check_start_over",
     "content_identity",
+    "damaged_message",
     "describe_changes",
     "file_digest",
     "files_identity",
@@ -49,6 +60,8 @@ __all__ = [
     "input_identities",
     "open_unit",
     "reading",
+    "remove_paths",
+    "sample_offsets",
     "stored_fingerprint",
     "tree_identity",
     "weights_identity",
@@ -159,8 +172,28 @@ def _read(path: Path) -> tuple[dict | None, str]:
         return None, f"{path.name} is damaged ({type(err).__name__}: {err})"
 
 
+def damaged_message(path: str | Path, what: str, outputs: str) -> str | None:
+    """None when the fingerprint file ``path`` is missing or readable; else one line naming it as damaged and
+    what to do (``outputs``: the files it describes, removed to redo ``what``)."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    stored, problem = _read(path)
+    if stored is not None:
+        return None
+    return (
+        f"the fingerprint file {path} is damaged ({problem.split('(', 1)[-1].rstrip(')')}), so the settings that "
+        f"made {what} are unknown: delete it and {outputs} to redo {what}, or rerun with --no-resume"
+    )
+
+
 def _write(unit: Unit, fingerprint: dict) -> None:
     atomic_write_json(unit.fingerprint_file, {"unit": unit.what, "fingerprint": fingerprint}, indent=1)
+
+
+def remove_paths(paths: Iterable[Path]) -> None:
+    """Remove files and folders (a link itself, never what it points to)."""
+    _remove(paths)
 
 
 def _remove(paths: Iterable[Path]) -> None:
@@ -265,7 +298,7 @@ def tree_identity(path: str | Path, suffixes: Sequence[str] | None = None) -> di
     path = Path(path)
     if not path.is_dir():
         return {"bytes": path.stat().st_size, "sha256": file_digest(path)}
-    return files_identity(path, _files(path, suffixes))
+    return files_identity(path, list_files(path, suffixes, recursive=True))
 
 
 def files_identity(root: str | Path, names: Sequence[str]) -> dict[str, Any]:
@@ -300,10 +333,14 @@ def file_digest(path: str | Path) -> str:
 
 
 def _digest(path: Path, st: os.stat_result) -> str:
-    key = ("digest", os.path.abspath(path), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+    key = ("digest", os.path.abspath(path), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, _full())
     if key not in _DIGEST_CACHE:
+        problem = kind_problem(path, "file")  # a FIFO would block the read: refuse it by name
+        if problem is not None:
+            raise DataError(f"{path} {problem}")
         try:
-            digest = _sampled(path, st.st_size) if st.st_size > SAMPLE_ABOVE else _sha256_file(path)
+            sampled = st.st_size > SAMPLE_ABOVE and not _full()
+            digest = _sampled(path, st.st_size) if sampled else _sha256_file(path)
         except PermissionError:  # an input read for its identity says what a reader would say
             raise DataError(f"{path} cannot be read: permission denied; {PERMISSION_HINT}") from None
         _DIGEST_CACHE[key] = digest
@@ -315,13 +352,49 @@ def _sha256_file(path: Path) -> str:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
 
+def _full() -> bool:
+    """``AUTOQVIS_FULL_DIGEST=1``: every file is read whole for its identity, whatever its size."""
+    return os.environ.get("AUTOQVIS_FULL_DIGEST", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def sample_offsets(size: int, keyframes: Sequence[int] = ()) -> tuple[list[int], int]:
+    """Where a file of ``size`` bytes is sampled and the block length: one block at each keyframe offset and
+    evenly spaced ones (the first and the last byte included), together at least 1% of the file and at least
+    :data:`SAMPLE_BLOCKS` blocks of :data:`SAMPLE_BYTES`."""
+    keys = sorted({k for k in keyframes if 0 <= k < size})
+    even = max(SAMPLE_BLOCKS, -(-size // 100 // SAMPLE_BYTES))
+    target = max(-(-size // 100), SAMPLE_BLOCKS * SAMPLE_BYTES)
+    length = min(size, max(4096, -(-target // (len(keys) + even))))
+    step = (size - length) / (even - 1)
+    offsets = sorted({*keys, *(round(i * step) for i in range(even))})
+    return offsets, length
+
+
+def _keyframe_offsets(path: Path) -> list[int]:
+    """The byte offsets of a video's keyframes (PyAV demuxing, no decoding); [] for a file PyAV cannot read."""
+    try:
+        import av
+
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                return []
+            stream = container.streams.video[0]
+            return [
+                int(p.pos)
+                for p in container.demux(stream)
+                if p.is_keyframe and p.pos is not None and p.pos >= 0
+            ]
+    except Exception:  # not a video, or one PyAV cannot demux: the evenly spaced blocks alone
+        return []
+
+
 def _sampled(path: Path, size: int) -> str:
-    h = hashlib.sha256(f"{size}\n".encode())
-    step = (size - SAMPLE_BYTES) / (SAMPLE_BLOCKS - 1)
+    offsets, length = sample_offsets(size, _keyframe_offsets(path))
+    h = hashlib.sha256(f"{size}\n{length}\n".encode())
     with open(path, "rb") as f:
-        for i in range(SAMPLE_BLOCKS):
-            f.seek(round(i * step))
-            h.update(f.read(SAMPLE_BYTES))
+        for offset in offsets:
+            f.seek(offset)
+            h.update(f.read(length))
     return "sampled:" + h.hexdigest()
 
 
@@ -339,25 +412,13 @@ def weights_identity(weights: str | Path | None) -> dict[str, Any] | None:
     return {"preset": str(weights)}
 
 
-def _files(folder: Path, suffixes: Sequence[str] | None = None) -> list[str]:
-    """The files under ``folder`` as sorted POSIX names relative to it; hidden files and folders aside, and
-    with ``suffixes`` only the files with one of them."""
-    wanted = None if suffixes is None else {x.lower() for x in suffixes}
-    names = []
-    for directory, folders, files in os.walk(folder):
-        folders[:] = [d for d in folders if not d.startswith(".")]
-        inside = Path(directory).relative_to(folder)
-        for name in files:
-            if name.startswith(".") or (wanted is not None and Path(name).suffix.lower() not in wanted):
-                continue
-            names.append((inside / name).as_posix())
-    return sorted(names)
-
-
 def _sha256(path: Path) -> str:
     """The full sha256 of a file whatever its size (weights), cached like :func:`file_digest`."""
     st = path.stat()
     key = ("sha256", os.path.abspath(path), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
     if key not in _DIGEST_CACHE:
+        problem = kind_problem(path, "file")
+        if problem is not None:
+            raise DataError(f"{path} {problem}")
         _DIGEST_CACHE[key] = _sha256_file(path)
     return _DIGEST_CACHE[key]
