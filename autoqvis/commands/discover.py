@@ -107,6 +107,9 @@ def run(args: argparse.Namespace) -> int:
             skip_bad=args.skip_bad,
             total=total,
             resume=not args.no_resume,
+            recheck=(lambda: image_source(args.images))
+            if args.images
+            else lambda: video_source(args.videos, d.every),
         )
         print(
             f"{len(dataset['images'])} images, {len(dataset['annotations'])} pseudo-masks -> {args.out} (frames root {frames_root})"

@@ -37,16 +37,19 @@ from autoqvis.io.video import (
     FrameList,
     SkipReport,
     find_videos,
-    natural_key,
+    image_files,
     open_video,
     read_image,
     skip_bad_input,
+    video_identities,
 )
 from autoqvis.io.ytvis import load_json
 from autoqvis.model.vit import resolve_weights
 from autoqvis.progress import progress_bar
 from autoqvis.runs.atomic import atomic_path, atomic_write_json
-from autoqvis.runs.fingerprint import Unit, content_identity, input_identities, open_unit, tree_identity
+from autoqvis.runs.fingerprint import Unit, content_identity, files_identity
+from autoqvis.runs.paths import check_input
+from autoqvis.runs.step import step
 
 __all__ = [
     "DiscoveryItem",
@@ -72,17 +75,15 @@ class DiscoveryItem:
 
 
 def image_items(root: str | Path) -> list[DiscoveryItem]:
-    """Every image under ``root`` (recursively, natural order)."""
+    """Every image under ``root`` (recursively, natural order): the files :func:`image_source` identifies
+    (:func:`~autoqvis.io.video.image_files`, hidden ones aside)."""
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"{root} is not a folder; --images expects a folder of .jpg/.png images")
-    files = sorted(
-        (p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in FRAME_SUFFIXES),
-        key=lambda p: natural_key(str(p.relative_to(root))),
-    )
-    if not files:
+    names = image_files(check_input(root, "dir", "--images"))
+    if not names:
         raise DataError(f"{root} holds no images ({', '.join(FRAME_SUFFIXES)})")
-    return [DiscoveryItem(p.relative_to(root).as_posix(), lambda p=p: read_image(p)) for p in files]
+    return [DiscoveryItem(name, lambda p=root / name: read_image(p)) for name in names]
 
 
 def video_items(
@@ -164,8 +165,9 @@ def discovery_fingerprint(cfg: DiscoveryConfig, source: str | dict) -> dict:
 
 
 def image_source(root: str | Path) -> dict:
-    """The identity of an images folder: its images' names (relative to it) and contents."""
-    return {"images": tree_identity(root, FRAME_SUFFIXES)}
+    """The identity of an images folder: the images :func:`image_items` reads, by name (relative to it) and
+    content."""
+    return {"images": files_identity(root, image_files(check_input(root, "dir", "--images")))}
 
 
 def video_source(root: str | Path, every: int) -> dict:
@@ -174,7 +176,7 @@ def video_source(root: str | Path, every: int) -> dict:
     root = Path(root)
     paths = find_videos(root)
     names = [p.name if p == root else p.relative_to(root).as_posix() for p in paths]
-    return {"videos": input_identities(paths, names, FRAME_SUFFIXES), "every": every}
+    return {"videos": video_identities(paths, names), "every": every}
 
 
 def _read_partial(path: Path) -> dict[str, dict]:
@@ -204,22 +206,39 @@ def discover(
     skip_bad: bool = False,
     total: int | None = None,
     resume: bool = True,
+    recheck=None,
 ) -> dict:
     """Run MaskCut on every item, resumably; write ``out`` and return the dataset dict.
 
     ``vit``: the ViT, or a function returning it (not called when the run is already finished). ``source``: the
     inputs' identity, part of the fingerprint (``<out stem>.fingerprint.json``): a rerun with the same one
     returns the finished JSON or continues the partial log; with another it stops naming what changed
-    (``resume=False`` starts over)."""
-    from autoqvis.discover.maskcut import maskcut_batch
-
+    (``resume=False`` starts over). ``recheck``: a function giving ``source`` again, taken when the run ends:
+    an input changed meanwhile is a DataError and the run is not marked done
+    (:func:`autoqvis.runs.step.step`)."""
     out = Path(out)
     partial = out.with_name(out.name + ".partial.jsonl")
     unit = discovery_unit(out, Path(frames_root))
-    resumed = open_unit(unit, discovery_fingerprint(cfg, source), resume)
-    if resumed and out.is_file() and not partial.exists():
-        log.info("%s is already finished with these settings and inputs", out)
-        return load_json(out)
+    fingerprint = discovery_fingerprint(cfg, source)
+    with step(
+        unit,
+        fingerprint,
+        resume,
+        recheck=None if recheck is None else lambda: discovery_fingerprint(cfg, recheck()),
+        finished=lambda: out.is_file() and not partial.exists(),
+    ) as s:
+        if s.done:
+            log.info("%s is already finished with these settings and inputs", out)
+            return load_json(out)
+        return _discover(items, out, cfg, vit, s.resumed, frames_root, skip_bad, total)
+
+
+def _discover(
+    items, out: Path, cfg: DiscoveryConfig, vit, resumed: bool, frames_root, skip_bad, total
+) -> dict:
+    from autoqvis.discover.maskcut import maskcut_batch
+
+    partial = out.with_name(out.name + ".partial.jsonl")
     done = _read_partial(partial) if resumed else {}
     if done:
         log.info("resuming: %d images already done in %s", len(done), partial)
@@ -295,6 +314,7 @@ def discover_images(
         frames_root=root,
         total=len(items),
         resume=resume,
+        recheck=lambda: image_source(root),
     )
 
 

@@ -209,6 +209,12 @@ def _stale_message(unit: Unit, existing: list[Path], stored: dict | None, wanted
         "To keep what is there, rerun with the earlier settings and inputs; to keep both, pass a new --out; "
         "to redo it with the new ones, add --no-resume"
     )
+    if stored is None and problem.endswith(")"):  # the file is there but cannot be read
+        return (
+            f"the fingerprint file {unit.fingerprint_file} of {unit.what} is damaged ({problem.split('(', 1)[1]}, "
+            f"so the settings that made {existing[0]} are unknown: delete {unit.fingerprint_file.name} and "
+            f"{existing[0]} to redo it, or add --no-resume to redo it"
+        )
     if stored is None:
         return (
             f"{existing[0]} ({unit.what}) exists but {problem}, so the settings that made it are unknown "

@@ -35,7 +35,7 @@ from autoqvis.errors import DataError
 from autoqvis.runs.atomic import atomic_write_json
 from autoqvis.runs.fingerprint import Unit, as_stored, describe_changes, file_digest, open_unit, remove_paths
 
-__all__ = ["Step", "manifest", "manifest_problem", "record_done", "step"]
+__all__ = ["Step", "check_unchanged", "is_done", "manifest", "manifest_problem", "record_done", "step"]
 
 log = logging.getLogger("autoqvis")
 
@@ -63,7 +63,7 @@ def step(
     already done) check the inputs again (``recheck``) and record the unit as done with its manifest. See the
     module docstring."""
     resumed = open_unit(unit, fingerprint, resume, write=write)
-    done = resumed and _is_done(unit, finished)
+    done = resumed and is_done(unit, finished)
     current = Step(unit, resumed, done)
     yield current
     if current.done or not write:
@@ -129,7 +129,9 @@ def manifest_problem(unit: Unit) -> str | None:
     return None
 
 
-def _is_done(unit: Unit, finished: Callable[[], bool] | None) -> bool:
+def is_done(unit: Unit, finished: Callable[[], bool] | None = None) -> bool:
+    """Whether ``unit`` was finished and its outputs are as it left them (see the module docstring); a changed
+    output is said (a warning naming it)."""
     problem = manifest_problem(unit)
     if problem is None:
         return True

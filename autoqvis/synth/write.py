@@ -1,7 +1,9 @@
 """Writing synthetic clips as a YouTube-VIS dataset (JPEG frames + JSON) and animated previews.
 
 ``OUT/frames/clip_NNNNNN/NNNNN.jpg`` and ``OUT/synthetic.json``. Resumable: a clip folder with a ``.done``
-marker (and its ``tracks.json``) is finished and is not rewritten; the JSON is assembled atomically at the end.
+marker is finished and is not rewritten while its files match the marker's record (each file's size and
+content digest); a frame overwritten, truncated or deleted since is said and the clip is written again. The
+JSON is assembled atomically at the end.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from autoqvis import rle
 from autoqvis.io.davis import DAVIS_PALETTE
 from autoqvis.io.ytvis import YTVISDataset, save_ytvis
 from autoqvis.progress import progress_bar
-from autoqvis.runs.atomic import atomic_path, atomic_write_text
+from autoqvis.runs.atomic import atomic_path, atomic_write_json, atomic_write_text
+from autoqvis.runs.fingerprint import file_digest
 from autoqvis.structures import Clip, Track, VideoInfo
 
 __all__ = ["clip_gif", "write_clips", "write_previews"]
@@ -31,8 +34,17 @@ def _write_clip(clip: Clip, folder: Path) -> tuple[list[str], list[list]]:
         names.append(f"{folder.name}/{t:05d}.jpg")
     tracks = [[rle.encode(m) if m.any() else None for m in obj] for obj in clip.masks.numpy()]
     atomic_write_text(folder / "tracks.json", json.dumps(tracks))
-    (folder / ".done").touch()
+    atomic_write_json(folder / ".done", _record(folder))
     return names, tracks
+
+
+def _record(folder: Path) -> dict[str, list]:
+    """A clip folder's files (``.done`` aside): name -> [size, digest]."""
+    return {
+        p.name: [p.stat().st_size, file_digest(p)]
+        for p in sorted(folder.iterdir())
+        if p.is_file() and p.name != ".done"
+    }
 
 
 def write_clips(source, indices: list[int], seed: int, out: Path) -> YTVISDataset:
@@ -69,6 +81,17 @@ def _finished_clip(folder: Path) -> tuple[list[str], list, tuple[int, int]] | No
     if not (folder / ".done").is_file():
         return None
     try:
+        recorded = json.loads((folder / ".done").read_text() or "null")  # empty: an older autoqvis's marker
+        if recorded is not None and not isinstance(recorded, dict):
+            raise ValueError(f"{folder / '.done'} is not a record of the clip's files")
+        if recorded is not None and recorded != _record(folder):
+            changed = _changed(folder, recorded)
+            logging.getLogger("autoqvis").warning(
+                "%s: %s changed since the clip was written; writing the clip again",
+                folder,
+                ", ".join(changed),
+            )
+            return None
         names = [f"{folder.name}/{p.name}" for p in sorted(folder.glob("*.jpg"))]
         masks = json.loads((folder / "tracks.json").read_text())
         with Image.open(folder / "00000.jpg") as img:
@@ -77,6 +100,11 @@ def _finished_clip(folder: Path) -> tuple[list[str], list, tuple[int, int]] | No
     except (OSError, ValueError) as err:  # a missing or torn file (JSONDecodeError is a ValueError)
         logging.getLogger("autoqvis").warning("%s is damaged (%s); writing the clip again", folder, err)
         return None
+
+
+def _changed(folder: Path, recorded: dict) -> list[str]:
+    now = _record(folder)
+    return [name for name in sorted(set(recorded) | set(now)) if recorded.get(name) != now.get(name)]
 
 
 def clip_gif(clip: Clip, path: Path, fps: float = 2.0) -> Path:
