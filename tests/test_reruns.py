@@ -103,7 +103,17 @@ def test_training_run(tmp_path, capsys):
     assert "# command: autoqvis train" in (run / "config.yaml").read_text()
     iterations = [json.loads(line)["iteration"] for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert iterations == sorted(set(iterations))  # started over: no lines of the earlier run
-    # a damaged checkpoint says how to recover
+    # a finished run whose model was deleted and checkpoint damaged: said, and made again
+    shutil.rmtree(run / "model")
+    (run / "last.pt").write_bytes(b"\x80\x02 damaged")
+    assert main(changed) == 0
+    said = " ".join("".join(capsys.readouterr()).split())  # (the log wraps long lines)
+    assert "the training run:" in said and "making it again" in said
+    assert (run / "model" / "model.json").is_file()
+    # an unfinished run's damaged checkpoint (killed before it ended: no record) says how to recover
+    record = json.loads((run / "fingerprint.json").read_text())
+    del record["done"]
+    (run / "fingerprint.json").write_text(json.dumps(record))
     shutil.rmtree(run / "model")
     (run / "last.pt").write_bytes(b"\x80\x02 damaged")
     assert main(changed) == 2

@@ -35,18 +35,60 @@ from autoqvis.errors import DataError
 from autoqvis.runs.atomic import atomic_write_json
 from autoqvis.runs.fingerprint import Unit, as_stored, describe_changes, file_digest, open_unit, remove_paths
 
-__all__ = ["Step", "check_unchanged", "is_done", "manifest", "manifest_problem", "record_done", "step"]
+__all__ = [
+    "Step",
+    "check_unchanged",
+    "folder_record",
+    "is_done",
+    "manifest",
+    "manifest_changes",
+    "open_step",
+    "record_changes",
+    "record_done",
+    "step",
+]
 
 log = logging.getLogger("autoqvis")
 
 
 @dataclass
 class Step:
-    """An opened unit: ``resumed`` (same settings as what is there), ``done`` (finished and intact: skip it)."""
+    """An opened unit: ``resumed`` (same settings as what is there), ``done`` (finished and intact: skip it).
+    :meth:`finish` records it as done (the context manager :func:`step` calls it)."""
 
     unit: Unit
+    fingerprint: dict[str, Any]
     resumed: bool
     done: bool
+    recheck: Callable[[], dict[str, Any]] | None = None
+    write: bool = True
+
+    def finish(self) -> None:
+        """The unit's outputs are complete: check its inputs again (``recheck``) and record it as done with
+        the manifest of its outputs (nothing in a process that does not write)."""
+        if not self.write:
+            return
+        if self.recheck is not None:
+            check_unchanged(self.unit, self.fingerprint, self.recheck())
+        record_done(self.unit)
+        self.done = True
+
+
+def open_step(
+    unit: Unit,
+    fingerprint: dict[str, Any],
+    resume: bool = True,
+    *,
+    recheck: Callable[[], dict[str, Any]] | None = None,
+    finished: Callable[[], bool] | None = None,
+    write: bool = True,
+) -> Step:
+    """Open ``unit`` (:func:`~autoqvis.runs.fingerprint.open_unit`) and tell whether it is done and intact;
+    outputs recorded by a finished unit that were deleted or changed since are said and removed, so that the
+    unit makes them again. Call :meth:`Step.finish` when the outputs are complete (or use :func:`step`)."""
+    resumed = open_unit(unit, fingerprint, resume, write=write)
+    done = resumed and is_done(unit, finished, remove=write)
+    return Step(unit, fingerprint, resumed, done, recheck, write)
 
 
 @contextmanager
@@ -59,18 +101,12 @@ def step(
     finished: Callable[[], bool] | None = None,
     write: bool = True,
 ) -> Iterator[Step]:
-    """Open ``unit``, yield a :class:`Step`, and when the block ends without an error (and the unit was not
-    already done) check the inputs again (``recheck``) and record the unit as done with its manifest. See the
-    module docstring."""
-    resumed = open_unit(unit, fingerprint, resume, write=write)
-    done = resumed and is_done(unit, finished)
-    current = Step(unit, resumed, done)
-    yield current
-    if current.done or not write:
-        return
-    if recheck is not None:
-        check_unchanged(unit, fingerprint, recheck())
-    record_done(unit)
+    """:func:`open_step`, then :meth:`Step.finish` when the block ends without an error. See the module
+    docstring."""
+    opened = open_step(unit, fingerprint, resume, recheck=recheck, finished=finished, write=write)
+    yield opened
+    if not opened.done:
+        opened.finish()
 
 
 def check_unchanged(unit: Unit, before: dict[str, Any], after: dict[str, Any]) -> None:
@@ -108,37 +144,58 @@ def record_done(unit: Unit) -> None:
     atomic_write_json(unit.fingerprint_file, data, indent=1)
 
 
-def manifest_problem(unit: Unit) -> str | None:
-    """What differs between the recorded manifest and the outputs on disk (a phrase), None when they match;
-    ``"not finished"`` when no manifest is recorded."""
+def manifest_changes(unit: Unit) -> list[Path] | None:
+    """The recorded outputs of a finished unit that are missing or differ from the record (size, digest);
+    None when no manifest is recorded (not finished, or finished by an older autoqvis)."""
     data = _load(unit.fingerprint_file)
     recorded = None if data is None else data.get("done")
     if not isinstance(recorded, dict):
-        return "not finished"
+        return None
     base = unit.fingerprint_file.parent
+    changed = []
     for name, entry in recorded.items():
         path = base / name
-        if not path.is_file():
-            return f"{path} is missing"
         try:
             size, digest = entry
-        except (TypeError, ValueError):
-            return f"the record of {path} is damaged"
-        if path.stat().st_size != size or file_digest(path) != digest:
-            return f"{path} changed since it was written"
-    return None
+            same = path.is_file() and path.stat().st_size == size and file_digest(path) == digest
+        except (TypeError, ValueError, OSError):
+            same = False
+        if not same:
+            changed.append(path)
+    return changed
 
 
-def is_done(unit: Unit, finished: Callable[[], bool] | None = None) -> bool:
-    """Whether ``unit`` was finished and its outputs are as it left them (see the module docstring); a changed
-    output is said (a warning naming it)."""
-    problem = manifest_problem(unit)
-    if problem is None:
-        return True
-    if problem == "not finished":  # interrupted, or finished by an older autoqvis without a manifest
+def is_done(unit: Unit, finished: Callable[[], bool] | None = None, remove: bool = False) -> bool:
+    """Whether ``unit`` was finished and its outputs are as it left them (see the module docstring). With
+    ``remove`` the outputs that were deleted or changed since are said (a warning naming them) and removed."""
+    changed = manifest_changes(unit)
+    if changed is None:  # interrupted, or finished by an older autoqvis without a manifest
         return finished is not None and finished()
-    log.warning("%s: %s; making it again", unit.what, problem)
+    if not changed:
+        return True
+    if remove:
+        shown = ", ".join(str(p) for p in changed[:3]) + (
+            f" and {len(changed) - 3} more" if len(changed) > 3 else ""
+        )
+        log.warning("%s: %s deleted or changed since it was made; making it again", unit.what, shown)
+        remove_paths([p for p in changed if p.exists() or p.is_symlink()])
     return False
+
+
+def folder_record(folder: Path, skip: tuple[str, ...] = (".done",)) -> dict[str, list]:
+    """The files directly in ``folder`` (``skip`` aside): name -> ``[size, digest]``; a finished part's record
+    (a clip, a cached video), kept in its marker."""
+    return {
+        p.name: [p.stat().st_size, file_digest(p)]
+        for p in sorted(folder.iterdir())
+        if p.is_file() and not p.is_symlink() and p.name not in skip
+    }
+
+
+def record_changes(folder: Path, recorded: dict, skip: tuple[str, ...] = (".done",)) -> list[str]:
+    """The names whose size or content differs from ``recorded`` (missing, added or changed files)."""
+    now = folder_record(folder, skip) if folder.is_dir() else {}
+    return [name for name in sorted(set(recorded) | set(now)) if recorded.get(name) != now.get(name)]
 
 
 def _load(path: Path) -> dict | None:

@@ -20,7 +20,7 @@ from autoqvis.io.davis import DAVIS_PALETTE
 from autoqvis.io.ytvis import YTVISDataset, save_ytvis
 from autoqvis.progress import progress_bar
 from autoqvis.runs.atomic import atomic_path, atomic_write_json, atomic_write_text
-from autoqvis.runs.fingerprint import file_digest
+from autoqvis.runs.step import folder_record, record_changes
 from autoqvis.structures import Clip, Track, VideoInfo
 
 __all__ = ["clip_gif", "write_clips", "write_previews"]
@@ -34,17 +34,8 @@ def _write_clip(clip: Clip, folder: Path) -> tuple[list[str], list[list]]:
         names.append(f"{folder.name}/{t:05d}.jpg")
     tracks = [[rle.encode(m) if m.any() else None for m in obj] for obj in clip.masks.numpy()]
     atomic_write_text(folder / "tracks.json", json.dumps(tracks))
-    atomic_write_json(folder / ".done", _record(folder))
+    atomic_write_json(folder / ".done", folder_record(folder))
     return names, tracks
-
-
-def _record(folder: Path) -> dict[str, list]:
-    """A clip folder's files (``.done`` aside): name -> [size, digest]."""
-    return {
-        p.name: [p.stat().st_size, file_digest(p)]
-        for p in sorted(folder.iterdir())
-        if p.is_file() and p.name != ".done"
-    }
 
 
 def write_clips(source, indices: list[int], seed: int, out: Path) -> YTVISDataset:
@@ -84,8 +75,8 @@ def _finished_clip(folder: Path) -> tuple[list[str], list, tuple[int, int]] | No
         recorded = json.loads((folder / ".done").read_text() or "null")  # empty: an older autoqvis's marker
         if recorded is not None and not isinstance(recorded, dict):
             raise ValueError(f"{folder / '.done'} is not a record of the clip's files")
-        if recorded is not None and recorded != _record(folder):
-            changed = _changed(folder, recorded)
+        changed = [] if recorded is None else record_changes(folder, recorded)
+        if changed:
             logging.getLogger("autoqvis").warning(
                 "%s: %s changed since the clip was written; writing the clip again",
                 folder,
@@ -100,11 +91,6 @@ def _finished_clip(folder: Path) -> tuple[list[str], list, tuple[int, int]] | No
     except (OSError, ValueError) as err:  # a missing or torn file (JSONDecodeError is a ValueError)
         logging.getLogger("autoqvis").warning("%s is damaged (%s); writing the clip again", folder, err)
         return None
-
-
-def _changed(folder: Path, recorded: dict) -> list[str]:
-    now = _record(folder)
-    return [name for name in sorted(set(recorded) | set(now)) if recorded.get(name) != now.get(name)]
 
 
 def clip_gif(clip: Clip, path: Path, fps: float = 2.0) -> Path:
