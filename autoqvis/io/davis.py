@@ -16,6 +16,7 @@ from PIL import Image, UnidentifiedImageError
 
 from autoqvis.errors import DataError
 from autoqvis.io.video import natural_key
+from autoqvis.runs.access import require_file
 from autoqvis.runs.atomic import atomic_path
 
 __all__ = [
@@ -57,7 +58,7 @@ def read_mask_png(path: str | Path) -> np.ndarray:
 
     A grey-level PNG holding only 0 and 255 is a DAVIS-2016 binary mask: 255 becomes object 1.
     """
-    path = Path(path)
+    path = require_file(path, "mask")  # a FIFO would block the read: refused by name
     try:
         with Image.open(path) as im:
             im.load()

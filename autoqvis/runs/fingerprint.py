@@ -315,6 +315,9 @@ def files_identity(root: str | Path, names: Sequence[str]) -> dict[str, Any]:
     total = 0
     for name in names:
         f = root / name
+        problem = kind_problem(f, "file")  # a dangling link, a FIFO: said by name, never opened
+        if problem is not None:
+            raise DataError(f"{f} {problem}") if problem != "not found" else FileNotFoundError(2, problem, str(f))
         st = f.stat()
         total += st.st_size
         h.update(f"{name}\0{_digest(f, st)}\n".encode())

@@ -32,7 +32,16 @@ from pathlib import Path
 
 from autoqvis.errors import DataError, OutputInUseError
 from autoqvis.runs.fingerprint import reading
-from autoqvis.runs.layout import MODEL_FILE
+from autoqvis.runs.layout import (
+    BEST,
+    MODEL_DIR,
+    MODEL_FILE,
+    STAGE0,
+    SUMMARY,
+    TRAIN_METRICS,
+    VIDEOS,
+    VIDEOS_FINGERPRINT,
+)
 from autoqvis.runs.lock import LOCK_NAME, output_lock
 from autoqvis.runs.paths import check_output
 
@@ -42,10 +51,10 @@ __all__ = ["claim_output", "folder_owner", "refuse_inputs_inside"]
 # folder also holds metrics.json: its training run is found first)
 _SIGNATURES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("demo", ("results.json", "data/fingerprint.json", "synthetic_previews", "ablation_confidence")),
-    ("selftrain", ("best.json", "summary.json", "videos.fingerprint.json", "videos.json", "m0")),
+    ("selftrain", (BEST, SUMMARY, VIDEOS_FINGERPRINT, VIDEOS, STAGE0)),
     ("predict", ("predictions.json", "fingerprints", "video_ids.json")),
     ("synthesize", ("synthetic.json",)),
-    ("train", ("last.pt", "metrics.jsonl", "model/model.json")),
+    ("train", ("last.pt", TRAIN_METRICS, f"{MODEL_DIR}/{MODEL_FILE}")),
     ("evaluate", ("metrics.json",)),
 )
 # fingerprint.json's "unit" -> the command that wrote it

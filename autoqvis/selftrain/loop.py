@@ -317,7 +317,7 @@ class SelfTrainRun:
         batches from the pseudo-labelled videos mixed with the synthetic clips as ``rounds`` says."""
         if not training_set.videos:
             raise RuntimeError(
-                f"round {k}: no video kept enough selected frames to train on (see round_{k}/selection.json); "
+                f"round {k}: no video kept enough selected frames to train on (see {self.layout.selection(k)}); "
                 "lower selection.quality_min or selection.min_frames"
             )
         real = VideoClipSource(
@@ -355,11 +355,11 @@ class SelfTrainRun:
                 labels, stats, training_set = self.select_and_fuse(k, predictions, labels)
                 if not training_set.videos:
                     log.warning(
-                        "round %d: no video kept %d selected frames (see round_%d/selection.json); the round "
-                        "keeps the previous model. Lower selection.quality_min or train the initial stage longer.",
+                        "round %d: no video kept %d selected frames (see %s); the round keeps the previous model. "
+                        "Lower selection.quality_min or train the initial stage longer.",
                         k,
                         self.cfg.selection.min_eligible_frames,
-                        k,
+                        self.layout.selection(k),
                     )
                     models.append(
                         self.result(f"round {k}", k, model, stats, "no pseudo-labels kept; previous model")
