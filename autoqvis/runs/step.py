@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -207,7 +208,5 @@ def _load(path: Path) -> dict | None:
 
 
 def _relative(path: Path, base: Path) -> str:
-    try:
-        return path.relative_to(base).as_posix()
-    except ValueError:
-        return str(path.absolute())
+    """``path`` relative to ``base`` (``../results/a.json``): a copied or moved run folder keeps its record."""
+    return Path(os.path.relpath(os.path.abspath(path), os.path.abspath(base))).as_posix()

@@ -94,3 +94,23 @@ def test_a_folder_record_names_what_changed(tmp_path):
     assert record_changes(tmp_path, recorded) == ["00000.jpg"]
     (tmp_path / "00000.jpg").unlink()
     assert record_changes(tmp_path, recorded) == ["00000.jpg"]
+
+
+def test_the_record_follows_a_copied_run_folder(tmp_path):
+    import shutil
+
+    run = tmp_path / "run"
+    run.mkdir()
+    unit = Unit("the test unit", run / "fingerprints" / "a.json", (run / "results" / "a.json",))
+    with step(unit, {"x": 1}):
+        (run / "results").mkdir()
+        (run / "results" / "a.json").write_text("[]")
+    shutil.copytree(run, tmp_path / "copy")
+    copied = Unit(
+        "the test unit",
+        tmp_path / "copy" / "fingerprints" / "a.json",
+        (tmp_path / "copy" / "results" / "a.json",),
+    )
+    assert is_done(copied)
+    (tmp_path / "copy" / "results" / "a.json").unlink()  # the copy's own file, not the original's
+    assert not is_done(copied) and is_done(unit)
