@@ -194,6 +194,8 @@ def root(tmp_path_factory) -> Path:
     os.mkfifo(root / "images_fifo" / "img9.png")
     (root / "lock_link").mkdir()
     os.symlink(root / "afile.txt", root / "lock_link" / LOCK_NAME)  # a user's file where the lock goes
+    (root / "train_fifo").mkdir()  # a training run whose metrics file is a FIFO
+    os.mkfifo(root / "train_fifo" / "metrics.jsonl")
     (root / "discovery").mkdir()  # a folder holding a discovery JSON
     _write(root / "discovery" / "p.json", pseudo)
     _write(root / "discovery" / "p.fingerprint.json", {"unit": "the discovery run", "fingerprint": {}})
@@ -430,6 +432,12 @@ CASES = [
         "is a FIFO",
     ),
     c("train-init-fifo", TRAIN + " --init {root}/fifo.pth", 2, "fifo.pth is a FIFO"),
+    c(
+        "train-metrics-fifo",
+        "train --out {root}/train_fifo --world 2 " + " ".join(TINY_TRAIN),
+        2,
+        "metrics.jsonl (the training run) is a FIFO (named pipe) where autoqvis writes a file",
+    ),
     c("train-into-a-model-folder", "train --out {root}/model --world 2", 2, "holds a model folder"),
     # evaluate
     c("gt-fifo", "evaluate --gt {root}/fifo.json --pred {root}/pred.json", 2, "fifo.json is a FIFO"),

@@ -669,7 +669,9 @@ def test_an_image_replaced_while_discovery_runs_is_not_marked_done(root, tmp_pat
 
     discovery.read_image = replacing
     try:
-        with pytest.raises(DataError, match=r"changed while it was being made \(inputs.images.*inputs.images.sha256"):
+        with pytest.raises(
+            DataError, match=r"changed while it was being made \(inputs.images.*inputs.images.sha256"
+        ):
             discover()
     finally:
         discovery.read_image = read
@@ -724,3 +726,17 @@ def test_a_linked_image_subfolder_is_said_not_passed_over(root, tmp_path, caplog
     with caplog.at_level("WARNING", logger="autoqvis"):
         assert [item.name for item in image_items(images)] == ["img0.png", "img1.png"]
     assert f"{images / 'linked'} is a symbolic link to a folder: not followed" in caplog.text
+
+
+def test_no_resume_never_removes_another_commands_outputs_inside_its_own(root, tmp_path, capsys):
+    run = _copy(root / "prev_train", tmp_path / "run")
+    # predictions put inside the run's model folder (predicting into the model folder itself is refused)
+    line = _refused(capsys, PREDICT + " --out {run}/model", "holds a model folder", root=root, run=run)
+    assert "pass another --out" in line.lower()
+    assert _run(capsys, PREDICT + " --out {run}/model/pred", root=root, run=run)[0] == 0
+    before = _snapshot(run)
+    line = _refused(
+        capsys, TRAIN + " --out {run} --no-resume", "holds the outputs of another command", run=run
+    )
+    assert f"{run / 'model' / 'pred' / 'config.yaml'} is there" in line
+    assert _snapshot(run) == before

@@ -138,10 +138,17 @@ def reading(paths: Iterable[tuple[str, str | Path]]) -> Iterator[None]:
 
 def check_start_over(unit: Unit) -> None:
     """Raise :class:`~autoqvis.errors.DataError` if starting ``unit`` over would remove an input of this
-    command (an output that is, or holds, a path given to :func:`reading`); removes nothing."""
+    command (an output that is, or holds, a path given to :func:`reading`) or another command's output folder
+    (one holding a ``config.yaml`` that a command wrote into its ``--out``); removes nothing."""
     for output in unit.outputs:
         if not (output.exists() or output.is_symlink()):
             continue
+        other = _command_folder(output)
+        if other is not None:
+            raise DataError(
+                f"{other.parent} holds the outputs of another command ({other} is there), inside {output}, part of "
+                f"{unit.what}, which --no-resume would remove; move them out of {output.parent} or pass another --out"
+            )
         target = Path(os.path.abspath(output))
         for flag, path in _READING:
             if path == target or target in path.parents:
@@ -150,6 +157,21 @@ def check_start_over(unit: Unit) -> None:
                     f"{flag} {path} {where} {output}, part of {unit.what}, which --no-resume would remove; copy "
                     "it elsewhere and pass the copy, or pass another --out"
                 )
+
+
+def _command_folder(output: Path) -> Path | None:
+    """A ``config.yaml`` written by an autoqvis command at or below the output folder ``output``, or None."""
+    if not output.is_dir() or output.is_symlink():
+        return None
+    for config in sorted(output.rglob("config.yaml")):
+        try:
+            with open(config, encoding="utf-8") as f:
+                head = f.read(400)
+        except (OSError, UnicodeDecodeError):
+            continue
+        if "# command: autoqvis" in head:
+            return config
+    return None
 
 
 def stored_fingerprint(path: str | Path) -> dict | None:
@@ -317,7 +339,11 @@ def files_identity(root: str | Path, names: Sequence[str]) -> dict[str, Any]:
         f = root / name
         problem = kind_problem(f, "file")  # a dangling link, a FIFO: said by name, never opened
         if problem is not None:
-            raise DataError(f"{f} {problem}") if problem != "not found" else FileNotFoundError(2, problem, str(f))
+            raise (
+                DataError(f"{f} {problem}")
+                if problem != "not found"
+                else FileNotFoundError(2, problem, str(f))
+            )
         st = f.stat()
         total += st.st_size
         h.update(f"{name}\0{_digest(f, st)}\n".encode())

@@ -114,3 +114,18 @@ def test_the_record_follows_a_copied_run_folder(tmp_path):
     assert is_done(copied)
     (tmp_path / "copy" / "results" / "a.json").unlink()  # the copy's own file, not the original's
     assert not is_done(copied) and is_done(unit)
+
+
+def test_an_output_that_is_a_link_or_a_fifo_is_refused_before_anything_is_written(tmp_path):
+    import os
+
+    users = tmp_path / "users.txt"
+    users.write_text("keep")
+    os.symlink(users, tmp_path / "out.txt")
+    with pytest.raises(DataError, match=r"out.txt \(the test unit\) is a symbolic link"):
+        open_step(_unit(tmp_path), {"x": 1})
+    assert users.read_text() == "keep" and not (tmp_path / "unit.fingerprint.json").exists()
+    (tmp_path / "out.txt").unlink()
+    os.mkfifo(tmp_path / "out.txt")
+    with pytest.raises(DataError, match="is a FIFO"):
+        open_step(_unit(tmp_path), {"x": 1})
