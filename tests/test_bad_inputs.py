@@ -184,6 +184,7 @@ def root(tmp_path_factory) -> Path:
     sock.close()  # the socket file stays
     os.symlink(root / "gone.json", root / "dangling.json")
     os.symlink(root / "pred.json", root / "link.json")
+    os.symlink(root / "gone.mp4", root / "dangling.mp4")
     shutil.copytree(root / "videos", root / "videos_fifo")
     (root / "videos_fifo" / "a" / "00001.jpg").unlink()
     os.mkfifo(root / "videos_fifo" / "a" / "00001.jpg")
@@ -379,6 +380,12 @@ CASES = [
         2,
         "b/00002.jpg is a symbolic link to",
     ),
+    c(
+        "predict-input-dangling-link",
+        "predict {root}/dangling.mp4 --weights {root}/model --out {out}",
+        2,
+        "dangling.mp4 is a symbolic link to {root}/gone.mp4, which does not exist",
+    ),
     c("predict-input-fifo", "predict {root}/fifo.mp4 --weights {root}/model --out {out}", 2, "is a FIFO"),
     c(
         "predict-weights-fifo",
@@ -442,6 +449,12 @@ CASES = [
     # evaluate
     c("gt-fifo", "evaluate --gt {root}/fifo.json --pred {root}/pred.json", 2, "fifo.json is a FIFO"),
     c("gt-socket", "evaluate --gt {root}/sock.json --pred {root}/pred.json", 2, "sock.json is a socket"),
+    c(
+        "davis-root-fifo",
+        "evaluate --davis {root}/fifo.json --pred-masks {root}/prev_predict/masks",
+        2,
+        "fifo.json is a FIFO (named pipe), not a folder",
+    ),
     c("pred-dangling-link", EVAL + " --pred {root}/dangling.json", 2, "is a symbolic link to"),
     c(
         "eval-into-a-model-folder",

@@ -16,7 +16,7 @@ from PIL import Image, UnidentifiedImageError
 
 from autoqvis.errors import DataError
 from autoqvis.io.video import natural_key
-from autoqvis.runs.access import require_file
+from autoqvis.runs.access import kind_problem, require_file
 from autoqvis.runs.atomic import atomic_path
 
 __all__ = [
@@ -103,7 +103,7 @@ def annotation_folder(root: str | Path, resolution: str = "480p") -> Path:
     """The folder of per-sequence annotation folders under a DAVIS root (or a plain folder of them)."""
     root = Path(root)
     if not root.is_dir():
-        problem = "is a file, not a folder" if root.exists() else "not found"
+        problem = (kind_problem(root, "dir") or "not found").split(";")[0]
         raise DataError(
             f"DAVIS root {root} {problem}; expected a folder with Annotations/{resolution}/<sequence>"
         )

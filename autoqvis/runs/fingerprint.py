@@ -45,11 +45,12 @@ from typing import Any
 from autoqvis.errors import DataError, StaleOutputError
 from autoqvis.runs.access import PERMISSION_HINT, kind_problem
 from autoqvis.runs.atomic import atomic_write_json
-from autoqvis.runs.paths import list_files
+from autoqvis.runs.paths import list_files, output_problem
 
 __all__ = [
     "Unit",
     "as_stored",
+    "check_outputs",
     "check_start_over",
     "content_identity",
     "damaged_message",
@@ -92,6 +93,7 @@ def open_unit(unit: Unit, fingerprint: dict[str, Any], resume: bool = True, writ
     Raises :class:`StaleOutputError` when ``resume`` and earlier outputs were made with another fingerprint.
 
     ``write=False`` only checks (the other processes of a distributed run; rank 0 writes)."""
+    check_outputs(unit)
     wanted = _normalise(fingerprint)
     existing = [p for p in unit.outputs if p.exists()]
     started = (str(unit.fingerprint_file.absolute()), hash_json(wanted))
@@ -116,6 +118,17 @@ def open_unit(unit: Unit, fingerprint: dict[str, Any], resume: bool = True, writ
     if write:
         _write(unit, wanted)  # a fingerprint without any output: nothing was made with it
     return False
+
+
+def check_outputs(unit: Unit) -> None:
+    """Refuse (DataError) an output path of ``unit`` that is a symbolic link (a write would go where it points)
+    or a FIFO, socket or device (a write would block or go nowhere); files and folders pass."""
+    for path in (unit.fingerprint_file, *unit.outputs):
+        if path.is_dir() and not path.is_symlink():
+            continue
+        problem = output_problem(path)
+        if problem is not None:
+            raise DataError(f"{path} ({unit.what}) {problem}")
 
 
 # the inputs of the command this process runs, with the flag that gave each: starting a unit over never

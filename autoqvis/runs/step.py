@@ -35,11 +35,9 @@ from typing import Any
 from autoqvis.errors import DataError
 from autoqvis.runs.atomic import atomic_write_json
 from autoqvis.runs.fingerprint import Unit, as_stored, describe_changes, file_digest, open_unit, remove_paths
-from autoqvis.runs.paths import output_problem
 
 __all__ = [
     "Step",
-    "check_outputs",
     "check_unchanged",
     "folder_record",
     "is_done",
@@ -89,7 +87,6 @@ def open_step(
     """Open ``unit`` (:func:`~autoqvis.runs.fingerprint.open_unit`) and tell whether it is done and intact;
     outputs recorded by a finished unit that were deleted or changed since are said and removed, so that the
     unit makes them again. Call :meth:`Step.finish` when the outputs are complete (or use :func:`step`)."""
-    check_outputs(unit)
     resumed = open_unit(unit, fingerprint, resume, write=write)
     done = resumed and is_done(unit, finished, remove=write)
     return Step(unit, fingerprint, resumed, done, recheck, write)
@@ -111,17 +108,6 @@ def step(
     yield opened
     if not opened.done:
         opened.finish()
-
-
-def check_outputs(unit: Unit) -> None:
-    """Refuse (DataError) an output path of ``unit`` that is a symbolic link (a write would go where it points)
-    or a FIFO, socket or device (a write would block or go nowhere); files and folders pass."""
-    for path in (unit.fingerprint_file, *unit.outputs):
-        if path.is_dir() and not path.is_symlink():
-            continue
-        problem = output_problem(path)
-        if problem is not None:
-            raise DataError(f"{path} ({unit.what}) {problem}")
 
 
 def check_unchanged(unit: Unit, before: dict[str, Any], after: dict[str, Any]) -> None:
