@@ -715,6 +715,16 @@ def test_a_damaged_fingerprint_file_is_named_with_what_to_do(root, tmp_path, cap
     )
     assert "delete b.json and" in line and "->" not in line
     assert _snapshot(out) == before
+    # what the message offers works: --no-resume predicts a again and leaves b out of predictions.json
+    code, printed, _ = _run(
+        capsys,
+        "predict {root}/videos/a --weights {root}/model --no-overlay --short-side 48 --out {out} --no-resume",
+        root=root,
+        out=out,
+    )
+    assert (
+        code == 0 and "left out of predictions.json" in printed and "b" in printed.split("kept on disk):")[-1]
+    )
 
 
 def test_a_linked_image_subfolder_is_said_not_passed_over(root, tmp_path, caplog):

@@ -379,8 +379,12 @@ class PredictionRun:
             damaged = damaged_message(
                 path, f"the predictions of video {name}", f"{self.out}/results/{name}.json"
             )
-            if damaged is not None:
+            if damaged is not None and self.resume:
                 raise DataError(damaged)
+            if damaged is not None:  # --no-resume: left out of predictions.json like other settings
+                others.append(name)
+                change = change or "its fingerprint file is damaged"
+                continue
             stored = stored_fingerprint(path)
             stored = {k: v for k, v in (stored or {}).items() if k != "video"}
             if stored != common:
