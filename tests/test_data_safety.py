@@ -750,3 +750,43 @@ def test_no_resume_never_removes_another_commands_outputs_inside_its_own(root, t
     )
     assert f"{run / 'model' / 'pred' / 'config.yaml'} is there" in line
     assert _snapshot(run) == before
+
+
+@pytest.mark.parametrize(
+    ("command", "unit"),
+    [
+        (SYNTH + " --images {images} --out {out}", "the synthesized clips"),
+        (
+            "train --masks {root}/pseudo.json --images {images} --out {out} " + " ".join(TINY_TRAIN),
+            "the training run",
+        ),
+    ],
+)
+def test_an_image_replaced_while_clips_are_made_from_it_is_said(
+    root, tmp_path, capsys, monkeypatch, command, unit
+):
+    from autoqvis.synth import imagecut2video
+
+    images = _copy(root / "images", tmp_path / "images")
+    out = tmp_path / "out"
+    read = imagecut2video.read_image
+
+    def replacing(path):
+        image = read(path)
+        Image.fromarray(np.full((64, 80, 3), 5, np.uint8)).save(images / "img1.png")  # the same size
+        return image
+
+    monkeypatch.setattr(imagecut2video, "read_image", replacing)
+    line = _refused(
+        capsys,
+        command,
+        f"an input of {unit} changed while it was being made",
+        root=root,
+        images=images,
+        out=out,
+    )
+    assert "images.sha256" in line
+    monkeypatch.setattr(imagecut2video, "read_image", read)
+    assert (
+        _run(capsys, command, root=root, images=images, out=out)[0] == 0
+    )  # made from the images as they are

@@ -98,3 +98,13 @@ def test_an_output_file_that_is_a_link_is_refused(tmp_path):
     ):
         pass
     assert target.read_text() == "{}"
+
+
+def test_an_output_files_lock_removed_while_held_is_said(tmp_path, caplog):
+    lock = tmp_path / ".p.json.lock"
+    with (
+        caplog.at_level("WARNING", logger="autoqvis"),
+        output_lock(lock, "--out p.json", "autoqvis discover"),
+    ):
+        lock.unlink()
+    assert "was removed (or replaced) while this command held it" in caplog.text
