@@ -790,3 +790,29 @@ def test_an_image_replaced_while_clips_are_made_from_it_is_said(
     assert (
         _run(capsys, command, root=root, images=images, out=out)[0] == 0
     )  # made from the images as they are
+
+
+def test_discovery_skips_a_fifo_only_when_asked_and_says_so(root, tmp_path, fake_discovery):
+    from autoqvis.discover import run as discovery
+    from autoqvis.errors import DataError
+    from autoqvis.io.video import SkipReport
+
+    images = _copy(root / "images", tmp_path / "images")
+    os.mkfifo(images / "img5.png")
+    with pytest.raises(DataError, match=r"img5\.png is a FIFO"):
+        discovery.image_source(images)
+    report = SkipReport()
+    items = discovery.image_items(images, skip_bad=True, report=report)
+    assert [i.name for i in items] == ["img0.png", "img1.png"] and "img5.png is a FIFO" in report.summary()
+    assert discovery.image_source(images, skip_bad=True)["images"]["files"] == 2  # the reader's list
+    videos = _copy(root / "videos", tmp_path / "videos")
+    (videos / "b" / "00001.jpg").unlink()
+    os.mkfifo(videos / "b" / "00001.jpg")
+    with pytest.raises(DataError, match=r"00001\.jpg is a FIFO"):
+        discovery.video_source(videos, 1)
+    assert [v["name"] for v in discovery.video_source(videos, 1, skip_bad=True)["videos"]] == ["a"]
+    report = SkipReport()
+    names = [
+        i.name for i in discovery.video_items(videos, 1, tmp_path / "frames", skip_bad=True, report=report)
+    ]
+    assert all(n.startswith("a/") for n in names) and "b" in report.summary()

@@ -46,6 +46,7 @@ from autoqvis.io.video import (
 from autoqvis.io.ytvis import load_json
 from autoqvis.model.vit import resolve_weights
 from autoqvis.progress import progress_bar
+from autoqvis.runs.access import kind_problem
 from autoqvis.runs.atomic import atomic_path, atomic_write_json
 from autoqvis.runs.fingerprint import Unit, content_identity, files_identity
 from autoqvis.runs.paths import check_input
@@ -74,16 +75,34 @@ class DiscoveryItem:
     load: object  # () -> (H, W, 3) uint8 RGB
 
 
-def image_items(root: str | Path) -> list[DiscoveryItem]:
+def image_items(
+    root: str | Path, skip_bad: bool = False, report: SkipReport | None = None
+) -> list[DiscoveryItem]:
     """Every image under ``root`` (recursively, natural order): the files :func:`image_source` identifies
-    (:func:`~autoqvis.io.video.image_files`, hidden ones aside)."""
+    (:func:`~autoqvis.io.video.image_files`, hidden ones aside). With ``skip_bad`` an entry that is not a
+    regular file (a FIFO, a dangling link) is left out of both, said in a warning and in ``report``."""
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"{root} is not a folder; --images expects a folder of .jpg/.png images")
-    names = image_files(check_input(root, "dir", "--images"))
+    names = _image_names(root, skip_bad, report)
     if not names:
         raise DataError(f"{root} holds no images ({', '.join(FRAME_SUFFIXES)})")
     return [DiscoveryItem(name, lambda p=root / name: read_image(p)) for name in names]
+
+
+def _image_names(root: Path, skip_bad: bool, report: SkipReport | None = None) -> list[str]:
+    names = image_files(check_input(root, "dir", "--images"))
+    if not skip_bad:
+        return names
+    kept = []
+    for name in names:
+        problem = kind_problem(root / name, "file")
+        if problem is None:
+            kept.append(name)
+        elif report is not None:
+            log.warning("skipping %s: %s %s", root / name, root / name, problem)
+            report.skipped.append((str(root / name), f"{root / name} {problem}"))
+    return kept
 
 
 def video_items(
@@ -104,6 +123,12 @@ def video_items(
         try:
             video = open_video(path)
             if isinstance(video, FrameList):
+                for (
+                    frame
+                ) in video.paths:  # one that is not a file (a FIFO) skips the video, as its identity does
+                    problem = kind_problem(frame, "file")
+                    if problem is not None:
+                        raise DataError(f"{frame} {problem}")
                 yield from _frame_items(video, every, frames_root)
                 continue
             video.verify()
@@ -164,19 +189,28 @@ def discovery_fingerprint(cfg: DiscoveryConfig, source: str | dict) -> dict:
     return {"discovery": settings, "weights": weights, "inputs": source}
 
 
-def image_source(root: str | Path) -> dict:
-    """The identity of an images folder: the images :func:`image_items` reads, by name (relative to it) and
-    content."""
-    return {"images": files_identity(root, image_files(check_input(root, "dir", "--images")))}
+def image_source(root: str | Path, skip_bad: bool = False) -> dict:
+    """The identity of an images folder: the images :func:`image_items` reads (with the same ``skip_bad``),
+    by name (relative to it) and content."""
+    root = Path(root)
+    return {"images": files_identity(root, _image_names(root, skip_bad))}
 
 
-def video_source(root: str | Path, every: int) -> dict:
+def video_source(root: str | Path, every: int, skip_bad: bool = False) -> dict:
     """The identity of the videos under ``root`` (names relative to it, contents) sampled every ``every``
-    frames."""
+    frames. With ``skip_bad`` a video that cannot be identified (a FIFO among its frames) is left out: its
+    reader skips it and says so (:func:`video_items`)."""
     root = Path(root)
     paths = find_videos(root)
     names = [p.name if p == root else p.relative_to(root).as_posix() for p in paths]
-    return {"videos": video_identities(paths, names), "every": every}
+    identities = []
+    for path, name in zip(paths, names, strict=True):
+        try:
+            identities += video_identities([path], [name])
+        except DataError:
+            if not skip_bad:
+                raise
+    return {"videos": identities, "every": every}
 
 
 def _read_partial(path: Path) -> dict[str, dict]:
