@@ -662,6 +662,14 @@ CASES = [
         "a/00001.jpg is a FIFO (named pipe), not a file",
     ),
     c(
+        "selftrain-frame-fifo-skipped",
+        "selftrain --videos {root}/videos_fifo --world 2 --out {out} --skip-bad "
+        + " ".join(TINY_TRAIN)
+        + " --set selftrain.num_rounds=1 --set rounds.iters=1",
+        0,
+        "a/00001.jpg is a FIFO",
+    ),
+    c(
         "selftrain-into-a-model-folder",
         "selftrain --videos {root}/videos --world 2 --out {root}/model",
         2,

@@ -76,7 +76,14 @@ def _cache(
     names = _unique_names(paths)
 
     def fingerprint() -> dict:
-        return {"short_side": short_side, "max_size": max_size, "inputs": video_identities(paths, names)}
+        inputs = []
+        for path, name in zip(paths, names, strict=True):
+            try:
+                inputs += video_identities([path], [name])
+            except DataError:  # (a FIFO among its frames) with --skip-bad: its reader skips it and says so
+                if not skip_bad:
+                    raise
+        return {"short_side": short_side, "max_size": max_size, "inputs": inputs}
 
     # the videos are identified again once decoded: one replaced meanwhile leaves the cache unmarked
     with step(unit, fingerprint(), resume, recheck=fingerprint, finished=index_path.exists) as s:
