@@ -381,6 +381,12 @@ CASES = [
         "b/00002.jpg is a symbolic link to",
     ),
     c(
+        "predict-frame-fifo-skipped",
+        "predict {root}/videos_fifo --weights {root}/model --no-overlay --short-side 48 --out {out} --skip-bad",
+        0,
+        "a: {root}/videos_fifo/a/00001.jpg is a FIFO",
+    ),
+    c(
         "predict-input-dangling-link",
         "predict {root}/dangling.mp4 --weights {root}/model --out {out}",
         2,
@@ -575,6 +581,12 @@ CASES = [
         "--out {root}/link.json is a symbolic link",
     ),
     c(
+        "discover-video-frame-fifo",
+        "discover --videos {root}/videos_fifo --out {out}/p.json",
+        2,
+        "a/00001.jpg is a FIFO (named pipe), not a file",
+    ),
+    c(
         "discover-image-fifo",
         "discover --images {root}/images_fifo --out {out}/p.json",
         2,
@@ -716,6 +728,8 @@ def test_bad_input(case: Case, root: Path, tmp_path: Path, capsys, monkeypatch):
         assert case.message in lines[-1] and lines[-1].startswith(f"autoqvis {argv[0]}"), err
         assert len(lines) == 1 or not parsed, err  # one clear line
         assert not any(f in lines[-1] for f in case.not_in), lines[-1]
+    else:
+        assert case.message in out, out  # (a skip is said)
     if case.absent:
         assert not (tmp_path / "out" / case.absent).exists(), (
             f"{case.absent} was made before the input was checked"
