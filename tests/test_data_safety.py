@@ -596,3 +596,223 @@ def test_every_command_that_writes_is_covered():
         "demo",
         "weights",
     }
+
+
+# -- 4. one view of each input; inputs changing under a running unit; finished outputs checked ---------------
+
+
+def test_predicting_into_the_videos_own_folder_reruns(root, tmp_path, capsys):
+    video = _copy(root / "videos" / "a", tmp_path / "a")
+    predict = "predict {video} --weights {root}/model --no-overlay --short-side 48 --out {video}/pred"
+    assert _run(capsys, predict, root=root, video=video)[0] == 0
+    (video / ".thumbnail.jpg").write_bytes(b"hidden: neither a frame nor part of the identity")
+    code, printed, err = _run(capsys, predict, root=root, video=video)
+    assert code == 0, err  # the masks under pred/ are not frames of the video (was: video.files 3 -> 6)
+    assert "already done" in " ".join(printed.split())
+
+
+def test_a_frame_replaced_while_predict_runs_is_not_marked_done(root, tmp_path, capsys, monkeypatch):
+    from autoqvis.inference import predict as prediction
+
+    videos = _copy(root / "videos", tmp_path / "videos")
+    out = tmp_path / "out"
+    segment = prediction.segment_video
+
+    def replacing(model, video, *args, **kwargs):
+        result = segment(model, video, *args, **kwargs)
+        Image.fromarray(np.full((48, 64, 3), 7, np.uint8)).save(videos / "a" / "00001.jpg")  # meanwhile
+        return result
+
+    monkeypatch.setattr(prediction, "segment_video", replacing)
+    predict = PREDICT.replace("{root}/videos", "{videos}") + " --out {out}"
+    line = _refused(
+        capsys,
+        predict,
+        "an input of the predictions of video a changed while",
+        root=root,
+        videos=videos,
+        out=out,
+    )
+    assert "video.sha256" in line and "rerun" in line
+    assert not (out / "results" / "a.json").exists() and not (out / "fingerprints" / "a.json").exists()
+    monkeypatch.setattr(prediction, "segment_video", segment)
+    code, printed, _ = _run(capsys, predict, root=root, videos=videos, out=out)
+    assert code == 0 and "already done" not in printed
+    assert (out / "results" / "a.json").is_file()
+
+
+def test_an_image_replaced_while_discovery_runs_is_not_marked_done(root, tmp_path, fake_discovery):
+    from autoqvis.discover import run as discovery
+    from autoqvis.errors import DataError
+
+    calls, cfg = fake_discovery
+    images = _copy(root / "images", tmp_path / "images")
+    out = tmp_path / "d" / "pseudo.json"
+
+    def discover():
+        return discovery.discover(
+            discovery.image_items(images),
+            out,
+            cfg,
+            lambda: "vit",
+            source=discovery.image_source(images),
+            frames_root=images,
+            recheck=lambda: discovery.image_source(images),
+        )
+
+    read = discovery.read_image
+
+    def replacing(path):
+        image = read(path)
+        Image.fromarray(np.full((64, 80, 3), 9, np.uint8)).save(images / "img1.png")
+        return image
+
+    discovery.read_image = replacing
+    try:
+        with pytest.raises(
+            DataError, match=r"changed while it was being made \(inputs.images.*inputs.images.sha256"
+        ):
+            discover()
+    finally:
+        discovery.read_image = read
+    assert not out.exists() and not out.with_name("pseudo.fingerprint.json").exists()
+    calls.clear()
+    assert len(discover()["images"]) == 2 and calls  # made again from the images as they are
+
+
+def test_deleted_outputs_of_a_finished_video_are_made_again(root, tmp_path, capsys):
+    out = _copy(root / "prev_predict", tmp_path / "out")
+    mask = sorted((out / "masks" / "a").glob("*.png"))[1]
+    good = mask.read_bytes()
+    other = {p: p.stat().st_mtime_ns for p in (out / "masks" / "b").iterdir()}
+    mask.unlink()
+    code, printed, _ = _run(capsys, PREDICT + " --out {out}", root=root, out=out)
+    assert code == 0 and "making it again" in " ".join(printed.split())
+    assert mask.read_bytes() == good
+    assert {p: p.stat().st_mtime_ns for p in (out / "masks" / "b").iterdir()} == other  # b was intact
+
+
+def test_a_damaged_fingerprint_file_is_named_with_what_to_do(root, tmp_path, capsys):
+    out = _copy(root / "prev_predict", tmp_path / "out")
+    (out / "fingerprints" / "b.json").write_text('{"unit": "the predictions of video b", "fingerpr')
+    before = _snapshot(out)
+    # another video's: was a dump of every setting as changed
+    line = _refused(
+        capsys,
+        "predict {root}/videos/a --weights {root}/model --no-overlay --short-side 48 --out {out}",
+        f"the fingerprint file {out / 'fingerprints' / 'b.json'} is damaged",
+        root=root,
+        out=out,
+    )
+    assert "delete it" in line and "--no-resume" in line and "->" not in line
+    # this video's own
+    line = _refused(
+        capsys,
+        PREDICT + " --out {out}",
+        "b.json of the predictions of video b is damaged",
+        root=root,
+        out=out,
+    )
+    assert "delete b.json and" in line and "->" not in line
+    assert _snapshot(out) == before
+    # what the message offers works: --no-resume predicts a again and leaves b out of predictions.json
+    code, printed, _ = _run(
+        capsys,
+        "predict {root}/videos/a --weights {root}/model --no-overlay --short-side 48 --out {out} --no-resume",
+        root=root,
+        out=out,
+    )
+    assert (
+        code == 0 and "left out of predictions.json" in printed and "b" in printed.split("kept on disk):")[-1]
+    )
+
+
+def test_a_linked_image_subfolder_is_said_not_passed_over(root, tmp_path, caplog):
+    from autoqvis.discover.run import image_items
+
+    images = _copy(root / "images", tmp_path / "images")
+    more = _copy(root / "images", tmp_path / "more")
+    os.symlink(more, images / "linked")
+    with caplog.at_level("WARNING", logger="autoqvis"):
+        assert [item.name for item in image_items(images)] == ["img0.png", "img1.png"]
+    assert f"{images / 'linked'} is a symbolic link to a folder: not followed" in caplog.text
+
+
+def test_no_resume_never_removes_another_commands_outputs_inside_its_own(root, tmp_path, capsys):
+    run = _copy(root / "prev_train", tmp_path / "run")
+    # predictions put inside the run's model folder (predicting into the model folder itself is refused)
+    line = _refused(capsys, PREDICT + " --out {run}/model", "holds a model folder", root=root, run=run)
+    assert "pass another --out" in line.lower()
+    assert _run(capsys, PREDICT + " --out {run}/model/pred", root=root, run=run)[0] == 0
+    before = _snapshot(run)
+    line = _refused(
+        capsys, TRAIN + " --out {run} --no-resume", "holds the outputs of another command", run=run
+    )
+    assert f"{run / 'model' / 'pred' / 'config.yaml'} is there" in line
+    assert _snapshot(run) == before
+
+
+@pytest.mark.parametrize(
+    ("command", "unit"),
+    [
+        (SYNTH + " --images {images} --out {out}", "the synthesized clips"),
+        (
+            "train --masks {root}/pseudo.json --images {images} --out {out} " + " ".join(TINY_TRAIN),
+            "the training run",
+        ),
+    ],
+)
+def test_an_image_replaced_while_clips_are_made_from_it_is_said(
+    root, tmp_path, capsys, monkeypatch, command, unit
+):
+    from autoqvis.synth import imagecut2video
+
+    images = _copy(root / "images", tmp_path / "images")
+    out = tmp_path / "out"
+    read = imagecut2video.read_image
+
+    def replacing(path):
+        image = read(path)
+        Image.fromarray(np.full((64, 80, 3), 5, np.uint8)).save(images / "img1.png")  # the same size
+        return image
+
+    monkeypatch.setattr(imagecut2video, "read_image", replacing)
+    line = _refused(
+        capsys,
+        command,
+        f"an input of {unit} changed while it was being made",
+        root=root,
+        images=images,
+        out=out,
+    )
+    assert "images.sha256" in line
+    monkeypatch.setattr(imagecut2video, "read_image", read)
+    assert (
+        _run(capsys, command, root=root, images=images, out=out)[0] == 0
+    )  # made from the images as they are
+
+
+def test_discovery_skips_a_fifo_only_when_asked_and_says_so(root, tmp_path, fake_discovery):
+    from autoqvis.discover import run as discovery
+    from autoqvis.errors import DataError
+    from autoqvis.io.video import SkipReport
+
+    images = _copy(root / "images", tmp_path / "images")
+    os.mkfifo(images / "img5.png")
+    with pytest.raises(DataError, match=r"img5\.png is a FIFO"):
+        discovery.image_source(images)
+    report = SkipReport()
+    items = discovery.image_items(images, skip_bad=True, report=report)
+    assert [i.name for i in items] == ["img0.png", "img1.png"] and "img5.png is a FIFO" in report.summary()
+    assert discovery.image_source(images, skip_bad=True)["images"]["files"] == 2  # the reader's list
+    videos = _copy(root / "videos", tmp_path / "videos")
+    (videos / "b" / "00001.jpg").unlink()
+    os.mkfifo(videos / "b" / "00001.jpg")
+    with pytest.raises(DataError, match=r"00001\.jpg is a FIFO"):
+        discovery.video_source(videos, 1)
+    assert [v["name"] for v in discovery.video_source(videos, 1, skip_bad=True)["videos"]] == ["a"]
+    report = SkipReport()
+    names = [
+        i.name for i in discovery.video_items(videos, 1, tmp_path / "frames", skip_bad=True, report=report)
+    ]
+    assert all(n.startswith("a/") for n in names) and "b" in report.summary()

@@ -102,7 +102,17 @@ def test_training_run(tmp_path, capsys):
     assert "# command: autoqvis train" in (run / "config.yaml").read_text()
     iterations = [json.loads(line)["iteration"] for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert iterations == sorted(set(iterations))  # started over: no lines of the earlier run
-    # a damaged checkpoint says how to recover
+    # a finished run whose model was deleted and checkpoint damaged: said, and made again
+    shutil.rmtree(run / "model")
+    (run / "last.pt").write_bytes(b"\x80\x02 damaged")
+    assert main(changed) == 0
+    said = " ".join("".join(capsys.readouterr()).split())  # (the log wraps long lines)
+    assert "the training run:" in said and "making it again" in said
+    assert (run / "model" / "model.json").is_file()
+    # an unfinished run's damaged checkpoint (killed before it ended: no record) says how to recover
+    record = json.loads((run / "fingerprint.json").read_text())
+    del record["done"]
+    (run / "fingerprint.json").write_text(json.dumps(record))
     shutil.rmtree(run / "model")
     (run / "last.pt").write_bytes(b"\x80\x02 damaged")
     assert main(changed) == 2
@@ -392,3 +402,64 @@ def test_fingerprint_unit_mechanics(tmp_path):
     assert (
         describe_changes({"x": [1, {"y": 2}]}, {"x": [1, {"y": 3}], "z": 0}) == "x[1].y 2 -> 3; z (none) -> 0"
     )
+
+
+# -- finished units whose outputs were deleted or damaged since, and inputs that change while a unit runs ---
+
+
+def test_a_cached_video_whose_frame_was_deleted_or_damaged_is_decoded_again(data, tmp_path, caplog):
+    _video_dataset(data, tmp_path)
+    frames = tmp_path / "st" / "frames"
+    first = sorted(frames.glob("*/00001.jpg"))[0]
+    good = first.read_bytes()
+    first.unlink()
+    with caplog.at_level("WARNING", logger="autoqvis"):
+        _video_dataset(data, tmp_path)
+    assert first.read_bytes() == good
+    assert "deleted or changed since it was made; making it again" in caplog.text
+    assert f"{first.name} changed since it was decoded" in caplog.text
+    first.write_bytes(b"junk")  # the same file, other bytes
+    _video_dataset(data, tmp_path)
+    assert first.read_bytes() == good
+
+
+def test_the_demo_world_is_made_again_when_a_file_of_it_was_deleted(tmp_path):
+    plan = DemoPlan(stills=1, unlabeled_videos=1, test_videos=1, frames=3, height=48, width=64)
+    paths = make_world(tmp_path, plan)
+    frame = sorted(paths.test.rglob("*.jpg"))[0]
+    good = frame.read_bytes()
+    frame.unlink()
+    make_world(tmp_path, plan)
+    assert frame.read_bytes() == good  # the same seed: the same world
+
+
+def test_a_finished_clip_frame_overwritten_with_junk_is_written_again(data, tmp_path, capsys):
+    out = tmp_path / "synth"
+    args = [
+        "synthesize",
+        "--masks",
+        str(data / "pseudo.json"),
+        "--num",
+        "2",
+        "--preview",
+        "0",
+        "--out",
+        str(out),
+    ]
+    args += [
+        a
+        for pair in zip(
+            ["--set"] * 3,
+            ["synthesis.short_sides=[64]", "synthesis.crop_min=60", "synthesis.crop_max=64"],
+            strict=True,
+        )
+        for a in pair
+    ]
+    assert main(args) == 0
+    frame = out / "frames" / "clip_000001" / "00001.jpg"
+    good = frame.read_bytes()
+    frame.write_bytes(b"\xff\xd8\xff junk")
+    assert main(args) == 0
+    said = " ".join("".join(capsys.readouterr()).split())
+    assert "00001.jpg changed since the clip was written; writing the clip again" in said
+    assert frame.read_bytes() == good

@@ -147,10 +147,13 @@ def output_folder(path: Path, flag: str = "--out") -> Path:
 
 def output_file(path: Path, flag: str = "--out", suffix: str | None = None) -> Path:
     """Check an output file before anything is written: not a folder, its folder writable."""
+    from autoqvis.runs.paths import check_output
+
     if suffix is not None and path.suffix != suffix:
         raise DataError(f"{flag} must name a {suffix} file, got {path}")
     if path.is_dir():
         raise DataError(f"{flag} {path} is a folder; pass a file name ({suffix or 'a file'})")
+    check_output(path, flag)  # not a link (the write would go where it points), not a FIFO or a device
     output_folder(path.parent, f"the folder of {flag}")
     return path
 
@@ -162,24 +165,26 @@ def model_weights(path: Path, flag: str = "--weights") -> Path:
     this run first, by its last two parts (``round_2/model``), and as given only when the run does not hold it
     (an M0 given from elsewhere)."""
     from autoqvis.model.build import check_not_preset
+    from autoqvis.runs.layout import MODEL_FILE, SelfTrainLayout
 
     check_not_preset(path)
-    best = path / "best.json"
-    if not path.is_dir() or (path / "model.json").exists() or not best.is_file():
+    layout = SelfTrainLayout(path)
+    best = layout.best
+    if not path.is_dir() or (path / MODEL_FILE).exists() or not best.is_file():
         return path
     try:
         named = Path(json.loads(best.read_text())["path"])
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise DataError(
             f"{flag} {path} is a self-training run but its best.json cannot be read ({err}); pass a model folder "
-            f"such as {path / 'm0' / 'model'}"
+            f"such as {layout.model(0)}"
         ) from err
     candidates = [path / named.parent.name / named.name, named] if named.is_absolute() else [path / named]
     for candidate in candidates:
-        if (candidate / "model.json").is_file() or candidate.is_file():
+        if (candidate / MODEL_FILE).is_file() or candidate.is_file():
             log.info("%s: the model best.json names, %s", flag, candidate)
             return candidate
     raise DataError(
         f"{flag} {path}: best.json names {named}, which holds no model; pass a model folder of the run "
-        f"such as {path / 'm0' / 'model'}"
+        f"such as {layout.model(0)}"
     )

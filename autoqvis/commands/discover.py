@@ -84,12 +84,13 @@ def run(args: argparse.Namespace) -> int:
     device, cfg = device_from_args(args, cfg)
     skipped = SkipReport()  # videos skipped whole (--skip-bad)
     if args.images:
-        items = image_items(args.images)
-        frames_root, source, total = args.images.resolve(), image_source(args.images), len(items)
+        items = image_items(args.images, args.skip_bad, skipped)
+        source = image_source(args.images, args.skip_bad)
+        frames_root, total = args.images.resolve(), len(items)
     else:
         frames_root = args.out.with_name(args.out.stem + ".frames").resolve()
         items = video_items(args.videos, d.every, frames_root, skip_bad=args.skip_bad, report=skipped)
-        source, total = video_source(args.videos, d.every), None
+        source, total = video_source(args.videos, d.every, args.skip_bad), None
     _check_is_discovery_output(args.out)
     # a rerun with other settings stops here, before anything (config.yaml included) is written
     unit = discovery_unit(args.out, frames_root)
@@ -112,6 +113,9 @@ def run(args: argparse.Namespace) -> int:
             skip_bad=args.skip_bad,
             total=total,
             resume=not args.no_resume,
+            recheck=(lambda: image_source(args.images, args.skip_bad))
+            if args.images
+            else lambda: video_source(args.videos, d.every, args.skip_bad),
         )
         print(
             f"{len(dataset['images'])} images, {len(dataset['annotations'])} pseudo-masks -> {args.out} (frames root {frames_root})"

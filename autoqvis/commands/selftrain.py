@@ -68,6 +68,7 @@ def run(args: argparse.Namespace) -> int:
     from autoqvis.eval.models import SUMMARY, ModelEvaluator, ModelScores
     from autoqvis.io.video import find_videos
     from autoqvis.report.run import write_run_report
+    from autoqvis.runs.layout import SelfTrainLayout
     from autoqvis.runs.outputs import claim_output, refuse_inputs_inside
     from autoqvis.selftrain.run import self_train
 
@@ -111,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
         with saved_config(cfg, args.out, enabled=dist.is_main()):
             if not args.synthetic_masks and args.synthetic_images:
                 masks = _discover_images(
-                    args.synthetic_images, args.out / "discovery", cfg, str(device), resume
+                    args.synthetic_images, SelfTrainLayout(args.out).discovery, cfg, str(device), resume
                 )
                 synthetic.append(synthetic_source(masks, args.synthetic_images, cfg))
             done = self_train(

@@ -40,6 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from autoqvis.runs.fingerprint import Unit, check_start_over, open_unit
     from autoqvis.runs.outputs import claim_output
+    from autoqvis.runs.step import step
     from autoqvis.synth.imagecut2video import ImageCut2Video, PseudoMaskImages
     from autoqvis.synth.write import write_clips, write_previews
 
@@ -52,23 +53,29 @@ def run(args: argparse.Namespace) -> int:
         args.out / "fingerprint.json",
         (args.out / "synthetic.json", args.out / "frames", *sorted(args.out.glob("preview_*.gif"))),
     )
-    fingerprint = {
-        "synthesis": config_to_dict(cfg.synthesis),
-        **source.images.identity(),  # the pseudo-masks' and the images' names and contents
-        "num": args.num,
-        "seed": args.seed,
-    }
+
+    def fingerprint() -> dict:
+        return {
+            "synthesis": config_to_dict(cfg.synthesis),
+            **source.images.identity(),  # the pseudo-masks' and the images' names and contents
+            "num": args.num,
+            "seed": args.seed,
+        }
+
+    wanted = fingerprint()
     resume = not args.no_resume
     if resume:  # a rerun with other settings stops here, before anything (config.yaml included) is written
-        open_unit(unit, fingerprint, write=False)
+        open_unit(unit, wanted, write=False)
     reads = [("--masks", args.masks), ("--images", source.images.root)]
     with claim_output(args.out, "synthesize", reads):
         if not resume:
             check_start_over(unit)  # before config.yaml is written
         save_config(cfg, args.out)
-        open_unit(unit, fingerprint, resume)
-        dataset = write_clips(source, indices, args.seed, args.out)
-        previews = write_previews(source, indices[: args.preview], args.seed, args.out)
+        # every clip is checked against its own record (a damaged frame is written again); an image replaced
+        # while the clips are made leaves them unmarked
+        with step(unit, wanted, resume, recheck=fingerprint):
+            dataset = write_clips(source, indices, args.seed, args.out)
+            previews = write_previews(source, indices[: args.preview], args.seed, args.out)
     print(
         f"{len(dataset)} clips, {dataset.num_tracks()} tracks -> {args.out / 'synthetic.json'}; previews: {len(previews)}"
     )

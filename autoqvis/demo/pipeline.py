@@ -37,7 +37,8 @@ from autoqvis.io.video import find_videos
 from autoqvis.io.ytvis import YTVISDataset, save_ytvis
 from autoqvis.report.run import write_run_report
 from autoqvis.runs.atomic import atomic_write_json
-from autoqvis.runs.fingerprint import Unit, open_unit
+from autoqvis.runs.fingerprint import Unit
+from autoqvis.runs.step import step
 from autoqvis.selftrain.loop import ModelResult, SelfTrainRun
 from autoqvis.selftrain.run import self_train as self_train_videos
 from autoqvis.selftrain.videos import cache_videos
@@ -163,8 +164,14 @@ def make_world(out: Path, plan: DemoPlan, seed: int = 0, resume: bool = True) ->
         "counts": [plan.stills, plan.unlabeled_videos, plan.test_videos],
         "seed": seed,
     }
-    if open_unit(unit, fingerprint, resume) and paths.gt.is_file():
-        return paths
+    # a world whose files were deleted or changed since it was made is said and made again (deterministic)
+    with step(unit, fingerprint, resume, finished=paths.gt.is_file) as opened:
+        if not opened.done:
+            _render_world(paths, plan, seed)
+    return paths
+
+
+def _render_world(paths: DemoInputs, plan: DemoPlan, seed: int) -> None:
     rng = np.random.default_rng(seed)
     world = plan.world()
     paths.stills.mkdir(parents=True, exist_ok=True)
@@ -179,7 +186,6 @@ def make_world(out: Path, plan: DemoPlan, seed: int = 0, resume: bool = True) ->
         _write_frames(video.frames, paths.test / f"test_{i:03d}")
         test_masks.append(video.masks)
     save_ytvis(truth_dataset(test_masks, "test"), paths.gt)
-    return paths
 
 
 def truth_dataset(masks: list[np.ndarray], prefix: str) -> YTVISDataset:

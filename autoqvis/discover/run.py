@@ -37,16 +37,20 @@ from autoqvis.io.video import (
     FrameList,
     SkipReport,
     find_videos,
-    natural_key,
+    image_files,
     open_video,
     read_image,
     skip_bad_input,
+    video_identities,
 )
 from autoqvis.io.ytvis import load_json
 from autoqvis.model.vit import resolve_weights
 from autoqvis.progress import progress_bar
+from autoqvis.runs.access import kind_problem
 from autoqvis.runs.atomic import atomic_path, atomic_write_json
-from autoqvis.runs.fingerprint import Unit, content_identity, input_identities, open_unit, tree_identity
+from autoqvis.runs.fingerprint import Unit, content_identity, files_identity
+from autoqvis.runs.paths import check_input
+from autoqvis.runs.step import step
 
 __all__ = [
     "DiscoveryItem",
@@ -71,18 +75,34 @@ class DiscoveryItem:
     load: object  # () -> (H, W, 3) uint8 RGB
 
 
-def image_items(root: str | Path) -> list[DiscoveryItem]:
-    """Every image under ``root`` (recursively, natural order)."""
+def image_items(
+    root: str | Path, skip_bad: bool = False, report: SkipReport | None = None
+) -> list[DiscoveryItem]:
+    """Every image under ``root`` (recursively, natural order): the files :func:`image_source` identifies
+    (:func:`~autoqvis.io.video.image_files`, hidden ones aside). With ``skip_bad`` an entry that is not a
+    regular file (a FIFO, a dangling link) is left out of both, said in a warning and in ``report``."""
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"{root} is not a folder; --images expects a folder of .jpg/.png images")
-    files = sorted(
-        (p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in FRAME_SUFFIXES),
-        key=lambda p: natural_key(str(p.relative_to(root))),
-    )
-    if not files:
+    names = _image_names(root, skip_bad, report)
+    if not names:
         raise DataError(f"{root} holds no images ({', '.join(FRAME_SUFFIXES)})")
-    return [DiscoveryItem(p.relative_to(root).as_posix(), lambda p=p: read_image(p)) for p in files]
+    return [DiscoveryItem(name, lambda p=root / name: read_image(p)) for name in names]
+
+
+def _image_names(root: Path, skip_bad: bool, report: SkipReport | None = None) -> list[str]:
+    names = image_files(check_input(root, "dir", "--images"))
+    if not skip_bad:
+        return names
+    kept = []
+    for name in names:
+        problem = kind_problem(root / name, "file")
+        if problem is None:
+            kept.append(name)
+        elif report is not None:
+            log.warning("skipping %s: %s %s", root / name, root / name, problem)
+            report.skipped.append((str(root / name), f"{root / name} {problem}"))
+    return kept
 
 
 def video_items(
@@ -103,6 +123,12 @@ def video_items(
         try:
             video = open_video(path)
             if isinstance(video, FrameList):
+                for (
+                    frame
+                ) in video.paths:  # one that is not a file (a FIFO) skips the video, as its identity does
+                    problem = kind_problem(frame, "file")
+                    if problem is not None:
+                        raise DataError(f"{frame} {problem}")
                 yield from _frame_items(video, every, frames_root)
                 continue
             video.verify()
@@ -163,18 +189,28 @@ def discovery_fingerprint(cfg: DiscoveryConfig, source: str | dict) -> dict:
     return {"discovery": settings, "weights": weights, "inputs": source}
 
 
-def image_source(root: str | Path) -> dict:
-    """The identity of an images folder: its images' names (relative to it) and contents."""
-    return {"images": tree_identity(root, FRAME_SUFFIXES)}
+def image_source(root: str | Path, skip_bad: bool = False) -> dict:
+    """The identity of an images folder: the images :func:`image_items` reads (with the same ``skip_bad``),
+    by name (relative to it) and content."""
+    root = Path(root)
+    return {"images": files_identity(root, _image_names(root, skip_bad))}
 
 
-def video_source(root: str | Path, every: int) -> dict:
+def video_source(root: str | Path, every: int, skip_bad: bool = False) -> dict:
     """The identity of the videos under ``root`` (names relative to it, contents) sampled every ``every``
-    frames."""
+    frames. With ``skip_bad`` a video that cannot be identified (a FIFO among its frames) is left out: its
+    reader skips it and says so (:func:`video_items`)."""
     root = Path(root)
     paths = find_videos(root)
     names = [p.name if p == root else p.relative_to(root).as_posix() for p in paths]
-    return {"videos": input_identities(paths, names, FRAME_SUFFIXES), "every": every}
+    identities = []
+    for path, name in zip(paths, names, strict=True):
+        try:
+            identities += video_identities([path], [name])
+        except DataError:
+            if not skip_bad:
+                raise
+    return {"videos": identities, "every": every}
 
 
 def _read_partial(path: Path) -> dict[str, dict]:
@@ -204,22 +240,39 @@ def discover(
     skip_bad: bool = False,
     total: int | None = None,
     resume: bool = True,
+    recheck=None,
 ) -> dict:
     """Run MaskCut on every item, resumably; write ``out`` and return the dataset dict.
 
     ``vit``: the ViT, or a function returning it (not called when the run is already finished). ``source``: the
     inputs' identity, part of the fingerprint (``<out stem>.fingerprint.json``): a rerun with the same one
     returns the finished JSON or continues the partial log; with another it stops naming what changed
-    (``resume=False`` starts over)."""
-    from autoqvis.discover.maskcut import maskcut_batch
-
+    (``resume=False`` starts over). ``recheck``: a function giving ``source`` again, taken when the run ends:
+    an input changed meanwhile is a DataError and the run is not marked done
+    (:func:`autoqvis.runs.step.step`)."""
     out = Path(out)
     partial = out.with_name(out.name + ".partial.jsonl")
     unit = discovery_unit(out, Path(frames_root))
-    resumed = open_unit(unit, discovery_fingerprint(cfg, source), resume)
-    if resumed and out.is_file() and not partial.exists():
-        log.info("%s is already finished with these settings and inputs", out)
-        return load_json(out)
+    fingerprint = discovery_fingerprint(cfg, source)
+    with step(
+        unit,
+        fingerprint,
+        resume,
+        recheck=None if recheck is None else lambda: discovery_fingerprint(cfg, recheck()),
+        finished=lambda: out.is_file() and not partial.exists(),
+    ) as s:
+        if s.done:
+            log.info("%s is already finished with these settings and inputs", out)
+            return load_json(out)
+        return _discover(items, out, cfg, vit, s.resumed, frames_root, skip_bad, total)
+
+
+def _discover(
+    items, out: Path, cfg: DiscoveryConfig, vit, resumed: bool, frames_root, skip_bad, total
+) -> dict:
+    from autoqvis.discover.maskcut import maskcut_batch
+
+    partial = out.with_name(out.name + ".partial.jsonl")
     done = _read_partial(partial) if resumed else {}
     if done:
         log.info("resuming: %d images already done in %s", len(done), partial)
@@ -295,6 +348,7 @@ def discover_images(
         frames_root=root,
         total=len(items),
         resume=resume,
+        recheck=lambda: image_source(root),
     )
 
 

@@ -25,6 +25,8 @@ from autoqvis.engine.data import ClipSource
 from autoqvis.engine.trainer import CHECKPOINT_NAME, Trainer
 from autoqvis.model import build_model, load_weights, save_model
 from autoqvis.runs.fingerprint import Unit, check_start_over, open_unit, weights_identity
+from autoqvis.runs.layout import MODEL_DIR, MODEL_FILE, TRAIN_METRICS
+from autoqvis.runs.step import is_done, step
 
 __all__ = ["train_stage", "training_fingerprint", "training_unit"]
 
@@ -39,7 +41,7 @@ def training_unit(out: Path) -> Unit:
     return Unit(
         "the training run",
         out / "fingerprint.json",
-        (out / CHECKPOINT_NAME, out / "model", out / "metrics.jsonl"),
+        (out / CHECKPOINT_NAME, out / MODEL_DIR, out / TRAIN_METRICS),
     )
 
 
@@ -95,12 +97,17 @@ def train_stage(
     # auto precision is resolved on this device, so the fingerprint and config.yaml record what ran
     training = training or cfg.training
     training = dataclasses.replace(training, amp=resolve_amp(training.amp, device))
-    final = out / "model"
+    final = out / MODEL_DIR
     init = init or cfg.model.weights
-    fingerprint = training_fingerprint(cfg, training, sources, probs, init) | dict(settings or {})
+
+    def fingerprint() -> dict[str, Any]:
+        return training_fingerprint(cfg, training, sources, probs, init) | dict(settings or {})
+
+    wanted = fingerprint()
     unit = training_unit(out)
+    finished = (final / MODEL_FILE).is_file
     if resume:  # a run of other settings stops here, before anything is written
-        if open_unit(unit, fingerprint, write=False) and (final / "model.json").is_file():
+        if open_unit(unit, wanted, write=False) and is_done(unit, finished):
             log.info("%s already holds the finished model of these settings; skipping training", final)
             return final
     else:
@@ -111,17 +118,18 @@ def train_stage(
         load_weights(
             model, init
         )  # a missing or damaged --init stops here, before anything is written or removed
-    open_unit(unit, fingerprint, resume, write=dist.is_main())
-    dist.barrier()
-    if dist.is_main():
-        save_config(dataclasses.replace(cfg, training=training), out)
-    trainer = Trainer(
-        model, sources, probs, training, out, device, run_config=config_to_dict(cfg), fingerprint=fingerprint
-    )
-    trainer.train(resume=True)
-    trainer.final_weights()
-    if dist.is_main():
-        save_model(model.cpu(), final)
-        log.info("saved %s", final)
-    dist.barrier()
+    # the sources are identified again when training ends: data replaced meanwhile leaves the run unmarked
+    with step(unit, wanted, resume, recheck=fingerprint, write=dist.is_main()):
+        dist.barrier()
+        if dist.is_main():
+            save_config(dataclasses.replace(cfg, training=training), out)
+        trainer = Trainer(
+            model, sources, probs, training, out, device, run_config=config_to_dict(cfg), fingerprint=wanted
+        )
+        trainer.train(resume=True)
+        trainer.final_weights()
+        if dist.is_main():
+            save_model(model.cpu(), final)
+            log.info("saved %s", final)
+        dist.barrier()
     return final

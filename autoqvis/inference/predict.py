@@ -41,12 +41,12 @@ from autoqvis.inference.refine import crf_refine_tracks
 from autoqvis.inference.streaming import WindowResult, run_streaming, stream_windows
 from autoqvis.io.davis import DAVIS_PALETTE, write_mask_png
 from autoqvis.io.video import (
-    FRAME_SUFFIXES,
     SkipReport,
     VideoSource,
     natural_key,
     open_video,
     skip_bad_input,
+    video_identity,
 )
 from autoqvis.io.ytvis import load_json
 from autoqvis.runs.atomic import atomic_path, atomic_write_json
@@ -54,11 +54,12 @@ from autoqvis.runs.fingerprint import (
     Unit,
     as_stored,
     check_start_over,
+    damaged_message,
     describe_changes,
     open_unit,
     stored_fingerprint,
-    tree_identity,
 )
+from autoqvis.runs.step import step
 from autoqvis.structures import Track, VideoInfo, VideoTracks
 
 __all__ = [
@@ -296,8 +297,8 @@ class PredictionRun:
 
     ``settings``: what determines every video's outputs besides the video itself (the weights' identity, the
     architecture asked for; ``inference`` is added, all but the device). Each video's fingerprint is that
-    plus the video's identity (:func:`~autoqvis.runs.fingerprint.tree_identity`: its frames' names and
-    contents). ``max_png_tracks``: tracks painted into the DAVIS PNGs (``evaluation.davis_max_proposals``).
+    plus the video's identity (:func:`~autoqvis.io.video.video_identity`: the frames its reader reads, by
+    name and content). ``max_png_tracks``: tracks painted into the DAVIS PNGs (``evaluation.davis_max_proposals``).
 
     A folder gathers the videos of one setting: a call on some of the videos adds to what is there
     (``predictions.json`` indexes every video of the folder predicted with these settings), and each video
@@ -329,9 +330,10 @@ class PredictionRun:
             raise DataError(f"no readable video among {len(self.videos)} input(s)\n{self.report.summary()}")
         self.ids = _video_ids(self.out, names)
         self.other_settings: list[str] = []  # videos of the folder made with other settings (see check)
+        self.unreadable: set[Path] = set()  # videos whose frames cannot be read (skipped with --skip-bad)
 
     def fingerprint(self, video: Path) -> dict:
-        return {**self.common(), "video": tree_identity(video, FRAME_SUFFIXES)}
+        return {**self.common(), "video": video_identity(video)}
 
     def common(self) -> dict:
         """The fingerprint part every video of the folder shares (all but the video's identity)."""
@@ -345,12 +347,15 @@ class PredictionRun:
         starting a video over would remove an input. Writes nothing (call it before the config is saved)."""
         mine = set(self.names.values())
         self.other_settings, change = self._others_made_otherwise(mine)
-        for video, name in self.names.items():
+        for video, name in list(self.names.items()):
             unit = prediction_unit(self.out, name)
-            if self.resume:
-                open_unit(unit, self.fingerprint(video), True, write=False)
-            else:
+            if not self.resume:
                 check_start_over(unit)
+                continue
+            with _hint_skip_bad(self.skip_bad), skip_bad_input(name, self.report, self.skip_bad):
+                open_unit(unit, self.fingerprint(video), True, write=False)  # a FIFO frame is refused here
+                continue
+            self.unreadable.add(video)  # skipped (--skip-bad): said in the report, not predicted
         if self.resume and self.other_settings:
             others = self.other_settings
             listed = ", ".join(others[:5]) + (f" and {len(others) - 5} more" if len(others) > 5 else "")
@@ -371,6 +376,15 @@ class PredictionRun:
             name = path.stem
             if name in mine or not (self.out / "results" / f"{name}.json").is_file():
                 continue
+            damaged = damaged_message(
+                path, f"the predictions of video {name}", f"{self.out}/results/{name}.json"
+            )
+            if damaged is not None and self.resume:
+                raise DataError(damaged)
+            if damaged is not None:  # --no-resume: left out of predictions.json like other settings
+                others.append(name)
+                change = change or "its fingerprint file is damaged"
+                continue
             stored = stored_fingerprint(path)
             stored = {k: v for k, v in (stored or {}).items() if k != "video"}
             if stored != common:
@@ -384,14 +398,24 @@ class PredictionRun:
         settings)."""
         if rank == 0:
             atomic_write_json(self.out / "video_ids.json", self.ids)
-        todo = list(self.names.items())[rank::world_size]
+        todo = [(v, n) for v, n in self.names.items() if v not in self.unreadable][rank::world_size]
         for video, name in todo:
             result_path = self.out / "results" / f"{name}.json"
-            resumed = open_unit(prediction_unit(self.out, name), self.fingerprint(video), self.resume)
-            if resumed and result_path.is_file():
-                log.info("%s: already done with these settings, skipping", name)
-                continue
-            with _hint_skip_bad(self.skip_bad), skip_bad_input(name, self.report, self.skip_bad):
+            unit = prediction_unit(self.out, name)
+            with (
+                _hint_skip_bad(self.skip_bad),
+                skip_bad_input(name, self.report, self.skip_bad),
+                step(
+                    unit,
+                    self.fingerprint(video),
+                    self.resume,
+                    recheck=lambda video=video: self.fingerprint(video),  # a frame replaced meanwhile
+                    finished=result_path.is_file,
+                ) as opened,
+            ):
+                if opened.done:
+                    log.info("%s: already done with these settings, skipping", name)
+                    continue
                 self._predict_one(model, video, name, overlays)
         if self.report:
             log.warning(self.report.summary())

@@ -17,6 +17,7 @@ from PIL import Image, UnidentifiedImageError
 from autoqvis.errors import DataError
 from autoqvis.io.images import open_image
 from autoqvis.io.video import natural_key
+from autoqvis.runs.access import kind_problem, require_file
 from autoqvis.runs.atomic import atomic_path
 
 __all__ = [
@@ -58,7 +59,7 @@ def read_mask_png(path: str | Path) -> np.ndarray:
 
     A grey-level PNG holding only 0 and 255 is a DAVIS-2016 binary mask: 255 becomes object 1.
     """
-    path = Path(path)
+    path = require_file(path, "mask")  # a FIFO would block the read: refused by name
     try:
         with open_image(path, "mask") as im:
             im.load()
@@ -103,7 +104,7 @@ def annotation_folder(root: str | Path, resolution: str = "480p") -> Path:
     """The folder of per-sequence annotation folders under a DAVIS root (or a plain folder of them)."""
     root = Path(root)
     if not root.is_dir():
-        problem = "is a file, not a folder" if root.exists() else "not found"
+        problem = (kind_problem(root, "dir") or "not found").split(";")[0]
         raise DataError(
             f"DAVIS root {root} {problem}; expected a folder with Annotations/{resolution}/<sequence>"
         )

@@ -26,6 +26,8 @@ from PIL import Image, UnidentifiedImageError
 from autoqvis.errors import DataError
 from autoqvis.io.images import open_image
 from autoqvis.runs.access import PERMISSION_HINT, require_file
+from autoqvis.runs.fingerprint import files_identity, tree_identity
+from autoqvis.runs.paths import check_input, list_files
 
 __all__ = [
     "FRAME_SUFFIXES",
@@ -36,12 +38,16 @@ __all__ = [
     "VideoFile",
     "VideoSource",
     "find_videos",
+    "frame_files",
+    "image_files",
     "natural_key",
     "open_video",
     "read_image",
     "resize_short_side",
     "resized_hw",
     "skip_bad_input",
+    "video_identities",
+    "video_identity",
 ]
 
 log = logging.getLogger(__name__)
@@ -53,6 +59,35 @@ FRAME_SUFFIXES = (".jpg", ".jpeg", ".png")
 def natural_key(name: str) -> list:
     """Sort key with numbers compared as numbers: ``frame2`` < ``frame10``."""
     return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]
+
+
+def frame_files(folder: str | Path) -> list[Path]:
+    """The frames of a frame folder, in natural order: its .jpg/.jpeg/.png files (hidden ones aside), not its
+    subfolders'. The one list :class:`FrameFolder` reads and :func:`video_identity` identifies."""
+    folder = Path(folder)
+    names = list_files(folder, FRAME_SUFFIXES)
+    return [folder / n for n in sorted(names, key=natural_key)]
+
+
+def image_files(root: str | Path) -> list[str]:
+    """The images under ``root``, its subfolders searched recursively (hidden files and folders aside, a
+    linked subfolder said and not followed, an unreadable one refused): names relative to ``root`` in natural
+    order. The one list discovery reads and identifies."""
+    return sorted(list_files(root, FRAME_SUFFIXES, recursive=True), key=natural_key)
+
+
+def video_identity(path: str | Path) -> dict:
+    """What a video is made of: a video file's size and digest; a frame folder's frames (:func:`frame_files`:
+    the files its reader reads) by name, size and digest."""
+    path = Path(path)
+    if path.is_dir():
+        return files_identity(path, [p.name for p in frame_files(path)])
+    return tree_identity(path)
+
+
+def video_identities(paths: Sequence[str | Path], names: Sequence[str]) -> list[dict]:
+    """Each video's ``{"name", **video_identity}`` in order (``names``: what the command calls each)."""
+    return [{"name": n, **video_identity(p)} for p, n in zip(paths, names, strict=True)]
 
 
 def resized_hw(height: int, width: int, short_side: int | None, max_size: int = 1333) -> tuple[int, int]:
@@ -171,7 +206,7 @@ class FrameList(VideoSource):
         if not self.paths:
             raise DataError(f"video {self.name} has no frames")
         try:
-            with open_image(self.paths[0], "frame") as img:
+            with open_image(require_file(self.paths[0], "frame"), "frame") as img:
                 return img.height, img.width
         except (UnidentifiedImageError, OSError) as err:
             raise DataError(f"cannot read image {self.paths[0]}: {err}") from err
@@ -181,17 +216,8 @@ class FrameFolder(FrameList):
     """A folder of jpg/png frames in natural sort order."""
 
     def __init__(self, folder: str | Path, short_side: int | None = None, max_size: int = 1333):
-        folder = Path(folder)
-        if not folder.is_dir():
-            raise DataError(f"frame folder {folder} not found")
-        paths = sorted(
-            (
-                p
-                for p in folder.iterdir()
-                if p.suffix.lower() in FRAME_SUFFIXES and not p.name.startswith(".")
-            ),
-            key=lambda p: natural_key(p.name),
-        )
+        folder = check_input(folder, "dir", "frame folder")
+        paths = frame_files(folder)
         if not paths:
             raise DataError(f"frame folder {folder} holds no {'/'.join(FRAME_SUFFIXES)} files")
         stems = [p.stem for p in paths]
@@ -209,9 +235,7 @@ class VideoFile(VideoSource):
     """A video file decoded with PyAV (frames in presentation order)."""
 
     def __init__(self, path: str | Path, short_side: int | None = None, max_size: int = 1333):
-        path = Path(path)
-        if not path.is_file():
-            raise DataError(f"video file {path} not found")
+        path = check_input(path, "file", "video file")  # a FIFO would block the decoder: refused by name
         super().__init__(name=path.stem, short_side=short_side, max_size=max_size)
         self.path = path
         self._length: int | None = None
@@ -302,7 +326,7 @@ def open_video(path: str | Path, short_side: int | None = None, max_size: int = 
     path = Path(path)
     if path.is_dir():
         return FrameFolder(path, short_side, max_size)
-    if path.suffix.lower() in VIDEO_SUFFIXES:
+    if path.suffix.lower() in VIDEO_SUFFIXES or path.is_symlink():
         return VideoFile(path, short_side, max_size)
     if not path.exists():
         raise DataError(f"{path} not found; expected a video file or a folder of frames")
@@ -318,22 +342,25 @@ def find_videos(root: str | Path) -> list[Path]:
     A folder with images at its top is one video (a frame folder); images next to video files or frame
     folders are an error naming them (which video would they be?). Hidden entries are ignored."""
     root = Path(root)
-    if not root.exists():
+    if not root.exists() and not root.is_symlink():
         raise DataError(f"{root} not found; expected a video file, a frame folder or a folder of them")
-    if root.is_file():
-        return [root]
+    if not root.is_dir():
+        return [check_input(root, "file")]
     davis = root / "JPEGImages" / "480p"
     if davis.is_dir():
         root = davis
+    check_input(root, "dir")
     entries = [
         p for p in sorted(root.iterdir(), key=lambda p: natural_key(p.name)) if not p.name.startswith(".")
     ]
-    images = [p.name for p in entries if p.is_file() and p.suffix.lower() in FRAME_SUFFIXES]
+    # a FIFO, socket or dangling link named like a video or an image is listed, so that its reader refuses it
+    # by name (or --skip-bad skips it, saying so) instead of passing over it
+    images = [p.name for p in entries if not p.is_dir() and p.suffix.lower() in FRAME_SUFFIXES]
     videos = [
         p
         for p in entries
-        if (p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES)
-        or (p.is_dir() and any(c.suffix.lower() in FRAME_SUFFIXES for c in p.iterdir()))
+        if (not p.is_dir() and p.suffix.lower() in VIDEO_SUFFIXES)
+        or (p.is_dir() and list_files(p, FRAME_SUFFIXES))
     ]
     if images and videos:
         raise DataError(

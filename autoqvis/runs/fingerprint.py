@@ -13,7 +13,16 @@ used. Before a unit is (re)made, :func:`open_unit` compares it with the one stor
   hold an input of the command (:func:`reading`): then :class:`~autoqvis.errors.DataError`, nothing removed.
 
 Inputs are identified by what they are made of, not where they lie or when they were written
-(:func:`tree_identity`: names relative to the input and content digests).
+(:func:`tree_identity`: names relative to the input and content digests). A folder's files are the ones
+:func:`autoqvis.runs.paths.list_files` lists, the list its reader reads.
+
+Large files (above :data:`SAMPLE_ABOVE`, 64 MiB: long videos) are identified by their size and a sample of
+their content, so that a video of several GB is not read whole on every rerun: one block at every keyframe
+(for a video PyAV can demux) and evenly spaced blocks, together at least 1% of the file (and at least
+:data:`SAMPLE_BLOCKS` blocks, the first and the last included). What remains possible: a change that keeps
+the file's size and lies entirely between the sampled blocks (inside a GOP, past the start of its keyframe)
+is not seen, and the rerun reuses outputs made from the old content. To identify every byte, set
+``AUTOQVIS_FULL_DIGEST=1`` in the environment (each large input is then read whole, once per process).
 
     unit = Unit("the training run", run / "fingerprint.json", (run / "last.pt", run / "model"))
     if open_unit(unit, {"training": ..., "inputs": [...], "weights": file_identity(init)}, resume):
@@ -34,14 +43,17 @@ from pathlib import Path
 from typing import Any
 
 from autoqvis.errors import DataError, StaleOutputError
-from autoqvis.runs.access import PERMISSION_HINT
+from autoqvis.runs.access import PERMISSION_HINT, kind_problem
 from autoqvis.runs.atomic import atomic_write_json
+from autoqvis.runs.paths import list_files, output_problem
 
 __all__ = [
     "Unit",
     "as_stored",
+    "check_outputs",
     "check_start_over",
     "content_identity",
+    "damaged_message",
     "describe_changes",
     "file_digest",
     "files_identity",
@@ -49,6 +61,8 @@ __all__ = [
     "input_identities",
     "open_unit",
     "reading",
+    "remove_paths",
+    "sample_offsets",
     "stored_fingerprint",
     "tree_identity",
     "weights_identity",
@@ -79,6 +93,7 @@ def open_unit(unit: Unit, fingerprint: dict[str, Any], resume: bool = True, writ
     Raises :class:`StaleOutputError` when ``resume`` and earlier outputs were made with another fingerprint.
 
     ``write=False`` only checks (the other processes of a distributed run; rank 0 writes)."""
+    check_outputs(unit)
     wanted = _normalise(fingerprint)
     existing = [p for p in unit.outputs if p.exists()]
     started = (str(unit.fingerprint_file.absolute()), hash_json(wanted))
@@ -105,6 +120,17 @@ def open_unit(unit: Unit, fingerprint: dict[str, Any], resume: bool = True, writ
     return False
 
 
+def check_outputs(unit: Unit) -> None:
+    """Refuse (DataError) an output path of ``unit`` that is a symbolic link (a write would go where it points)
+    or a FIFO, socket or device (a write would block or go nowhere); files and folders pass."""
+    for path in (unit.fingerprint_file, *unit.outputs):
+        if path.is_dir() and not path.is_symlink():
+            continue
+        problem = output_problem(path)
+        if problem is not None:
+            raise DataError(f"{path} ({unit.what}) {problem}")
+
+
 # the inputs of the command this process runs, with the flag that gave each: starting a unit over never
 # removes them
 _READING: list[tuple[str, Path]] = []
@@ -125,10 +151,17 @@ def reading(paths: Iterable[tuple[str, str | Path]]) -> Iterator[None]:
 
 def check_start_over(unit: Unit) -> None:
     """Raise :class:`~autoqvis.errors.DataError` if starting ``unit`` over would remove an input of this
-    command (an output that is, or holds, a path given to :func:`reading`); removes nothing."""
+    command (an output that is, or holds, a path given to :func:`reading`) or another command's output folder
+    (one holding a ``config.yaml`` that a command wrote into its ``--out``); removes nothing."""
     for output in unit.outputs:
         if not (output.exists() or output.is_symlink()):
             continue
+        other = _command_folder(output)
+        if other is not None:
+            raise DataError(
+                f"{other.parent} holds the outputs of another command ({other} is there), inside {output}, part of "
+                f"{unit.what}, which --no-resume would remove; move them out of {output.parent} or pass another --out"
+            )
         target = Path(os.path.abspath(output))
         for flag, path in _READING:
             if path == target or target in path.parents:
@@ -137,6 +170,21 @@ def check_start_over(unit: Unit) -> None:
                     f"{flag} {path} {where} {output}, part of {unit.what}, which --no-resume would remove; copy "
                     "it elsewhere and pass the copy, or pass another --out"
                 )
+
+
+def _command_folder(output: Path) -> Path | None:
+    """A ``config.yaml`` written by an autoqvis command at or below the output folder ``output``, or None."""
+    if not output.is_dir() or output.is_symlink():
+        return None
+    for config in sorted(output.rglob("config.yaml")):
+        try:
+            with open(config, encoding="utf-8") as f:
+                head = f.read(400)
+        except (OSError, UnicodeDecodeError):
+            continue
+        if "# command: autoqvis" in head:
+            return config
+    return None
 
 
 def stored_fingerprint(path: str | Path) -> dict | None:
@@ -159,8 +207,28 @@ def _read(path: Path) -> tuple[dict | None, str]:
         return None, f"{path.name} is damaged ({type(err).__name__}: {err})"
 
 
+def damaged_message(path: str | Path, what: str, outputs: str) -> str | None:
+    """None when the fingerprint file ``path`` is missing or readable; else one line naming it as damaged and
+    what to do (``outputs``: the files it describes, removed to redo ``what``)."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    stored, problem = _read(path)
+    if stored is not None:
+        return None
+    return (
+        f"the fingerprint file {path} is damaged ({problem.split('(', 1)[-1].rstrip(')')}), so the settings that "
+        f"made {what} are unknown: delete it and {outputs} to redo {what}, or rerun with --no-resume"
+    )
+
+
 def _write(unit: Unit, fingerprint: dict) -> None:
     atomic_write_json(unit.fingerprint_file, {"unit": unit.what, "fingerprint": fingerprint}, indent=1)
+
+
+def remove_paths(paths: Iterable[Path]) -> None:
+    """Remove files and folders (a link itself, never what it points to)."""
+    _remove(paths)
 
 
 def _remove(paths: Iterable[Path]) -> None:
@@ -176,6 +244,12 @@ def _stale_message(unit: Unit, existing: list[Path], stored: dict | None, wanted
         "To keep what is there, rerun with the earlier settings and inputs; to keep both, pass a new --out; "
         "to redo it with the new ones, add --no-resume"
     )
+    if stored is None and problem.endswith(")"):  # the file is there but cannot be read
+        return (
+            f"the fingerprint file {unit.fingerprint_file} of {unit.what} is damaged ({problem.split('(', 1)[1]}, "
+            f"so the settings that made {existing[0]} are unknown: delete {unit.fingerprint_file.name} and "
+            f"{existing[0]} to redo it, or add --no-resume to redo it"
+        )
     if stored is None:
         return (
             f"{existing[0]} ({unit.what}) exists but {problem}, so the settings that made it are unknown "
@@ -265,7 +339,7 @@ def tree_identity(path: str | Path, suffixes: Sequence[str] | None = None) -> di
     path = Path(path)
     if not path.is_dir():
         return {"bytes": path.stat().st_size, "sha256": file_digest(path)}
-    return files_identity(path, _files(path, suffixes))
+    return files_identity(path, list_files(path, suffixes, recursive=True))
 
 
 def files_identity(root: str | Path, names: Sequence[str]) -> dict[str, Any]:
@@ -276,6 +350,13 @@ def files_identity(root: str | Path, names: Sequence[str]) -> dict[str, Any]:
     total = 0
     for name in names:
         f = root / name
+        problem = kind_problem(f, "file")  # a dangling link, a FIFO: said by name, never opened
+        if problem is not None:
+            raise (
+                DataError(f"{f} {problem}")
+                if problem != "not found"
+                else FileNotFoundError(2, problem, str(f))
+            )
         st = f.stat()
         total += st.st_size
         h.update(f"{name}\0{_digest(f, st)}\n".encode())
@@ -300,10 +381,14 @@ def file_digest(path: str | Path) -> str:
 
 
 def _digest(path: Path, st: os.stat_result) -> str:
-    key = ("digest", os.path.abspath(path), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+    key = ("digest", os.path.abspath(path), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, _full())
     if key not in _DIGEST_CACHE:
+        problem = kind_problem(path, "file")  # a FIFO would block the read: refuse it by name
+        if problem is not None:
+            raise DataError(f"{path} {problem}")
         try:
-            digest = _sampled(path, st.st_size) if st.st_size > SAMPLE_ABOVE else _sha256_file(path)
+            sampled = st.st_size > SAMPLE_ABOVE and not _full()
+            digest = _sampled(path, st.st_size) if sampled else _sha256_file(path)
         except PermissionError:  # an input read for its identity says what a reader would say
             raise DataError(f"{path} cannot be read: permission denied; {PERMISSION_HINT}") from None
         _DIGEST_CACHE[key] = digest
@@ -315,13 +400,49 @@ def _sha256_file(path: Path) -> str:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
 
+def _full() -> bool:
+    """``AUTOQVIS_FULL_DIGEST=1``: every file is read whole for its identity, whatever its size."""
+    return os.environ.get("AUTOQVIS_FULL_DIGEST", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def sample_offsets(size: int, keyframes: Sequence[int] = ()) -> tuple[list[int], int]:
+    """Where a file of ``size`` bytes is sampled and the block length: one block at each keyframe offset and
+    evenly spaced ones (the first and the last byte included), together at least 1% of the file and at least
+    :data:`SAMPLE_BLOCKS` blocks of :data:`SAMPLE_BYTES`."""
+    keys = sorted({k for k in keyframes if 0 <= k < size})
+    even = max(SAMPLE_BLOCKS, -(-size // 100 // SAMPLE_BYTES))
+    target = max(-(-size // 100), SAMPLE_BLOCKS * SAMPLE_BYTES)
+    length = min(size, max(4096, -(-target // (len(keys) + even))))
+    step = (size - length) / (even - 1)
+    offsets = sorted({*keys, *(round(i * step) for i in range(even))})
+    return offsets, length
+
+
+def _keyframe_offsets(path: Path) -> list[int]:
+    """The byte offsets of a video's keyframes (PyAV demuxing, no decoding); [] for a file PyAV cannot read."""
+    try:
+        import av
+
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                return []
+            stream = container.streams.video[0]
+            return [
+                int(p.pos)
+                for p in container.demux(stream)
+                if p.is_keyframe and p.pos is not None and p.pos >= 0
+            ]
+    except Exception:  # not a video, or one PyAV cannot demux: the evenly spaced blocks alone
+        return []
+
+
 def _sampled(path: Path, size: int) -> str:
-    h = hashlib.sha256(f"{size}\n".encode())
-    step = (size - SAMPLE_BYTES) / (SAMPLE_BLOCKS - 1)
+    offsets, length = sample_offsets(size, _keyframe_offsets(path))
+    h = hashlib.sha256(f"{size}\n{length}\n".encode())
     with open(path, "rb") as f:
-        for i in range(SAMPLE_BLOCKS):
-            f.seek(round(i * step))
-            h.update(f.read(SAMPLE_BYTES))
+        for offset in offsets:
+            f.seek(offset)
+            h.update(f.read(length))
     return "sampled:" + h.hexdigest()
 
 
@@ -339,25 +460,13 @@ def weights_identity(weights: str | Path | None) -> dict[str, Any] | None:
     return {"preset": str(weights)}
 
 
-def _files(folder: Path, suffixes: Sequence[str] | None = None) -> list[str]:
-    """The files under ``folder`` as sorted POSIX names relative to it; hidden files and folders aside, and
-    with ``suffixes`` only the files with one of them."""
-    wanted = None if suffixes is None else {x.lower() for x in suffixes}
-    names = []
-    for directory, folders, files in os.walk(folder):
-        folders[:] = [d for d in folders if not d.startswith(".")]
-        inside = Path(directory).relative_to(folder)
-        for name in files:
-            if name.startswith(".") or (wanted is not None and Path(name).suffix.lower() not in wanted):
-                continue
-            names.append((inside / name).as_posix())
-    return sorted(names)
-
-
 def _sha256(path: Path) -> str:
     """The full sha256 of a file whatever its size (weights), cached like :func:`file_digest`."""
     st = path.stat()
     key = ("sha256", os.path.abspath(path), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
     if key not in _DIGEST_CACHE:
+        problem = kind_problem(path, "file")
+        if problem is not None:
+            raise DataError(f"{path} {problem}")
         _DIGEST_CACHE[key] = _sha256_file(path)
     return _DIGEST_CACHE[key]

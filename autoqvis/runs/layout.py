@@ -2,15 +2,17 @@
 
 A self-training run (``autoqvis selftrain --out RUN``)::
 
-    RUN/videos.json, RUN/frames/            the unlabeled videos' frame cache
+    RUN/videos.json, RUN/frames/            the unlabeled videos' frame cache (videos.fingerprint.json)
     RUN/discovery/                          MaskCut on --synthetic-images (when given)
     RUN/m0/model/                           M0 (round 0)
     RUN/round_k/predictions/<video>.json    the previous model's raw tracks on the unlabeled videos
+                                            (round_k/predictions.fingerprint.json)
     RUN/round_k/pseudo_labels.json          the fused labels of round k
-    RUN/round_k/selection.json              what the selection kept
+    RUN/round_k/selection.json              what the selection kept (selection.fingerprint.json)
     RUN/round_k/training_set.json           the labelled frames round k trains on
     RUN/round_k/model/                      the model of round k
     RUN/round_k/model_predictions/          the last model's tracks (label-free pick)
+    RUN/<stage>/metrics.json                a model's scores on the validation set (metrics.fingerprint.json)
     RUN/summary.json, RUN/best.json         every model's scores; the model to use
 
 A training run (``autoqvis train --out RUN``): ``RUN/model/`` (the finished model), ``RUN/last.pt`` (the
@@ -19,14 +21,51 @@ resumable checkpoint), ``RUN/metrics.jsonl`` and ``RUN/fingerprint.json``.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["MODEL_DIR", "MODEL_FILE", "TRAIN_METRICS", "SelfTrainLayout"]
+__all__ = [
+    "BEST",
+    "MODEL_DIR",
+    "MODEL_FILE",
+    "STAGE0",
+    "SUMMARY",
+    "TRAIN_METRICS",
+    "VIDEOS",
+    "VIDEOS_FINGERPRINT",
+    "SelfTrainLayout",
+    "fingerprint_beside",
+    "run_relative",
+]
 
 MODEL_DIR = "model"  # a training run's finished model folder
 MODEL_FILE = "model.json"  # marks a folder as a model folder
 TRAIN_METRICS = "metrics.jsonl"
+STAGE0 = "m0"
+BEST = "best.json"
+SUMMARY = "summary.json"
+VIDEOS = "videos.json"
+VIDEOS_FINGERPRINT = "videos.fingerprint.json"
+
+
+def fingerprint_beside(path: Path) -> Path:
+    """The fingerprint file of an output named ``path`` (a file or a folder): ``<name>.fingerprint.json``
+    beside it (``.json`` names drop their suffix: ``selection.json`` -> ``selection.fingerprint.json``)."""
+    path = Path(path)
+    stem = path.stem if path.suffix == ".json" else path.name
+    return path.with_name(stem + ".fingerprint.json")
+
+
+def run_relative(path: Path, root: Path | None) -> str:
+    """``path`` relative to the run folder ``root`` (POSIX) when it lies inside it, else as given (absolute):
+    what a run's own files (``best.json``, ``summary.json``) record, so that a copied run names its own."""
+    if root is not None:
+        inside = os.path.relpath(os.path.abspath(path), os.path.abspath(root))
+        if inside != ".." and not inside.startswith(".." + os.sep):
+            return Path(inside).as_posix()
+        return os.path.abspath(path)
+    return str(path)
 
 
 @dataclass(frozen=True)
@@ -40,7 +79,7 @@ class SelfTrainLayout:
 
     def stage(self, k: int) -> Path:
         """The folder of round ``k`` (``m0`` for k = 0)."""
-        return self.root / ("m0" if k == 0 else f"round_{k}")
+        return self.root / (STAGE0 if k == 0 else f"round_{k}")
 
     def model(self, k: int) -> Path:
         return self.stage(k) / MODEL_DIR
@@ -61,17 +100,25 @@ class SelfTrainLayout:
     def training_set(self, k: int) -> Path:
         return self.stage(k) / "training_set.json"
 
+    def scores(self, folder: Path) -> Path:
+        """A model's cached scores on the validation set, in the folder beside (above) the model folder."""
+        return Path(folder) / "metrics.json"
+
     @property
     def best(self) -> Path:
-        return self.root / "best.json"
+        return self.root / BEST
 
     @property
     def summary(self) -> Path:
-        return self.root / "summary.json"
+        return self.root / SUMMARY
 
     @property
     def videos(self) -> Path:
-        return self.root / "videos.json"
+        return self.root / VIDEOS
+
+    @property
+    def videos_fingerprint(self) -> Path:
+        return self.root / VIDEOS_FINGERPRINT
 
     @property
     def frames(self) -> Path:

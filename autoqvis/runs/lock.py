@@ -8,6 +8,13 @@ operating system releases an ``flock`` when its process ends, however it ends, s
 process that was killed (SIGKILL, a power cut) is taken over by the next run, with a note naming the
 process that left it. The file is removed when the command ends. Where ``fcntl`` is missing (Windows) no
 lock is taken.
+
+An output folder's lock is held on the folder itself (``flock`` on its descriptor) as well as on the lock
+file: deleting a running command's lock file does not let a second writer in. (An output file's lock,
+``.<name>.lock`` beside it, shares its folder with other outputs, so it is held on the lock file alone; a
+holder that finds its lock file gone says so when it ends.) The lock file is opened without following links
+and must be a regular file: a symbolic link there (to a user's file) or a FIFO is refused, never written
+through or blocked on.
 """
 
 from __future__ import annotations
@@ -17,12 +24,14 @@ import json
 import logging
 import os
 import socket
+import stat
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
-from autoqvis.errors import OutputInUseError
+from autoqvis.errors import DataError, OutputInUseError
+from autoqvis.runs.paths import output_problem
 
 try:
     import fcntl
@@ -39,23 +48,33 @@ _HELD: dict[int, int] = {}  # descriptor of each lock this process holds -> the 
 
 
 @contextmanager
-def output_lock(path: str | Path, what: str, command: str) -> Iterator[Path]:
+def output_lock(path: str | Path, what: str, command: str, folder: bool = False) -> Iterator[Path]:
     """Hold the lock file ``path`` for ``what`` (e.g. ``"--out runs/a"``, for messages) while the block runs;
     :class:`~autoqvis.errors.OutputInUseError` when another live process holds it. ``command`` names the
-    writer in the lock file (e.g. ``"autoqvis train"``)."""
+    writer in the lock file (e.g. ``"autoqvis train"``). With ``folder`` the lock is also held on the folder
+    of ``path`` (an output folder, which the command owns whole)."""
     path = Path(path)
     if fcntl is None:
         yield path
         return
     path.parent.mkdir(parents=True, exist_ok=True)
     path = _within_name_limit(path)
-    fd = _acquire(path, what, command)
-    _HELD[fd] = os.getpid()
+    _check_lock_file(path, what)
+    folder_fd = _lock_folder(path, what) if folder else None
+    if folder_fd is not None:
+        _HELD[folder_fd] = os.getpid()
     try:
-        yield path
+        fd = _acquire(path, what, command)
+        _HELD[fd] = os.getpid()
+        try:
+            yield path
+        finally:
+            _HELD.pop(fd, None)
+            _release(path, fd, "" if folder else what)  # a folder lock kept the folder ours
     finally:
-        _HELD.pop(fd, None)
-        _release(path, fd)
+        if folder_fd is not None:
+            _HELD.pop(folder_fd, None)
+            os.close(folder_fd)
 
 
 def drop_inherited_locks() -> None:
@@ -85,18 +104,52 @@ def _within_name_limit(path: Path) -> Path:
 
 
 def read_lock(path: str | Path) -> dict:
-    """The holder a lock file names (``{}`` when it is empty or unreadable)."""
+    """The holder a lock file names (``{}`` when it is empty, unreadable, or not a regular file)."""
+    if output_problem(path) is not None:
+        return {}
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8") or "{}")
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        with os.fdopen(fd, encoding="utf-8") as f:
+            data = json.loads(f.read() or "{}")
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return {}
     return data if isinstance(data, dict) else {}
 
 
+def _check_lock_file(path: Path, what: str) -> None:
+    problem = output_problem(path)
+    if problem is not None:
+        raise DataError(
+            f"{what}: the lock file {path} {problem.split(';')[0]}; autoqvis writes its lock there and will not "
+            "write through it: remove it (it is not autoqvis's) or pass another --out"
+        )
+
+
+def _lock_folder(path: Path, what: str) -> int:
+    fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise OutputInUseError(_busy_message(path, what, read_lock(path))) from None
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
 def _acquire(path: Path, what: str, command: str) -> int:
     for _ in range(10):  # the holder may remove the file between our open and our flock: open it again
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)
+        except OSError as err:  # a link or a FIFO put there since the check
+            _check_lock_file(path, what)
+            raise DataError(f"{what}: cannot open the lock file {path}: {err.strerror or err}") from None
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise DataError(
+                    f"{what}: the lock file {path} is not a regular file; remove it or pass another --out"
+                )
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = read_lock(path)
@@ -130,10 +183,17 @@ def _acquire(path: Path, what: str, command: str) -> int:
     raise OutputInUseError(f"{what}: could not take the lock {path} (other processes keep taking it); retry")
 
 
-def _release(path: Path, fd: int) -> None:
+def _release(path: Path, fd: int, what: str = "") -> None:
     try:
         if _same_file(fd, path):
             path.unlink()  # still holding the flock: nobody else can have taken it
+        elif what:
+            log.warning(
+                "%s: the lock file %s was removed (or replaced) while this command held it; another process may "
+                "have written the same outputs meanwhile: check them, or rerun with --no-resume",
+                what,
+                path,
+            )
     finally:
         os.close(fd)
 

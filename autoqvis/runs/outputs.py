@@ -7,7 +7,11 @@ What a claim does:
 
 - **one command per folder**: a folder holding another command's outputs is refused (:func:`folder_owner`
   tells whose they are from the files there), since each command writes its own ``config.yaml`` (and
-  ``train`` / ``synthesize`` their ``fingerprint.json``) and would overwrite the other's;
+  ``train`` / ``synthesize`` their ``fingerprint.json``) and would overwrite the other's; so is a folder
+  holding another kind of output or an input: a model folder, a dataset (a DAVIS root, video frames), a
+  discovery JSON (a later ``--no-resume`` in that folder would delete them without a word);
+- **no writing through links**: the lock file and an output file must not be symbolic links, FIFOs,
+  devices or sockets (:func:`autoqvis.runs.paths.check_output`);
 - **one writer at a time**: the folder's lock (:mod:`autoqvis.runs.lock`) is held while the command runs, so a
   second process writing into it stops with a message naming the first;
 - **inputs are never removed**: the paths the command reads (``reads``: flag and path) are protected from
@@ -28,7 +32,18 @@ from pathlib import Path
 
 from autoqvis.errors import DataError, OutputInUseError
 from autoqvis.runs.fingerprint import reading
+from autoqvis.runs.layout import (
+    BEST,
+    MODEL_DIR,
+    MODEL_FILE,
+    STAGE0,
+    SUMMARY,
+    TRAIN_METRICS,
+    VIDEOS,
+    VIDEOS_FINGERPRINT,
+)
 from autoqvis.runs.lock import LOCK_NAME, output_lock
+from autoqvis.runs.paths import check_output
 
 __all__ = ["claim_output", "folder_owner", "refuse_inputs_inside"]
 
@@ -36,15 +51,24 @@ __all__ = ["claim_output", "folder_owner", "refuse_inputs_inside"]
 # folder also holds metrics.json: its training run is found first)
 _SIGNATURES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("demo", ("results.json", "data/fingerprint.json", "synthetic_previews", "ablation_confidence")),
-    ("selftrain", ("best.json", "summary.json", "videos.fingerprint.json", "videos.json", "m0")),
+    ("selftrain", (BEST, SUMMARY, VIDEOS_FINGERPRINT, VIDEOS, STAGE0)),
     ("predict", ("predictions.json", "fingerprints", "video_ids.json")),
     ("synthesize", ("synthetic.json",)),
-    ("train", ("last.pt", "metrics.jsonl", "model/model.json")),
+    ("train", ("last.pt", TRAIN_METRICS, f"{MODEL_DIR}/{MODEL_FILE}")),
     ("evaluate", ("metrics.json",)),
 )
 # fingerprint.json's "unit" -> the command that wrote it
 _UNITS = {"the training run": "train", "the synthesized clips": "synthesize", "the generated world": "demo"}
 COMMANDS = ("train", "synthesize", "predict", "evaluate", "selftrain", "demo", "discover")
+# what a folder holds that no command writes into its --out itself (an input, or another kind of output):
+# (what it is, the file or folder that shows it)
+_NOT_OUTPUTS: tuple[tuple[str, str], ...] = (
+    ("a model folder", MODEL_FILE),
+    ("a model folder", "model.safetensors"),
+    ("a DAVIS dataset", "JPEGImages"),
+    ("a DAVIS dataset", "Annotations"),
+)
+_IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
 
 def folder_owner(folder: Path) -> tuple[str, Path] | None:
@@ -69,6 +93,29 @@ def folder_owner(folder: Path) -> tuple[str, Path] | None:
                 words = line.split()
                 if line.startswith("# command: autoqvis") and len(words) > 3 and words[3] in COMMANDS:
                     return words[3], config
+    return other_content(folder)
+
+
+def other_content(folder: Path) -> tuple[str, Path] | None:
+    """What ``folder`` holds that is not a command's ``--out`` (a model folder, a dataset, video frames, a
+    discovery JSON) and a path that shows it, or None."""
+    for what, name in _NOT_OUTPUTS:
+        if (folder / name).exists():
+            return what, folder / name
+    with contextlib.suppress(OSError):
+        for entry in sorted(folder.iterdir()):
+            if entry.name.startswith("."):
+                continue
+            if entry.name.endswith(".fingerprint.json") and _unit_of(entry) == "the discovery run":
+                return "a discovery output (autoqvis discover's JSON)", entry
+            if entry.suffix.lower() in _IMAGE_SUFFIXES and entry.is_file():
+                return "video frames or images (an input)", entry
+    return None
+
+
+def _unit_of(fingerprint: Path) -> str | None:
+    with contextlib.suppress(OSError, ValueError, TypeError, AttributeError):
+        return json.loads(fingerprint.read_text(encoding="utf-8")).get("unit")
     return None
 
 
@@ -77,6 +124,12 @@ def _check_owner(out: Path, command: str) -> None:
     if owner is None or owner[0] == command:
         return
     other, evidence = owner
+    if other not in COMMANDS:
+        raise OutputInUseError(
+            f"--out {out} holds {other} ({evidence} is there), not the outputs of 'autoqvis {command}'; writing "
+            f"into it would mix them, and a later --no-resume there could delete them. Pass another --out, e.g. "
+            f"{out / command}"
+        )
     writes = "config.yaml and fingerprint.json" if command in ("train", "synthesize") else "config.yaml"
     raise OutputInUseError(
         f"--out {out} holds the outputs of 'autoqvis {other}' ({evidence} is there); 'autoqvis {command}' "
@@ -113,12 +166,14 @@ def claim_output(
         with reading(reads):
             yield out
         return
-    if not file:
+    if file:
+        check_output(out, "--out")
+    else:
         _check_owner(out, command)
     created = _first_missing(folder)
     lock = folder / (f".{out.name}.lock" if file else LOCK_NAME)
     try:
-        with output_lock(lock, f"--out {out}", f"autoqvis {command}"), reading(reads):
+        with output_lock(lock, f"--out {out}", f"autoqvis {command}", folder=not file), reading(reads):
             yield out
     except BaseException:
         if created is not None:

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,8 +49,9 @@ from autoqvis.model import load_model
 from autoqvis.model.vit_backbone import TokenCache, use_token_cache
 from autoqvis.progress import progress_bar
 from autoqvis.runs.atomic import atomic_write_json
-from autoqvis.runs.fingerprint import Unit, hash_json, open_unit, weights_identity
-from autoqvis.runs.layout import SelfTrainLayout
+from autoqvis.runs.fingerprint import Unit, hash_json, weights_identity
+from autoqvis.runs.layout import SelfTrainLayout, fingerprint_beside, run_relative
+from autoqvis.runs.step import open_step
 from autoqvis.selftrain.fuse import fuse_labels, replace_labels
 from autoqvis.selftrain.pick import label_free_scores, pick_label_free
 from autoqvis.selftrain.pseudo_label import (
@@ -146,16 +146,6 @@ class SelfTrainResult:
         }
 
 
-def run_relative(path: Path, root: Path | None) -> str:
-    """``path`` relative to ``root`` (POSIX) when it lies inside it, else as given (absolute)."""
-    if root is not None:
-        inside = os.path.relpath(os.path.abspath(path), os.path.abspath(root))
-        if inside != ".." and not inside.startswith(".." + os.sep):
-            return Path(inside).as_posix()
-        return os.path.abspath(path)
-    return str(path)
-
-
 def round_training_config(cfg: Config) -> TrainingConfig:
     """The self-training stage's optimisation: the training section with the rounds section's changes
     (iterations, batch, rate, frozen head, DropLoss)."""
@@ -232,14 +222,12 @@ class SelfTrainRun:
         inf = dataclasses.replace(
             self.cfg.inference, top_k=self.cfg.selection.top_k, track_score="class", crf_short_side=0
         )
-        unit = Unit(what, folder.with_name(folder.name + ".fingerprint.json"), (folder,))
         fingerprint = {
             "model": weights_identity(model_dir),
             "inference": inference_settings(inf),
             "videos": self.videos.content_hash(),
         }
-        open_unit(unit, fingerprint, self.resume, write=dist.is_main())
-        dist.barrier()
+        opened = self._open(Unit(what, fingerprint_beside(folder), (folder,)), fingerprint)
         model = load_model(model_dir, model=self.cfg.model, device=self.device)
         if self.tokens is None and inf.token_cache_mb > 0:
             self.tokens = TokenCache(inf.token_cache_mb * 2**20)
@@ -259,7 +247,14 @@ class SelfTrainRun:
                     write_tracks(path, tracks)
                 bar.advance()
         dist.barrier()
+        opened.finish()  # every rank's videos are written (recorded again: a redone video changed them)
         return {info.id: _read_tracks(folder / f"{info.id}.json") for info in self.videos.videos}
+
+    def _open(self, unit: Unit, fingerprint: dict, finished: Callable[[], bool] | None = None):
+        """Open one unit of the run (rank 0 writes its fingerprint; the others wait for it)."""
+        opened = open_step(unit, fingerprint, self.resume, finished=finished, write=dist.is_main())
+        dist.barrier()
+        return opened
 
     # -- selection and fusion -------------------------------------------------------------------------------
 
@@ -267,16 +262,13 @@ class SelfTrainRun:
         self, k: int, predictions: dict[int, list[Track]], previous: dict[int, list[Track]] | None
     ) -> tuple[dict[int, list[Track]], SelectionStats, YTVISDataset]:
         """Select per video, fuse with earlier rounds (or replace), keep eligible frames; written once."""
-        folder = self.out / f"round_{k}"
         labels_path, stats_path, train_path = (
             self.layout.pseudo_labels(k),
             self.layout.selection(k),
             self.layout.training_set(k),
         )
         unit = Unit(
-            f"round {k}'s selection",
-            folder / "selection.fingerprint.json",
-            (labels_path, stats_path, train_path),
+            f"round {k}'s selection", fingerprint_beside(stats_path), (labels_path, stats_path, train_path)
         )
         fingerprint = {
             "selection": config_to_dict(self.cfg.selection),  # the whole section: every field selects
@@ -284,9 +276,9 @@ class SelfTrainRun:
             "previous": None if previous is None else _tracks_hash(previous),
             "videos": self.videos.content_hash(),
         }
-        reuse = open_unit(unit, fingerprint, self.resume, write=dist.is_main())
-        dist.barrier()
-        if reuse and train_path.is_file() and labels_path.is_file() and stats_path.is_file():
+        finished = [train_path, labels_path, stats_path]
+        opened = self._open(unit, fingerprint, lambda: all(p.is_file() for p in finished))
+        if opened.done:
             labels = load_ytvis(labels_path, check_frames=False).tracks
             return (
                 labels,
@@ -314,6 +306,7 @@ class SelfTrainRun:
             )
             save_ytvis(training_set, train_path)
             atomic_write_json(stats_path, stats.to_json())
+        opened.finish()
         dist.barrier()
         return labels, stats, training_set
 
@@ -324,7 +317,7 @@ class SelfTrainRun:
         batches from the pseudo-labelled videos mixed with the synthetic clips as ``rounds`` says."""
         if not training_set.videos:
             raise RuntimeError(
-                f"round {k}: no video kept enough selected frames to train on (see round_{k}/selection.json); "
+                f"round {k}: no video kept enough selected frames to train on (see {self.layout.selection(k)}); "
                 "lower selection.quality_min or selection.min_frames"
             )
         real = VideoClipSource(
@@ -362,11 +355,11 @@ class SelfTrainRun:
                 labels, stats, training_set = self.select_and_fuse(k, predictions, labels)
                 if not training_set.videos:
                     log.warning(
-                        "round %d: no video kept %d selected frames (see round_%d/selection.json); the round "
-                        "keeps the previous model. Lower selection.quality_min or train the initial stage longer.",
+                        "round %d: no video kept %d selected frames (see %s); the round keeps the previous model. "
+                        "Lower selection.quality_min or train the initial stage longer.",
                         k,
                         self.cfg.selection.min_eligible_frames,
-                        k,
+                        self.layout.selection(k),
                     )
                     models.append(
                         self.result(f"round {k}", k, model, stats, "no pseudo-labels kept; previous model")
@@ -418,8 +411,8 @@ class SelfTrainRun:
         if self.evaluator is not None:
             # beside the model folder (a weights file given as M0 is scored into the run's m0/ folder)
             folder = model.parent if model.is_dir() else self.layout.stage(0)
-            cache = folder / "metrics.json"
-            unit = Unit(f"the scores of {name}", folder / "metrics.fingerprint.json", (cache,))
+            cache = self.layout.scores(folder)
+            unit = Unit(f"the scores of {name}", fingerprint_beside(cache), (cache,))
             identity = getattr(self.evaluator, "identity", None)
             fingerprint = {
                 "model": weights_identity(model),
@@ -427,13 +420,14 @@ class SelfTrainRun:
                 "inference": inference_settings(self.cfg.inference),
                 "evaluation": config_to_dict(self.cfg)["evaluation"],
             }
-            reuse = open_unit(unit, fingerprint, self.resume, write=dist.is_main())
-            if reuse and cache.is_file():
+            opened = open_step(unit, fingerprint, self.resume, finished=cache.is_file, write=dist.is_main())
+            if opened.done:
                 scores = _read_scores(cache, ModelScores.metric_set(self.cfg.evaluation.max_dets))
             if scores is None:  # not scored yet, or scored before the metrics changed
                 scores = self.evaluator(model)
                 if dist.is_main():
                     atomic_write_json(cache, scores.to_json(samples=True))
+                opened.finish()
         return ModelResult(name, model, k, stats, scores, note)
 
 
@@ -470,4 +464,3 @@ def _read_or_explain(path: Path, parse: Callable, again: str):
         raise DataError(
             f"cannot read {path} ({err}); delete it ({again} on the rerun) or rerun with --no-resume"
         ) from err
-

@@ -2,7 +2,9 @@
 
 Video files cannot be read at random frames cheaply, so every video (file or frame folder) is decoded once,
 resized to a working short side, and written as JPEG frames under ``<run>/frames/<name>/``. A video is
-finished when its ``.done`` marker exists, so an interrupted run continues with the next video. The result
+finished when its ``.done`` marker exists and its frames match the marker's record (sizes and digests: a
+frame deleted or damaged since is said and the video decoded again), so an interrupted run continues with
+the next video. The result
 is a YouTube-VIS dataset without annotations (``videos.json``): video ids 1..N in natural order.
 """
 
@@ -18,11 +20,13 @@ from PIL import Image
 
 from autoqvis.engine import dist
 from autoqvis.errors import DataError
-from autoqvis.io.video import FRAME_SUFFIXES, SkipReport, open_video, skip_bad_input
+from autoqvis.io.video import SkipReport, open_video, skip_bad_input, video_identities
 from autoqvis.io.ytvis import YTVISDataset, load_ytvis, save_ytvis
 from autoqvis.progress import progress_bar
 from autoqvis.runs.atomic import atomic_path, atomic_write_json
-from autoqvis.runs.fingerprint import Unit, input_identities, open_unit
+from autoqvis.runs.fingerprint import Unit
+from autoqvis.runs.layout import SelfTrainLayout
+from autoqvis.runs.step import folder_record, record_changes, step
 from autoqvis.structures import VideoInfo
 
 __all__ = ["cache_videos"]
@@ -64,42 +68,52 @@ def _cache(
     resume: bool,
     hint: str,
 ) -> tuple[YTVISDataset, SkipReport]:
-    frames_root = run_dir / "frames"
-    index_path = run_dir / "videos.json"
+    layout = SelfTrainLayout(run_dir)
+    frames_root, index_path = layout.frames, layout.videos
     unit = Unit(
-        "the frame cache of the unlabeled videos",
-        run_dir / "videos.fingerprint.json",
-        (index_path, frames_root),
+        "the frame cache of the unlabeled videos", layout.videos_fingerprint, (index_path, frames_root)
     )
-    fingerprint = {
-        "short_side": short_side,
-        "max_size": max_size,
-        "inputs": input_identities(paths, _unique_names(paths), FRAME_SUFFIXES),
-    }
-    if open_unit(unit, fingerprint, resume) and index_path.exists():
-        try:
-            return load_ytvis(index_path, frames_root, check_frames=False), SkipReport()
-        except DataError as err:
-            raise DataError(
-                f"{err}; the frame cache is damaged: delete {index_path} or rerun with --no-resume"
-            ) from err
     names = _unique_names(paths)
-    report = SkipReport()
-    videos: list[VideoInfo] = []
-    with progress_bar("decode videos", total=len(paths)) as bar:
-        for video_id, (path, name) in enumerate(zip(paths, names), start=1):
+
+    def fingerprint() -> dict:
+        inputs = []
+        for path, name in zip(paths, names, strict=True):
             try:
-                with skip_bad_input(str(path), report, enabled=skip_bad):
-                    videos.append(_cache_one(path, name, video_id, frames_root, short_side, max_size))
+                inputs += video_identities([path], [name])
+            except DataError:  # (a FIFO among its frames) with --skip-bad: its reader skips it and says so
+                if not skip_bad:
+                    raise
+        return {"short_side": short_side, "max_size": max_size, "inputs": inputs}
+
+    # the videos are identified again once decoded: one replaced meanwhile leaves the cache unmarked
+    with step(unit, fingerprint(), resume, recheck=fingerprint, finished=index_path.exists) as s:
+        if s.done:
+            try:
+                return load_ytvis(index_path, frames_root, check_frames=False), SkipReport()
             except DataError as err:
-                raise DataError(f"{err}{hint}") from err
-            bar.advance()
-    if not videos:
-        raise DataError(f"no usable video among {len(paths)} input(s); {report.summary() if report else ''}")
-    dataset = YTVISDataset(
-        videos=videos, frames_root=frames_root, info={"kind": "unlabeled videos", "short_side": short_side}
-    )
-    save_ytvis(dataset, index_path)
+                raise DataError(
+                    f"{err}; the frame cache is damaged: delete {index_path} or rerun with --no-resume"
+                ) from err
+        report = SkipReport()
+        videos: list[VideoInfo] = []
+        with progress_bar("decode videos", total=len(paths)) as bar:
+            for video_id, (path, name) in enumerate(zip(paths, names, strict=True), start=1):
+                try:
+                    with skip_bad_input(str(path), report, enabled=skip_bad):
+                        videos.append(_cache_one(path, name, video_id, frames_root, short_side, max_size))
+                except DataError as err:
+                    raise DataError(f"{err}{hint}") from err
+                bar.advance()
+        if not videos:
+            raise DataError(
+                f"no usable video among {len(paths)} input(s); {report.summary() if report else ''}"
+            )
+        dataset = YTVISDataset(
+            videos=videos,
+            frames_root=frames_root,
+            info={"kind": "unlabeled videos", "short_side": short_side},
+        )
+        save_ytvis(dataset, index_path)
     return dataset, report
 
 
@@ -111,8 +125,13 @@ def _cache_one(
     if marker.exists():
         try:
             meta = json.loads(marker.read_text())
-            return VideoInfo(id=video_id, name=name, **meta)
-        except (json.JSONDecodeError, TypeError, UnicodeDecodeError) as err:
+            changed = record_changes(folder, meta.pop("files")) if "files" in meta else []
+            if not changed:
+                return VideoInfo(id=video_id, name=name, **meta)
+            log.warning(
+                "%s: %s changed since it was decoded; decoding %s again", folder, ", ".join(changed), path
+            )
+        except (json.JSONDecodeError, TypeError, UnicodeDecodeError, AttributeError, OSError) as err:
             log.warning("%s is damaged (%s); decoding %s again", marker, err, path)
     if folder.exists():
         shutil.rmtree(folder)  # a half-written video from an interrupted run
@@ -133,7 +152,7 @@ def _cache_one(
     if len(file_names) < 2:
         raise DataError(f"video {path} has {len(file_names)} frame(s); self-training needs at least 2")
     meta = {"width": width, "height": height, "length": len(file_names), "file_names": file_names}
-    atomic_write_json(marker, meta)
+    atomic_write_json(marker, {**meta, "files": folder_record(folder)})
     log.debug("cached %s: %d frames of %dx%d", path, len(file_names), width, height)
     return VideoInfo(id=video_id, name=name, **meta)
 

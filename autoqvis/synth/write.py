@@ -1,7 +1,9 @@
 """Writing synthetic clips as a YouTube-VIS dataset (JPEG frames + JSON) and animated previews.
 
 ``OUT/frames/clip_NNNNNN/NNNNN.jpg`` and ``OUT/synthetic.json``. Resumable: a clip folder with a ``.done``
-marker (and its ``tracks.json``) is finished and is not rewritten; the JSON is assembled atomically at the end.
+marker is finished and is not rewritten while its files match the marker's record (each file's size and
+content digest); a frame overwritten, truncated or deleted since is said and the clip is written again. The
+JSON is assembled atomically at the end.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ from autoqvis.io.davis import DAVIS_PALETTE
 from autoqvis.io.images import open_image
 from autoqvis.io.ytvis import YTVISDataset, save_ytvis
 from autoqvis.progress import progress_bar
-from autoqvis.runs.atomic import atomic_path, atomic_write_text
+from autoqvis.runs.atomic import atomic_path, atomic_write_json, atomic_write_text
+from autoqvis.runs.step import folder_record, record_changes
 from autoqvis.structures import Clip, Track, VideoInfo
 
 __all__ = ["clip_gif", "write_clips", "write_previews"]
@@ -32,7 +35,7 @@ def _write_clip(clip: Clip, folder: Path) -> tuple[list[str], list[list]]:
         names.append(f"{folder.name}/{t:05d}.jpg")
     tracks = [[rle.encode(m) if m.any() else None for m in obj] for obj in clip.masks.numpy()]
     atomic_write_text(folder / "tracks.json", json.dumps(tracks))
-    (folder / ".done").touch()
+    atomic_write_json(folder / ".done", folder_record(folder))
     return names, tracks
 
 
@@ -70,6 +73,17 @@ def _finished_clip(folder: Path) -> tuple[list[str], list, tuple[int, int]] | No
     if not (folder / ".done").is_file():
         return None
     try:
+        recorded = json.loads((folder / ".done").read_text() or "null")  # empty: an older autoqvis's marker
+        if recorded is not None and not isinstance(recorded, dict):
+            raise ValueError(f"{folder / '.done'} is not a record of the clip's files")
+        changed = [] if recorded is None else record_changes(folder, recorded)
+        if changed:
+            logging.getLogger("autoqvis").warning(
+                "%s: %s changed since the clip was written; writing the clip again",
+                folder,
+                ", ".join(changed),
+            )
+            return None
         names = [f"{folder.name}/{p.name}" for p in sorted(folder.glob("*.jpg"))]
         masks = json.loads((folder / "tracks.json").read_text())
         with open_image(folder / "00000.jpg", "frame") as img:
