@@ -638,7 +638,7 @@ def test_model_settings_arrive_in_the_model_a_training_run_builds(tmp_path, monk
     )
     monkeypatch.setattr(run_module, "load_weights", lambda model, path: inits.append(str(path)))
     monkeypatch.setattr(run_module, "Trainer", _NoTraining)
-    monkeypatch.setattr(run_module, "save_model", lambda model, folder: folder)
+    monkeypatch.setattr(run_module, "save_model", lambda model, folder, inference=None: folder)
     keys = _section("model")
     seen: dict[str, Any] = {}
     with_init = [k for k in keys if k != "model.vit_weights"]

@@ -117,10 +117,10 @@ class DemoPlan:
 def demo_config(
     plan: DemoPlan, overrides: list[str] | None = None, config_files: list[str] | None = None
 ) -> Config:
-    """The ``small_data`` profile at the demo's sizes, then the user's files and overrides."""
+    """The ``small_data`` profile, the ``demo`` profile (the demo's own values: no CRF, quality ranking, ...) and
+    the user's files, then the sizes of ``plan`` and the user's overrides."""
     side = min(plan.height, plan.width)
     deltas = [
-        "discovery.fixed_size=224",
         f"synthesis.short_sides=[{side}]",
         f"synthesis.crop_min={int(side * 0.85)}",
         f"synthesis.crop_max={side}",
@@ -131,18 +131,9 @@ def demo_config(
         f"training.log_period={max(plan.m0_iters // 20, 1)}",
         f"rounds.iters={plan.round_iters}",
         f"rounds.batch_size={plan.batch_size}",
-        # the tiny demo model's quality estimates stay low (M0's Q rarely reaches the paper's 0.75); the paper's
-        # threshold for its harder, dense setting (UVO) is used instead
-        "selection.quality_min=0.3",
         f"inference.short_side={side}",
-        # the profile's CRF was measured on real footage; the world's rendered objects have hard edges already,
-        # and the demo's time budget has no room for a CRF per predicted mask (~0.2 s each)
-        "inference.crf_short_side=0",
-        # the demo scores multi-object AP, where score x predicted IoU ranks the world's objects above their
-        # parts (+13 AP50 on the demo); DAVIS's single main object is ranked best by the class score (profile)
-        "inference.track_score=quality",
     ]
-    return load_config(["small_data", *(config_files or [])], deltas + list(overrides or []))
+    return load_config(["small_data", "demo", *(config_files or [])], deltas + list(overrides or []))
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -3,7 +3,8 @@
 Used by ``autoqvis train`` and by the self-training rounds. The run folder holds ``last.pt`` (the resumable
 training state), ``metrics.jsonl``, ``config.yaml``, ``fingerprint.json`` (what determines the run: the model,
 training and synthesis sections, the sources and their mixing probabilities, the initial weights) and, when
-training finishes, ``model/`` (the weights in our format: ``model.safetensors`` + ``model.json``). A rerun
+training finishes, ``model/`` (the weights in our format: ``model.safetensors`` + ``model.json``, and the run's
+``inference`` section as ``inference.json``: the settings the model is made for, its default when loaded). A rerun
 with the same fingerprint continues (a finished model is reused); with another it stops and says what
 changed (:mod:`autoqvis.runs.fingerprint`).
 """
@@ -121,7 +122,7 @@ def train_stage(
     trainer.train(resume=True)
     trainer.final_weights()
     if dist.is_main():
-        save_model(model.cpu(), final)
+        save_model(model.cpu(), final, inference=cfg.inference)  # the settings it is made for
         log.info("saved %s", final)
     dist.barrier()
     return final

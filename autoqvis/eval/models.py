@@ -14,7 +14,6 @@ true IoU (its track matched to the ground-truth track of highest video IoU), wit
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -217,7 +216,6 @@ class ModelEvaluator:
         """The scores of a loaded model (a :class:`~autoqvis.model.vis.VideoMaskFormer` on ``device``)."""
         gt, inf = self.gt, self.cfg.inference
         check_track_score(model, inf.track_score)
-        raw = dataclasses.replace(inf, track_score="class", crf_short_side=0)  # then ranked and refined below
         ev = self.cfg.evaluation
         max_proposals = ev.davis_max_proposals
         # every video's tracks under the configured ranking and the other one ("quality" for "class", else
@@ -233,7 +231,7 @@ class ModelEvaluator:
                 max_size=inf.max_size,
                 paths=gt.frame_paths(info.id),
             )
-            by_class = segment_video(model, source, raw).tracks
+            by_class = segment_video(model, source, inf).tracks  # raw: in class-score order, not refined
             for ranking in ranked:
                 if ranking == inf.track_score or all(t.predicted_iou is not None for t in by_class):
                     ranked[ranking][info.id] = finish_tracks(by_class, source, inf, ranking)

@@ -134,6 +134,9 @@ class VideoMaskFormer(nn.Module):
         self.register_buffer("pixel_std", torch.tensor(spec.pixel_std).view(-1, 1, 1), persistent=False)
         self.train_quality_head = predictor.maskiou_feature_extractor is not None
         self.quality_outputs = "all"  # training: the decoder outputs the quality head scores ("all" | "last")
+        # the inference settings the model was made for (a model folder's inference.json, set by load_model):
+        # autoqvis.segment and predict run with them unless told otherwise; None: the section's defaults
+        self.own_inference: InferenceConfig | None = None
 
     # ----------------------------------------------------------------------------------------------
     # pieces

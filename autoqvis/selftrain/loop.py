@@ -42,7 +42,7 @@ from autoqvis.engine.sources import mixing_probs
 from autoqvis.engine.video_source import VideoClipSource
 from autoqvis.errors import DataError
 from autoqvis.eval.models import ModelScores
-from autoqvis.inference.predict import segment_video
+from autoqvis.inference.predict import raw_settings, segment_video
 from autoqvis.io.tracks import track_from_json, write_tracks
 from autoqvis.io.video import FrameList
 from autoqvis.io.ytvis import YTVISDataset, load_json, load_ytvis, save_ytvis
@@ -223,19 +223,17 @@ class SelfTrainRun:
     def predict_unlabeled(
         self, model_dir: Path, folder: Path, title: str, what: str
     ) -> dict[int, list[Track]]:
-        """A model's top-k tracks (ranked by class score) for every unlabeled video, one file per video in
-        ``folder`` (this rank's share; a finished video of the same model and settings is not predicted
-        again: ``<folder>.fingerprint.json``). The network's masks as they are: the CRF refinement of
-        ``inference.crf_short_side`` is for outputs (``predict``, scoring), not for every unlabeled frame
-        (~0.2 s per mask on a CPU)."""
-        # the selection's top-k queries, ranked by class score (the selection multiplies in the quality itself)
-        inf = dataclasses.replace(
-            self.cfg.inference, top_k=self.cfg.selection.top_k, track_score="class", crf_short_side=0
-        )
+        """A model's raw top-k tracks for every unlabeled video, one file per video in ``folder`` (this rank's
+        share; a finished video of the same model and settings is not predicted again:
+        ``<folder>.fingerprint.json``). Raw: :func:`~autoqvis.inference.predict.segment_video`'s network output
+        in class-score order, with ``selection.top_k`` queries; the pass does not finish them
+        (:func:`~autoqvis.inference.predict.finish_tracks`: ``inference.track_score`` and the CRF are for
+        outputs), since the selection ranks and thresholds every frame by its own ``selection.selection_score``."""
+        inf = dataclasses.replace(self.cfg.inference, top_k=self.cfg.selection.top_k)
         unit = Unit(what, folder.with_name(folder.name + ".fingerprint.json"), (folder,))
         fingerprint = {
             "model": weights_identity(model_dir),
-            "inference": inference_settings(inf),
+            "inference": raw_settings(inf),
             "videos": self.videos.content_hash(),
         }
         open_unit(unit, fingerprint, self.resume, write=dist.is_main())
@@ -470,4 +468,3 @@ def _read_or_explain(path: Path, parse: Callable, again: str):
         raise DataError(
             f"cannot read {path} ({err}); delete it ({again} on the rerun) or rerun with --no-resume"
         ) from err
-
