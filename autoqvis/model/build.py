@@ -274,7 +274,7 @@ def load_weights(model: VideoMaskFormer, path: str | Path, strict: bool = False)
 
 
 # fields of a spec that do not change the weights or what the model computes at inference
-_TRAINING_ONLY = ("freeze_vit", "num_frames", "encoder_dropout")
+_TRAINING_ONLY = ("freeze_vit", "encoder_dropout")
 _VIT_ONLY = ("vit_arch", "vit_image_stem")
 
 
