@@ -275,6 +275,8 @@ def test_an_ar_metric_to_select_by_must_be_reported():
         ("selection.reset_each_round", "selftrain.reset_each_round"),
         ("selection.select_metric", "selftrain.select_metric"),
         ("selection.label_free_pick", "selftrain.label_free_pick"),
+        ("selection.max_area", "discovery.max_area"),
+        ("selection.max_borders", "discovery.max_borders"),
     ],
 )
 def test_a_moved_key_is_refused_with_its_new_name(tmp_path, old, new):

@@ -108,8 +108,6 @@ CHANGED: dict[str, Any] = {
     "selection.quality_min": 0.4,
     "selection.selection_score": "confidence",
     "selection.min_frames": 1,
-    "selection.max_area": 0.6,
-    "selection.max_borders": 2,
     "selection.fusion": "replace",
     "selection.fuse_iou": 0.7,
     "selection.min_eligible_frames": 1,
@@ -468,7 +466,8 @@ def _round_inputs(videos: Path, tmp_path: Path, monkeypatch):
 
 def test_selection_settings_arrive_and_each_one_selects_again(videos, tmp_path, monkeypatch):
     """Each step gets its setting, and a change of any field is a change of the round's selection (its
-    fingerprint is the whole section: max_area and max_borders were once left out, and old labels reused)."""
+    fingerprint is the whole section and the region rule of the discovery section: max_area and max_borders
+    were once left out, and old labels reused)."""
     import autoqvis.selftrain.loop as loop
     import autoqvis.selftrain.pseudo_label as steps
     from autoqvis.selftrain.loop import SelfTrainRun
@@ -481,8 +480,8 @@ def test_selection_settings_arrive_and_each_one_selects_again(videos, tmp_path, 
         "mark_selected": lambda tracks, q, by: seen.update(
             {"selection.quality_min": q, "selection.selection_score": by}
         ),
-        "unselect_regions": lambda tracks, area, borders: seen.update(
-            {"selection.max_area": area, "selection.max_borders": borders}
+        "unselect_regions": lambda tracks, area, borders: seen.update(  # the one region rule
+            {"discovery.max_area": area, "discovery.max_borders": borders}
         ),
         "drop_rarely_selected": lambda tracks, n: seen.update({"selection.min_frames": n}),
     }
@@ -496,7 +495,7 @@ def test_selection_settings_arrive_and_each_one_selects_again(videos, tmp_path, 
         "eligibility_counts",
         lambda labels, n, stats: seen.update({"selection.min_eligible_frames": n}),
     )
-    keys = _section("selection")
+    keys = [*_section("selection"), "discovery.max_area", "discovery.max_borders"]
     fusing = [k for k in keys if k != "selection.fusion"]
     for i, changed in enumerate((["selection.fusion"], fusing)):  # the later run's values stay
         run = SelfTrainRun(_changed(*changed), tmp_path / f"run{i}", data, [])

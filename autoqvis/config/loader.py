@@ -343,6 +343,9 @@ MOVED = {
     "selection.reset_each_round": "selftrain.reset_each_round",
     "selection.select_metric": "selftrain.select_metric",
     "selection.label_free_pick": "selftrain.label_free_pick",
+    # one background-region rule for discovery's cuts and the selection's frames
+    "selection.max_area": "discovery.max_area",
+    "selection.max_borders": "discovery.max_borders",
 }
 
 

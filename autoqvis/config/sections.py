@@ -86,8 +86,10 @@ class DiscoveryConfig:
     eigensolver: Literal["auto", "dense", "arpack"] = "auto"
     every: int = 1  # with --videos: use every k-th frame
     batch_size: int = 8  # images per ViT forward
-    # drop region-sized masks (usually background, not objects): covering more than max_area of the image or
-    # touching more than max_borders of its 4 borders. Official: 1.0 and 4 (keep every mask)
+    # the one background-region rule: a mask covering more than max_area of its image or touching more than
+    # max_borders of its 4 borders is a region (usually background), not an object. Discovery drops such cuts,
+    # and the self-training selection does not select such frames, however confident. Official: 1.0 and 4
+    # (no rule)
     max_area: float = 1.0
     max_borders: int = 4
 
@@ -271,10 +273,7 @@ class SelectionConfig:
     quality_min: float = 0.75  # per-frame threshold on Q (0.3 for dense scenes, the paper's UVO setting)
     selection_score: Literal["quality", "confidence"] = "quality"  # Q = s * IoU_hat, or s alone (ablation)
     min_frames: int = 2  # keep an object only if selected in >= this many non-empty frames (paper: 1)
-    # a frame whose mask covers more than max_area of the frame or touches more than max_borders of its 4
-    # borders is not selected (a background region, however confident). Official: 1.0 and 4 (no rule)
-    max_area: float = 1.0
-    max_borders: int = 4
+    # (a frame whose mask is a background region by discovery.max_area / max_borders is not selected)
     fusion: Literal["fuse", "replace"] = "fuse"  # adaptive fusion with earlier rounds, or replace (ablation)
     fuse_iou: float = 0.5  # new and old label are one object if IoU >= this in any frame
     min_eligible_frames: int = 2  # a video is used only with >= this many eligible frames
@@ -289,8 +288,6 @@ class SelectionConfig:
                 "score_min": FRACTION,
                 "quality_min": FRACTION,
                 "min_frames": COUNT,
-                "max_area": FRACTION,
-                "max_borders": Range(0, 4),
                 "fuse_iou": FRACTION,
                 "min_eligible_frames": COUNT,
             },

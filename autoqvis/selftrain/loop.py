@@ -278,6 +278,11 @@ class SelfTrainRun:
         )
         fingerprint = {
             "selection": config_to_dict(self.cfg.selection),  # the whole section: every field selects
+            # and the one background-region rule (its home is the discovery section)
+            "discovery": {
+                "max_area": self.cfg.discovery.max_area,
+                "max_borders": self.cfg.discovery.max_borders,
+            },
             "predictions": _tracks_hash(predictions),
             "previous": None if previous is None else _tracks_hash(previous),
             "videos": self.videos.content_hash(),
@@ -293,7 +298,8 @@ class SelfTrainRun:
             )
         s = self.cfg.selection
         stats = SelectionStats()
-        selected = {vid: select_video(tracks, s, stats) for vid, tracks in predictions.items()}
+        regions = self.cfg.discovery
+        selected = {vid: select_video(tracks, s, stats, regions) for vid, tracks in predictions.items()}
         if previous is None:
             labels = selected
         elif s.fusion == "fuse":

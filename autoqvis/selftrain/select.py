@@ -26,7 +26,7 @@ from typing import Literal
 import numpy as np
 
 from autoqvis import rle as rle_utils
-from autoqvis.config import SelectionConfig
+from autoqvis.config import DiscoveryConfig, SelectionConfig
 from autoqvis.structures import Track
 
 __all__ = [
@@ -99,12 +99,13 @@ def mark_selected(
 
 def unselect_regions(
     tracks: Sequence[Track],
-    max_area: float = SelectionConfig.max_area,
-    max_borders: int = SelectionConfig.max_borders,
+    max_area: float = DiscoveryConfig.max_area,
+    max_borders: int = DiscoveryConfig.max_borders,
 ) -> list[Track]:
     """Frames whose mask is region-sized (more than ``max_area`` of the frame, or touching more than
     ``max_borders`` of its borders) are not selected, however high their quality: a confident background
-    region is not an object. Not in the official code; the defaults switch it off."""
+    region is not an object (the one region rule: ``discovery.max_area`` / ``max_borders``). Not in the official
+    code; the defaults switch it off."""
     if max_area >= 1.0 and max_borders >= 4:
         return list(tracks)
     out = []
