@@ -48,7 +48,7 @@ def test_unknown_key_names_the_nearest(tmp_path):
         ("selection.quality_min=high", "must be a number"),
         ("synthesis.brightness=[0.9]", "must be a list of 2 values"),
         ("selection=3", "is a section and needs a mapping"),
-        ("rounds.droploss=1", "must be true or false"),
+        ("training.droploss=1", "must be true or false, got 1, or null"),
         ("novalue", "must look like section.key=value"),
     ],
 )
@@ -269,8 +269,10 @@ def test_an_ar_metric_to_select_by_must_be_reported():
         ("selection.round_lr", "rounds.lr"),
         ("selection.mix_prob", "rounds.mix_prob"),
         ("selection.mix_frames", "rounds.mix_frames"),
-        ("selection.droploss", "rounds.droploss"),
-        ("selection.freeze_quality_head", "rounds.freeze_quality_head"),
+        ("selection.droploss", "training.droploss"),
+        ("selection.freeze_quality_head", "training.freeze_quality_head"),
+        ("rounds.droploss", "training.droploss"),
+        ("rounds.freeze_quality_head", "training.freeze_quality_head"),
         ("selection.num_rounds", "selftrain.num_rounds"),
         ("selection.reset_each_round", "selftrain.reset_each_round"),
         ("selection.select_metric", "selftrain.select_metric"),
@@ -280,7 +282,8 @@ def test_an_ar_metric_to_select_by_must_be_reported():
     ],
 )
 def test_a_moved_key_is_refused_with_its_new_name(tmp_path, old, new):
-    """The self-training keys that left `selection`: --set, a YAML file and a saved config.yaml all say where."""
+    """Keys that moved (the self-training keys that left `selection`, the rounds' copies of training keys, the
+    second region rule): --set, a YAML file and a saved config.yaml all say where."""
     from autoqvis.config.loader import MOVED
 
     assert MOVED[old] == new
@@ -290,13 +293,14 @@ def test_a_moved_key_is_refused_with_its_new_name(tmp_path, old, new):
     with pytest.raises(ConfigError, match=rf"^--set {old}=.*'{old}' moved to '{new}'; pass --set {new}="):
         load_config(overrides=[f"{old}={typed}"])
     old_file = tmp_path / "old.yaml"
-    old_file.write_text(f"selection:\n  {old.split('.')[1]}: {typed}\n")
+    old_section, old_name = old.split(".")
+    old_file.write_text(f"{old_section}:\n  {old_name}: {typed}\n")
     with pytest.raises(
         ConfigError, match=rf"old.yaml: '{old}' moved to '{new}'; rename it to '{name}' under"
     ):
         load_config([old_file])
     saved = config_to_dict(Config())
-    saved["selection"][old.split(".")[1]] = value
+    saved[old_section][old_name] = value
     with pytest.raises(ConfigError, match=rf"saved config: '{old}' moved to '{new}'"):
         config_from_dict(saved)
     assert getattr(getattr(load_config(overrides=[f"{new}={typed}"]), section), name) == value

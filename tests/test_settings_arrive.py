@@ -115,8 +115,6 @@ CHANGED: dict[str, Any] = {
     "rounds.iters": 5,
     "rounds.batch_size": 3,
     "rounds.lr": 1e-3,
-    "rounds.freeze_quality_head": False,
-    "rounds.droploss": False,
     "rounds.mix_prob": 0.3,
     "rounds.mix_frames": 64,
     # selftrain
@@ -542,8 +540,6 @@ def test_round_settings_arrive_in_each_rounds_training(videos, tmp_path, monkeyp
                 "rounds.iters": t.max_iters,
                 "rounds.batch_size": t.batch_size,
                 "rounds.lr": t.lr,
-                "rounds.freeze_quality_head": t.freeze_quality_head,
-                "rounds.droploss": t.droploss,
                 "rounds.mix_prob": probs[-1],
             }
         )

@@ -335,14 +335,18 @@ MOVED = {
     "selection.round_iters": "rounds.iters",
     "selection.round_batch_size": "rounds.batch_size",
     "selection.round_lr": "rounds.lr",
-    "selection.freeze_quality_head": "rounds.freeze_quality_head",
-    "selection.droploss": "rounds.droploss",
+    "selection.freeze_quality_head": "training.freeze_quality_head",
+    "selection.droploss": "training.droploss",
     "selection.mix_prob": "rounds.mix_prob",
     "selection.mix_frames": "rounds.mix_frames",
     "selection.num_rounds": "selftrain.num_rounds",
     "selection.reset_each_round": "selftrain.reset_each_round",
     "selection.select_metric": "selftrain.select_metric",
     "selection.label_free_pick": "selftrain.label_free_pick",
+    # one home per training setting: a round changes the training section (rounds.iters, batch_size, lr);
+    # DropLoss and the frozen head are training's, on in the rounds unless set
+    "rounds.freeze_quality_head": "training.freeze_quality_head",
+    "rounds.droploss": "training.droploss",
     # one background-region rule for discovery's cuts and the selection's frames
     "selection.max_area": "discovery.max_area",
     "selection.max_borders": "discovery.max_borders",
@@ -385,6 +389,12 @@ def _coerce(value: Any, hint: Any, dotted: str, source: str) -> Any:
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None
+        given = [a for a in args if a is not type(None)]
+        if len(given) == 1:  # an optional value: what the value must be (null leaves it unset)
+            try:
+                return _coerce(value, given[0], dotted, source)
+            except ConfigError as err:
+                raise ConfigError(f"{err}, or null") from None
         errors = []
         for arg in args:
             if arg is type(None):

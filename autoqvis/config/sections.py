@@ -14,7 +14,7 @@ The stage labels in the docstrings below are the ones the official code and the 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from autoqvis.config.checks import (
@@ -217,14 +217,18 @@ class TrainingConfig:
     quality_weight: float = 20.0
     no_object_weight: float = 0.1
     deep_supervision: bool = True
-    droploss: bool = False
+    # DropLoss (no mask loss where a matched mask's soft IoU <= droploss_tau) and the frozen quality head: the
+    # one home of both. None: the official value of the stage (off for VideoCutLER, the initial stage M0 and
+    # `autoqvis train`; on in the self-training rounds); true or false: that, in every stage (the paper's
+    # Table 3 ablations: droploss=false, freeze_quality_head=false for the rounds). See stage_losses()
+    droploss: bool | None = None
     droploss_tau: float = 0.01
     # quality loss targets: "all" (code) every query vs its best-mean-IoU GT; "matched" (paper) matched only
     quality_loss: Literal["all", "matched"] = "all"
     # the quality head is trained on the masks of every decoder output (official) or of the final one only
     # (a quarter of the head's training cost for the 3-layer tiny decoder)
     quality_outputs: Literal["all", "last"] = "all"
-    freeze_quality_head: bool = False
+    freeze_quality_head: bool | None = None  # see droploss
 
     def __post_init__(self) -> None:
         check_section(
@@ -259,6 +263,17 @@ class TrainingConfig:
         )
         if self.steps:  # empty is allowed: no steps
             check_section(self, "training", {"steps": COUNT}, ordered=("steps",))
+
+    def stage_losses(self, self_training: bool = False) -> TrainingConfig:
+        """This section as a stage trains with it: ``droploss`` and ``freeze_quality_head`` left at None
+        become the stage's official value (True in a self-training round, False in any other stage)."""
+        return replace(
+            self,
+            droploss=self_training if self.droploss is None else self.droploss,
+            freeze_quality_head=self_training
+            if self.freeze_quality_head is None
+            else self.freeze_quality_head,
+        )
 
 
 @dataclass(frozen=True)
@@ -296,16 +311,15 @@ class SelectionConfig:
 
 @dataclass(frozen=True)
 class RoundsConfig:
-    """S4: how each self-training round trains: what it changes in ``training`` (iterations, batch, rate, the
-    frozen quality head, DropLoss: the paper's Table 3 ablations on training) and how its batches mix the
+    """S4: how each self-training round trains, as a change of the ``training`` section (:meth:`training`:
+    its iterations, batch and rate; DropLoss and the frozen quality head are ``training.droploss`` and
+    ``training.freeze_quality_head``, on in the rounds unless set), and how its batches mix the
     pseudo-labelled videos with synthetic clips. Each round's training is fingerprinted with this whole
     section."""
 
-    iters: int = 10000  # iterations of each round
-    batch_size: int = 4  # clips per iteration (global)
+    iters: int = 10000  # iterations of each round (training.max_iters of a round)
+    batch_size: int = 4  # clips per iteration (global; training.batch_size of a round)
     lr: float = 0.0  # the rounds' learning rate; 0 = training.lr (official: one rate for every stage)
-    freeze_quality_head: bool = True  # ablation: train the head during self-training
-    droploss: bool = True  # ablation: vanilla mask loss
     mix_prob: float = 0.5  # probability that a batch comes from the pseudo-labelled real videos
     # mixing that follows the amount of labels: with mix_frames > 0 the real-video probability is
     # mix_prob x min(1, labelled frames / mix_frames), so a handful of labelled frames is not drawn half the
@@ -324,6 +338,14 @@ class RoundsConfig:
                 "mix_frames": NON_NEGATIVE,
             },
         )
+
+    def training(self, training: TrainingConfig) -> TrainingConfig:
+        """A round's training: ``training`` changed by this section (iterations, batch, the rate when set),
+        with the losses of a self-training round (:meth:`TrainingConfig.stage_losses`)."""
+        changed = replace(
+            training, max_iters=self.iters, batch_size=self.batch_size, lr=self.lr or training.lr
+        )
+        return changed.stage_losses(self_training=True)
 
 
 @dataclass(frozen=True)

@@ -94,7 +94,8 @@ def train_stage(
     out = Path(out)
     device = torch.device(device)
     # auto precision is resolved on this device, so the fingerprint and config.yaml record what ran
-    training = training or cfg.training
+    # DropLoss and the frozen head as this stage trains (None: off outside a self-training round), recorded
+    training = (training or cfg.training).stage_losses()
     training = dataclasses.replace(training, amp=resolve_amp(training.amp, device))
     final = out / "model"
     init = init or cfg.model.weights

@@ -155,7 +155,9 @@ def build_model(
     replace them all are loaded next). ``model.weights`` is not loaded here: it initialises training
     (:func:`autoqvis.engine.run.train_stage`)."""
     spec = model_spec(model)
-    training = training or TrainingConfig()
+    training = (
+        training or TrainingConfig()
+    ).stage_losses()  # DropLoss, frozen head: None is off outside a round
     if spec.quality_head is None and not training.freeze_quality_head:
         training = dataclasses.replace(training, freeze_quality_head=True)  # no head, no quality loss
     backbone = build_backbone(spec)

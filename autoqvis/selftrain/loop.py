@@ -157,17 +157,10 @@ def run_relative(path: Path, root: Path | None) -> str:
 
 
 def round_training_config(cfg: Config) -> TrainingConfig:
-    """The self-training stage's optimisation: the training section with the rounds section's changes
-    (iterations, batch, rate, frozen head, DropLoss)."""
-    r = cfg.rounds
-    return dataclasses.replace(
-        cfg.training,
-        max_iters=r.iters,
-        batch_size=r.batch_size,
-        freeze_quality_head=r.freeze_quality_head,
-        droploss=r.droploss,
-        lr=r.lr or cfg.training.lr,
-    )
+    """The self-training rounds' optimisation: the training section as the rounds section changes it
+    (:meth:`~autoqvis.config.RoundsConfig.training`: iterations, batch, rate; DropLoss and the frozen head
+    on unless ``training`` sets them)."""
+    return cfg.rounds.training(cfg.training)
 
 
 def pick_best(models: Sequence[ModelResult], metric: str) -> int:
@@ -198,7 +191,9 @@ class SelfTrainRun:
     def initial_stage(self, init: str | Path | None = None) -> Path:
         """M0: the VIS model trained jointly with the quality head on synthetic clips (quality loss on every
         query), from ``init`` (a VideoCutLER / AutoQ-VIS checkpoint or a model folder) when given."""
-        training = dataclasses.replace(self.cfg.training, freeze_quality_head=False, droploss=False)
+        training = self.cfg.training.stage_losses(
+            self_training=False
+        )  # DropLoss, frozen head: off unless set
         sources = list(self.synthetic)
         return train_stage(
             self.cfg,
