@@ -132,6 +132,8 @@ def test_every_numeric_field_has_a_range():
     cfg = Config()
     for section in dataclasses.fields(cfg):
         value = getattr(cfg, section.name)
+        if not dataclasses.is_dataclass(value):  # the top-level device: a name, not a number
+            continue
         for f in dataclasses.fields(value):
             current = getattr(value, f.name)
             if isinstance(current, bool) or not isinstance(current, int | float | tuple):
@@ -200,8 +202,6 @@ def test_duplicate_keys_and_sections_are_refused(tmp_path, text, fragment):
         ("model.vit_arch", "vit_huge", "'dinov2_vits14_imgfocus'"),
         ("discovery.arch", "dino", "'dino_vitb8'"),
         ("discovery.features", "q", "'k', 'tokens'"),
-        ("inference.device", "gpu", "auto, cpu, cuda or cuda:N"),
-        ("inference.device", "cuda:x", "auto, cpu, cuda or cuda:N"),
         ("inference.track_score", "area", "'class', 'quality'"),
         ("training.schedule", "linear", "'constant', 'step', 'cosine'"),
     ],
@@ -217,12 +217,39 @@ def test_enumerated_values_are_checked_when_the_config_is_made(key, value, choic
         dataclasses.replace(getattr(Config(), section), **{name: value})
 
 
+@pytest.mark.parametrize("value", ["gpu", "cuda:x"])
+def test_the_device_is_checked_when_the_config_is_made(value):
+    """The one device of every stage, a top-level key: from --set and from code alike."""
+    with pytest.raises(ConfigError) as err:
+        load_config(overrides=[f"device={value}"])
+    message = str(err.value)
+    assert "\n" not in message and "'device'" in message and repr(value) in message
+    assert "auto, cpu, cuda or cuda:N" in message
+    with pytest.raises(ConfigError, match="'device'"):
+        dataclasses.replace(Config(), device=value)
+
+
+def test_the_device_left_the_inference_section(tmp_path):
+    """inference.device drove training and discovery too: a file or --set naming it says where it went."""
+    with pytest.raises(ConfigError, match=r"'inference.device' moved to 'device'; pass --set device=cuda"):
+        load_config(overrides=["inference.device=cuda"])
+    old = tmp_path / "old.yaml"
+    old.write_text("inference:\n  device: cpu\n")
+    with pytest.raises(ConfigError, match=r"move it to the top level of .*old.yaml as 'device:'"):
+        load_config([old])
+    new = tmp_path / "new.yaml"
+    new.write_text("device: cpu\n")
+    assert load_config([new]).device == "cpu" and Config().device == "auto"
+
+
 def test_every_enumerated_field_refuses_an_unknown_value():
     from autoqvis.config.checks import choices
 
     cfg, checked = Config(), 0
     for section in dataclasses.fields(cfg):
         value = getattr(cfg, section.name)
+        if not dataclasses.is_dataclass(value):  # the top-level device (checked above)
+            continue
         hints = typing.get_type_hints(type(value))
         for f in dataclasses.fields(value):
             if choices(hints[f.name]):

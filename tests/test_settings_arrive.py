@@ -30,6 +30,8 @@ from autoqvis.structures import Track
 
 # a valid value other than the default for every key; a few need other settings to matter (CONTEXT)
 CHANGED: dict[str, Any] = {
+    # the one device of every stage
+    "device": "cpu",
     # discovery
     "discovery.arch": "dino_vits16",
     "discovery.weights": "vit_weights.pth",
@@ -128,7 +130,6 @@ CHANGED: dict[str, Any] = {
     "inference.top_k": 4,
     "inference.window": 3,
     "inference.overlap": 1,
-    "inference.device": "cpu",
     "inference.amp": "bf16",
     "inference.track_score": "quality",
     "inference.crf_short_side": 48,
@@ -177,6 +178,8 @@ def test_every_key_has_a_changed_value():
 
 def _flat(section: tuple[str, dict]) -> list[tuple[str, Any]]:
     name, values = section
+    if not isinstance(values, dict):  # a top-level key (the device)
+        return [(name, values)]
     return [(f"{name}.{k}", v) for k, v in values.items()]
 
 
@@ -289,12 +292,11 @@ def test_inference_settings_arrive_in_autoqvis_predict(videos, tmp_path, monkeyp
         monkeypatch,
         autoqvis.device,
         "resolve_device",
-        lambda spec, *a, **k: seen.update({"inference.device": spec}),
+        lambda spec, *a, **k: seen.update({"device": spec}),
     )
-    sets = [a for k in _section("inference") for a in ("--set", f"{k}={json.dumps(CHANGED[k])}")]
-    keys = [
-        k for k in _section("inference") if k != "inference.token_cache_mb"
-    ]  # one model: nothing to share
+    sets = [a for k in ["device", *_section("inference")] for a in ("--set", f"{k}={json.dumps(CHANGED[k])}")]
+    # one model: nothing to share; the device is chosen once, from the top-level key
+    keys = ["device", *(k for k in _section("inference") if k != "inference.token_cache_mb")]
     args = ["predict", str(videos / "a"), "--weights", str(tmp_path), "--out", str(tmp_path / "out")]
     assert main([*args, "--no-overlay", *sets]) == 0
     _model_calls(model, seen)
@@ -310,7 +312,7 @@ def test_inference_settings_arrive_through_the_python_api(videos, monkeypatch):
     seen: dict[str, Any] = {}
     model = _observe_prediction(monkeypatch, seen)
     # the model runs where it is; one model predicts: no token cache to share
-    keys = [k for k in _section("inference") if k not in ("inference.device", "inference.token_cache_mb")]
+    keys = [k for k in _section("inference") if k != "inference.token_cache_mb"]
     autoqvis.segment(model, videos / "a", _changed(*keys).inference)
     _model_calls(model, seen)
     assert not _missing(seen, keys), _missing(seen, keys)
@@ -370,7 +372,7 @@ def test_inference_and_evaluation_settings_arrive_when_a_model_is_scored(videos,
         "id_map",
         lambda tracks, t, hw, max_tracks=20: seen.setdefault("id_map", []).append(max_tracks),
     )
-    keys = [k for k in _section("inference") if k != "inference.device"]
+    keys = _section("inference")
     evaluation = [f"evaluation.{k}" for k in ("area_small", "area_large", "max_dets", "davis_bound_th")]
     evaluation.append("evaluation.davis_max_proposals")
     cfg = _changed(*keys, *evaluation)
@@ -611,6 +613,27 @@ class _NoTraining:
 
     def final_weights(self):
         pass
+
+
+def test_the_device_is_chosen_once_and_every_stage_reads_it(videos, tmp_path, monkeypatch):
+    """Training, scoring and the self-training loop compute on the config's one ``device`` (no device
+    argument travels beside the configuration)."""
+    import autoqvis.engine.run as run_module
+    import autoqvis.eval.models as models
+    import autoqvis.selftrain.loop as loop
+    from autoqvis.engine.run import train_stage
+    from autoqvis.selftrain.loop import SelfTrainRun
+
+    cfg = _changed("device", base=("model.preset=tiny",))
+    seen: list[str] = []
+    for module in (run_module, models, loop):
+        _spy(monkeypatch, module, "resolve_device", lambda spec, *a, **k: seen.append(spec))
+    monkeypatch.setattr(run_module, "Trainer", _NoTraining)
+    monkeypatch.setattr(run_module, "save_model", lambda model, folder, inference=None: folder)
+    train_stage(cfg, [_clips()], [1.0], tmp_path / "run")
+    assert models.ModelEvaluator(_ytvis_gt(videos, tmp_path / "gt.json"), videos, cfg).device == "cpu"
+    assert SelfTrainRun(cfg, tmp_path / "st", None, []).device == "cpu"
+    assert seen == [CHANGED["device"]] * 3
 
 
 def test_model_settings_arrive_in_the_model_a_training_run_builds(tmp_path, monkeypatch):

@@ -132,7 +132,7 @@ def _evaluate_model(args: argparse.Namespace) -> int:
     expected = args.preset or (cfg.model if cfg.model != ModelConfig() else None)
     args.weights = model_weights(args.weights)
     model = load_model(args.weights, model=expected, device=device)
-    scores = ModelEvaluator(args.gt, args.gt_frames, cfg, str(device)).score(model)
+    scores = ModelEvaluator(args.gt, args.gt_frames, cfg).score(model)
     payload = {
         "kind": "model",
         "weights": str(args.weights),

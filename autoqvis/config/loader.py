@@ -183,12 +183,12 @@ def config_to_dict(obj: Any) -> dict[str, Any]:
 
 
 # inference settings that change where and how fast predictions are computed, not what they are
-INFERENCE_RUNTIME_ONLY = ("device", "token_cache_mb")
+INFERENCE_RUNTIME_ONLY = ("token_cache_mb",)
 
 
 def inference_settings(inference: Any) -> dict[str, Any]:
     """The ``inference`` section as a fingerprint holds it: every value that changes the predictions (not the
-    device, not the token cache's size)."""
+    token cache's size; the device is the top-level ``device``, not in the section)."""
     return {k: v for k, v in config_to_dict(inference).items() if k not in INFERENCE_RUNTIME_ONLY}
 
 
@@ -347,6 +347,8 @@ MOVED = {
     # DropLoss and the frozen head are training's, on in the rounds unless set
     "rounds.freeze_quality_head": "training.freeze_quality_head",
     "rounds.droploss": "training.droploss",
+    # the device is chosen once for every stage, not by the inference section
+    "inference.device": "device",
     # one background-region rule for discovery's cuts and the selection's frames
     "selection.max_area": "discovery.max_area",
     "selection.max_borders": "discovery.max_borders",
@@ -357,6 +359,8 @@ def _moved_key_message(dotted: str, value: Any, source: str) -> str:
     new = MOVED[dotted]
     if source.startswith("--set "):
         fix = f"pass --set {new}={_plain(value)}"
+    elif "." not in new:  # a top-level key
+        fix = f"move it to the top level of {source} as '{new}:'"
     else:
         fix = f"rename it to '{new.rpartition('.')[2]}' under '{new.rpartition('.')[0]}:' in {source}"
     return f"{source}: '{dotted}' moved to '{new}'; {fix}"

@@ -375,9 +375,6 @@ class InferenceConfig:
     top_k: int = 10
     window: int = 0  # frames per window in streaming mode; 0 = whole video in one clip (the reference)
     overlap: int = 4  # frames shared by consecutive windows
-    # auto | cpu | cuda | cuda:N: where every command computes (auto: the GPU when CUDA is usable); the --device
-    # flag overrides it, and the config.yaml a command writes holds the device that ran
-    device: str = "auto"
     # autocast of the network at inference: bf16 (CPU or CUDA) or fp16 (CUDA only); post-processing stays float32;
     # auto: bf16 where the device computes it natively, else float32 (as training.amp)
     amp: Amp = "off"
@@ -408,7 +405,6 @@ class InferenceConfig:
                 "token_cache_mb": NON_NEGATIVE,
             },
         )
-        check_device_name(self.device, "inference.device")
         if self.window and self.overlap >= self.window:
             raise ConfigError(
                 f"'inference.overlap' ({self.overlap}) must be smaller than 'inference.window' ({self.window}): "
@@ -475,6 +471,10 @@ def ytvis_metric_names(max_dets: tuple[int, ...] = (1, 10, 100)) -> tuple[str, .
 
 @dataclass(frozen=True)
 class Config:
+    # auto | cpu | cuda | cuda:N: where every stage of a command computes (discovery, training, prediction,
+    # scoring; auto: the GPU when CUDA is usable). Chosen once: the --device flag overrides it, the command
+    # resolves it, and the config.yaml it writes holds the device that ran
+    device: str = "auto"
     discovery: DiscoveryConfig = field(default_factory=DiscoveryConfig)
     synthesis: SynthesisConfig = field(default_factory=SynthesisConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -486,7 +486,8 @@ class Config:
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
 
     def __post_init__(self) -> None:
-        """Rules between sections."""
+        """The device's name, and rules between sections."""
+        check_device_name(self.device, "device")
         metric, reported = self.selftrain.select_metric, ytvis_metric_names(self.evaluation.max_dets)
         if metric.startswith("AR") and metric not in reported:
             allowed = [m for m in choices(SelectMetric) if m in (*reported, "JF")]

@@ -225,10 +225,10 @@ def discover_video_frames(
     out: Path,
     cfg: Config,
     weights: Path,
-    device: str = "cpu",
     resume: bool = True,
 ) -> Path:
-    """MaskCut on every ``every``-th frame of the user's videos (the frames are saved beside the JSON)."""
+    """MaskCut on every ``every``-th frame of the user's videos (the frames are saved beside the JSON), on
+    ``cfg.device``."""
     from autoqvis.discover.run import discover, video_items, video_source
     from autoqvis.model.vit import load_vit
 
@@ -239,7 +239,7 @@ def discover_video_frames(
         video_items(videos, every, frames_root),
         path,
         d,
-        lambda: load_vit(d.arch, weights, device=device),
+        lambda: load_vit(d.arch, weights, device=cfg.device),
         source=video_source(videos, every),
         frames_root=frames_root,
         resume=resume,
@@ -247,14 +247,12 @@ def discover_video_frames(
     return path
 
 
-def discover_stills(
-    stills: Path, out: Path, cfg: Config, weights: Path, device: str = "cpu", resume: bool = True
-) -> Path:
+def discover_stills(stills: Path, out: Path, cfg: Config, weights: Path, resume: bool = True) -> Path:
     from autoqvis.discover.run import discover_images, write_preview
 
     path = out / "pseudo_masks.json"
     d = dataclasses.replace(cfg.discovery, weights=str(weights))
-    dataset = discover_images(stills, path, d, device, resume=resume)
+    dataset = discover_images(stills, path, d, cfg.device, resume=resume)
     preview = out / "pseudo_masks.preview.png"
     if not preview.is_file() or preview.stat().st_mtime_ns < path.stat().st_mtime_ns:
         write_preview(dataset, stills, preview, 8)
@@ -342,26 +340,23 @@ def run_demo(
     every: int = 5,
     plan: DemoPlan | None = None,
     footage: str | None = None,
-    device: str = "cpu",
     on_stage: Callable[[str], None] = lambda title: log.info("== %s", title),
     resume: bool = True,
 ) -> DemoResult:
     """The demo on the generated world, or with ``videos`` on the user's own footage (``gt`` + ``gt_frames``:
     an optional YouTube-VIS ground truth of held-out videos for scoring; without it nothing is scored).
-    ``on_stage(title)`` is called as each stage starts. Every model runs on ``device`` (recorded in the saved
-    configuration as ``inference.device``). A rerun continues every stage whose fingerprint is unchanged and
+    ``on_stage(title)`` is called as each stage starts. Every model runs on the configuration's ``device``
+    (``--set device=cuda``; the command passes the one it resolved). A rerun continues every stage whose fingerprint is unchanged and
     stops at the first that changed (``resume=False`` starts every stage over)."""
     out = Path(out)
     plan = plan or DemoPlan.for_run(quick, footage, own_videos=videos is not None)
     cfg = demo_config(plan, overrides, config_files)
-    cfg = dataclasses.replace(cfg, inference=dataclasses.replace(cfg.inference, device=device))
     with saved_config(cfg, out):
         return _run_stages(out, plan, cfg, seed, videos, gt, gt_frames, every, on_stage, resume)
 
 
 def _run_stages(out, plan, cfg, seed, videos, gt, gt_frames, every, on_stage, resume) -> DemoResult:
     timer = _StageTimer(on_stage)
-    device = cfg.inference.device
 
     with timer.stage(STAGES[0] if videos is None else "1/6 your videos"):
         if videos is None:
@@ -377,15 +372,13 @@ def _run_stages(out, plan, cfg, seed, videos, gt, gt_frames, every, on_stage, re
         weights = ensure_dinov2_weights()
         cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, vit_weights=str(weights)))
         if videos is None:
-            pseudo = discover_stills(inputs.stills, out / "discovery", cfg, weights, device, resume)
+            pseudo = discover_stills(inputs.stills, out / "discovery", cfg, weights, resume)
         else:
-            pseudo = discover_video_frames(
-                Path(videos), every, out / "discovery", cfg, weights, device, resume
-            )
+            pseudo = discover_video_frames(Path(videos), every, out / "discovery", cfg, weights, resume)
     with timer.stage(STAGES[2]):
         synthetic = synthesize(pseudo, inputs.stills, out / "synthetic_previews", cfg, seed)
     with timer.stage(STAGES[3]):
-        main_run, models = self_train(out, inputs, synthetic, cfg, device, resume)
+        main_run, models = self_train(out, inputs, synthetic, cfg, resume)
     with timer.stage(STAGES[4]):
         report = write_report(out, models, cfg, main_run, plan, timer.seconds)
     result = DemoResult(plan, seed, models, timer.seconds, report, out / "results.json")
@@ -408,7 +401,6 @@ def self_train(
     inputs: DemoInputs,
     synthetic: ImageCut2Video,
     cfg: Config,
-    device: str = "cpu",
     resume: bool = True,
 ) -> tuple[SelfTrainRun, list[ModelResult]]:
     """Stages 4-5: M0 and the rounds with quality-guided selection, then the confidence-only ablation's rounds
@@ -416,13 +408,13 @@ def self_train(
     val = (inputs.gt, inputs.test) if inputs.gt is not None else None
     # the videos at their own size, decoded once for both runs
     videos, _ = cache_videos(find_videos(inputs.unlabeled), out / "selftrain", None, resume=resume)
-    main = self_train_videos(cfg, out / "selftrain", videos, [synthetic], device, val=val, resume=resume)
+    main = self_train_videos(cfg, out / "selftrain", videos, [synthetic], val=val, resume=resume)
     ablation_cfg = dataclasses.replace(
         cfg, selection=dataclasses.replace(cfg.selection, selection_score="confidence")
     )
     m0 = main.models[0].path
     ablation = self_train_videos(
-        ablation_cfg, out / "ablation_confidence", videos, [synthetic], device, val=val, m0=m0, resume=resume
+        ablation_cfg, out / "ablation_confidence", videos, [synthetic], val=val, m0=m0, resume=resume
     )
     rounds = ablation.models[1:]  # the same M0
     for m in rounds:

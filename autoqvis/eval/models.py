@@ -24,6 +24,7 @@ from autoqvis import rle
 from autoqvis.config import Config, ytvis_metric_names
 from autoqvis.config.checks import choices
 from autoqvis.config.sections import SelectMetric
+from autoqvis.device import resolve_device
 from autoqvis.eval.davis import DavisResult, evaluate_sequence_unsupervised
 from autoqvis.eval.quality import pearson, spearman
 from autoqvis.eval.ytvis import evaluate_tracks, track_ious
@@ -187,15 +188,16 @@ class ModelScores:
 
 
 class ModelEvaluator:
-    """``ModelEvaluator(gt, frames_root, cfg)(model_folder) -> ModelScores`` (see the module docstring)."""
+    """``ModelEvaluator(gt, frames_root, cfg)(model_folder) -> ModelScores`` (see the module docstring); models
+    run on ``cfg.device``."""
 
-    def __init__(self, gt_path: str | Path, frames_root: str | Path, cfg: Config, device: str = "cpu"):
+    def __init__(self, gt_path: str | Path, frames_root: str | Path, cfg: Config):
         self.gt = load_ytvis(gt_path, frames_root=frames_root)
         check_annotated(self.gt, gt_path)
         check_frame_sizes(self.gt, gt_path)  # before any model is trained or run
         self.gt_path, self.frames_root = Path(gt_path), Path(frames_root)
         self.cfg = cfg
-        self.device = device
+        self.device = str(resolve_device(cfg.device, "device"))  # chosen once: the command resolved it
         mb = cfg.inference.token_cache_mb  # every model it scores sees the same frames: one ViT pass each
         self.tokens = TokenCache(mb * 2**20) if mb > 0 else None
 

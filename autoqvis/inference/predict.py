@@ -133,7 +133,7 @@ def segment_video(
     1..n: the order :func:`~autoqvis.inference.ranking.rank_tracks` gives for ``track_score=class``.
 
     Of ``inference`` (default: the section's defaults) only :data:`RAW_FIELDS` count; the model runs where it
-    is (not ``inference.device``). ``video``: a path (opened at ``inference.short_side``) or a
+    is (not the config's ``device``). ``video``: a path (opened at ``inference.short_side``) or a
     :class:`VideoSource` used as given."""
     inference = inference or InferenceConfig()
     source = open_source(video, inference)

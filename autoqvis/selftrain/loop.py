@@ -1,6 +1,6 @@
 """The AutoQ-VIS self-training loop on the user's unlabeled videos, one readable function per stage.
 
-    run = SelfTrainRun(cfg, out, videos, synthetic, device, evaluator)
+    run = SelfTrainRun(cfg, out, videos, synthetic, evaluator)   # every stage on cfg.device
     result = run.run(init=checkpoint)               # or run.run(m0=model_folder): M0 given, no initial stage
     result.models                                   # [ModelResult M0, round 1, ..., round K]
     result.selected_model                           # the model to use (best.json)
@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from autoqvis.config import Config, TrainingConfig, config_to_dict, inference_settings
+from autoqvis.device import resolve_device
 from autoqvis.engine import dist
 from autoqvis.engine.data import ClipSource
 from autoqvis.engine.determinism import deterministic_algorithms
@@ -176,7 +177,6 @@ class SelfTrainRun:
     out: Path
     videos: YTVISDataset  # the unlabeled videos (frame cache)
     synthetic: Sequence[ClipSource]
-    device: str = "cpu"
     evaluator: Callable[[Path], ModelScores] | None = None  # scores a model folder on a validation set
     resume: bool = True  # False: every unit of the run starts over (--no-resume)
     # the frozen ViT's tokens of the unlabeled frames, shared by the models that predict them
@@ -185,6 +185,11 @@ class SelfTrainRun:
     @property
     def layout(self) -> SelfTrainLayout:
         return SelfTrainLayout(self.out)
+
+    @property
+    def device(self) -> str:
+        """Where every stage computes: the config's ``device`` (chosen once, resolved by the command)."""
+        return str(resolve_device(self.cfg.device, "device"))
 
     # -- the initial stage --------------------------------------------------------------------------------
 
@@ -200,7 +205,6 @@ class SelfTrainRun:
             sources,
             [1 / len(sources)] * len(sources),
             self.layout.stage(0),
-            self.device,
             init=init,
             training=training,
             resume=self.resume,
@@ -338,7 +342,6 @@ class SelfTrainRun:
             sources,
             probs,
             self.layout.stage(k),
-            self.device,
             init=init,
             training=round_training_config(self.cfg),
             settings={"rounds": config_to_dict(self.cfg.rounds)},  # the whole section counts
