@@ -113,3 +113,22 @@ def test_weights_without_settings_keep_the_defaults_and_damaged_settings_are_ref
     (folder / INFERENCE_FILE).write_text(json.dumps({"short_side": 0}))
     with pytest.raises(CheckpointError, match=r"inference\.short_side"):
         read_inference(folder)
+
+
+def test_evaluate_scores_a_model_at_its_own_settings(run, video, tmp_path, capsys):
+    from autoqvis.demo.pipeline import truth_dataset
+    from autoqvis.io.ytvis import save_ytvis
+
+    masks = np.zeros((1, 4, 48, 64), bool)
+    masks[0, :, 10:30, 20:40] = True
+    dataset = truth_dataset([masks], "clip")
+    dataset.videos[0].file_names = [f"clip/{t:05d}.jpg" for t in range(4)]
+    save_ytvis(dataset, tmp_path / "gt.json")
+    args = ["evaluate", "--gt", str(tmp_path / "gt.json"), "--gt-frames", str(video.parent)]
+    args += ["--weights", str(run / "model"), "--out", str(tmp_path / "own")]
+    assert main(args) == 0
+    saved = yaml.safe_load((tmp_path / "own" / "config.yaml").read_text())["inference"]
+    assert (saved["short_side"], saved["top_k"], saved["track_score"]) == (40, 3, "quality")
+    assert "differ" not in capsys.readouterr().err
+    assert main([*args[:-1], str(tmp_path / "told"), "--set", "inference.track_score=class"]) == 0
+    assert "track_score quality -> class" in capsys.readouterr().err
