@@ -1,7 +1,7 @@
 """Where a command computes, and in which precision.
 
-Every command that runs a model takes ``--device auto | cpu | cuda | cuda:N`` (the same notion as the config key
-``inference.device``; the flag wins). ``auto`` is the first GPU when CUDA is usable and the CPU otherwise; under
+Every command that runs a model takes ``--device auto | cpu | cuda | cuda:N`` (the same notion as the config's
+top-level ``device``, chosen once for every stage; the flag wins). ``auto`` is the first GPU when CUDA is usable and the CPU otherwise; under
 ``torchrun`` ``auto`` and ``cuda`` mean this process's GPU, ``cuda:LOCAL_RANK``. A string that is not a device,
 ``cuda`` on a machine without CUDA and ``cuda:N`` beyond the device count are :class:`DeviceError` s that say
 what the machine has.

@@ -48,7 +48,7 @@ def test_unknown_key_names_the_nearest(tmp_path):
         ("selection.quality_min=high", "must be a number"),
         ("synthesis.brightness=[0.9]", "must be a list of 2 values"),
         ("selection=3", "is a section and needs a mapping"),
-        ("rounds.droploss=1", "must be true or false"),
+        ("training.droploss=1", "must be true or false, got 1, or null"),
         ("novalue", "must look like section.key=value"),
     ],
 )
@@ -132,6 +132,8 @@ def test_every_numeric_field_has_a_range():
     cfg = Config()
     for section in dataclasses.fields(cfg):
         value = getattr(cfg, section.name)
+        if not dataclasses.is_dataclass(value):  # the top-level device: a name, not a number
+            continue
         for f in dataclasses.fields(value):
             current = getattr(value, f.name)
             if isinstance(current, bool) or not isinstance(current, int | float | tuple):
@@ -200,8 +202,6 @@ def test_duplicate_keys_and_sections_are_refused(tmp_path, text, fragment):
         ("model.vit_arch", "vit_huge", "'dinov2_vits14_imgfocus'"),
         ("discovery.arch", "dino", "'dino_vitb8'"),
         ("discovery.features", "q", "'k', 'tokens'"),
-        ("inference.device", "gpu", "auto, cpu, cuda or cuda:N"),
-        ("inference.device", "cuda:x", "auto, cpu, cuda or cuda:N"),
         ("inference.track_score", "area", "'class', 'quality'"),
         ("training.schedule", "linear", "'constant', 'step', 'cosine'"),
     ],
@@ -217,12 +217,39 @@ def test_enumerated_values_are_checked_when_the_config_is_made(key, value, choic
         dataclasses.replace(getattr(Config(), section), **{name: value})
 
 
+@pytest.mark.parametrize("value", ["gpu", "cuda:x"])
+def test_the_device_is_checked_when_the_config_is_made(value):
+    """The one device of every stage, a top-level key: from --set and from code alike."""
+    with pytest.raises(ConfigError) as err:
+        load_config(overrides=[f"device={value}"])
+    message = str(err.value)
+    assert "\n" not in message and "'device'" in message and repr(value) in message
+    assert "auto, cpu, cuda or cuda:N" in message
+    with pytest.raises(ConfigError, match="'device'"):
+        dataclasses.replace(Config(), device=value)
+
+
+def test_the_device_left_the_inference_section(tmp_path):
+    """inference.device drove training and discovery too: a file or --set naming it says where it went."""
+    with pytest.raises(ConfigError, match=r"'inference.device' moved to 'device'; pass --set device=cuda"):
+        load_config(overrides=["inference.device=cuda"])
+    old = tmp_path / "old.yaml"
+    old.write_text("inference:\n  device: cpu\n")
+    with pytest.raises(ConfigError, match=r"move it to the top level of .*old.yaml as 'device:'"):
+        load_config([old])
+    new = tmp_path / "new.yaml"
+    new.write_text("device: cpu\n")
+    assert load_config([new]).device == "cpu" and Config().device == "auto"
+
+
 def test_every_enumerated_field_refuses_an_unknown_value():
     from autoqvis.config.checks import choices
 
     cfg, checked = Config(), 0
     for section in dataclasses.fields(cfg):
         value = getattr(cfg, section.name)
+        if not dataclasses.is_dataclass(value):  # the top-level device (checked above)
+            continue
         hints = typing.get_type_hints(type(value))
         for f in dataclasses.fields(value):
             if choices(hints[f.name]):
@@ -269,16 +296,21 @@ def test_an_ar_metric_to_select_by_must_be_reported():
         ("selection.round_lr", "rounds.lr"),
         ("selection.mix_prob", "rounds.mix_prob"),
         ("selection.mix_frames", "rounds.mix_frames"),
-        ("selection.droploss", "rounds.droploss"),
-        ("selection.freeze_quality_head", "rounds.freeze_quality_head"),
+        ("selection.droploss", "training.droploss"),
+        ("selection.freeze_quality_head", "training.freeze_quality_head"),
+        ("rounds.droploss", "training.droploss"),
+        ("rounds.freeze_quality_head", "training.freeze_quality_head"),
         ("selection.num_rounds", "selftrain.num_rounds"),
         ("selection.reset_each_round", "selftrain.reset_each_round"),
         ("selection.select_metric", "selftrain.select_metric"),
         ("selection.label_free_pick", "selftrain.label_free_pick"),
+        ("selection.max_area", "discovery.max_area"),
+        ("selection.max_borders", "discovery.max_borders"),
     ],
 )
 def test_a_moved_key_is_refused_with_its_new_name(tmp_path, old, new):
-    """The self-training keys that left `selection`: --set, a YAML file and a saved config.yaml all say where."""
+    """Keys that moved (the self-training keys that left `selection`, the rounds' copies of training keys, the
+    second region rule): --set, a YAML file and a saved config.yaml all say where."""
     from autoqvis.config.loader import MOVED
 
     assert MOVED[old] == new
@@ -288,13 +320,14 @@ def test_a_moved_key_is_refused_with_its_new_name(tmp_path, old, new):
     with pytest.raises(ConfigError, match=rf"^--set {old}=.*'{old}' moved to '{new}'; pass --set {new}="):
         load_config(overrides=[f"{old}={typed}"])
     old_file = tmp_path / "old.yaml"
-    old_file.write_text(f"selection:\n  {old.split('.')[1]}: {typed}\n")
+    old_section, old_name = old.split(".")
+    old_file.write_text(f"{old_section}:\n  {old_name}: {typed}\n")
     with pytest.raises(
         ConfigError, match=rf"old.yaml: '{old}' moved to '{new}'; rename it to '{name}' under"
     ):
         load_config([old_file])
     saved = config_to_dict(Config())
-    saved["selection"][old.split(".")[1]] = value
+    saved[old_section][old_name] = value
     with pytest.raises(ConfigError, match=rf"saved config: '{old}' moved to '{new}'"):
         config_from_dict(saved)
     assert getattr(getattr(load_config(overrides=[f"{new}={typed}"]), section), name) == value

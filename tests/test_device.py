@@ -189,7 +189,7 @@ COMMANDS = {
         (["--device", "cuda"], "error: --device cuda: no CUDA device (this torch"),
         (["--device", "cuda:1"], "error: --device cuda:1: no CUDA device"),
         (["--device", "gpu0"], "error: --device 'gpu0' is not a device: use auto, cpu, cuda or cuda:N"),
-        (["--set", "inference.device=cuda"], "error: inference.device cuda: no CUDA device"),
+        (["--set", "device=cuda"], "error: device cuda: no CUDA device"),
     ],
 )
 def test_every_command_refuses_a_device_the_machine_lacks(
@@ -236,9 +236,9 @@ def test_predict_records_the_device_that_ran_and_runs_bf16_on_the_cpu(tiny_model
     assert main([*base, "--out", str(tmp_path / "fp32")]) == 0
     assert main([*base, "--out", str(tmp_path / "bf16"), "--set", "inference.amp=bf16"]) == 0
     for name in ("fp32", "bf16"):
-        saved = yaml.safe_load((tmp_path / name / "config.yaml").read_text())["inference"]
+        saved = yaml.safe_load((tmp_path / name / "config.yaml").read_text())
         assert saved["device"] == str(resolve_device("auto"))  # what ran, not "auto"
-    assert saved["amp"] == "bf16"
+    assert saved["inference"]["amp"] == "bf16"
     fp32, bf16 = (json.loads((tmp_path / n / "predictions.json").read_text()) for n in ("fp32", "bf16"))
     assert len(fp32) == len(bf16) > 0
     for a, b in zip(fp32, bf16, strict=True):

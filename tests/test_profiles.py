@@ -59,7 +59,8 @@ def test_s3_profile_is_the_official_initial_stage():
     assert cfg.model.preset == "paper_r50"
     assert (t.max_iters, t.batch_size, t.lr, t.schedule) == (8000, 2, 2e-5, "constant")
     assert t.quality_loss == "all" and t.quality_weight == 20.0
-    assert not t.freeze_quality_head and not t.droploss and t.amp == "fp16"
+    assert t.stage_losses() == t.stage_losses(self_training=False) and t.amp == "fp16"
+    assert t.stage_losses().freeze_quality_head is False and t.stage_losses().droploss is False
     assert "--num-gpus 1" in (CONFIGS / "paper_s3_initial.yaml").read_text()
 
 
@@ -69,7 +70,13 @@ def test_s4_profile_is_the_official_self_training():
     assert (loop.num_rounds, r.iters, r.batch_size) == (2, 10000, 4)
     assert (s.top_k, s.nms_iou, s.score_min, s.quality_min, s.min_frames) == (10, 0.5, 0.25, 0.75, 2)
     assert s.selection_score == "quality" and s.fusion == "fuse" and s.min_eligible_frames == 2
-    assert loop.reset_each_round and r.freeze_quality_head and r.droploss and r.mix_prob == 0.5
+    assert loop.reset_each_round and r.mix_prob == 0.5
+    rounds = r.training(t)  # a round's training: head frozen, DropLoss (FREEZE_MASKIOU, USE_DROPLOSS)
+    assert (
+        rounds.freeze_quality_head and rounds.droploss and (rounds.max_iters, rounds.batch_size) == (10000, 4)
+    )
+    initial = t.stage_losses()  # M0 with the same profile: the head trains, no DropLoss
+    assert initial.freeze_quality_head is False and initial.droploss is False
     assert loop.select_metric == "AP50"
     assert (t.lr, t.schedule, t.amp, t.droploss_tau) == (2e-5, "constant", "fp16", 0.01)
     assert (cfg.inference.short_side, cfg.inference.top_k, cfg.inference.window) == (360, 10, 0)

@@ -305,10 +305,10 @@ def test_round_predictions_selection_and_scores(data, tmp_path):
     )
     with pytest.raises(StaleOutputError, match=r"selection.quality_min 0.5 -> 0.95"):
         strict.select_and_fuse(1, predictions, None)
-    # every field of the section counts (max_area and max_borders once did not: old labels were reused)
+    # every field counts, and the region rule (max_area and max_borders once did not: old labels were reused)
     for override, change in (
-        ("selection.max_area=0.4", "max_area 1.0 -> 0.4"),
-        ("selection.max_borders=2", "4 -> 2"),
+        ("discovery.max_area=0.4", "discovery.max_area 1.0 -> 0.4"),
+        ("discovery.max_borders=2", "4 -> 2"),
     ):
         changed = SelfTrainRun(load_config(base=cfg, overrides=[override]), tmp_path / "st", videos, [])
         with pytest.raises(StaleOutputError, match=re.escape(change)):

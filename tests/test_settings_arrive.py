@@ -30,6 +30,8 @@ from autoqvis.structures import Track
 
 # a valid value other than the default for every key; a few need other settings to matter (CONTEXT)
 CHANGED: dict[str, Any] = {
+    # the one device of every stage
+    "device": "cpu",
     # discovery
     "discovery.arch": "dino_vits16",
     "discovery.weights": "vit_weights.pth",
@@ -108,8 +110,6 @@ CHANGED: dict[str, Any] = {
     "selection.quality_min": 0.4,
     "selection.selection_score": "confidence",
     "selection.min_frames": 1,
-    "selection.max_area": 0.6,
-    "selection.max_borders": 2,
     "selection.fusion": "replace",
     "selection.fuse_iou": 0.7,
     "selection.min_eligible_frames": 1,
@@ -117,8 +117,6 @@ CHANGED: dict[str, Any] = {
     "rounds.iters": 5,
     "rounds.batch_size": 3,
     "rounds.lr": 1e-3,
-    "rounds.freeze_quality_head": False,
-    "rounds.droploss": False,
     "rounds.mix_prob": 0.3,
     "rounds.mix_frames": 64,
     # selftrain
@@ -132,7 +130,6 @@ CHANGED: dict[str, Any] = {
     "inference.top_k": 4,
     "inference.window": 3,
     "inference.overlap": 1,
-    "inference.device": "cpu",
     "inference.amp": "bf16",
     "inference.track_score": "quality",
     "inference.crf_short_side": 48,
@@ -181,6 +178,8 @@ def test_every_key_has_a_changed_value():
 
 def _flat(section: tuple[str, dict]) -> list[tuple[str, Any]]:
     name, values = section
+    if not isinstance(values, dict):  # a top-level key (the device)
+        return [(name, values)]
     return [(f"{name}.{k}", v) for k, v in values.items()]
 
 
@@ -293,12 +292,11 @@ def test_inference_settings_arrive_in_autoqvis_predict(videos, tmp_path, monkeyp
         monkeypatch,
         autoqvis.device,
         "resolve_device",
-        lambda spec, *a, **k: seen.update({"inference.device": spec}),
+        lambda spec, *a, **k: seen.update({"device": spec}),
     )
-    sets = [a for k in _section("inference") for a in ("--set", f"{k}={json.dumps(CHANGED[k])}")]
-    keys = [
-        k for k in _section("inference") if k != "inference.token_cache_mb"
-    ]  # one model: nothing to share
+    sets = [a for k in ["device", *_section("inference")] for a in ("--set", f"{k}={json.dumps(CHANGED[k])}")]
+    # one model: nothing to share; the device is chosen once, from the top-level key
+    keys = ["device", *(k for k in _section("inference") if k != "inference.token_cache_mb")]
     args = ["predict", str(videos / "a"), "--weights", str(tmp_path), "--out", str(tmp_path / "out")]
     assert main([*args, "--no-overlay", *sets]) == 0
     _model_calls(model, seen)
@@ -314,7 +312,7 @@ def test_inference_settings_arrive_through_the_python_api(videos, monkeypatch):
     seen: dict[str, Any] = {}
     model = _observe_prediction(monkeypatch, seen)
     # the model runs where it is; one model predicts: no token cache to share
-    keys = [k for k in _section("inference") if k not in ("inference.device", "inference.token_cache_mb")]
+    keys = [k for k in _section("inference") if k != "inference.token_cache_mb"]
     autoqvis.segment(model, videos / "a", _changed(*keys).inference)
     _model_calls(model, seen)
     assert not _missing(seen, keys), _missing(seen, keys)
@@ -374,7 +372,7 @@ def test_inference_and_evaluation_settings_arrive_when_a_model_is_scored(videos,
         "id_map",
         lambda tracks, t, hw, max_tracks=20: seen.setdefault("id_map", []).append(max_tracks),
     )
-    keys = [k for k in _section("inference") if k != "inference.device"]
+    keys = _section("inference")
     evaluation = [f"evaluation.{k}" for k in ("area_small", "area_large", "max_dets", "davis_bound_th")]
     evaluation.append("evaluation.davis_max_proposals")
     cfg = _changed(*keys, *evaluation)
@@ -468,7 +466,8 @@ def _round_inputs(videos: Path, tmp_path: Path, monkeypatch):
 
 def test_selection_settings_arrive_and_each_one_selects_again(videos, tmp_path, monkeypatch):
     """Each step gets its setting, and a change of any field is a change of the round's selection (its
-    fingerprint is the whole section: max_area and max_borders were once left out, and old labels reused)."""
+    fingerprint is the whole section and the region rule of the discovery section: max_area and max_borders
+    were once left out, and old labels reused)."""
     import autoqvis.selftrain.loop as loop
     import autoqvis.selftrain.pseudo_label as steps
     from autoqvis.selftrain.loop import SelfTrainRun
@@ -481,8 +480,8 @@ def test_selection_settings_arrive_and_each_one_selects_again(videos, tmp_path, 
         "mark_selected": lambda tracks, q, by: seen.update(
             {"selection.quality_min": q, "selection.selection_score": by}
         ),
-        "unselect_regions": lambda tracks, area, borders: seen.update(
-            {"selection.max_area": area, "selection.max_borders": borders}
+        "unselect_regions": lambda tracks, area, borders: seen.update(  # the one region rule
+            {"discovery.max_area": area, "discovery.max_borders": borders}
         ),
         "drop_rarely_selected": lambda tracks, n: seen.update({"selection.min_frames": n}),
     }
@@ -496,7 +495,7 @@ def test_selection_settings_arrive_and_each_one_selects_again(videos, tmp_path, 
         "eligibility_counts",
         lambda labels, n, stats: seen.update({"selection.min_eligible_frames": n}),
     )
-    keys = _section("selection")
+    keys = [*_section("selection"), "discovery.max_area", "discovery.max_borders"]
     fusing = [k for k in keys if k != "selection.fusion"]
     for i, changed in enumerate((["selection.fusion"], fusing)):  # the later run's values stay
         run = SelfTrainRun(_changed(*changed), tmp_path / f"run{i}", data, [])
@@ -543,8 +542,6 @@ def test_round_settings_arrive_in_each_rounds_training(videos, tmp_path, monkeyp
                 "rounds.iters": t.max_iters,
                 "rounds.batch_size": t.batch_size,
                 "rounds.lr": t.lr,
-                "rounds.freeze_quality_head": t.freeze_quality_head,
-                "rounds.droploss": t.droploss,
                 "rounds.mix_prob": probs[-1],
             }
         )
@@ -618,6 +615,27 @@ class _NoTraining:
         pass
 
 
+def test_the_device_is_chosen_once_and_every_stage_reads_it(videos, tmp_path, monkeypatch):
+    """Training, scoring and the self-training loop compute on the config's one ``device`` (no device
+    argument travels beside the configuration)."""
+    import autoqvis.engine.run as run_module
+    import autoqvis.eval.models as models
+    import autoqvis.selftrain.loop as loop
+    from autoqvis.engine.run import train_stage
+    from autoqvis.selftrain.loop import SelfTrainRun
+
+    cfg = _changed("device", base=("model.preset=tiny",))
+    seen: list[str] = []
+    for module in (run_module, models, loop):
+        _spy(monkeypatch, module, "resolve_device", lambda spec, *a, **k: seen.append(spec))
+    monkeypatch.setattr(run_module, "Trainer", _NoTraining)
+    monkeypatch.setattr(run_module, "save_model", lambda model, folder, inference=None: folder)
+    train_stage(cfg, [_clips()], [1.0], tmp_path / "run")
+    assert models.ModelEvaluator(_ytvis_gt(videos, tmp_path / "gt.json"), videos, cfg).device == "cpu"
+    assert SelfTrainRun(cfg, tmp_path / "st", None, []).device == "cpu"
+    assert seen == [CHANGED["device"]] * 3
+
+
 def test_model_settings_arrive_in_the_model_a_training_run_builds(tmp_path, monkeypatch):
     import autoqvis.engine.run as run_module
     import autoqvis.model.build as build
@@ -638,7 +656,7 @@ def test_model_settings_arrive_in_the_model_a_training_run_builds(tmp_path, monk
     )
     monkeypatch.setattr(run_module, "load_weights", lambda model, path: inits.append(str(path)))
     monkeypatch.setattr(run_module, "Trainer", _NoTraining)
-    monkeypatch.setattr(run_module, "save_model", lambda model, folder: folder)
+    monkeypatch.setattr(run_module, "save_model", lambda model, folder, inference=None: folder)
     keys = _section("model")
     seen: dict[str, Any] = {}
     with_init = [k for k in keys if k != "model.vit_weights"]

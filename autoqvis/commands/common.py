@@ -50,12 +50,12 @@ def config_from_args(args: argparse.Namespace, base: Config | None = None) -> Co
 
 
 def add_device_argument(parser: argparse.ArgumentParser) -> None:
-    """``--device auto|cpu|cuda|cuda:N`` (default: ``inference.device``, itself ``auto`` by default)."""
+    """``--device auto|cpu|cuda|cuda:N`` (default: the config's ``device``, itself ``auto`` by default)."""
     parser.add_argument(
         "--device",
         default=None,
         metavar="DEVICE",
-        help="auto, cpu, cuda or cuda:N; auto (the default, from inference.device) takes the GPU when CUDA is "
+        help="auto, cpu, cuda or cuda:N; auto (the default, from the config's device) takes the GPU when CUDA is "
         "usable and the CPU otherwise; under torchrun each process uses cuda:LOCAL_RANK",
     )
 
@@ -63,8 +63,9 @@ def add_device_argument(parser: argparse.ArgumentParser) -> None:
 def device_from_args(
     args: argparse.Namespace, cfg: Config, amp: tuple[str, ...] = ()
 ) -> tuple[torch.device, Config]:
-    """The device to compute on (``--device``, else ``inference.device``) and ``cfg`` with
-    ``inference.device`` set to it, so that the ``config.yaml`` a command writes records what ran.
+    """The device to compute on (``--device``, else the config's ``device``) and ``cfg`` with ``device`` set
+    to it: chosen once, every stage the command runs reads it from ``cfg``, and the ``config.yaml`` the
+    command writes records what ran.
 
     ``amp`` names the precision settings this command uses (``"training"``, ``"inference"``): each is checked
     against the device now, so that a setting the device cannot run fails before any work starts, and
@@ -80,10 +81,10 @@ def device_from_args(
 
     given = getattr(args, "device", None)
     device = resolve_device(
-        given if given is not None else cfg.inference.device,
-        "--device" if given is not None else "inference.device",
+        given if given is not None else cfg.device,
+        "--device" if given is not None else "device",
     )
-    cfg = dataclasses.replace(cfg, inference=dataclasses.replace(cfg.inference, device=str(device)))
+    cfg = dataclasses.replace(cfg, device=str(device))
     for section in amp:
         values = getattr(cfg, section)
         try:

@@ -75,7 +75,13 @@ def run(args: argparse.Namespace) -> int:
         args, demo_config(plan, args.overrides, args.config), amp=("training", "inference")
     )
     # the precision `auto` gave on this device, as every other command records it
-    overrides = [*args.overrides, f"training.amp={cfg.training.amp}", f"inference.amp={cfg.inference.amp}"]
+    # and the device resolved once, which every stage reads from the configuration
+    overrides = [
+        *args.overrides,
+        f"training.amp={cfg.training.amp}",
+        f"inference.amp={cfg.inference.amp}",
+        f"device={device}",
+    ]
     reads = [("--videos", args.videos), ("--gt", args.gt), ("--gt-frames", args.gt_frames)]
     _check_inputs(args, out, reads)
     print(f"autoqvis demo ({'quick' if args.quick else 'default'}): {plan.describe()}")
@@ -90,7 +96,6 @@ def run(args: argparse.Namespace) -> int:
             gt=args.gt,
             gt_frames=args.gt_frames,
             every=args.every or 5,
-            device=str(device),
             on_stage=lambda title: print(f"== {title}", flush=True),
             resume=not args.no_resume,
         )

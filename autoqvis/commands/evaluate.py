@@ -6,7 +6,9 @@ DAVIS:        autoqvis evaluate --davis DAVIS_ROOT --pred-masks MASK_ROOT [--pro
 A model:      autoqvis evaluate --gt GT.json --gt-frames DIR --weights W [--preset P] [--device cuda]
 
 A model is scored with the official test protocol (the whole video at short side 360, the top 10 queries as
-tracks, no NMS; ``inference.*``): YouTube-VIS AP/AR on the ground truth's own video ids, the DAVIS-2017
+tracks, no NMS; ``inference.*``), or, for a model folder written by autoqvis, with the inference settings it
+was trained with (its ``inference.json``; a ``--config`` or ``--set`` wins, and what differs is said on
+stderr): YouTube-VIS AP/AR on the ground truth's own video ids, the DAVIS-2017
 unsupervised J&F, and the quality predictor's Spearman correlation with the true IoU.
 
 Prints a table; with ``--out`` writes ``metrics.json`` (and ``config.yaml``) into that folder atomically.
@@ -145,17 +147,27 @@ def _evaluate(args: argparse.Namespace, cfg) -> int:
 
 def _evaluate_model(args: argparse.Namespace) -> int:
     """Run ``--weights`` on the videos of ``--gt`` (frames under ``--gt-frames``) and score it."""
-    from autoqvis.config import ModelConfig
+    import sys
+
+    from autoqvis.config import Config, ModelConfig
     from autoqvis.eval.models import ModelEvaluator, ModelScores
+    from autoqvis.inference.predict import differs_from_model
     from autoqvis.model import load_model
+    from autoqvis.model.build import read_inference
 
     if not (args.weights and args.gt and args.gt_frames) or args.pred:
         raise DataError("scoring a model needs --weights W, --gt GT.json and --gt-frames DIR (and no --pred)")
-    device, cfg = device_from_args(args, config_from_args(args), amp=("inference",))
-    expected = args.preset or (cfg.model if cfg.model != ModelConfig() else None)
     args.weights = model_weights(args.weights)
+    # a model folder's own inference settings (inference.json) are the base; a config file or --set wins
+    own = read_inference(args.weights)
+    cfg = config_from_args(args, base=None if own is None else Config(inference=own))
+    differs = differs_from_model(own, cfg.inference)
+    if differs:
+        print(differs, file=sys.stderr)  # stdout may be --json
+    device, cfg = device_from_args(args, cfg, amp=("inference",))
+    expected = args.preset or (cfg.model if cfg.model != ModelConfig() else None)
     model = load_model(args.weights, model=expected, device=device)
-    scores = ModelEvaluator(args.gt, args.gt_frames, cfg, str(device)).score(model)
+    scores = ModelEvaluator(args.gt, args.gt_frames, cfg).score(model)
     payload = {
         "kind": "model",
         "weights": str(args.weights),

@@ -10,6 +10,10 @@ ones (``--no-resume`` predicts the given videos again). Predicting some videos i
 others adds them: ``OUT/predictions.json`` lists every video of the folder predicted with these settings, and
 a video keeps its ``video_id`` across calls (``OUT/video_ids.json``). ``--window/--overlap/--short-side/--top-k`` are written
 into ``OUT/config.yaml`` as the ``inference`` values they set.
+
+A model folder written by autoqvis predicts with its own inference settings (its ``inference.json``: those it was
+trained and scored with) unless a ``--config``, ``--set`` or flag changes them; then the output says which differ.
+An official checkpoint carries none: the ``inference`` defaults.
 """
 
 from __future__ import annotations
@@ -72,15 +76,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from autoqvis.config import ModelConfig
+    from autoqvis.config import Config, ModelConfig
     from autoqvis.engine import dist
-    from autoqvis.inference.predict import PredictionRun, check_track_score
+    from autoqvis.inference.predict import PredictionRun, check_track_score, differs_from_model
     from autoqvis.io.video import find_videos
     from autoqvis.model import load_model
+    from autoqvis.model.build import read_inference
     from autoqvis.runs.fingerprint import weights_identity
 
+    args.weights = model_weights(args.weights)
+    # a model folder's own inference settings (inference.json) are the base; a config file, --set or a flag wins
+    own = read_inference(args.weights)
     cfg = with_flags(
-        config_from_args(args),
+        config_from_args(args, base=None if own is None else Config(inference=own)),
         "inference",
         window=args.window,
         overlap=args.overlap,
@@ -94,12 +102,14 @@ def run(args: argparse.Namespace) -> int:
             "--overlap"
         )
     output_folder(args.out)
+    differs = differs_from_model(own, cfg.inference)  # before the device resolves amp=auto
+    if own is not None and not differs:
+        log.info("inference settings: the model's own (%s)", args.weights)
     device, cfg = device_from_args(args, cfg, amp=("inference",))
     videos = find_videos(args.input)
     dist.init_from_env(device)
     # the architecture asked for: --preset, or model.* when the configuration changes it from the defaults
     expected = args.preset or (cfg.model if cfg.model != ModelConfig() else None)
-    args.weights = model_weights(args.weights)
     model = load_model(args.weights, model=expected, device=device)
     check_track_score(model, cfg.inference.track_score, args.weights)
     settings = {"weights": weights_identity(args.weights), "architecture": model.spec.to_json()}
@@ -123,6 +133,8 @@ def run(args: argparse.Namespace) -> int:
             if rank == 0:
                 results = job.gather()  # what all ranks wrote
     if rank == 0:
+        if differs:
+            print(differs)
         done = len(job.names) - len(job.report.skipped)
         videos = len({r["video_name"] for r in results})
         print(

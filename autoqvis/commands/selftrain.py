@@ -104,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
         synthetic[-1].identity()  # every image the pseudo-masks name is there (the digests are reused)
     elif args.synthetic_images:
         _check_discovery_inputs(args.synthetic_images, cfg)
-    evaluator = ModelEvaluator(args.val, args.val_frames, cfg, str(device)) if args.val else None
+    evaluator = ModelEvaluator(args.val, args.val_frames, cfg) if args.val else None
     if args.init:
         _check_init(args.init, cfg, args.skip_initial)
     dist.init_from_env(device)
@@ -112,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
         with saved_config(cfg, args.out, enabled=dist.is_main()):
             if not args.synthetic_masks and args.synthetic_images:
                 masks = _discover_images(
-                    args.synthetic_images, SelfTrainLayout(args.out).discovery, cfg, str(device), resume
+                    args.synthetic_images, SelfTrainLayout(args.out).discovery, cfg, resume
                 )
                 synthetic.append(synthetic_source(masks, args.synthetic_images, cfg))
             done = self_train(
@@ -120,7 +120,6 @@ def run(args: argparse.Namespace) -> int:
                 args.out,
                 paths,
                 synthetic,
-                str(device),
                 evaluator=evaluator,
                 init=args.init,
                 m0=args.init if args.skip_initial else None,
@@ -180,14 +179,14 @@ def _check_init(init: Path, cfg, skip_initial: bool) -> None:
         load_weights(build_model(cfg.model, pretrained_backbone=False), init)
 
 
-def _discover_images(images: Path, out: Path, cfg, device: str, resume: bool = True) -> Path:
-    """MaskCut pseudo-masks of ``images`` (rank 0; the others wait); a finished run of the same settings and
-    images is reused."""
+def _discover_images(images: Path, out: Path, cfg, resume: bool = True) -> Path:
+    """MaskCut pseudo-masks of ``images`` on ``cfg.device`` (rank 0; the others wait); a finished run of the
+    same settings and images is reused."""
     from autoqvis.discover.run import discover_images
     from autoqvis.engine import dist
 
     path = out / "pseudo_masks.json"
     if dist.is_main():
-        discover_images(images, path, cfg.discovery, device, resume=resume)
+        discover_images(images, path, cfg.discovery, cfg.device, resume=resume)
     dist.barrier()
     return path

@@ -79,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
     reads = [("--init", args.init), ("--masks", args.masks), ("--images", args.images)]
     reads += [("--videos", p) for p in args.videos] + [("--frames-root", p) for p in args.frames_root]
     with claim_output(args.out, "train", reads):
-        folder = train_stage(cfg, sources, probs, args.out, device, init=args.init, resume=not args.no_resume)
+        folder = train_stage(cfg, sources, probs, args.out, init=args.init, resume=not args.no_resume)
     if dist.is_main():
         print(f"model: {folder}")
     dist.shutdown()

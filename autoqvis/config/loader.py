@@ -183,12 +183,12 @@ def config_to_dict(obj: Any) -> dict[str, Any]:
 
 
 # inference settings that change where and how fast predictions are computed, not what they are
-INFERENCE_RUNTIME_ONLY = ("device", "token_cache_mb")
+INFERENCE_RUNTIME_ONLY = ("token_cache_mb",)
 
 
 def inference_settings(inference: Any) -> dict[str, Any]:
     """The ``inference`` section as a fingerprint holds it: every value that changes the predictions (not the
-    device, not the token cache's size)."""
+    token cache's size; the device is the top-level ``device``, not in the section)."""
     return {k: v for k, v in config_to_dict(inference).items() if k not in INFERENCE_RUNTIME_ONLY}
 
 
@@ -335,14 +335,23 @@ MOVED = {
     "selection.round_iters": "rounds.iters",
     "selection.round_batch_size": "rounds.batch_size",
     "selection.round_lr": "rounds.lr",
-    "selection.freeze_quality_head": "rounds.freeze_quality_head",
-    "selection.droploss": "rounds.droploss",
+    "selection.freeze_quality_head": "training.freeze_quality_head",
+    "selection.droploss": "training.droploss",
     "selection.mix_prob": "rounds.mix_prob",
     "selection.mix_frames": "rounds.mix_frames",
     "selection.num_rounds": "selftrain.num_rounds",
     "selection.reset_each_round": "selftrain.reset_each_round",
     "selection.select_metric": "selftrain.select_metric",
     "selection.label_free_pick": "selftrain.label_free_pick",
+    # one home per training setting: a round changes the training section (rounds.iters, batch_size, lr);
+    # DropLoss and the frozen head are training's, on in the rounds unless set
+    "rounds.freeze_quality_head": "training.freeze_quality_head",
+    "rounds.droploss": "training.droploss",
+    # the device is chosen once for every stage, not by the inference section
+    "inference.device": "device",
+    # one background-region rule for discovery's cuts and the selection's frames
+    "selection.max_area": "discovery.max_area",
+    "selection.max_borders": "discovery.max_borders",
 }
 
 
@@ -350,6 +359,8 @@ def _moved_key_message(dotted: str, value: Any, source: str) -> str:
     new = MOVED[dotted]
     if source.startswith("--set "):
         fix = f"pass --set {new}={_plain(value)}"
+    elif "." not in new:  # a top-level key
+        fix = f"move it to the top level of {source} as '{new}:'"
     else:
         fix = f"rename it to '{new.rpartition('.')[2]}' under '{new.rpartition('.')[0]}:' in {source}"
     return f"{source}: '{dotted}' moved to '{new}'; {fix}"
@@ -382,6 +393,12 @@ def _coerce(value: Any, hint: Any, dotted: str, source: str) -> Any:
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None
+        given = [a for a in args if a is not type(None)]
+        if len(given) == 1:  # an optional value: what the value must be (null leaves it unset)
+            try:
+                return _coerce(value, given[0], dotted, source)
+            except ConfigError as err:
+                raise ConfigError(f"{err}, or null") from None
         errors = []
         for arg in args:
             if arg is type(None):

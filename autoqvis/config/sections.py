@@ -14,7 +14,7 @@ The stage labels in the docstrings below are the ones the official code and the 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from autoqvis.config.checks import (
@@ -86,8 +86,10 @@ class DiscoveryConfig:
     eigensolver: Literal["auto", "dense", "arpack"] = "auto"
     every: int = 1  # with --videos: use every k-th frame
     batch_size: int = 8  # images per ViT forward
-    # drop region-sized masks (usually background, not objects): covering more than max_area of the image or
-    # touching more than max_borders of its 4 borders. Official: 1.0 and 4 (keep every mask)
+    # the one background-region rule: a mask covering more than max_area of its image or touching more than
+    # max_borders of its 4 borders is a region (usually background), not an object. Discovery drops such cuts,
+    # and the self-training selection does not select such frames, however confident. Official: 1.0 and 4
+    # (no rule)
     max_area: float = 1.0
     max_borders: int = 4
 
@@ -215,14 +217,18 @@ class TrainingConfig:
     quality_weight: float = 20.0
     no_object_weight: float = 0.1
     deep_supervision: bool = True
-    droploss: bool = False
+    # DropLoss (no mask loss where a matched mask's soft IoU <= droploss_tau) and the frozen quality head: the
+    # one home of both. None: the official value of the stage (off for VideoCutLER, the initial stage M0 and
+    # `autoqvis train`; on in the self-training rounds); true or false: that, in every stage (the paper's
+    # Table 3 ablations: droploss=false, freeze_quality_head=false for the rounds). See stage_losses()
+    droploss: bool | None = None
     droploss_tau: float = 0.01
     # quality loss targets: "all" (code) every query vs its best-mean-IoU GT; "matched" (paper) matched only
     quality_loss: Literal["all", "matched"] = "all"
     # the quality head is trained on the masks of every decoder output (official) or of the final one only
     # (a quarter of the head's training cost for the 3-layer tiny decoder)
     quality_outputs: Literal["all", "last"] = "all"
-    freeze_quality_head: bool = False
+    freeze_quality_head: bool | None = None  # see droploss
 
     def __post_init__(self) -> None:
         check_section(
@@ -258,6 +264,17 @@ class TrainingConfig:
         if self.steps:  # empty is allowed: no steps
             check_section(self, "training", {"steps": COUNT}, ordered=("steps",))
 
+    def stage_losses(self, self_training: bool = False) -> TrainingConfig:
+        """This section as a stage trains with it: ``droploss`` and ``freeze_quality_head`` left at None
+        become the stage's official value (True in a self-training round, False in any other stage)."""
+        return replace(
+            self,
+            droploss=self_training if self.droploss is None else self.droploss,
+            freeze_quality_head=self_training
+            if self.freeze_quality_head is None
+            else self.freeze_quality_head,
+        )
+
 
 @dataclass(frozen=True)
 class SelectionConfig:
@@ -271,10 +288,7 @@ class SelectionConfig:
     quality_min: float = 0.75  # per-frame threshold on Q (0.3 for dense scenes, the paper's UVO setting)
     selection_score: Literal["quality", "confidence"] = "quality"  # Q = s * IoU_hat, or s alone (ablation)
     min_frames: int = 2  # keep an object only if selected in >= this many non-empty frames (paper: 1)
-    # a frame whose mask covers more than max_area of the frame or touches more than max_borders of its 4
-    # borders is not selected (a background region, however confident). Official: 1.0 and 4 (no rule)
-    max_area: float = 1.0
-    max_borders: int = 4
+    # (a frame whose mask is a background region by discovery.max_area / max_borders is not selected)
     fusion: Literal["fuse", "replace"] = "fuse"  # adaptive fusion with earlier rounds, or replace (ablation)
     fuse_iou: float = 0.5  # new and old label are one object if IoU >= this in any frame
     min_eligible_frames: int = 2  # a video is used only with >= this many eligible frames
@@ -289,8 +303,6 @@ class SelectionConfig:
                 "score_min": FRACTION,
                 "quality_min": FRACTION,
                 "min_frames": COUNT,
-                "max_area": FRACTION,
-                "max_borders": Range(0, 4),
                 "fuse_iou": FRACTION,
                 "min_eligible_frames": COUNT,
             },
@@ -299,16 +311,15 @@ class SelectionConfig:
 
 @dataclass(frozen=True)
 class RoundsConfig:
-    """S4: how each self-training round trains: what it changes in ``training`` (iterations, batch, rate, the
-    frozen quality head, DropLoss: the paper's Table 3 ablations on training) and how its batches mix the
+    """S4: how each self-training round trains, as a change of the ``training`` section (:meth:`training`:
+    its iterations, batch and rate; DropLoss and the frozen quality head are ``training.droploss`` and
+    ``training.freeze_quality_head``, on in the rounds unless set), and how its batches mix the
     pseudo-labelled videos with synthetic clips. Each round's training is fingerprinted with this whole
     section."""
 
-    iters: int = 10000  # iterations of each round
-    batch_size: int = 4  # clips per iteration (global)
+    iters: int = 10000  # iterations of each round (training.max_iters of a round)
+    batch_size: int = 4  # clips per iteration (global; training.batch_size of a round)
     lr: float = 0.0  # the rounds' learning rate; 0 = training.lr (official: one rate for every stage)
-    freeze_quality_head: bool = True  # ablation: train the head during self-training
-    droploss: bool = True  # ablation: vanilla mask loss
     mix_prob: float = 0.5  # probability that a batch comes from the pseudo-labelled real videos
     # mixing that follows the amount of labels: with mix_frames > 0 the real-video probability is
     # mix_prob x min(1, labelled frames / mix_frames), so a handful of labelled frames is not drawn half the
@@ -327,6 +338,14 @@ class RoundsConfig:
                 "mix_frames": NON_NEGATIVE,
             },
         )
+
+    def training(self, training: TrainingConfig) -> TrainingConfig:
+        """A round's training: ``training`` changed by this section (iterations, batch, the rate when set),
+        with the losses of a self-training round (:meth:`TrainingConfig.stage_losses`)."""
+        changed = replace(
+            training, max_iters=self.iters, batch_size=self.batch_size, lr=self.lr or training.lr
+        )
+        return changed.stage_losses(self_training=True)
 
 
 @dataclass(frozen=True)
@@ -356,9 +375,6 @@ class InferenceConfig:
     top_k: int = 10
     window: int = 0  # frames per window in streaming mode; 0 = whole video in one clip (the reference)
     overlap: int = 4  # frames shared by consecutive windows
-    # auto | cpu | cuda | cuda:N: where every command computes (auto: the GPU when CUDA is usable); the --device
-    # flag overrides it, and the config.yaml a command writes holds the device that ran
-    device: str = "auto"
     # autocast of the network at inference: bf16 (CPU or CUDA) or fp16 (CUDA only); post-processing stays float32;
     # auto: bf16 where the device computes it natively, else float32 (as training.amp)
     amp: Amp = "off"
@@ -389,7 +405,6 @@ class InferenceConfig:
                 "token_cache_mb": NON_NEGATIVE,
             },
         )
-        check_device_name(self.device, "inference.device")
         if self.window and self.overlap >= self.window:
             raise ConfigError(
                 f"'inference.overlap' ({self.overlap}) must be smaller than 'inference.window' ({self.window}): "
@@ -456,6 +471,10 @@ def ytvis_metric_names(max_dets: tuple[int, ...] = (1, 10, 100)) -> tuple[str, .
 
 @dataclass(frozen=True)
 class Config:
+    # auto | cpu | cuda | cuda:N: where every stage of a command computes (discovery, training, prediction,
+    # scoring; auto: the GPU when CUDA is usable). Chosen once: the --device flag overrides it, the command
+    # resolves it, and the config.yaml it writes holds the device that ran
+    device: str = "auto"
     discovery: DiscoveryConfig = field(default_factory=DiscoveryConfig)
     synthesis: SynthesisConfig = field(default_factory=SynthesisConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -467,7 +486,8 @@ class Config:
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
 
     def __post_init__(self) -> None:
-        """Rules between sections."""
+        """The device's name, and rules between sections."""
+        check_device_name(self.device, "device")
         metric, reported = self.selftrain.select_metric, ytvis_metric_names(self.evaluation.max_dets)
         if metric.startswith("AR") and metric not in reported:
             allowed = [m for m in choices(SelectMetric) if m in (*reported, "JF")]

@@ -118,10 +118,10 @@ class DemoPlan:
 def demo_config(
     plan: DemoPlan, overrides: list[str] | None = None, config_files: list[str] | None = None
 ) -> Config:
-    """The ``small_data`` profile at the demo's sizes, then the user's files and overrides."""
+    """The ``small_data`` profile, the ``demo`` profile (the demo's own values: no CRF, quality ranking, ...) and
+    the user's files, then the sizes of ``plan`` and the user's overrides."""
     side = min(plan.height, plan.width)
     deltas = [
-        "discovery.fixed_size=224",
         f"synthesis.short_sides=[{side}]",
         f"synthesis.crop_min={int(side * 0.85)}",
         f"synthesis.crop_max={side}",
@@ -132,18 +132,9 @@ def demo_config(
         f"training.log_period={max(plan.m0_iters // 20, 1)}",
         f"rounds.iters={plan.round_iters}",
         f"rounds.batch_size={plan.batch_size}",
-        # the tiny demo model's quality estimates stay low (M0's Q rarely reaches the paper's 0.75); the paper's
-        # threshold for its harder, dense setting (UVO) is used instead
-        "selection.quality_min=0.3",
         f"inference.short_side={side}",
-        # the profile's CRF was measured on real footage; the world's rendered objects have hard edges already,
-        # and the demo's time budget has no room for a CRF per predicted mask (~0.2 s each)
-        "inference.crf_short_side=0",
-        # the demo scores multi-object AP, where score x predicted IoU ranks the world's objects above their
-        # parts (+13 AP50 on the demo); DAVIS's single main object is ranked best by the class score (profile)
-        "inference.track_score=quality",
     ]
-    return load_config(["small_data", *(config_files or [])], deltas + list(overrides or []))
+    return load_config(["small_data", "demo", *(config_files or [])], deltas + list(overrides or []))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -240,10 +231,10 @@ def discover_video_frames(
     out: Path,
     cfg: Config,
     weights: Path,
-    device: str = "cpu",
     resume: bool = True,
 ) -> Path:
-    """MaskCut on every ``every``-th frame of the user's videos (the frames are saved beside the JSON)."""
+    """MaskCut on every ``every``-th frame of the user's videos (the frames are saved beside the JSON), on
+    ``cfg.device``."""
     from autoqvis.discover.run import discover, video_items, video_source
     from autoqvis.model.vit import load_vit
 
@@ -254,7 +245,7 @@ def discover_video_frames(
         video_items(videos, every, frames_root),
         path,
         d,
-        lambda: load_vit(d.arch, weights, device=device),
+        lambda: load_vit(d.arch, weights, device=cfg.device),
         source=video_source(videos, every),
         frames_root=frames_root,
         resume=resume,
@@ -262,14 +253,12 @@ def discover_video_frames(
     return path
 
 
-def discover_stills(
-    stills: Path, out: Path, cfg: Config, weights: Path, device: str = "cpu", resume: bool = True
-) -> Path:
+def discover_stills(stills: Path, out: Path, cfg: Config, weights: Path, resume: bool = True) -> Path:
     from autoqvis.discover.run import discover_images, write_preview
 
     path = out / "pseudo_masks.json"
     d = dataclasses.replace(cfg.discovery, weights=str(weights))
-    dataset = discover_images(stills, path, d, device, resume=resume)
+    dataset = discover_images(stills, path, d, cfg.device, resume=resume)
     preview = out / "pseudo_masks.preview.png"
     if not preview.is_file() or preview.stat().st_mtime_ns < path.stat().st_mtime_ns:
         write_preview(dataset, stills, preview, 8)
@@ -357,26 +346,23 @@ def run_demo(
     every: int = 5,
     plan: DemoPlan | None = None,
     footage: str | None = None,
-    device: str = "cpu",
     on_stage: Callable[[str], None] = lambda title: log.info("== %s", title),
     resume: bool = True,
 ) -> DemoResult:
     """The demo on the generated world, or with ``videos`` on the user's own footage (``gt`` + ``gt_frames``:
     an optional YouTube-VIS ground truth of held-out videos for scoring; without it nothing is scored).
-    ``on_stage(title)`` is called as each stage starts. Every model runs on ``device`` (recorded in the saved
-    configuration as ``inference.device``). A rerun continues every stage whose fingerprint is unchanged and
+    ``on_stage(title)`` is called as each stage starts. Every model runs on the configuration's ``device``
+    (``--set device=cuda``; the command passes the one it resolved). A rerun continues every stage whose fingerprint is unchanged and
     stops at the first that changed (``resume=False`` starts every stage over)."""
     out = Path(out)
     plan = plan or DemoPlan.for_run(quick, footage, own_videos=videos is not None)
     cfg = demo_config(plan, overrides, config_files)
-    cfg = dataclasses.replace(cfg, inference=dataclasses.replace(cfg.inference, device=device))
     with saved_config(cfg, out):
         return _run_stages(out, plan, cfg, seed, videos, gt, gt_frames, every, on_stage, resume)
 
 
 def _run_stages(out, plan, cfg, seed, videos, gt, gt_frames, every, on_stage, resume) -> DemoResult:
     timer = _StageTimer(on_stage)
-    device = cfg.inference.device
 
     with timer.stage(STAGES[0] if videos is None else "1/6 your videos"):
         if videos is None:
@@ -392,15 +378,13 @@ def _run_stages(out, plan, cfg, seed, videos, gt, gt_frames, every, on_stage, re
         weights = ensure_dinov2_weights()
         cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, vit_weights=str(weights)))
         if videos is None:
-            pseudo = discover_stills(inputs.stills, out / "discovery", cfg, weights, device, resume)
+            pseudo = discover_stills(inputs.stills, out / "discovery", cfg, weights, resume)
         else:
-            pseudo = discover_video_frames(
-                Path(videos), every, out / "discovery", cfg, weights, device, resume
-            )
+            pseudo = discover_video_frames(Path(videos), every, out / "discovery", cfg, weights, resume)
     with timer.stage(STAGES[2]):
         synthetic = synthesize(pseudo, inputs.stills, out / "synthetic_previews", cfg, seed)
     with timer.stage(STAGES[3]):
-        main_run, models = self_train(out, inputs, synthetic, cfg, device, resume)
+        main_run, models = self_train(out, inputs, synthetic, cfg, resume)
     with timer.stage(STAGES[4]):
         report = write_report(out, models, cfg, main_run, plan, timer.seconds)
     result = DemoResult(plan, seed, models, timer.seconds, report, out / "results.json")
@@ -423,7 +407,6 @@ def self_train(
     inputs: DemoInputs,
     synthetic: ImageCut2Video,
     cfg: Config,
-    device: str = "cpu",
     resume: bool = True,
 ) -> tuple[SelfTrainRun, list[ModelResult]]:
     """Stages 4-5: M0 and the rounds with quality-guided selection, then the confidence-only ablation's rounds
@@ -431,13 +414,13 @@ def self_train(
     val = (inputs.gt, inputs.test) if inputs.gt is not None else None
     # the videos at their own size, decoded once for both runs
     videos, _ = cache_videos(find_videos(inputs.unlabeled), out / "selftrain", None, resume=resume)
-    main = self_train_videos(cfg, out / "selftrain", videos, [synthetic], device, val=val, resume=resume)
+    main = self_train_videos(cfg, out / "selftrain", videos, [synthetic], val=val, resume=resume)
     ablation_cfg = dataclasses.replace(
         cfg, selection=dataclasses.replace(cfg.selection, selection_score="confidence")
     )
     m0 = main.models[0].path
     ablation = self_train_videos(
-        ablation_cfg, out / "ablation_confidence", videos, [synthetic], device, val=val, m0=m0, resume=resume
+        ablation_cfg, out / "ablation_confidence", videos, [synthetic], val=val, m0=m0, resume=resume
     )
     rounds = ablation.models[1:]  # the same M0
     for m in rounds:

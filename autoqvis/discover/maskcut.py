@@ -95,9 +95,9 @@ def normalized_cuts(
     feats: torch.Tensor,
     grid: tuple[int, int],
     tau: float,
-    num_masks: int = 3,
-    eps: float = 1e-5,
-    solver: Solver = "auto",
+    num_masks: int = DiscoveryConfig.num_masks,
+    eps: float = DiscoveryConfig.eps,
+    solver: Solver = DiscoveryConfig.eigensolver,
 ) -> list[Cut]:
     """``num_masks`` successive cuts of (D, N) patch features (``maskcut_forward``'s loop)."""
     h, w = grid
@@ -132,9 +132,9 @@ def maskcut_forward(
     grid: tuple[int, int],
     image_size: tuple[int, int],
     tau: float,
-    num_masks: int = 3,
-    eps: float = 1e-5,
-    solver: Solver = "auto",
+    num_masks: int = DiscoveryConfig.num_masks,
+    eps: float = DiscoveryConfig.eps,
+    solver: Solver = DiscoveryConfig.eigensolver,
 ) -> tuple[list[Cut], np.ndarray, np.ndarray]:
     """Cuts, their (K, *image_size) bool bipartitions (minus earlier ones) and upsampled eigenvectors."""
     cuts = normalized_cuts(feats, grid, tau, num_masks, eps, solver)
@@ -174,7 +174,10 @@ def preprocess(image: np.ndarray, fixed_size: int, patch_size: int) -> tuple[np.
 
 
 def refine(
-    image: np.ndarray, bipartition: np.ndarray, use_crf: bool = True, min_iou: float = 0.5
+    image: np.ndarray,
+    bipartition: np.ndarray,
+    use_crf: bool = DiscoveryConfig.crf,
+    min_iou: float = DiscoveryConfig.crf_min_iou,
 ) -> tuple[np.ndarray, np.ndarray | None, float]:
     """(S, S) cut on the (S, S, 3) image -> (refined bool mask, CRF labels or None, IoU(cut, refined)).
 

@@ -35,6 +35,8 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage
 
+from autoqvis.config import DiscoveryConfig
+
 __all__ = [
     "DENSE_MAX_NODES",
     "Solver",
@@ -52,7 +54,7 @@ Solver = Literal["auto", "dense", "arpack"]
 DENSE_MAX_NODES = 1024  # auto: the exact official solver up to 32x32 patches
 
 
-def affinity_matrix(feats: torch.Tensor, tau: float, eps: float = 1e-5) -> np.ndarray:
+def affinity_matrix(feats: torch.Tensor, tau: float, eps: float = DiscoveryConfig.eps) -> np.ndarray:
     """(D, N) features -> (N, N) float64 binarised cosine affinity (1 where cos > tau, else eps).
 
     The cosine is computed in the features' dtype on their device (float32 for the first cut, float64
@@ -65,7 +67,9 @@ def affinity_matrix(feats: torch.Tensor, tau: float, eps: float = 1e-5) -> np.nd
     return np.where(cos > tau, 1.0, eps)
 
 
-def second_smallest_eigenvector(affinity: np.ndarray, solver: Solver = "auto") -> np.ndarray:
+def second_smallest_eigenvector(
+    affinity: np.ndarray, solver: Solver = DiscoveryConfig.eigensolver
+) -> np.ndarray:
     """(N, N) affinity -> (N,) float64 generalised eigenvector of the second-smallest eigenvalue,
     scaled so that ``x^T D x = 1``."""
     n = affinity.shape[0]

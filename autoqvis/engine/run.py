@@ -3,7 +3,8 @@
 Used by ``autoqvis train`` and by the self-training rounds. The run folder holds ``last.pt`` (the resumable
 training state), ``metrics.jsonl``, ``config.yaml``, ``fingerprint.json`` (what determines the run: the model,
 training and synthesis sections, the sources and their mixing probabilities, the initial weights) and, when
-training finishes, ``model/`` (the weights in our format: ``model.safetensors`` + ``model.json``). A rerun
+training finishes, ``model/`` (the weights in our format: ``model.safetensors`` + ``model.json``, and the run's
+``inference`` section as ``inference.json``: the settings the model is made for, its default when loaded). A rerun
 with the same fingerprint continues (a finished model is reused); with another it stops and says what
 changed (:mod:`autoqvis.runs.fingerprint`).
 """
@@ -19,7 +20,7 @@ from typing import Any
 import torch
 
 from autoqvis.config import Config, TrainingConfig, config_to_dict, save_config
-from autoqvis.device import resolve_amp
+from autoqvis.device import resolve_amp, resolve_device
 from autoqvis.engine import dist
 from autoqvis.engine.data import ClipSource
 from autoqvis.engine.trainer import CHECKPOINT_NAME, Trainer
@@ -79,23 +80,23 @@ def train_stage(
     sources: Sequence[ClipSource],
     probs: Sequence[float],
     out: str | Path,
-    device: str | torch.device = "cpu",
     init: str | Path | None = None,
     training: TrainingConfig | None = None,
     resume: bool = True,
     settings: Mapping[str, Any] | None = None,
 ) -> Path:
     """Train ``cfg.model`` (initialised from ``init`` or ``cfg.model.weights``) with ``training`` (default
-    ``cfg.training``) on ``sources`` mixed with ``probs``; returns the saved model folder.
+    ``cfg.training``) on ``sources`` mixed with ``probs``, on ``cfg.device``; returns the saved model folder.
 
     With ``resume`` a run with the same fingerprint continues from ``last.pt`` (or its finished model is
     returned); one with another fingerprint raises :class:`~autoqvis.errors.StaleOutputError`. Without
     ``resume`` the run's checkpoint, metrics and model are removed, once the model is built and ``init``
     loaded (a bad ``init`` leaves everything as it was)."""
     out = Path(out)
-    device = torch.device(device)
+    device = resolve_device(cfg.device, "device")  # chosen once: the command resolved it into cfg
     # auto precision is resolved on this device, so the fingerprint and config.yaml record what ran
-    training = training or cfg.training
+    # DropLoss and the frozen head as this stage trains (None: off outside a self-training round), recorded
+    training = (training or cfg.training).stage_losses()
     training = dataclasses.replace(training, amp=resolve_amp(training.amp, device))
     final = out / MODEL_DIR
     init = init or cfg.model.weights
@@ -129,7 +130,7 @@ def train_stage(
         trainer.train(resume=True)
         trainer.final_weights()
         if dist.is_main():
-            save_model(model.cpu(), final)
+            save_model(model.cpu(), final, inference=cfg.inference)  # the settings it is made for
             log.info("saved %s", final)
         dist.barrier()
     return final

@@ -14,7 +14,6 @@ true IoU (its track matched to the ground-truth track of highest video IoU), wit
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -25,6 +24,7 @@ from autoqvis import rle
 from autoqvis.config import Config, ytvis_metric_names
 from autoqvis.config.checks import choices
 from autoqvis.config.sections import SelectMetric
+from autoqvis.device import resolve_device
 from autoqvis.eval.davis import DavisResult, evaluate_sequence_unsupervised
 from autoqvis.eval.quality import pearson, spearman
 from autoqvis.eval.ytvis import evaluate_tracks, track_ious
@@ -188,15 +188,16 @@ class ModelScores:
 
 
 class ModelEvaluator:
-    """``ModelEvaluator(gt, frames_root, cfg)(model_folder) -> ModelScores`` (see the module docstring)."""
+    """``ModelEvaluator(gt, frames_root, cfg)(model_folder) -> ModelScores`` (see the module docstring); models
+    run on ``cfg.device``."""
 
-    def __init__(self, gt_path: str | Path, frames_root: str | Path, cfg: Config, device: str = "cpu"):
+    def __init__(self, gt_path: str | Path, frames_root: str | Path, cfg: Config):
         self.gt = load_ytvis(gt_path, frames_root=frames_root)
         check_annotated(self.gt, gt_path)
         check_frame_sizes(self.gt, gt_path)  # before any model is trained or run
         self.gt_path, self.frames_root = Path(gt_path), Path(frames_root)
         self.cfg = cfg
-        self.device = device
+        self.device = str(resolve_device(cfg.device, "device"))  # chosen once: the command resolved it
         mb = cfg.inference.token_cache_mb  # every model it scores sees the same frames: one ViT pass each
         self.tokens = TokenCache(mb * 2**20) if mb > 0 else None
 
@@ -217,7 +218,6 @@ class ModelEvaluator:
         """The scores of a loaded model (a :class:`~autoqvis.model.vis.VideoMaskFormer` on ``device``)."""
         gt, inf = self.gt, self.cfg.inference
         check_track_score(model, inf.track_score)
-        raw = dataclasses.replace(inf, track_score="class", crf_short_side=0)  # then ranked and refined below
         ev = self.cfg.evaluation
         max_proposals = ev.davis_max_proposals
         # every video's tracks under the configured ranking and the other one ("quality" for "class", else
@@ -233,7 +233,7 @@ class ModelEvaluator:
                 max_size=inf.max_size,
                 paths=gt.frame_paths(info.id),
             )
-            by_class = segment_video(model, source, raw).tracks
+            by_class = segment_video(model, source, inf).tracks  # raw: in class-score order, not refined
             for ranking in ranked:
                 if ranking == inf.track_score or all(t.predicted_iou is not None for t in by_class):
                     ranked[ranking][info.id] = finish_tracks(by_class, source, inf, ranking)

@@ -65,9 +65,13 @@ from autoqvis.structures import Track, VideoInfo, VideoTracks
 __all__ = [
     "PredictionRun",
     "check_track_score",
+    "differs_from_model",
     "finish_tracks",
     "id_map",
+    "open_source",
+    "predict_video",
     "prediction_unit",
+    "raw_settings",
     "segment_video",
     "write_davis_masks",
     "write_overlay",
@@ -99,6 +103,24 @@ def window_segmenter(
     return segment
 
 
+# the inference fields the network's raw tracks depend on (besides the device); the others finish them
+RAW_FIELDS = ("short_side", "max_size", "top_k", "window", "overlap", "amp")
+
+
+def raw_settings(inference: InferenceConfig) -> dict:
+    """The settings of ``inference`` that :func:`segment_video`'s raw tracks depend on (for a fingerprint of
+    raw tracks: the ranking and the CRF of :func:`finish_tracks` do not change them)."""
+    return {k: v for k, v in inference_settings(inference).items() if k in RAW_FIELDS}
+
+
+def open_source(video: VideoSource | str | Path, inference: InferenceConfig) -> VideoSource:
+    """``video`` as a :class:`VideoSource`: a path opened at ``inference.short_side`` / ``max_size``, a source
+    as given."""
+    if isinstance(video, VideoSource):
+        return video
+    return open_video(video, inference.short_side, inference.max_size)
+
+
 @torch.no_grad()
 def segment_video(
     model,
@@ -106,24 +128,25 @@ def segment_video(
     inference: InferenceConfig | None = None,
     on_window: Callable[[], None] | None = None,
 ) -> VideoTracks:
-    """Tracks of one video (RLE at the original frame size), whole-video or streaming, with the settings of
-    ``inference`` (default: the section's defaults; every field but ``device``: the model runs where it is).
+    """The network's raw tracks of one video (RLE at the original frame size), whole-video or streaming: no
+    ranking rule and no CRF (that is :func:`finish_tracks`). The tracks come in the order of their class score
+    (the query's foreground probability, averaged over the windows of a streamed video), best first, numbered
+    1..n: the order :func:`~autoqvis.inference.ranking.rank_tracks` gives for ``track_score=class``.
 
-    ``video``: a path (opened at ``inference.short_side``) or a :class:`VideoSource` used as given."""
+    Of ``inference`` (default: the section's defaults) only :data:`RAW_FIELDS` count; the model runs where it
+    is (not the config's ``device``). ``video``: a path (opened at ``inference.short_side``) or a
+    :class:`VideoSource` used as given."""
     inference = inference or InferenceConfig()
-    resized = (
-        video
-        if isinstance(video, VideoSource)
-        else open_video(video, inference.short_side, inference.max_size)
-    )
-    original = resized.frame_size()
-    source = resized
-    num_frames = len(resized)
+    source = open_source(video, inference)
+    original = source.frame_size()
+    num_frames = len(source)
     window = inference.window if 0 < inference.window < num_frames else num_frames
     overlap = min(inference.overlap, window - 1) if window < num_frames else 0
     segment = window_segmenter(model, inference, original)
-    tracks = run_streaming(iter(resized), num_frames, segment, window, overlap, original, on_window)
-    tracks = finish_tracks(tracks, resized, inference)
+    tracks = run_streaming(iter(source), num_frames, segment, window, overlap, original, on_window)
+    tracks = sorted(tracks, key=lambda t: -t.score)  # stable: the streaming order among equal scores
+    for k, track in enumerate(tracks):
+        track.id = k + 1
     info = VideoInfo(id=0, width=original[1], height=original[0], length=num_frames, name=source.name)
     return VideoTracks(video=info, tracks=tracks)
 
@@ -131,15 +154,43 @@ def segment_video(
 def finish_tracks(
     tracks: list[Track], source: VideoSource, inference: InferenceConfig, track_score: str | None = None
 ) -> list[Track]:
-    """The network's tracks ranked by ``track_score`` (default ``inference.track_score``;
-    :mod:`autoqvis.inference.ranking`) and, with ``inference.crf_short_side``, the best
-    ``inference.crf_max_tracks`` tracks' masks refined by the dense CRF on ``source``'s frames (new tracks; the
-    inputs are not modified)."""
+    """The finishing of raw tracks (:func:`segment_video`) into outputs: ranked by ``track_score`` (default
+    ``inference.track_score``; :mod:`autoqvis.inference.ranking`) and, with ``inference.crf_short_side`` > 0,
+    the best ``inference.crf_max_tracks`` tracks' masks refined by the dense CRF on ``source``'s frames (new
+    tracks; the inputs are not modified). ``predict``, ``autoqvis.segment``, scoring a model and the
+    benchmarks call it with the inference section they run."""
     tracks = rank_tracks(tracks, track_score or inference.track_score, source.frame_size())
     if inference.crf_short_side > 0:
         best = inference.crf_max_tracks
         tracks = crf_refine_tracks(tracks[:best], source, inference.crf_short_side) + tracks[best:]
     return tracks
+
+
+def predict_video(
+    model,
+    video: VideoSource | str | Path,
+    inference: InferenceConfig | None = None,
+    on_window: Callable[[], None] | None = None,
+) -> VideoTracks:
+    """A video's output tracks: :func:`segment_video`'s raw tracks finished by :func:`finish_tracks`, both
+    with ``inference`` (default: the section's defaults)."""
+    inference = inference or InferenceConfig()
+    source = open_source(video, inference)
+    raw = segment_video(model, source, inference, on_window)
+    return VideoTracks(video=raw.video, tracks=finish_tracks(raw.tracks, source, inference))
+
+
+def differs_from_model(own: InferenceConfig | None, used: InferenceConfig) -> str:
+    """One line naming the inference settings of ``used`` that differ from those the model was made for
+    (``own``: ``model.own_inference``, a model folder's ``inference.json``); empty when none differ or the model
+    carries none."""
+    if own is None:
+        return ""
+    mine, theirs = inference_settings(own), inference_settings(used)
+    changed = [f"{k} {mine[k]} -> {theirs[k]}" for k in mine if mine[k] != theirs[k]]
+    if not changed:
+        return ""
+    return "inference settings differ from the model's own (its inference.json): " + ", ".join(changed)
 
 
 def check_track_score(model, track_score: str, weights: str | Path = "the model") -> None:
@@ -445,7 +496,7 @@ class PredictionRun:
             stream_windows(n, window, min(inference.overlap, max(window - 1, 0)) if window < n else 0)
         )
         with progress_bar(name, total=windows) as bar:
-            vt = segment_video(model, video, inference, on_window=bar.advance)
+            vt = predict_video(model, video, inference, on_window=bar.advance)
         results = results_json(vt, self.ids[name])  # checked before anything is written
         frame_names = open_video(video).frame_names()  # masks named as the frames they belong to
         write_davis_masks(vt, self.out / "masks" / name, self.max_png_tracks, frame_names)

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from autoqvis.config.sections import InferenceConfig
 from autoqvis.errors import DataError
 from autoqvis.io.images import open_image
 from autoqvis.runs.access import PERMISSION_HINT, require_file
@@ -90,7 +91,9 @@ def video_identities(paths: Sequence[str | Path], names: Sequence[str]) -> list[
     return [{"name": n, **video_identity(p)} for p, n in zip(paths, names, strict=True)]
 
 
-def resized_hw(height: int, width: int, short_side: int | None, max_size: int = 1333) -> tuple[int, int]:
+def resized_hw(
+    height: int, width: int, short_side: int | None, max_size: int = InferenceConfig.max_size
+) -> tuple[int, int]:
     """Output (h, w) of detectron2's ``ResizeShortestEdge`` (identity when ``short_side`` is None)."""
     if not short_side:
         return height, width
@@ -102,7 +105,9 @@ def resized_hw(height: int, width: int, short_side: int | None, max_size: int = 
     return int(new_h + 0.5), int(new_w + 0.5)
 
 
-def resize_short_side(frame: np.ndarray, short_side: int | None, max_size: int = 1333) -> np.ndarray:
+def resize_short_side(
+    frame: np.ndarray, short_side: int | None, max_size: int = InferenceConfig.max_size
+) -> np.ndarray:
     """(H, W, 3) uint8 -> resized with PIL bilinear, as the reference's test-time mapper."""
     h, w = frame.shape[:2]
     new_h, new_w = resized_hw(h, w, short_side, max_size)
@@ -145,7 +150,7 @@ class VideoSource:
 
     name: str
     short_side: int | None = None
-    max_size: int = 1333
+    max_size: int = InferenceConfig.max_size
 
     def __len__(self) -> int:
         raise NotImplementedError
@@ -215,7 +220,9 @@ class FrameList(VideoSource):
 class FrameFolder(FrameList):
     """A folder of jpg/png frames in natural sort order."""
 
-    def __init__(self, folder: str | Path, short_side: int | None = None, max_size: int = 1333):
+    def __init__(
+        self, folder: str | Path, short_side: int | None = None, max_size: int = InferenceConfig.max_size
+    ):
         folder = check_input(folder, "dir", "frame folder")
         paths = frame_files(folder)
         if not paths:
@@ -234,7 +241,9 @@ class FrameFolder(FrameList):
 class VideoFile(VideoSource):
     """A video file decoded with PyAV (frames in presentation order)."""
 
-    def __init__(self, path: str | Path, short_side: int | None = None, max_size: int = 1333):
+    def __init__(
+        self, path: str | Path, short_side: int | None = None, max_size: int = InferenceConfig.max_size
+    ):
         path = check_input(path, "file", "video file")  # a FIFO would block the decoder: refused by name
         super().__init__(name=path.stem, short_side=short_side, max_size=max_size)
         self.path = path
@@ -321,7 +330,9 @@ class VideoFile(VideoSource):
         return f" of the {declared} its header declares" if declared > 0 else ""
 
 
-def open_video(path: str | Path, short_side: int | None = None, max_size: int = 1333) -> VideoSource:
+def open_video(
+    path: str | Path, short_side: int | None = None, max_size: int = InferenceConfig.max_size
+) -> VideoSource:
     """A video file or a frame folder."""
     path = Path(path)
     if path.is_dir():

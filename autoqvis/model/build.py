@@ -9,7 +9,9 @@ Presets:
 
 Checkpoints: official detectron2 ``.pth`` files (``{"model": state_dict}``) read with ``torch.load(weights_only=True)``
 (a pickle that needs arbitrary code is refused), or safetensors. Our own format is a folder with
-``model.safetensors`` and ``model.json`` (the :class:`ModelSpec`).
+``model.safetensors``, ``model.json`` (the :class:`ModelSpec`) and ``inference.json`` (the ``inference`` settings
+the model was trained and scored with: loading the folder makes them the model's own, ``model.own_inference``;
+official checkpoints carry none and run with the section's defaults).
 """
 
 from __future__ import annotations
@@ -23,7 +25,14 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from autoqvis.config import ModelConfig, TrainingConfig
+from autoqvis.config import (
+    ConfigError,
+    InferenceConfig,
+    ModelConfig,
+    TrainingConfig,
+    apply_delta,
+    inference_settings,
+)
 from autoqvis.config.checks import choices
 from autoqvis.config.sections import BackboneName, Preset
 from autoqvis.errors import CheckpointError
@@ -40,6 +49,7 @@ from autoqvis.model.vit_backbone import ViTBackbone
 from autoqvis.runs.atomic import atomic_path, atomic_write_text
 
 __all__ = [
+    "INFERENCE_FILE",
     "PRESETS",
     "LoadReport",
     "architecture_differences",
@@ -50,6 +60,7 @@ __all__ = [
     "load_model",
     "load_weights",
     "model_spec",
+    "read_inference",
     "read_spec",
     "read_state_dict",
     "save_model",
@@ -144,7 +155,9 @@ def build_model(
     replace them all are loaded next). ``model.weights`` is not loaded here: it initialises training
     (:func:`autoqvis.engine.run.train_stage`)."""
     spec = model_spec(model)
-    training = training or TrainingConfig()
+    training = (
+        training or TrainingConfig()
+    ).stage_losses()  # DropLoss, frozen head: None is off outside a round
     if spec.quality_head is None and not training.freeze_quality_head:
         training = dataclasses.replace(training, freeze_quality_head=True)  # no head, no quality loss
     backbone = build_backbone(spec)
@@ -264,7 +277,7 @@ def load_weights(model: VideoMaskFormer, path: str | Path, strict: bool = False)
 
 
 # fields of a spec that do not change the weights or what the model computes at inference
-_TRAINING_ONLY = ("freeze_vit", "num_frames", "encoder_dropout")
+_TRAINING_ONLY = ("freeze_vit", "encoder_dropout")
 _VIT_ONLY = ("vit_arch", "vit_image_stem")
 
 
@@ -298,14 +311,41 @@ def read_spec(path: str | Path) -> ModelSpec | None:
         ) from err
 
 
-def save_model(model: VideoMaskFormer, folder: str | Path) -> Path:
-    """Write ``model.safetensors`` + ``model.json`` atomically into ``folder``."""
+INFERENCE_FILE = "inference.json"  # a model folder's own inference settings
+
+
+def save_model(model: VideoMaskFormer, folder: str | Path, inference: InferenceConfig | None = None) -> Path:
+    """Write ``model.safetensors`` + ``model.json`` atomically into ``folder``, and with ``inference`` the
+    settings the model is made for (``inference.json``: every value that changes predictions, not the device
+    or the token cache; see :func:`read_inference`)."""
     folder = Path(folder)
     tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     with atomic_path(folder / "model.safetensors", suffix=".safetensors") as tmp:
         save_file(tensors, str(tmp))
     atomic_write_text(folder / "model.json", json.dumps(model.spec.to_json(), indent=1))
+    if inference is not None:
+        atomic_write_text(folder / INFERENCE_FILE, json.dumps(inference_settings(inference), indent=1))
     return folder
+
+
+def read_inference(path: str | Path) -> InferenceConfig | None:
+    """The inference settings a model folder (or its ``model.safetensors``) was made for, from its
+    ``inference.json``; None for weights without them (an official checkpoint, a preset, an older folder)."""
+    path = Path(path)
+    folder = path if path.is_dir() else path.parent if path.name == "model.safetensors" else None
+    if folder is None or not (folder / INFERENCE_FILE).is_file():
+        return None
+    source = folder / INFERENCE_FILE
+    try:
+        data = json.loads(source.read_text())
+        if not isinstance(data, dict):
+            raise ValueError(f"expected an object of inference settings, got {type(data).__name__}")
+        return apply_delta(InferenceConfig(), data, source=str(source), prefix="inference.")
+    except (OSError, ValueError, ConfigError) as err:
+        raise CheckpointError(
+            f"{source} is damaged or not written by autoqvis ({err}); delete it (the model then runs with the "
+            "inference defaults) or restore the file"
+        ) from err
 
 
 def load_model(
@@ -316,7 +356,7 @@ def load_model(
     """The one loader: a model in eval mode on ``device``.
 
     ``weights`` is a folder written by autoqvis (its ``model.json`` gives the architecture; ``model``, when
-    given, must agree with it), an official / safetensors weights file loaded by key into ``model`` (default
+    given, must agree with it; its ``inference.json``, when there, becomes ``model.own_inference``), an official / safetensors weights file loaded by key into ``model`` (default
     the ``paper_r50`` preset), or a preset name (random weights: for tests and timing only)."""
     path = Path(weights)
     if path.is_dir() or (path.is_file() and read_spec(path) is not None):
@@ -340,4 +380,5 @@ def load_model(
             f"{weights} is neither a model folder, a weights file nor a preset ({', '.join(PRESETS)}); "
             "pass a folder written by autoqvis (model.json + model.safetensors) or an official .pth"
         )
+    net.own_inference = read_inference(path)
     return net.to(torch.device(device)).eval()

@@ -52,7 +52,6 @@ class ModelSpec:
     dec_layers: int = 9  # masked-attention layers (= MASK_FORMER.DEC_LAYERS - 1)
     num_classes: int = 1
     quality_head: tuple[int, int, int] | None = (257, 256, 1024)  # (in, conv, fc) widths; None: no head
-    num_frames: int = 3  # training clip length
     size_divisibility: int = 32
     pixel_mean: tuple[float, float, float] = (123.675, 116.28, 103.53)  # RGB, 0..255
     pixel_std: tuple[float, float, float] = (58.395, 57.12, 57.375)
@@ -85,8 +84,9 @@ class ModelSpec:
         return cls(**data)
 
 
-# fields of model.json files written by earlier versions, read and ignored (test_topk: inference.top_k now)
-_OBSOLETE = ("test_topk",)
+# fields of model.json files written by earlier versions, read and ignored (test_topk: inference.top_k now;
+# num_frames: the training clip length, synthesis.num_frames, never read from the spec)
+_OBSOLETE = ("test_topk", "num_frames")
 
 
 @dataclass
@@ -134,6 +134,9 @@ class VideoMaskFormer(nn.Module):
         self.register_buffer("pixel_std", torch.tensor(spec.pixel_std).view(-1, 1, 1), persistent=False)
         self.train_quality_head = predictor.maskiou_feature_extractor is not None
         self.quality_outputs = "all"  # training: the decoder outputs the quality head scores ("all" | "last")
+        # the inference settings the model was made for (a model folder's inference.json, set by load_model):
+        # autoqvis.segment and predict run with them unless told otherwise; None: the section's defaults
+        self.own_inference: InferenceConfig | None = None
 
     # ----------------------------------------------------------------------------------------------
     # pieces
@@ -156,7 +159,7 @@ class VideoMaskFormer(nn.Module):
         """B videos, each (T_b, 3, H_b, W_b) uint8 RGB -> (frames, sizes).
 
         ``frames`` (sum_b T_b, 3, Hp, Wp) float32 on the model's device: every frame of every video fused into
-        one batch, video by video (in training each T_b is ``spec.num_frames``, so frame t of video b is row
+        one batch, video by video (in training each T_b is the clip length ``synthesis.num_frames``, so frame t of video b is row
         ``b*T + t``: the ``(B*T, ...)`` layout the decoder unflattens), normalised by ``pixel_mean`` /
         ``pixel_std``, then zero-padded bottom/right to the largest frame rounded up to a multiple of
         ``size_divisibility``. ``sizes``: each video's (H_b, W_b) before padding."""

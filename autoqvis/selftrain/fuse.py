@@ -3,13 +3,13 @@
 
 Pseudo-labels are tracks per video id with per-frame ``selected`` flags (see :mod:`.select`).
 
-- :func:`fuse_labels`: old ⊕ new. A new track that overlaps an old one (IoU >= 0.5 in some frame where both
+- :func:`fuse_labels`: old ⊕ new. A new track that overlaps an old one (IoU >= ``fuse_iou`` in some frame where both
   are present) is the same object and is fused frame by frame: the old frame is kept iff it was selected
   and the new one is not; otherwise the new frame (and its flag) wins. Unmatched new tracks are appended;
   old tracks persist; a video with no old tracks takes its new tracks as they are. ``replace_labels`` is
   the ablation without fusion.
 - :func:`eligible_frames`: a frame can be trained on iff every track of the video is selected (or empty) in
-  it; a video is used only with >= 2 eligible frames.
+  it; a video is used only with >= ``min_eligible_frames`` of them (thresholds: :class:`~autoqvis.config.SelectionConfig`).
 
 Labels come out without track ids: the file they are written to numbers them (:func:`autoqvis.io.ytvis.
 save_ytvis`). Earlier labels read back from a file (a resumed run) carry that file's ids, which the new tracks
@@ -21,6 +21,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Mapping, Sequence
 
+from autoqvis.config import SelectionConfig
 from autoqvis.selftrain.select import max_frame_iou
 from autoqvis.structures import Track
 
@@ -46,7 +47,9 @@ def fuse_track(old: Track, new: Track) -> Track:
 
 
 def fuse_labels(
-    old: Mapping[int, Sequence[Track]], new: Mapping[int, Sequence[Track]], iou: float = 0.5
+    old: Mapping[int, Sequence[Track]],
+    new: Mapping[int, Sequence[Track]],
+    iou: float = SelectionConfig.fuse_iou,
 ) -> Labels:
     """``merge_object_based_results``: returns the fused labels (inputs are not modified).
 

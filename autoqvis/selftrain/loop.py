@@ -1,6 +1,6 @@
 """The AutoQ-VIS self-training loop on the user's unlabeled videos, one readable function per stage.
 
-    run = SelfTrainRun(cfg, out, videos, synthetic, device, evaluator)
+    run = SelfTrainRun(cfg, out, videos, synthetic, evaluator)   # every stage on cfg.device
     result = run.run(init=checkpoint)               # or run.run(m0=model_folder): M0 given, no initial stage
     result.models                                   # [ModelResult M0, round 1, ..., round K]
     result.selected_model                           # the model to use (best.json)
@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from autoqvis.config import Config, TrainingConfig, config_to_dict, inference_settings
+from autoqvis.device import resolve_device
 from autoqvis.engine import dist
 from autoqvis.engine.data import ClipSource
 from autoqvis.engine.determinism import deterministic_algorithms
@@ -41,7 +42,7 @@ from autoqvis.engine.sources import mixing_probs
 from autoqvis.engine.video_source import VideoClipSource
 from autoqvis.errors import DataError
 from autoqvis.eval.models import ModelScores
-from autoqvis.inference.predict import segment_video
+from autoqvis.inference.predict import raw_settings, segment_video
 from autoqvis.io.tracks import track_from_json, write_tracks
 from autoqvis.io.video import FrameList
 from autoqvis.io.ytvis import YTVISDataset, load_json, load_ytvis, save_ytvis
@@ -147,17 +148,10 @@ class SelfTrainResult:
 
 
 def round_training_config(cfg: Config) -> TrainingConfig:
-    """The self-training stage's optimisation: the training section with the rounds section's changes
-    (iterations, batch, rate, frozen head, DropLoss)."""
-    r = cfg.rounds
-    return dataclasses.replace(
-        cfg.training,
-        max_iters=r.iters,
-        batch_size=r.batch_size,
-        freeze_quality_head=r.freeze_quality_head,
-        droploss=r.droploss,
-        lr=r.lr or cfg.training.lr,
-    )
+    """The self-training rounds' optimisation: the training section as the rounds section changes it
+    (:meth:`~autoqvis.config.RoundsConfig.training`: iterations, batch, rate; DropLoss and the frozen head
+    on unless ``training`` sets them)."""
+    return cfg.rounds.training(cfg.training)
 
 
 def pick_best(models: Sequence[ModelResult], metric: str) -> int:
@@ -173,7 +167,6 @@ class SelfTrainRun:
     out: Path
     videos: YTVISDataset  # the unlabeled videos (frame cache)
     synthetic: Sequence[ClipSource]
-    device: str = "cpu"
     evaluator: Callable[[Path], ModelScores] | None = None  # scores a model folder on a validation set
     resume: bool = True  # False: every unit of the run starts over (--no-resume)
     # the frozen ViT's tokens of the unlabeled frames, shared by the models that predict them
@@ -183,19 +176,25 @@ class SelfTrainRun:
     def layout(self) -> SelfTrainLayout:
         return SelfTrainLayout(self.out)
 
+    @property
+    def device(self) -> str:
+        """Where every stage computes: the config's ``device`` (chosen once, resolved by the command)."""
+        return str(resolve_device(self.cfg.device, "device"))
+
     # -- the initial stage --------------------------------------------------------------------------------
 
     def initial_stage(self, init: str | Path | None = None) -> Path:
         """M0: the VIS model trained jointly with the quality head on synthetic clips (quality loss on every
         query), from ``init`` (a VideoCutLER / AutoQ-VIS checkpoint or a model folder) when given."""
-        training = dataclasses.replace(self.cfg.training, freeze_quality_head=False, droploss=False)
+        training = self.cfg.training.stage_losses(
+            self_training=False
+        )  # DropLoss, frozen head: off unless set
         sources = list(self.synthetic)
         return train_stage(
             self.cfg,
             sources,
             [1 / len(sources)] * len(sources),
             self.layout.stage(0),
-            self.device,
             init=init,
             training=training,
             resume=self.resume,
@@ -213,18 +212,16 @@ class SelfTrainRun:
     def predict_unlabeled(
         self, model_dir: Path, folder: Path, title: str, what: str
     ) -> dict[int, list[Track]]:
-        """A model's top-k tracks (ranked by class score) for every unlabeled video, one file per video in
-        ``folder`` (this rank's share; a finished video of the same model and settings is not predicted
-        again: ``<folder>.fingerprint.json``). The network's masks as they are: the CRF refinement of
-        ``inference.crf_short_side`` is for outputs (``predict``, scoring), not for every unlabeled frame
-        (~0.2 s per mask on a CPU)."""
-        # the selection's top-k queries, ranked by class score (the selection multiplies in the quality itself)
-        inf = dataclasses.replace(
-            self.cfg.inference, top_k=self.cfg.selection.top_k, track_score="class", crf_short_side=0
-        )
+        """A model's raw top-k tracks for every unlabeled video, one file per video in ``folder`` (this rank's
+        share; a finished video of the same model and settings is not predicted again:
+        ``<folder>.fingerprint.json``). Raw: :func:`~autoqvis.inference.predict.segment_video`'s network output
+        in class-score order, with ``selection.top_k`` queries; the pass does not finish them
+        (:func:`~autoqvis.inference.predict.finish_tracks`: ``inference.track_score`` and the CRF are for
+        outputs), since the selection ranks and thresholds every frame by its own ``selection.selection_score``."""
+        inf = dataclasses.replace(self.cfg.inference, top_k=self.cfg.selection.top_k)
         fingerprint = {
             "model": weights_identity(model_dir),
-            "inference": inference_settings(inf),
+            "inference": raw_settings(inf),
             "videos": self.videos.content_hash(),
         }
         opened = self._open(Unit(what, fingerprint_beside(folder), (folder,)), fingerprint)
@@ -272,6 +269,11 @@ class SelfTrainRun:
         )
         fingerprint = {
             "selection": config_to_dict(self.cfg.selection),  # the whole section: every field selects
+            # and the one background-region rule (its home is the discovery section)
+            "discovery": {
+                "max_area": self.cfg.discovery.max_area,
+                "max_borders": self.cfg.discovery.max_borders,
+            },
             "predictions": _tracks_hash(predictions),
             "previous": None if previous is None else _tracks_hash(previous),
             "videos": self.videos.content_hash(),
@@ -287,7 +289,8 @@ class SelfTrainRun:
             )
         s = self.cfg.selection
         stats = SelectionStats()
-        selected = {vid: select_video(tracks, s, stats) for vid, tracks in predictions.items()}
+        regions = self.cfg.discovery
+        selected = {vid: select_video(tracks, s, stats, regions) for vid, tracks in predictions.items()}
         if previous is None:
             labels = selected
         elif s.fusion == "fuse":
@@ -332,7 +335,6 @@ class SelfTrainRun:
             sources,
             probs,
             self.layout.stage(k),
-            self.device,
             init=init,
             training=round_training_config(self.cfg),
             settings={"rounds": config_to_dict(self.cfg.rounds)},  # the whole section counts

@@ -1,6 +1,6 @@
 """From one video's predictions to its selected pseudo-labels, counting what each step keeps.
 
-    selected, counts = select_video(tracks, cfg.selection)
+    selected = select_video(tracks, cfg.selection, stats, regions=cfg.discovery)
 
 ``tracks`` are the top-k predictions of the current model (per-frame masks, score, per-frame predicted IoU).
 The steps are those of :mod:`autoqvis.selftrain.select`; the counts feed the per-round selection statistics
@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from autoqvis.config import SelectionConfig
+from autoqvis.config import DiscoveryConfig, SelectionConfig
 from autoqvis.io.ytvis import YTVISDataset
 from autoqvis.selftrain.fuse import eligible_frames
 from autoqvis.selftrain.select import (
@@ -72,10 +72,15 @@ class SelectionStats:
 
 
 def select_video(
-    tracks: Sequence[Track], cfg: SelectionConfig, stats: SelectionStats | None = None
+    tracks: Sequence[Track],
+    cfg: SelectionConfig,
+    stats: SelectionStats | None = None,
+    regions: DiscoveryConfig | None = None,
 ) -> list[Track]:
-    """NMS in any frame -> score >= score_min -> mark frames by quality (region-sized frames unmarked) -> keep
-    tracks selected often enough."""
+    """NMS in any frame -> score >= score_min -> mark frames by quality (frames whose mask is a background
+    region by the one region rule, ``regions.max_area`` / ``max_borders`` of the discovery section, unmarked;
+    default: the section's, no rule) -> keep tracks selected often enough."""
+    regions = regions or DiscoveryConfig()
     stats = stats or SelectionStats()
     tracks = [normalise_empty(t) for t in tracks]
     stats.steps["predicted"].add(tracks)
@@ -84,7 +89,7 @@ def select_video(
     tracks = keep_confident(tracks, cfg.score_min)
     stats.steps["score"].add(tracks)
     tracks = mark_selected(tracks, cfg.quality_min, cfg.selection_score)
-    tracks = unselect_regions(tracks, cfg.max_area, cfg.max_borders)
+    tracks = unselect_regions(tracks, regions.max_area, regions.max_borders)
     stats.steps["quality"].add(tracks, selected_only=True)
     tracks = drop_rarely_selected(tracks, cfg.min_frames)
     stats.steps["min_frames"].add(tracks)

@@ -1,6 +1,6 @@
 """Self-train these videos: the one library entry point behind ``autoqvis selftrain`` and the demo.
 
-    result = self_train(cfg, "runs/st", "my_videos", synthetic, device="cuda", val=("gt.json", "frames"))
+    result = self_train(cfg, "runs/st", "my_videos", synthetic, val=("gt.json", "frames"))  # on cfg.device
     result.run.result ... result.selected_model.path           # the model best.json names
 
 The unlabeled videos are decoded once into ``out/frames`` (at ``inference.short_side``) unless a frame cache
@@ -49,7 +49,6 @@ def self_train(
     out: str | Path,
     videos: str | Path | Sequence[Path] | YTVISDataset,
     synthetic: Sequence[ClipSource],
-    device: str = "cpu",
     *,
     val: tuple[str | Path, str | Path] | None = None,
     evaluator: ModelEvaluator | None = None,
@@ -59,7 +58,7 @@ def self_train(
     skip_bad: bool = False,
     hint: str = "",
 ) -> SelfTraining:
-    """Quality-guided self-training of ``cfg.model`` on ``videos`` into ``out``.
+    """Quality-guided self-training of ``cfg.model`` on ``videos`` into ``out``, every stage on ``cfg.device``.
 
     ``videos``: a folder of video files or frame folders, or a list of them (decoded once into ``out``;
     ``skip_bad`` skips the unreadable ones, else an unreadable one is an error ending with ``hint``), or a
@@ -77,6 +76,6 @@ def self_train(
             paths, out, cfg.inference.short_side, skip_bad=skip_bad, resume=resume, hint=hint
         )
     if evaluator is None and val is not None:
-        evaluator = ModelEvaluator(val[0], val[1], cfg, device)
-    run = SelfTrainRun(cfg, out, videos, list(synthetic), device, evaluator, resume=resume)
+        evaluator = ModelEvaluator(val[0], val[1], cfg)
+    run = SelfTrainRun(cfg, out, videos, list(synthetic), evaluator, resume=resume)
     return SelfTraining(run, run.run(init=init, m0=m0), videos, skipped)

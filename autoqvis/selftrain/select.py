@@ -5,11 +5,14 @@
 A video's predictions arrive as top-k tracks sorted by score (``Track.masks`` per frame, empty frames as
 ``None`` or an empty RLE; ``score``; per-frame ``predicted_iou``). The steps, in the official order:
 
-1. :func:`nms_any_frame`    suppress a track whose mask IoU with a kept, higher-scoring one is >= 0.5 in any frame
-2. :func:`keep_confident`   keep tracks with score >= 0.25
+1. :func:`nms_any_frame`    suppress a track whose mask IoU with a kept, higher-scoring one is >= ``nms_iou`` in any
+                            frame
+2. :func:`keep_confident`   keep tracks with score >= ``score_min``
 3. :func:`mark_selected`    frame t of a track is selected iff its quality Q_t = s * IoU_hat_t >= tau (or the
-                            frame is empty); the confidence-only ablation thresholds s instead
-4. :func:`drop_rarely_selected` keep a track only if selected in >= 2 non-empty frames (paper: 1)
+                            frame is empty); the confidence-only ablation thresholds s instead (tau: ``quality_min``)
+4. :func:`drop_rarely_selected` keep a track only if selected in >= ``min_frames`` non-empty frames (paper: 1)
+
+Every threshold defaults to its :class:`~autoqvis.config.SelectionConfig` field (official values there).
 
 Retained tracks keep all their frames with the per-frame flags in ``Track.selected``.
 """
@@ -23,6 +26,7 @@ from typing import Literal
 import numpy as np
 
 from autoqvis import rle as rle_utils
+from autoqvis.config import DiscoveryConfig, SelectionConfig
 from autoqvis.structures import Track
 
 __all__ = [
@@ -54,7 +58,7 @@ def max_frame_iou(a: Sequence[Track], b: Sequence[Track]) -> np.ndarray:
     return ious.max(axis=2) if ious.shape[2] else np.zeros(ious.shape[:2])
 
 
-def nms_any_frame(tracks: Sequence[Track], iou_threshold: float = 0.5) -> list[Track]:
+def nms_any_frame(tracks: Sequence[Track], iou_threshold: float = SelectionConfig.nms_iou) -> list[Track]:
     """Spatio-temporal NMS (``apply_nmsV2``): in descending score order, drop every track whose IoU with a
     kept track is >= ``iou_threshold`` in at least one frame."""
     order = sorted(range(len(tracks)), key=lambda i: -tracks[i].score)  # stable: ties keep input order
@@ -70,13 +74,15 @@ def nms_any_frame(tracks: Sequence[Track], iou_threshold: float = 0.5) -> list[T
     return [ordered[i] for i in keep]
 
 
-def keep_confident(tracks: Sequence[Track], score_min: float = 0.25) -> list[Track]:
+def keep_confident(tracks: Sequence[Track], score_min: float = SelectionConfig.score_min) -> list[Track]:
     """Tracks with video-level confidence >= ``score_min``."""
     return [t for t in tracks if t.score >= score_min]
 
 
 def mark_selected(
-    tracks: Sequence[Track], threshold: float = 0.75, score: Literal["quality", "confidence"] = "quality"
+    tracks: Sequence[Track],
+    threshold: float = SelectionConfig.quality_min,
+    score: Literal["quality", "confidence"] = SelectionConfig.selection_score,
 ) -> list[Track]:
     """Set ``Track.selected``: frame t is selected iff the mask is empty or the metric >= ``threshold``.
 
@@ -91,10 +97,15 @@ def mark_selected(
     return out
 
 
-def unselect_regions(tracks: Sequence[Track], max_area: float = 1.0, max_borders: int = 4) -> list[Track]:
+def unselect_regions(
+    tracks: Sequence[Track],
+    max_area: float = DiscoveryConfig.max_area,
+    max_borders: int = DiscoveryConfig.max_borders,
+) -> list[Track]:
     """Frames whose mask is region-sized (more than ``max_area`` of the frame, or touching more than
     ``max_borders`` of its borders) are not selected, however high their quality: a confident background
-    region is not an object. Not in the official code; the defaults switch it off."""
+    region is not an object (the one region rule: ``discovery.max_area`` / ``max_borders``). Not in the official
+    code; the defaults switch it off."""
     if max_area >= 1.0 and max_borders >= 4:
         return list(tracks)
     out = []
@@ -107,7 +118,9 @@ def unselect_regions(tracks: Sequence[Track], max_area: float = 1.0, max_borders
     return out
 
 
-def drop_rarely_selected(tracks: Sequence[Track], min_frames: int = 2) -> list[Track]:
+def drop_rarely_selected(
+    tracks: Sequence[Track], min_frames: int = SelectionConfig.min_frames
+) -> list[Track]:
     """Keep a track only if it is selected in at least ``min_frames`` non-empty frames."""
     return [
         t for t in tracks if sum(s and m is not None for s, m in zip(t.selected or [], t.masks)) >= min_frames

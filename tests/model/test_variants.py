@@ -17,7 +17,7 @@ import functools
 import pytest
 import torch
 
-from autoqvis.config import InferenceConfig, TrainingConfig
+from autoqvis.config import InferenceConfig, SynthesisConfig, TrainingConfig
 from autoqvis.model import PRESETS, ModelSpec, VideoMaskFormer, build_model, load_model, save_model
 from autoqvis.model.vit import ARCHS, ViTSpec
 from autoqvis.structures import Clip
@@ -108,7 +108,7 @@ def test_training_step_losses_and_gradients(name, head):
     spec = VARIANTS[name]
     torch.manual_seed(0)
     model = build_model(spec, TrainingConfig(num_points=64, freeze_quality_head=head == "frozen")).train()
-    B, Q, T = 2, spec.num_queries, spec.num_frames  # training clips have the spec's num_frames frames
+    B, Q, T = 2, spec.num_queries, SynthesisConfig().num_frames  # the training clip length
     clips = [_clip(T, seed=b) for b in range(B)]
     images, _ = model.preprocess([c.frames for c in clips])  # (B*T, 3, H, W)
     outputs = model(images, num_videos=B)

@@ -33,6 +33,33 @@ def test_round_learning_rate_defaults_to_the_training_rate():
     assert round_training_config(cfg).lr == 2e-5
 
 
+def test_a_round_changes_the_training_section_and_its_losses_have_one_home():
+    """DropLoss and the frozen head are ``training``'s: unset, on in the rounds and off elsewhere; set, the
+    same in every stage (the ablations); the rounds change only iterations, batch and rate."""
+    cfg = Config(
+        training=TrainingConfig(num_points=64, ema_decay=0.9), rounds=RoundsConfig(iters=7, batch_size=3)
+    )
+    rounds = round_training_config(cfg)
+    assert (rounds.droploss, rounds.freeze_quality_head) == (True, True)
+    assert (cfg.training.stage_losses().droploss, cfg.training.stage_losses().freeze_quality_head) == (
+        False,
+        False,
+    )
+    assert rounds == TrainingConfig(
+        num_points=64, ema_decay=0.9, max_iters=7, batch_size=3, droploss=True, freeze_quality_head=True
+    )
+    ablation = Config(training=TrainingConfig(droploss=False, freeze_quality_head=False))
+    assert (
+        round_training_config(ablation).droploss,
+        round_training_config(ablation).freeze_quality_head,
+    ) == (
+        False,
+        False,
+    )
+    everywhere = TrainingConfig(droploss=True).stage_losses()
+    assert everywhere.droploss and not everywhere.freeze_quality_head
+
+
 @pytest.mark.parametrize("field", ["mix_frames", "lr"])
 def test_round_settings_are_range_checked(field):
     with pytest.raises(ConfigError, match=f"rounds.{field}"):
