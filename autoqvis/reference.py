@@ -262,9 +262,22 @@ def config_reference() -> list[str]:
         "| section | what it holds |",
         "|---|---|",
     ]
-    sections = [(f.name, typing.get_type_hints(Config)[f.name]) for f in dataclasses.fields(Config)]
+    hints = typing.get_type_hints(Config)
+    fields = dataclasses.fields(Config)
+    sections = [(f.name, hints[f.name]) for f in fields if dataclasses.is_dataclass(hints[f.name])]
+    top = [f for f in fields if not dataclasses.is_dataclass(hints[f.name])]
     out += [f"| [`{name}`](#{name}) | {_cell(_first_paragraph(cls.__doc__))} |" for name, cls in sections]
     out.append("")
+    if top:  # keys at the top level of the configuration, outside every section
+        docs, defaults = field_docs(Config, ""), Config()
+        out += ["### Top-level keys", "", "| key | type | default | meaning |", "|---|---|---|---|"]
+        for f in top:
+            value = _yaml_value(getattr(defaults, f.name))
+            out.append(
+                f"| `{f.name}` | {_cell(_type_text(hints[f.name]))} | `{_cell(value)}` | "
+                f"{_cell(docs.get(f.name, ''))} |"
+            )
+        out.append("")
     for name, cls in sections:
         out += [
             f"### {name}",

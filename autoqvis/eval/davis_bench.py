@@ -219,7 +219,7 @@ def raw_tracks(
     """The model's top ``RAW_TOP_K`` tracks per sequence by class score, without refinement (cached in
     ``cache/<seq>.json``): every ranking and the CRF are applied to these."""
     net = None
-    options = dataclasses.replace(cfg.inference, top_k=RAW_TOP_K, track_score="class", crf_short_side=0)
+    options = dataclasses.replace(cfg.inference, top_k=RAW_TOP_K)  # raw: ranked and refined by score_tracks
     out = {}
     for q in gts:
         path = cache / f"{q}.json"

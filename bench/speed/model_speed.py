@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 
 from autoqvis.benchmark import bench_parser, write_results
-from autoqvis.config import TrainingConfig
+from autoqvis.config import SynthesisConfig, TrainingConfig
 from autoqvis.model import PRESETS, VideoMaskFormer, build_model, msdeform
 from autoqvis.structures import Clip
 
@@ -117,11 +117,12 @@ def train_iteration_seconds(
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
     g = torch.Generator().manual_seed(0)
     h, w = size
-    frames = torch.randint(0, 256, (spec.num_frames, 3, h, w), generator=g, dtype=torch.uint8)
-    masks = torch.zeros(2, spec.num_frames, h, w, dtype=torch.bool)
+    num_frames = SynthesisConfig().num_frames  # the clip length the official training uses
+    frames = torch.randint(0, 256, (num_frames, 3, h, w), generator=g, dtype=torch.uint8)
+    masks = torch.zeros(2, num_frames, h, w, dtype=torch.bool)
     masks[0, :, h // 6 : h // 2, w // 5 : w // 2] = True
     masks[1, :, h // 2 : 11 * h // 12, 9 * w // 16 : 15 * w // 16] = True
-    clip = Clip(frames=frames, masks=masks, ids=torch.tensor([[0] * spec.num_frames, [1] * spec.num_frames]))
+    clip = Clip(frames=frames, masks=masks, ids=torch.tensor([[0] * num_frames, [1] * num_frames]))
     times = []
     for _ in range(runs + 1):
         start = time.perf_counter()
