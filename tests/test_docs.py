@@ -26,7 +26,6 @@ PROFILES = sorted((ROOT / "autoqvis" / "configs").glob("*.yaml"))
 # Paths that the branch reorganising bench/ adds (bench/speed/, bench/studies/, their index and
 # docs/benchmarks.md). Until that branch is merged they are missing here and a path to them is not checked;
 # once they exist, every path to them is checked like any other.
-ADDED_ELSEWHERE = ("bench/speed/", "bench/studies/", "bench/README.md", "docs/benchmarks.md")
 # the least number of command lines a file quotes (a parser that finds none checks nothing)
 MIN_COMMANDS = {"README.md": 4, "docs/guide.md": 8, "docs/reproduce.md": 8, "docs/reference.md": 8}
 
@@ -130,11 +129,6 @@ def anchors(path: Path) -> set[str]:
     return {slug(h) for h in re.findall(r"^#{1,6} (.+)$", text, flags=re.M)}
 
 
-def added_elsewhere(target: str) -> bool:
-    ours = any(target == p.rstrip("/") or target.startswith(p) for p in ADDED_ELSEWHERE)
-    return ours and not (ROOT / target).exists()
-
-
 @pytest.mark.parametrize("path", MARKDOWN, ids=relative)
 def test_nothing_points_outside_the_repository(path):
     text = path.read_text()
@@ -149,8 +143,6 @@ def test_nothing_points_outside_the_repository(path):
         resolved = (path.parent / file).resolve() if file else path
         assert resolved.is_relative_to(ROOT), f"{name}: the link {target} leaves the repository"
         in_repo = resolved.relative_to(ROOT).as_posix()
-        if added_elsewhere(in_repo):
-            continue
         assert resolved.exists(), f"{name}: the link {target} names {in_repo}, which does not exist"
         if anchor and resolved.suffix == ".md":
             assert anchor in anchors(resolved), f"{name}: {in_repo} has no heading for #{anchor}"
@@ -162,7 +154,7 @@ def test_repository_paths_named_exist(path):
     (reference.md is left out: its text is the code's own, generated, and checked by test_reference.py.)"""
     text = path.read_text()
     named = re.findall(r"(?<![\w./<-])((?:autoqvis|bench|tests|docs)/[\w./-]*\w)", text)
-    missing = sorted({p for p in named if not (ROOT / p).exists() and not added_elsewhere(p)})
+    missing = sorted({p for p in named if not (ROOT / p).exists()})
     assert not missing, f"{relative(path)} names paths that are not in the repository: {missing}"
 
 
