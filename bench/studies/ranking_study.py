@@ -114,12 +114,15 @@ def search(sequences: list[list[dict]]) -> tuple[dict, float]:
     return best, best_value
 
 
-def score_root(root: Path, model: Path, out: Path, short_side: int) -> None:
-    """Write the scores file of ``model`` on ``root`` (raw tracks and their features)."""
+def score_root(root: Path, model: Path, out: Path, short_side: int, crf_short_side: int) -> None:
+    """Write the scores file of ``model`` on ``root`` (its tracks and their features, finished with the CRF at
+    ``crf_short_side``; 0, this study's default, compares the rankings on the network's own masks)."""
     from autoqvis.config import load_config
     from autoqvis.eval.davis_bench import score_model, truth
 
-    cfg = load_config(["small_data"], [f"inference.short_side={short_side}", "inference.crf_short_side=0"])
+    cfg = load_config(
+        ["small_data"], [f"inference.short_side={short_side}", f"inference.crf_short_side={crf_short_side}"]
+    )
     scores = score_model(model, root, truth(root), cfg, out.parent / (out.stem + "_cache"), best_of=5)
     out.write_text(json.dumps(scores))
 
@@ -185,11 +188,18 @@ def main() -> None:
         "--write-scores", type=Path, metavar="FILE", help="with --score-root: the scores file"
     )
     parser.add_argument("--short-side", type=int, default=160)
+    parser.add_argument(
+        "--crf-short-side",
+        type=int,
+        default=0,
+        help="with --score-root: inference.crf_short_side of the scored tracks (default 0: the rankings are "
+        "compared on the network's masks; the CRF has its own study, --crf-sides)",
+    )
     args = parser.parse_args()
     if args.score_root:
         if args.model is None or args.write_scores is None:
             parser.error("--score-root needs --model DIR and --write-scores FILE")
-        score_root(args.score_root, args.model, args.write_scores, args.short_side)
+        score_root(args.score_root, args.model, args.write_scores, args.short_side, args.crf_short_side)
         return
     tune, test = load(args.tune, args.roots), load(args.test, args.roots)
     if not tune and not test:
