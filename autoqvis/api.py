@@ -13,9 +13,9 @@ import logging
 from pathlib import Path
 
 from autoqvis.config import InferenceConfig
-from autoqvis.inference.predict import differs_from_model, predict_video
 from autoqvis.model.build import load_model
 from autoqvis.model.vis import VideoMaskFormer
+from autoqvis.predict.predict import differs_from_model, predict_video
 from autoqvis.structures import VideoTracks
 
 __all__ = ["load_model", "segment"]

@@ -26,7 +26,7 @@ from PIL import Image
 
 from autoqvis import rle
 from autoqvis.cli import main
-from autoqvis.demo.world import WorldConfig, render_image, render_video
+from autoqvis.io.world import WorldConfig, render_image, render_video
 from autoqvis.io.ytvis import YTVISDataset, save_ytvis
 from autoqvis.model import build_model, save_model
 from autoqvis.runs.lock import LOCK_NAME

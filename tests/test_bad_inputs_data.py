@@ -29,10 +29,10 @@ from safetensors.torch import load_file, save_file
 
 from autoqvis import rle
 from autoqvis.cli import main
-from autoqvis.demo.world import WorldConfig, render_video
 from autoqvis.errors import DataError
 from autoqvis.io.davis import read_mask_png, write_mask_png
 from autoqvis.io.video import read_image
+from autoqvis.io.world import WorldConfig, render_video
 from autoqvis.io.ytvis import save_ytvis
 from autoqvis.model import build_model, save_model
 from autoqvis.model.build import PRESETS
@@ -790,7 +790,7 @@ def test_images_over_the_pixel_limit_are_refused_and_skipped(tmp_path):
 def test_nan_scores_never_reach_a_results_file():
     """JSON has no NaN: a track with a NaN score (weights refused at load aside: a precision overflow) stops
     the video before anything is written."""
-    from autoqvis.inference.predict import results_json
+    from autoqvis.predict.predict import results_json
     from autoqvis.structures import Track, VideoInfo, VideoTracks
 
     mask = rle.encode(np.ones((4, 4), bool))
@@ -855,7 +855,7 @@ class _FullDisk(io.RawIOBase):
 def test_full_disk_during_a_checkpoint_keeps_the_previous_one(tmp_path, capsys, monkeypatch):
     """torch.save on a full disk (the second checkpoint of a run): one line naming last.pt, exit code 2, and
     the first checkpoint intact (a rerun resumes from it)."""
-    import autoqvis.engine.checkpoint as checkpoint
+    import autoqvis.train.checkpoint as checkpoint
 
     saves = []
 

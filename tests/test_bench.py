@@ -1,7 +1,7 @@
 """bench/ as a suite: every script is listed in bench/README.md and starts (``--help``); the small ones run on a
 tiny input and write a results file that :mod:`autoqvis.benchmark` prints; no script edits ``sys.path`` or
 reaches into a private name of the package; a DAVIS seed's scores never outlive the settings they were made
-under (:func:`autoqvis.eval.davis_bench.scored_record`).
+under (:func:`autoqvis.evaluate.davis_bench.scored_record`).
 
 The scripts run in one Python process (``runpy``, as ``__main__``, with the repository on PYTHONPATH only: a
 script that needs its own folder on ``sys.path`` fails here), so that torch is imported once.
@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from autoqvis.benchmark import main as print_main
-from autoqvis.eval.davis_bench import scored_record
+from autoqvis.evaluate.davis_bench import scored_record
 from autoqvis.paths import weights_dir
 
 REPO = Path(__file__).resolve().parents[1]

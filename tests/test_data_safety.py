@@ -612,7 +612,7 @@ def test_predicting_into_the_videos_own_folder_reruns(root, tmp_path, capsys):
 
 
 def test_a_frame_replaced_while_predict_runs_is_not_marked_done(root, tmp_path, capsys, monkeypatch):
-    from autoqvis.inference import predict as prediction
+    from autoqvis.predict import predict as prediction
 
     videos = _copy(root / "videos", tmp_path / "videos")
     out = tmp_path / "out"

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from autoqvis.device import DeviceError, autocast, autocast_dtype, resolve_device
-from autoqvis.engine import dist
+from autoqvis.train import dist
 
 
 @pytest.fixture
@@ -141,7 +141,7 @@ def tiny_model_and_video(tmp_path_factory):
     import numpy as np
     from PIL import Image
 
-    from autoqvis.demo.world import WorldConfig, render_video
+    from autoqvis.io.world import WorldConfig, render_video
     from autoqvis.model import build_model, save_model
 
     root = tmp_path_factory.mktemp("device_cli")

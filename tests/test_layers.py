@@ -10,12 +10,12 @@ included (a lazy import is still a dependency). The order is the README's "Layou
     model       ResNet, ViT, pixel decoder, decoder, quality head, build/load
     discover    MaskCut on ViT features
     synth       ImageCut2Video, clip augmentation
-    engine      training loop, data mixing, checkpoints, DDP
-    inference   whole-video and streaming prediction
-    eval        YouTube-VIS, DAVIS, quality analysis, scoring a model on labelled videos
+    train       training loop, data mixing, checkpoints, DDP
+    predict     whole-video and streaming prediction
+    evaluate    YouTube-VIS, DAVIS, quality analysis, scoring a model on labelled videos
     selftrain   selection, fusion, the self-training loop
     report      HTML reports of runs
-    demo        the generated world and the demo job
+    demo        the demo job (its generated world is a data source: io/world.py)
     entry       api, benchmark, cli, commands (the user-facing surface; benchmark: the bench/ results format)
 """
 
@@ -36,9 +36,9 @@ LAYERS: list[tuple[str, ...]] = [
     ("model",),
     ("discover",),
     ("synth",),
-    ("engine",),
-    ("inference",),
-    ("eval",),
+    ("train",),
+    ("predict",),
+    ("evaluate",),
     ("selftrain",),
     ("report",),
     ("demo",),

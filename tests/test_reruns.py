@@ -17,11 +17,11 @@ from autoqvis import rle
 from autoqvis.cli import main
 from autoqvis.config import Config, load_config, save_config, saved_config
 from autoqvis.demo.pipeline import DemoPlan, make_world
-from autoqvis.demo.world import WorldConfig, render_image, render_video
 from autoqvis.errors import StaleOutputError
-from autoqvis.eval.models import ModelScores
-from autoqvis.eval.ytvis import METRIC_NAMES
+from autoqvis.evaluate.models import ModelScores
+from autoqvis.evaluate.ytvis import METRIC_NAMES
 from autoqvis.io.video import find_videos
+from autoqvis.io.world import WorldConfig, render_image, render_video
 from autoqvis.model import build_model, save_model
 from autoqvis.runs.fingerprint import Unit, describe_changes, open_unit
 from autoqvis.selftrain.loop import SelfTrainRun

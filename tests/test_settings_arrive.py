@@ -246,8 +246,8 @@ def _spy(monkeypatch, module, name: str, record) -> None:
 
 
 def _observe_prediction(monkeypatch, seen: dict) -> FakeModel:
-    import autoqvis.inference.predict as predict
-    import autoqvis.inference.refine as refine
+    import autoqvis.predict.predict as predict
+    import autoqvis.predict.refine as refine
 
     model = FakeModel()
 
@@ -344,7 +344,7 @@ def _ytvis_gt(videos: Path, path: Path) -> Path:
 
 
 def test_inference_and_evaluation_settings_arrive_when_a_model_is_scored(videos, tmp_path, monkeypatch):
-    import autoqvis.eval.models as models
+    import autoqvis.evaluate.models as models
 
     seen: dict[str, Any] = {}
     model = _observe_prediction(monkeypatch, seen)
@@ -397,8 +397,8 @@ def test_inference_and_evaluation_settings_arrive_when_a_model_is_scored(videos,
 
 
 def test_evaluation_settings_arrive_in_autoqvis_evaluate(videos, tmp_path, monkeypatch):
-    import autoqvis.eval.davis as davis
-    import autoqvis.eval.ytvis as ytvis
+    import autoqvis.evaluate.davis as davis
+    import autoqvis.evaluate.ytvis as ytvis
     from autoqvis.cli import main
     from autoqvis.io.davis import write_mask_png
 
@@ -550,7 +550,7 @@ def test_round_settings_arrive_in_each_rounds_training(videos, tmp_path, monkeyp
 
 def test_selftrain_settings_arrive_in_the_loop(tmp_path, monkeypatch):
     import autoqvis.selftrain.loop as loop
-    from autoqvis.eval.models import ModelScores
+    from autoqvis.evaluate.models import ModelScores
     from autoqvis.selftrain.loop import SelfTrainRun
 
     seen: dict[str, Any] = {}
@@ -588,8 +588,8 @@ def test_selftrain_settings_arrive_in_the_loop(tmp_path, monkeypatch):
 
 
 def _clips(n: int = 2, T: int = 3):
-    from autoqvis.engine.data import ClipList
     from autoqvis.structures import Clip
+    from autoqvis.train.data import ClipList
 
     clips = []
     for i in range(n):
@@ -618,11 +618,11 @@ class _NoTraining:
 def test_the_device_is_chosen_once_and_every_stage_reads_it(videos, tmp_path, monkeypatch):
     """Training, scoring and the self-training loop compute on the config's one ``device`` (no device
     argument travels beside the configuration)."""
-    import autoqvis.engine.run as run_module
-    import autoqvis.eval.models as models
+    import autoqvis.evaluate.models as models
     import autoqvis.selftrain.loop as loop
-    from autoqvis.engine.run import train_stage
+    import autoqvis.train.run as run_module
     from autoqvis.selftrain.loop import SelfTrainRun
+    from autoqvis.train.run import train_stage
 
     cfg = _changed("device", base=("model.preset=tiny",))
     seen: list[str] = []
@@ -637,12 +637,12 @@ def test_the_device_is_chosen_once_and_every_stage_reads_it(videos, tmp_path, mo
 
 
 def test_model_settings_arrive_in_the_model_a_training_run_builds(tmp_path, monkeypatch):
-    import autoqvis.engine.run as run_module
     import autoqvis.model.build as build
-    from autoqvis.engine.run import train_stage
+    import autoqvis.train.run as run_module
     from autoqvis.model.build import PRESETS, SPEC_FROM_CONFIG
     from autoqvis.model.vit import ARCHS, build_vit
     from autoqvis.model.vit_backbone import ViTBackbone
+    from autoqvis.train.run import train_stage
 
     monkeypatch.chdir(tmp_path)  # model.weights and model.vit_weights are relative paths
     for name in ("init.safetensors", "vit.safetensors"):
@@ -695,9 +695,9 @@ def test_model_settings_arrive_in_the_model_a_training_run_builds(tmp_path, monk
 
 
 def test_training_settings_arrive_in_the_trainer_criterion_and_optimiser(tmp_path, monkeypatch):
-    import autoqvis.engine.optim as optim
-    import autoqvis.engine.trainer as trainer_module
-    from autoqvis.engine.run import train_stage
+    import autoqvis.train.optim as optim
+    import autoqvis.train.trainer as trainer_module
+    from autoqvis.train.run import train_stage
 
     seen: dict[str, Any] = {}
     runs: list[dict] = []

@@ -112,7 +112,7 @@ def _evaluate(args: argparse.Namespace, cfg) -> int:
     if args.gt or args.pred:
         if not (args.gt and args.pred):
             raise DataError("YouTube-VIS evaluation needs both --gt GT.json and --pred PRED.json")
-        from autoqvis.eval.ytvis import evaluate_files, format_table
+        from autoqvis.evaluate.ytvis import evaluate_files, format_table
 
         result = evaluate_files(
             args.gt,
@@ -129,7 +129,7 @@ def _evaluate(args: argparse.Namespace, cfg) -> int:
     elif args.davis or args.pred_masks:
         if not (args.davis and args.pred_masks):
             raise DataError("DAVIS evaluation needs both --davis ROOT and --pred-masks ROOT")
-        from autoqvis.eval.davis import evaluate_davis_folders, format_davis_table
+        from autoqvis.evaluate.davis import evaluate_davis_folders, format_davis_table
 
         protocol = args.protocol or "2016"
         result = evaluate_davis_folders(args.davis, args.pred_masks, protocol=protocol, config=cfg)
@@ -150,10 +150,10 @@ def _evaluate_model(args: argparse.Namespace) -> int:
     import sys
 
     from autoqvis.config import Config, ModelConfig
-    from autoqvis.eval.models import ModelEvaluator, ModelScores
-    from autoqvis.inference.predict import differs_from_model
+    from autoqvis.evaluate.models import ModelEvaluator, ModelScores
     from autoqvis.model import load_model
     from autoqvis.model.build import read_inference
+    from autoqvis.predict.predict import differs_from_model
 
     if not (args.weights and args.gt and args.gt_frames) or args.pred:
         raise DataError("scoring a model needs --weights W, --gt GT.json and --gt-frames DIR (and no --pred)")

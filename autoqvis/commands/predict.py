@@ -77,12 +77,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from autoqvis.config import Config, ModelConfig
-    from autoqvis.engine import dist
-    from autoqvis.inference.predict import PredictionRun, check_track_score, differs_from_model
     from autoqvis.io.video import find_videos
     from autoqvis.model import load_model
     from autoqvis.model.build import read_inference
+    from autoqvis.predict.predict import PredictionRun, check_track_score, differs_from_model
     from autoqvis.runs.fingerprint import weights_identity
+    from autoqvis.train import dist
 
     args.weights = model_weights(args.weights)
     # a model folder's own inference settings (inference.json) are the base; a config file, --set or a flag wins

@@ -62,15 +62,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from autoqvis.config import saved_config
-    from autoqvis.demo.world import world_source
-    from autoqvis.engine import dist
-    from autoqvis.engine.sources import synthetic_source
-    from autoqvis.eval.models import SUMMARY, ModelEvaluator, ModelScores
+    from autoqvis.evaluate.models import SUMMARY, ModelEvaluator, ModelScores
     from autoqvis.io.video import find_videos
+    from autoqvis.io.world import world_source
     from autoqvis.report.run import write_run_report
     from autoqvis.runs.layout import SelfTrainLayout
     from autoqvis.runs.outputs import claim_output, refuse_inputs_inside
     from autoqvis.selftrain.run import self_train
+    from autoqvis.train import dist
+    from autoqvis.train.sources import synthetic_source
 
     cfg = config_from_args(args)
     if not args.world and not args.synthetic_masks and not args.synthetic_images:
@@ -183,7 +183,7 @@ def _discover_images(images: Path, out: Path, cfg, resume: bool = True) -> Path:
     """MaskCut pseudo-masks of ``images`` on ``cfg.device`` (rank 0; the others wait); a finished run of the
     same settings and images is reused."""
     from autoqvis.discover.run import discover_images
-    from autoqvis.engine import dist
+    from autoqvis.train import dist
 
     path = out / "pseudo_masks.json"
     if dist.is_main():

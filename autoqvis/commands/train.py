@@ -51,10 +51,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from autoqvis.demo.world import world_source
-    from autoqvis.engine import dist
-    from autoqvis.engine.run import train_stage
-    from autoqvis.engine.sources import mixing_probs, synthetic_source, video_sources
+    from autoqvis.io.world import world_source
+    from autoqvis.train import dist
+    from autoqvis.train.run import train_stage
+    from autoqvis.train.sources import mixing_probs, synthetic_source, video_sources
 
     if args.images and not args.masks:
         raise DataError(

@@ -30,10 +30,10 @@ from PIL import Image
 
 from autoqvis import rle
 from autoqvis.config import Config, load_config, saved_config
-from autoqvis.demo.world import FOOTAGE, WorldConfig, render_image, render_video
 from autoqvis.errors import CheckpointError, DataError
-from autoqvis.eval.models import SUMMARY, ModelScores
+from autoqvis.evaluate.models import SUMMARY, ModelScores
 from autoqvis.io.video import find_videos
+from autoqvis.io.world import FOOTAGE, WorldConfig, render_image, render_video
 from autoqvis.io.ytvis import YTVISDataset, save_ytvis
 from autoqvis.report.run import write_run_report
 from autoqvis.runs.atomic import atomic_write_json

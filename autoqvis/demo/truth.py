@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from autoqvis.demo.pipeline import DemoPlan
-from autoqvis.demo.world import render_image, render_video
+from autoqvis.io.world import render_image, render_video
 
 __all__ = ["unlabeled_truth"]
 

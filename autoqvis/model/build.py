@@ -153,7 +153,7 @@ def build_model(
     With a model config and ``backbone=vit``, the ViT's self-supervised weights are loaded from
     ``model.vit_weights`` (or the weights cache) unless ``pretrained_backbone`` is False (weights that
     replace them all are loaded next). ``model.weights`` is not loaded here: it initialises training
-    (:func:`autoqvis.engine.run.train_stage`)."""
+    (:func:`autoqvis.train.run.train_stage`)."""
     spec = model_spec(model)
     training = (
         training or TrainingConfig()

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from autoqvis.eval.models import SUMMARY
+from autoqvis.evaluate.models import SUMMARY
 from autoqvis.report import plots
 from autoqvis.runs.atomic import atomic_write_text
 

@@ -14,7 +14,7 @@ from PIL import Image
 
 from autoqvis import rle
 from autoqvis.config import Config, config_to_dict
-from autoqvis.eval.models import ModelScores
+from autoqvis.evaluate.models import ModelScores
 from autoqvis.io.ytvis import load_ytvis
 from autoqvis.report.html import (
     GalleryItem,
@@ -85,7 +85,7 @@ def _rounds(cfg: Config) -> range:
 
 
 def _quality(scores: ModelScores | None, cfg: Config) -> QualityAnalysis | None:
-    from autoqvis.eval.quality import calibration_by_size
+    from autoqvis.evaluate.quality import calibration_by_size
 
     if scores is None or len(scores.samples.quality) < 2:
         return None

@@ -34,20 +34,14 @@ from pathlib import Path
 
 from autoqvis.config import Config, TrainingConfig, config_to_dict, inference_settings
 from autoqvis.device import resolve_device
-from autoqvis.engine import dist
-from autoqvis.engine.data import ClipSource
-from autoqvis.engine.determinism import deterministic_algorithms
-from autoqvis.engine.run import train_stage
-from autoqvis.engine.sources import mixing_probs
-from autoqvis.engine.video_source import VideoClipSource
 from autoqvis.errors import DataError
-from autoqvis.eval.models import ModelScores
-from autoqvis.inference.predict import raw_settings, segment_video
+from autoqvis.evaluate.models import ModelScores
 from autoqvis.io.tracks import track_from_json, write_tracks
 from autoqvis.io.video import FrameList
 from autoqvis.io.ytvis import YTVISDataset, load_json, load_ytvis, save_ytvis
 from autoqvis.model import load_model
 from autoqvis.model.vit_backbone import TokenCache, use_token_cache
+from autoqvis.predict.predict import raw_settings, segment_video
 from autoqvis.progress import progress_bar
 from autoqvis.runs.atomic import atomic_write_json
 from autoqvis.runs.fingerprint import Unit, hash_json, weights_identity
@@ -63,6 +57,12 @@ from autoqvis.selftrain.pseudo_label import (
 )
 from autoqvis.structures import Track
 from autoqvis.synth.augment import clip_augment
+from autoqvis.train import dist
+from autoqvis.train.data import ClipSource
+from autoqvis.train.determinism import deterministic_algorithms
+from autoqvis.train.run import train_stage
+from autoqvis.train.sources import mixing_probs
+from autoqvis.train.video_source import VideoClipSource
 
 __all__ = ["ModelResult", "SelfTrainResult", "SelfTrainRun", "round_training_config", "run_relative"]
 
@@ -214,9 +214,9 @@ class SelfTrainRun:
     ) -> dict[int, list[Track]]:
         """A model's raw top-k tracks for every unlabeled video, one file per video in ``folder`` (this rank's
         share; a finished video of the same model and settings is not predicted again:
-        ``<folder>.fingerprint.json``). Raw: :func:`~autoqvis.inference.predict.segment_video`'s network output
+        ``<folder>.fingerprint.json``). Raw: :func:`~autoqvis.predict.predict.segment_video`'s network output
         in class-score order, with ``selection.top_k`` queries; the pass does not finish them
-        (:func:`~autoqvis.inference.predict.finish_tracks`: ``inference.track_score`` and the CRF are for
+        (:func:`~autoqvis.predict.predict.finish_tracks`: ``inference.track_score`` and the CRF are for
         outputs), since the selection ranks and thresholds every frame by its own ``selection.selection_score``."""
         inf = dataclasses.replace(self.cfg.inference, top_k=self.cfg.selection.top_k)
         fingerprint = {

@@ -15,12 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from autoqvis.config import Config
-from autoqvis.engine.data import ClipSource
-from autoqvis.eval.models import ModelEvaluator
+from autoqvis.evaluate.models import ModelEvaluator
 from autoqvis.io.video import SkipReport, find_videos
 from autoqvis.io.ytvis import YTVISDataset
 from autoqvis.selftrain.loop import ModelResult, SelfTrainResult, SelfTrainRun
 from autoqvis.selftrain.videos import cache_videos
+from autoqvis.train.data import ClipSource
 
 __all__ = ["SelfTraining", "self_train"]
 

@@ -18,7 +18,6 @@ from pathlib import Path
 
 from PIL import Image
 
-from autoqvis.engine import dist
 from autoqvis.errors import DataError
 from autoqvis.io.video import SkipReport, open_video, skip_bad_input, video_identities
 from autoqvis.io.ytvis import YTVISDataset, load_ytvis, save_ytvis
@@ -28,6 +27,7 @@ from autoqvis.runs.fingerprint import Unit
 from autoqvis.runs.layout import SelfTrainLayout
 from autoqvis.runs.step import folder_record, record_changes, step
 from autoqvis.structures import VideoInfo
+from autoqvis.train import dist
 
 __all__ = ["cache_videos"]
 

@@ -229,7 +229,7 @@ def copy_paste(
 
 
 class ImageCut2Video:
-    """A :class:`~autoqvis.engine.data.ClipSource` (and map-style dataset) of synthetic clips."""
+    """A :class:`~autoqvis.train.data.ClipSource` (and map-style dataset) of synthetic clips."""
 
     def __init__(self, images: PseudoMaskImages, cfg: SynthesisConfig | None = None, seed: int = 0):
         if len(images) < 1:

@@ -23,7 +23,7 @@ import numpy as np
 from pycocotools import mask as mask_utils
 
 from autoqvis.benchmark import bench_parser, write_results
-from autoqvis.eval.ytvis import evaluate_files, evaluate_tracks, format_table
+from autoqvis.evaluate.ytvis import evaluate_files, evaluate_tracks, format_table
 from autoqvis.io.ytvis import load_predictions, load_ytvis
 from autoqvis.runs.atomic import atomic_write_json
 

@@ -40,10 +40,10 @@ import torch
 from autoqvis.benchmark import bench_parser, write_results
 from autoqvis.config import TrainingConfig
 from autoqvis.device import DeviceError, describe_device, resolve_device
-from autoqvis.engine.data import ClipList
-from autoqvis.engine.trainer import Trainer
 from autoqvis.model import build_model
 from autoqvis.structures import Clip
+from autoqvis.train.data import ClipList
+from autoqvis.train.trainer import Trainer
 
 AMPS = ("off", "bf16", "fp16")
 SCHEDULE = {  # stage: (iterations, GPUs, measured training stage)
@@ -83,7 +83,7 @@ def median_seconds(fn: Callable[[], object], device: torch.device, runs: int, wa
 
 def scene(frames: int, height: int, width: int, seed: int = 0) -> np.ndarray:
     """(T, H, W, 3) uint8: a generated scene with textured moving objects."""
-    from autoqvis.demo.world import WorldConfig, render_video
+    from autoqvis.io.world import WorldConfig, render_video
 
     return render_video(
         np.random.default_rng(seed), WorldConfig(height=height, width=width, num_frames=frames)

@@ -7,7 +7,7 @@ Models (random weights for the heads; the small model's frozen ViT is the DINOv2
 - ``small-160``: the same model at short side 160 (213 wide), as ``bench/davis.py`` trains it;
 - ``paper_r50``: the official model (ResNet-50, 100 queries) at batch 1, 3 frames of 240x320.
 
-Each iteration is one full optimiser step of :class:`autoqvis.engine.trainer.Trainer` (forward, losses,
+Each iteration is one full optimiser step of :class:`autoqvis.train.trainer.Trainer` (forward, losses,
 backward, clipping, AdamW, schedule) on the given ``--set`` overrides (e.g. ``--set training.amp=bf16``). The
 breakdown re-runs the same steps with the stages timed separately. Wall time and process CPU time are both
 printed: CPU time stays comparable when other jobs share the cores.
@@ -29,10 +29,10 @@ import torch
 
 from autoqvis.benchmark import bench_parser, write_results
 from autoqvis.config import load_config
-from autoqvis.demo.world import WorldClipSource, WorldConfig
 from autoqvis.device import cpu_capabilities, describe_amp
-from autoqvis.engine.trainer import Trainer
+from autoqvis.io.world import WorldClipSource, WorldConfig
 from autoqvis.model import build_model
+from autoqvis.train.trainer import Trainer
 
 SMALL = [
     "model.preset=tiny",

@@ -56,9 +56,8 @@ import torch
 from autoqvis.benchmark import hardware_line, standard_error, write_results
 from autoqvis.config import Config, config_to_dict, load_config
 from autoqvis.demo.pipeline import ensure_dinov2_weights
-from autoqvis.engine.run import train_stage
 from autoqvis.errors import AutoqvisError
-from autoqvis.eval.davis_bench import (
+from autoqvis.evaluate.davis_bench import (
     MASKCUT,
     discover_frames,
     discovery_controls,
@@ -83,6 +82,7 @@ from autoqvis.selftrain.loop import SelfTrainRun, round_training_config
 from autoqvis.selftrain.run import self_train
 from autoqvis.selftrain.videos import cache_videos
 from autoqvis.synth.imagecut2video import ImageCut2Video, PseudoMaskImages
+from autoqvis.train.run import train_stage
 
 REPO = Path(__file__).resolve().parents[2]
 DATA = REPO.parent / "shared" / "data"

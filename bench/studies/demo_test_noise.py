@@ -24,8 +24,8 @@ from PIL import Image
 from autoqvis.benchmark import bench_parser, write_results
 from autoqvis.config import load_config
 from autoqvis.demo.pipeline import DemoPlan, truth_dataset
-from autoqvis.demo.world import render_video
-from autoqvis.eval.models import ModelEvaluator
+from autoqvis.evaluate.models import ModelEvaluator
+from autoqvis.io.world import render_video
 from autoqvis.io.ytvis import save_ytvis
 from autoqvis.runs.layout import SelfTrainLayout
 

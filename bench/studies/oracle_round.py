@@ -22,7 +22,7 @@ from autoqvis.benchmark import bench_parser, write_results
 from autoqvis.config import load_config
 from autoqvis.demo.pipeline import DemoPlan, ensure_dinov2_weights, truth_dataset
 from autoqvis.demo.truth import unlabeled_truth
-from autoqvis.eval.models import ModelEvaluator
+from autoqvis.evaluate.models import ModelEvaluator
 from autoqvis.io.ytvis import load_ytvis, save_ytvis
 from autoqvis.runs.layout import SelfTrainLayout
 from autoqvis.selftrain.loop import SelfTrainRun

@@ -1,7 +1,7 @@
 """Which track is the video's main object? Rankings of a model's tracks compared on DAVIS-style roots.
 
 Reads what ``bench/davis.py`` (or ``--score-root`` below) kept for each model: every raw track's features
-(:class:`autoqvis.inference.ranking.TrackFeatures`) and its J&F against the single foreground. For each ranking
+(:class:`autoqvis.predict.ranking.TrackFeatures`) and its J&F against the single foreground. For each ranking
 rule it prints the mean J&F of the track it puts first (no CRF: the rules are compared on the same masks), next
 to the oracle (the best of the tracks). The weights of ``main`` are searched on a grid on the ``--tune`` files and
 reported on the ``--test`` files, so a rule is never judged on the sequences it was tuned on.
@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from autoqvis.benchmark import bench_parser, write_results
-from autoqvis.inference.ranking import TrackFeatures, main_object_score
+from autoqvis.predict.ranking import TrackFeatures, main_object_score
 
 GRID = {
     "quality_power": [0.0, 0.5, 1.0],
@@ -73,8 +73,8 @@ def load(paths: list[Path], roots: list[Path]) -> list[list[dict]]:
 
 
 def sequence_motion(raw: Path, frames: Path) -> list[float]:
-    from autoqvis.inference.ranking import motion_contrast, video_flows
     from autoqvis.io.video import FrameFolder
+    from autoqvis.predict.ranking import motion_contrast, video_flows
     from autoqvis.structures import Track
 
     tracks = [Track(masks=d["masks"], score=d["score"]) for d in json.loads(raw.read_text())]
@@ -118,7 +118,7 @@ def score_root(root: Path, model: Path, out: Path, short_side: int, crf_short_si
     """Write the scores file of ``model`` on ``root`` (its tracks and their features, finished with the CRF at
     ``crf_short_side``; 0, this study's default, compares the rankings on the network's own masks)."""
     from autoqvis.config import load_config
-    from autoqvis.eval.davis_bench import score_model, truth
+    from autoqvis.evaluate.davis_bench import score_model, truth
 
     cfg = load_config(
         ["small_data"], [f"inference.short_side={short_side}", f"inference.crf_short_side={crf_short_side}"]
@@ -134,9 +134,9 @@ def crf_study(
     each short side (on the mask's box + margin, and on the whole frame), with the CPU seconds per mask."""
     import time
 
-    from autoqvis.eval.davis_bench import dense, jf, truth
-    from autoqvis.inference import refine
+    from autoqvis.evaluate.davis_bench import dense, jf, truth
     from autoqvis.io.video import FrameFolder
+    from autoqvis.predict import refine
     from autoqvis.structures import Track
 
     BOX_MARGIN = refine.CROP_MARGIN

@@ -41,7 +41,7 @@ def test_quick_demo_end_to_end(tmp_path, monkeypatch, capsys):
         assert f"{metrics['ytvis']['AP50']:6.2f}" in line and f"{metrics['jf']:6.2f}" in line
     # the reported scores are those of the saved models: scoring M0 again gives the same numbers
     from autoqvis.config import load_config
-    from autoqvis.eval.models import ModelEvaluator
+    from autoqvis.evaluate.models import ModelEvaluator
 
     cfg = load_config([str(out / "config.yaml")])
     again = ModelEvaluator(out / "data" / "test_gt.json", out / "data" / "test", cfg)(

@@ -21,10 +21,10 @@ import pytest
 import torch
 
 from autoqvis.config import TrainingConfig
-from autoqvis.engine.data import ClipList
-from autoqvis.engine.trainer import Trainer
 from autoqvis.model import build_model, msdeform, save_model
 from autoqvis.structures import Clip
+from autoqvis.train.data import ClipList
+from autoqvis.train.trainer import Trainer
 
 DEVICE = torch.device(os.environ.get("AUTOQVIS_GPU_TEST_DEVICE", "cuda"))
 ON_CUDA = DEVICE.type == "cuda"
@@ -71,7 +71,7 @@ def assert_close_scaled(
 
 def _video(frames: int, height: int, width: int, seed: int = 1) -> torch.Tensor:
     """(T, 3, H, W) uint8: a generated scene (textured objects on a background), not noise."""
-    from autoqvis.demo.world import WorldConfig, render_video
+    from autoqvis.io.world import WorldConfig, render_video
 
     video = render_video(
         np.random.default_rng(seed), WorldConfig(height=height, width=width, num_frames=frames)
@@ -254,7 +254,7 @@ def test_streaming_memory_on_cuda_is_flat(tmp_path):
     """Streaming inference (windows of 12 frames sharing 2) keeps the CUDA peak allocation of a 500-frame video
     within 5% (+1 MiB) of a 50-frame one: the GPU holds one window, finished frames leave as RLE on the CPU."""
     from autoqvis.config import InferenceConfig
-    from autoqvis.inference.predict import segment_video
+    from autoqvis.predict.predict import segment_video
 
     torch.manual_seed(0)
     model = build_model("tiny").eval().to(DEVICE)

@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from autoqvis import rle
-from autoqvis.demo.world import WorldConfig, render_video
+from autoqvis.io.world import WorldConfig, render_video
 from autoqvis.io.ytvis import YTVISDataset, save_ytvis
 from autoqvis.structures import Track, VideoInfo
 from tests.conftest import TINY_SETTINGS

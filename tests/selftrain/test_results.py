@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from autoqvis.eval.models import ModelScores
+from autoqvis.evaluate.models import ModelScores
 from autoqvis.selftrain.loop import ModelResult, SelfTrainResult, pick_best
 from autoqvis.selftrain.pseudo_label import SelectionStats
 

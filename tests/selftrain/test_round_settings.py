@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from autoqvis.config import Config, ConfigError, RoundsConfig, TrainingConfig
-from autoqvis.engine.sources import mixing_probs, real_mix_prob
 from autoqvis.selftrain.loop import round_training_config
+from autoqvis.train.sources import mixing_probs, real_mix_prob
 
 
 def test_mix_follows_the_number_of_labelled_frames():

@@ -10,8 +10,8 @@ from PIL import Image
 from autoqvis import rle
 from autoqvis.cli import main
 from autoqvis.config import SynthesisConfig
-from autoqvis.demo.world import WorldConfig, render_image
 from autoqvis.errors import DataError
+from autoqvis.io.world import WorldConfig, render_image
 from autoqvis.synth.imagecut2video import ImageCut2Video, PseudoMaskImages, copy_paste
 from tests.conftest import TINY_SETTINGS, set_args
 

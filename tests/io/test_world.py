@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from autoqvis.demo.pipeline import DemoPlan
-from autoqvis.demo.world import FOOTAGE, WorldConfig, render_image, render_video
 from autoqvis.errors import DataError
+from autoqvis.io.world import FOOTAGE, WorldConfig, render_image, render_video
 
 
 def _world(footage: str) -> WorldConfig:

@@ -13,8 +13,8 @@ from PIL import Image
 import autoqvis
 from autoqvis.cli import main
 from autoqvis.config import InferenceConfig
-from autoqvis.demo.world import WorldConfig, render_video
 from autoqvis.errors import CheckpointError
+from autoqvis.io.world import WorldConfig, render_video
 from autoqvis.model.build import INFERENCE_FILE, read_inference
 from tests.conftest import TINY_SETTINGS, set_args
 
@@ -46,7 +46,7 @@ def video(tmp_path_factory):
 
 def _short_sides(monkeypatch) -> list[int | None]:
     """The short side every video is opened at by the predictor."""
-    import autoqvis.inference.predict as predict
+    import autoqvis.predict.predict as predict
 
     sides, opened = [], predict.open_video
 

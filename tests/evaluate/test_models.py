@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from autoqvis import rle
-from autoqvis.eval.models import ModelScores, QualitySamples
+from autoqvis.evaluate.models import ModelScores, QualitySamples
 from autoqvis.structures import Track
 
 
@@ -44,8 +44,8 @@ def test_quality_samples_pair_each_predicted_mask_with_its_matched_ground_truth(
 
 
 def test_one_table_of_scores_for_every_command():
-    from autoqvis.eval.models import SUMMARY, ModelScores
-    from autoqvis.eval.ytvis import METRIC_NAMES
+    from autoqvis.evaluate.models import SUMMARY, ModelScores
+    from autoqvis.evaluate.ytvis import METRIC_NAMES
 
     m0 = ModelScores(
         ytvis=dict.fromkeys(METRIC_NAMES, 10.0), jf=40.0, ytvis_alt={"AP50": 12.5}, alt_ranking="class"

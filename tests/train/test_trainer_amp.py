@@ -5,7 +5,7 @@ import torch
 
 from autoqvis.config import TrainingConfig
 from autoqvis.device import DeviceError
-from autoqvis.engine.trainer import Trainer
+from autoqvis.train.trainer import Trainer
 from tests.engine.test_trainer_toy import Source, ToyModel
 
 

@@ -7,8 +7,8 @@ import pytest
 from PIL import Image
 
 from autoqvis import rle
-from autoqvis.inference.refine import crf_refine_tracks
 from autoqvis.io.video import FrameFolder
+from autoqvis.predict.refine import crf_refine_tracks
 from autoqvis.structures import Track
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("pydensecrf") is None, reason="needs the crf extra")

@@ -1,6 +1,6 @@
 """Training-clip sources built from the command line: ImageCut2Video clips and YouTube-VIS datasets.
 
-(Demo-world clips, the demo's stand-in for real data, come from :func:`autoqvis.demo.world.world_source`.)
+(Demo-world clips, the demo's stand-in for real data, come from :func:`autoqvis.io.world.world_source`.)
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ def video_sources(datasets: Sequence[Path], roots: Sequence[Path], cfg: Config) 
         )
     if not datasets:
         return []
-    from autoqvis.engine.video_source import VideoClipSource
     from autoqvis.io.ytvis import load_ytvis
     from autoqvis.synth.augment import clip_augment
+    from autoqvis.train.video_source import VideoClipSource
 
     augment = clip_augment(cfg.synthesis)
     sources = []

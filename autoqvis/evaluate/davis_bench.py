@@ -21,15 +21,15 @@ import numpy as np
 from autoqvis import rle
 from autoqvis.config import Config, config_to_dict, inference_settings
 from autoqvis.errors import DataError, StaleOutputError
-from autoqvis.eval.davis import evaluate_sequence_2016, evaluate_sequence_unsupervised
-from autoqvis.inference.predict import finish_tracks, id_map, segment_video
-from autoqvis.inference.ranking import track_features
+from autoqvis.evaluate.davis import evaluate_sequence_2016, evaluate_sequence_unsupervised
 from autoqvis.io.davis import annotation_folder, read_id_masks, sequence_names
 from autoqvis.io.tracks import read_tracks, write_tracks
 from autoqvis.io.video import FrameList
 from autoqvis.io.ytvis import YTVISDataset, load_ytvis
 from autoqvis.model import load_model
 from autoqvis.model.vit_backbone import TokenCache, use_token_cache
+from autoqvis.predict.predict import finish_tracks, id_map, segment_video
+from autoqvis.predict.ranking import track_features
 from autoqvis.runs.atomic import atomic_write_json
 from autoqvis.structures import Track
 

@@ -9,7 +9,7 @@ import pytest
 from autoqvis import rle
 from autoqvis.cli import main
 from autoqvis.errors import DataError
-from autoqvis.eval.ytvis import METRIC_NAMES, evaluate_files, evaluate_tracks, format_table, track_ious
+from autoqvis.evaluate.ytvis import METRIC_NAMES, evaluate_files, evaluate_tracks, format_table, track_ious
 from autoqvis.io.ytvis import load_json
 from autoqvis.structures import Track
 from tests.conftest import fixture_file

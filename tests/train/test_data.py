@@ -3,8 +3,8 @@ from collections import Counter
 import pytest
 import torch
 
-from autoqvis.engine.data import MixingBatchSampler, build_loader
 from autoqvis.structures import Clip
+from autoqvis.train.data import MixingBatchSampler, build_loader
 
 
 def keys(sampler):

@@ -10,10 +10,10 @@ from PIL import Image
 import autoqvis
 from autoqvis.cli import main
 from autoqvis.config import InferenceConfig
-from autoqvis.demo.world import WorldConfig, render_video
-from autoqvis.inference.predict import segment_video
 from autoqvis.io.davis import read_mask_png
+from autoqvis.io.world import WorldConfig, render_video
 from autoqvis.model import build_model, save_model
+from autoqvis.predict.predict import segment_video
 from autoqvis.rle import decode
 
 
@@ -126,7 +126,7 @@ def test_predict_on_an_mp4_file(model_dir, tmp_path):
 
 def test_rank_tracks_by_class_score_or_by_quality():
     from autoqvis import rle
-    from autoqvis.inference.ranking import rank_tracks
+    from autoqvis.predict.ranking import rank_tracks
     from autoqvis.structures import Track
 
     m = np.zeros((4, 4), bool)
@@ -183,7 +183,7 @@ def test_predict_command_ranks_by_quality_when_asked(model_dir, videos, tmp_path
 
 def test_predict_refines_masks_with_the_crf_when_configured(model_dir, videos, tmp_path, monkeypatch):
     """`inference.crf_short_side` reaches `autoqvis predict`: the best tracks' masks go through the CRF."""
-    import autoqvis.inference.predict as predict_module
+    import autoqvis.predict.predict as predict_module
 
     calls = []
 

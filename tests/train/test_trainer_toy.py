@@ -8,8 +8,8 @@ import torch
 from torch import nn
 
 from autoqvis.config import TrainingConfig
-from autoqvis.engine.trainer import Trainer, TrainingDivergedError
 from autoqvis.structures import Clip
+from autoqvis.train.trainer import Trainer, TrainingDivergedError
 
 
 class ToyCriterion(nn.Module):
@@ -130,7 +130,7 @@ def test_optimizer_groups_follow_the_official_rules(tmp_path):
 
 
 def test_learning_rate_schedules():
-    from autoqvis.engine.optim import lr_factor
+    from autoqvis.train.optim import lr_factor
 
     base = TrainingConfig(max_iters=100, warmup_iters=10, warmup_factor=0.001)
     assert lr_factor(0, base) == pytest.approx(0.001) and lr_factor(10, base) == 1.0
@@ -173,7 +173,7 @@ def test_weight_average_resumes_exactly_and_is_the_output(tmp_path):
 
 
 def test_a_fresh_run_drops_stale_metric_lines_and_writes_tensorboard_events(tmp_path):
-    from autoqvis.engine.tensorboard import tensorboard_available
+    from autoqvis.train.tensorboard import tensorboard_available
 
     (tmp_path / "metrics.jsonl").write_text('{"iteration": 5, "total": 9.0}\n')  # a killed run, no checkpoint
     run = make(tmp_path, 5)

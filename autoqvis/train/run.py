@@ -21,13 +21,13 @@ import torch
 
 from autoqvis.config import Config, TrainingConfig, config_to_dict, save_config
 from autoqvis.device import resolve_amp, resolve_device
-from autoqvis.engine import dist
-from autoqvis.engine.data import ClipSource
-from autoqvis.engine.trainer import CHECKPOINT_NAME, Trainer
 from autoqvis.model import build_model, load_weights, save_model
 from autoqvis.runs.fingerprint import Unit, check_start_over, open_unit, weights_identity
 from autoqvis.runs.layout import MODEL_DIR, MODEL_FILE, TRAIN_METRICS
 from autoqvis.runs.step import is_done, step
+from autoqvis.train import dist
+from autoqvis.train.data import ClipSource
+from autoqvis.train.trainer import CHECKPOINT_NAME, Trainer
 
 __all__ = ["train_stage", "training_fingerprint", "training_unit"]
 

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from autoqvis.eval.quality import calibration, calibration_by_size, pearson, spearman
+from autoqvis.evaluate.quality import calibration, calibration_by_size, pearson, spearman
 
 
 def test_correlations_match_scipy_and_handle_degenerate_input():

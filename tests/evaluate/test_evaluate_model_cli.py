@@ -9,8 +9,8 @@ import torch
 from autoqvis.cli import main
 from autoqvis.config import load_config
 from autoqvis.demo.pipeline import _write_frames, truth_dataset
-from autoqvis.demo.world import WorldConfig, render_video
-from autoqvis.eval.models import ModelEvaluator
+from autoqvis.evaluate.models import ModelEvaluator
+from autoqvis.io.world import WorldConfig, render_video
 from autoqvis.io.ytvis import save_ytvis
 from autoqvis.model import build_model, save_model
 

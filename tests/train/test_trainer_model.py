@@ -6,9 +6,9 @@ import math
 import pytest
 import torch
 
-from autoqvis.demo.world import WorldClipSource, WorldConfig
-from autoqvis.engine.trainer import Trainer
+from autoqvis.io.world import WorldClipSource, WorldConfig
 from autoqvis.model import build_model
+from autoqvis.train.trainer import Trainer
 from tests.conftest import tiny_config
 
 WORLD = WorldConfig(height=64, width=64, num_frames=3, max_objects=2)

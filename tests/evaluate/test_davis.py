@@ -8,7 +8,7 @@ from scipy import ndimage
 
 from autoqvis.cli import main
 from autoqvis.errors import DataError
-from autoqvis.eval.davis import (
+from autoqvis.evaluate.davis import (
     boundary_map,
     db_statistics,
     evaluate_davis_folders,

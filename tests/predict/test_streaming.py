@@ -4,7 +4,7 @@ of each window in a shuffled query order (what a perfect model looks like to the
 import numpy as np
 import pytest
 
-from autoqvis.inference.streaming import StreamingLinker, WindowResult, run_streaming, stream_windows
+from autoqvis.predict.streaming import StreamingLinker, WindowResult, run_streaming, stream_windows
 
 
 def moving_squares(T=23, H=24, W=32):

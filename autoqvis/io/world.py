@@ -337,7 +337,7 @@ def render_image(rng: np.random.Generator, cfg: WorldConfig) -> tuple[np.ndarray
 
 
 class WorldClipSource:
-    """A :class:`~autoqvis.engine.data.ClipSource` of demo-world clips with their true tracks: clip ``index``
+    """A :class:`~autoqvis.train.data.ClipSource` of demo-world clips with their true tracks: clip ``index``
     with ``seed`` is always the same (for tests and the demo, where it stands in for real training data)."""
 
     def __init__(self, size: int, cfg: WorldConfig | None = None, num_frames: int = 3):

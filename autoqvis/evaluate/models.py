@@ -25,14 +25,14 @@ from autoqvis.config import Config, ytvis_metric_names
 from autoqvis.config.checks import choices
 from autoqvis.config.sections import SelectMetric
 from autoqvis.device import resolve_device
-from autoqvis.eval.davis import DavisResult, evaluate_sequence_unsupervised
-from autoqvis.eval.quality import pearson, spearman
-from autoqvis.eval.ytvis import evaluate_tracks, track_ious
-from autoqvis.inference.predict import check_track_score, finish_tracks, id_map, segment_video
+from autoqvis.evaluate.davis import DavisResult, evaluate_sequence_unsupervised
+from autoqvis.evaluate.quality import pearson, spearman
+from autoqvis.evaluate.ytvis import evaluate_tracks, track_ious
 from autoqvis.io.video import FrameList
 from autoqvis.io.ytvis import check_annotated, check_frame_sizes, load_ytvis
 from autoqvis.model import load_model
 from autoqvis.model.vit_backbone import TokenCache, use_token_cache
+from autoqvis.predict.predict import check_track_score, finish_tracks, id_map, segment_video
 from autoqvis.runs.fingerprint import content_identity, files_identity
 from autoqvis.structures import Track
 

@@ -27,17 +27,17 @@ from torch import nn
 
 from autoqvis.config import TrainingConfig
 from autoqvis.device import autocast, autocast_dtype, describe_amp, resolve_amp
-from autoqvis.engine import dist
-from autoqvis.engine.checkpoint import capture_rng, load_training_state, restore_rng, save_training_state
-from autoqvis.engine.data import ClipSource, MixingBatchSampler, build_loader
-from autoqvis.engine.determinism import deterministic_algorithms
-from autoqvis.engine.ema import WeightAverage
-from autoqvis.engine.optim import all_params, build_optimizer, build_scheduler, clip_full_model
-from autoqvis.engine.tensorboard import TensorBoardLog
 from autoqvis.errors import AutoqvisError, CheckpointError, StaleOutputError
 from autoqvis.progress import progress_bar
 from autoqvis.runs.atomic import atomic_write_text
 from autoqvis.runs.fingerprint import describe_changes
+from autoqvis.train import dist
+from autoqvis.train.checkpoint import capture_rng, load_training_state, restore_rng, save_training_state
+from autoqvis.train.data import ClipSource, MixingBatchSampler, build_loader
+from autoqvis.train.determinism import deterministic_algorithms
+from autoqvis.train.ema import WeightAverage
+from autoqvis.train.optim import all_params, build_optimizer, build_scheduler, clip_full_model
+from autoqvis.train.tensorboard import TensorBoardLog
 
 __all__ = ["CHECKPOINT_NAME", "Trainer", "TrainingDivergedError"]
 
@@ -76,7 +76,7 @@ class Trainer:
         self.run_config = run_config or {}
         autocast_dtype(cfg.amp, device)  # fp16 on the CPU, or bf16 on a GPU without it: a clear error now
         self.amp = resolve_amp(cfg.amp, device)  # auto: bf16 where the device computes it natively, else off
-        # what determines the run (autoqvis.engine.run.training_fingerprint): stored in every checkpoint, and a
+        # what determines the run (autoqvis.train.run.training_fingerprint): stored in every checkpoint, and a
         # checkpoint of another fingerprint is not resumed
         self.fingerprint = None if fingerprint is None else json.loads(json.dumps(fingerprint, default=str))
         self.model = model.to(device)

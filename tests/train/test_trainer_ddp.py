@@ -12,7 +12,7 @@ import torch.multiprocessing as mp
 from torch import nn
 
 from autoqvis.config import TrainingConfig
-from autoqvis.engine.trainer import Trainer
+from autoqvis.train.trainer import Trainer
 from tests.engine.test_trainer_toy import Source, ToyModel
 
 

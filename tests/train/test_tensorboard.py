@@ -7,7 +7,7 @@ import time
 import pytest
 import torch
 
-from autoqvis.engine.tensorboard import INSTALL_HINT, TensorBoardLog, tensorboard_available
+from autoqvis.train.tensorboard import INSTALL_HINT, TensorBoardLog, tensorboard_available
 
 
 def _scalars(folder) -> dict[str, list[tuple[int, float]]]:
@@ -56,7 +56,7 @@ def test_resuming_purges_the_steps_logged_after_the_checkpoint(tmp_path):
 def test_without_tensorboard_it_is_a_no_op(tmp_path, monkeypatch, caplog):
     monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # the import now fails
     assert not tensorboard_available()
-    with caplog.at_level("INFO", logger="autoqvis.engine.tensorboard"):
+    with caplog.at_level("INFO", logger="autoqvis.train.tensorboard"):
         board = TensorBoardLog(tmp_path / "tb")
     assert not board.active and INSTALL_HINT in caplog.text
     board.log(1, {"total": 1.0})

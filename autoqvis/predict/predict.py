@@ -2,7 +2,7 @@
 
 Whole-video mode is the reference's: every frame (resized to short side 360) in one clip, the top-k queries
 as tracks, masks at the original size. Streaming mode cuts long videos into overlapping windows linked by
-:mod:`autoqvis.inference.streaming`; memory is bounded by the window, not the video.
+:mod:`autoqvis.predict.streaming`; memory is bounded by the window, not the video.
 
 Per video, ``autoqvis predict`` writes into ``OUT``:
 
@@ -36,9 +36,6 @@ from autoqvis import rle
 from autoqvis.config import EvaluationConfig, InferenceConfig, inference_settings
 from autoqvis.device import autocast_dtype, resolve_amp
 from autoqvis.errors import DataError, StaleOutputError
-from autoqvis.inference.ranking import rank_tracks
-from autoqvis.inference.refine import crf_refine_tracks
-from autoqvis.inference.streaming import WindowResult, run_streaming, stream_windows
 from autoqvis.io.davis import DAVIS_PALETTE, write_mask_png
 from autoqvis.io.video import (
     SkipReport,
@@ -49,6 +46,9 @@ from autoqvis.io.video import (
     video_identity,
 )
 from autoqvis.io.ytvis import load_json
+from autoqvis.predict.ranking import rank_tracks
+from autoqvis.predict.refine import crf_refine_tracks
+from autoqvis.predict.streaming import WindowResult, run_streaming, stream_windows
 from autoqvis.runs.atomic import atomic_path, atomic_write_json
 from autoqvis.runs.fingerprint import (
     Unit,
@@ -131,7 +131,7 @@ def segment_video(
     """The network's raw tracks of one video (RLE at the original frame size), whole-video or streaming: no
     ranking rule and no CRF (that is :func:`finish_tracks`). The tracks come in the order of their class score
     (the query's foreground probability, averaged over the windows of a streamed video), best first, numbered
-    1..n: the order :func:`~autoqvis.inference.ranking.rank_tracks` gives for ``track_score=class``.
+    1..n: the order :func:`~autoqvis.predict.ranking.rank_tracks` gives for ``track_score=class``.
 
     Of ``inference`` (default: the section's defaults) only :data:`RAW_FIELDS` count; the model runs where it
     is (not the config's ``device``). ``video``: a path (opened at ``inference.short_side``) or a
@@ -155,7 +155,7 @@ def finish_tracks(
     tracks: list[Track], source: VideoSource, inference: InferenceConfig, track_score: str | None = None
 ) -> list[Track]:
     """The finishing of raw tracks (:func:`segment_video`) into outputs: ranked by ``track_score`` (default
-    ``inference.track_score``; :mod:`autoqvis.inference.ranking`) and, with ``inference.crf_short_side`` > 0,
+    ``inference.track_score``; :mod:`autoqvis.predict.ranking`) and, with ``inference.crf_short_side`` > 0,
     the best ``inference.crf_max_tracks`` tracks' masks refined by the dense CRF on ``source``'s frames (new
     tracks; the inputs are not modified). ``predict``, ``autoqvis.segment``, scoring a model and the
     benchmarks call it with the inference section they run."""

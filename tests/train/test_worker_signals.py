@@ -83,7 +83,7 @@ def test_a_signal_to_the_process_group_with_workers(tmp_path, signum, code, line
 BUSY_WORKERS = """
 import sys, time
 from pathlib import Path
-from autoqvis.engine.data import MixingBatchSampler, build_loader
+from autoqvis.train.data import MixingBatchSampler, build_loader
 from autoqvis.runs.lock import output_lock
 
 class Slow:  # a clip source whose clips take a minute: the workers are busy when the parent dies
