@@ -958,7 +958,7 @@ PERMISSION_CASES = [
     ),
     pytest.param(
         "predict {locked}/folder --weights {root}/model --no-overlay --out {out}",
-        "(permission denied: it cannot be read; fix its permissions",
+        "cannot be read: permission denied; fix its permissions",
         id="unreadable-folder",
     ),
 ]
