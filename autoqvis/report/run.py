@@ -15,6 +15,7 @@ from PIL import Image
 from autoqvis import rle
 from autoqvis.config import Config, config_to_dict
 from autoqvis.evaluate.models import ModelScores
+from autoqvis.io.tracks import read_tracks
 from autoqvis.io.ytvis import load_ytvis
 from autoqvis.report.html import (
     GalleryItem,
@@ -113,10 +114,8 @@ def _quality_by_round(run, cfg: Config) -> dict[str, np.ndarray]:
     for k in _rounds(cfg):
         values = []
         for path in sorted((run.layout.predictions(k)).glob("*.json")):
-            for t in json.loads(path.read_text()):
-                values += [
-                    t["score"] * v for v, m in zip(t["predicted_iou"] or [], t["masks"], strict=False) if m
-                ]
+            for t in read_tracks(path):
+                values += [t.score * v for v, m in zip(t.predicted_iou or [], t.masks, strict=False) if m]
         if values:
             out[f"round {k}"] = np.asarray(values)
     return out

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from autoqvis.benchmark import bench_parser, write_results
+from autoqvis.io.tracks import read_tracks
 from autoqvis.predict.ranking import TrackFeatures, main_object_score
 
 GRID = {
@@ -75,9 +76,8 @@ def load(paths: list[Path], roots: list[Path]) -> list[list[dict]]:
 def sequence_motion(raw: Path, frames: Path) -> list[float]:
     from autoqvis.io.video import FrameFolder
     from autoqvis.predict.ranking import motion_contrast, video_flows
-    from autoqvis.structures import Track
 
-    tracks = [Track(masks=d["masks"], score=d["score"]) for d in json.loads(raw.read_text())]
+    tracks = read_tracks(raw)
     flows = video_flows(FrameFolder(frames, short_side=160))
     return [motion_contrast(t, flows) for t in tracks]
 
@@ -137,7 +137,6 @@ def crf_study(
     from autoqvis.evaluate.davis_bench import dense, jf, truth
     from autoqvis.io.video import FrameFolder
     from autoqvis.predict import refine
-    from autoqvis.structures import Track
 
     BOX_MARGIN = refine.CROP_MARGIN
     results: dict[str, list[float]] = {}
@@ -148,10 +147,10 @@ def crf_study(
             if root is None or not value.get("tracks"):
                 continue
             gt = truth(root)[name]
-            raw = json.loads((raw_folder(path) / f"{name}.json").read_text())
+            raw = read_tracks(raw_folder(path) / f"{name}.json")
             rule = rules(weights)[rule_name]
             best = max(range(len(raw)), key=lambda i: (rule(value["tracks"][i]), -i))
-            track = Track(masks=raw[best]["masks"], score=raw[best]["score"])
+            track = raw[best]
             results.setdefault("as predicted", []).append(jf(name, gt, dense(track, gt.shape))["J&F"])
             source = FrameFolder(root / "JPEGImages" / "480p" / name)
             for side in sides:
