@@ -121,7 +121,7 @@ def test_training_run(tmp_path, capsys):
 
 
 def test_a_checkpoint_of_another_fingerprint_is_not_resumed(tmp_path):
-    from tests.engine.test_trainer_toy import make
+    from tests.train.test_trainer_toy import make
 
     first = make(tmp_path, 5)
     first.fingerprint = {"training": {"lr": 0.01}}

@@ -284,7 +284,7 @@ def test_streaming_memory_on_cuda_is_flat(tmp_path):
 def test_pinned_loader_with_workers_trains_like_the_plain_one(tmp_path):
     """On CUDA with ``training.num_workers`` > 0 the loader pins each clip (``Clip.pin_memory``) and batches
     are copied with ``non_blocking``: the weights after 6 iterations equal those of a run with no workers."""
-    from tests.engine.test_trainer_toy import Source, ToyModel
+    from tests.train.test_trainer_toy import Source, ToyModel
 
     weights = []
     for workers in (0, 2):
@@ -310,8 +310,8 @@ def _free_port() -> int:
 def _nccl_worker(rank: int, world: int, port: int, out: str) -> None:
     import torch.distributed as dist
 
-    from tests.engine.test_trainer_ddp import _cfg, _model
-    from tests.engine.test_trainer_toy import Source
+    from tests.train.test_trainer_ddp import _cfg, _model
+    from tests.train.test_trainer_toy import Source
 
     torch.cuda.set_device(rank)
     dist.init_process_group("nccl", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
@@ -335,8 +335,8 @@ def test_two_process_nccl_ddp_equals_one_process(tmp_path):
     weights of one process on one GPU with the same global batch (toy model, 6 iterations)."""
     import torch.multiprocessing as mp
 
-    from tests.engine.test_trainer_ddp import _cfg, _model
-    from tests.engine.test_trainer_toy import Source
+    from tests.train.test_trainer_ddp import _cfg, _model
+    from tests.train.test_trainer_toy import Source
 
     mp.spawn(_nccl_worker, args=(2, _free_port(), str(tmp_path / "ddp")), nprocs=2, join=True)
     single = Trainer(

@@ -6,7 +6,7 @@ import torch
 from autoqvis.config import TrainingConfig
 from autoqvis.device import DeviceError
 from autoqvis.train.trainer import Trainer
-from tests.engine.test_trainer_toy import Source, ToyModel
+from tests.train.test_trainer_toy import Source, ToyModel
 
 
 def _cfg(amp: str) -> TrainingConfig:

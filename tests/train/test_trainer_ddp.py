@@ -13,7 +13,7 @@ from torch import nn
 
 from autoqvis.config import TrainingConfig
 from autoqvis.train.trainer import Trainer
-from tests.engine.test_trainer_toy import Source, ToyModel
+from tests.train.test_trainer_toy import Source, ToyModel
 
 
 class DeterministicCriterion(nn.Module):
