@@ -16,7 +16,9 @@ from autoqvis.config import SelectionConfig
 from autoqvis.io.ytvis import YTVISDataset
 from autoqvis.selftrain.fuse import eligible_frames
 from autoqvis.selftrain.select import (
+    drop_inconsistent,
     drop_rarely_selected,
+    drop_transient,
     keep_confident,
     mark_selected,
     nms_any_frame,
@@ -87,6 +89,7 @@ def select_video(
     tracks = unselect_regions(tracks, cfg.max_area, cfg.max_borders)
     stats.steps["quality"].add(tracks, selected_only=True)
     tracks = drop_rarely_selected(tracks, cfg.min_frames)
+    tracks = drop_transient(drop_inconsistent(tracks, cfg.min_consistency), cfg.min_persistence)
     stats.steps["min_frames"].add(tracks)
     return tracks
 
