@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import sys
 from pathlib import Path
 
@@ -86,6 +87,8 @@ def score_frame(mask: np.ndarray, truth: np.ndarray) -> tuple[bool, bool]:
 
 def study_seed(folder: Path, plan: DemoPlan, cfg: Config) -> dict[str, dict[str, float]]:
     seed = int(folder.name.split("_")[-1])
+    if (folder / "plan.json").is_file():  # the plan the seed ran with (pick_regret.py writes it)
+        plan = DemoPlan(**json.loads((folder / "plan.json").read_text()))
     run = folder / "selftrain"
     videos = load_ytvis(run / "videos.json", run / "frames", check_frames=False)
     truth = true_masks(plan, seed)

@@ -10,7 +10,7 @@ replaces M0 only if it beats M0, paired by video, by more than ``selftrain.pick_
 ``last`` is the last round. The test videos' truth is used only to score.
 
     python bench/studies/pick_regret.py [--seeds 3] [--first-seed 0] [--out runs/pick_regret]
-        [--test-videos 160] [--quick] [--set key=value ...]
+        [--test-videos 160] [--m0-iters 500] [--round-iters 250] [--quick] [--set key=value ...]
 
 Writes ``<out>/pick_regret.json`` (autoqvis.benchmark format): per criterion and rule the regret per seed and
 its mean, the pick per seed, and each model's true AP50 per seed.
@@ -36,6 +36,7 @@ from autoqvis.demo.pipeline import (
     synthesize,
 )
 from autoqvis.io.video import find_videos
+from autoqvis.runs.atomic import atomic_write_json
 from autoqvis.selftrain.pick import CRITERIA, pick_label_free, pick_safe
 from autoqvis.selftrain.run import self_train
 from autoqvis.selftrain.videos import cache_videos
@@ -45,6 +46,8 @@ METRIC = "AP50"
 
 def run_seed(out: Path, plan: DemoPlan, seed: int, overrides: list[str]) -> Path:
     """The demo's stages without the ablation; returns the self-training run folder."""
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out / "plan.json", dataclasses.asdict(plan))  # for bench/studies/label_precision.py
     cfg = demo_config(plan, [f"training.seed={seed}", *overrides])
     inputs = make_world(out / "data", plan, seed)
     weights = ensure_dinov2_weights()
@@ -81,11 +84,17 @@ def main() -> None:
     parser.add_argument("--first-seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("runs/pick_regret"))
     parser.add_argument("--test-videos", type=int, default=160)
+    parser.add_argument("--m0-iters", type=int, default=DemoPlan.m0_iters)
+    parser.add_argument("--round-iters", type=int, default=DemoPlan.round_iters)
     parser.add_argument("--quick", action="store_true", help="the demo's quick sizes (a smoke test)")
     parser.add_argument("--margin", type=float, default=2.0, help="the safe rule's standard errors")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     args = parser.parse_args()
-    plan = DemoPlan.quick() if args.quick else DemoPlan(test_videos=args.test_videos)
+    plan = (
+        DemoPlan.quick()
+        if args.quick
+        else DemoPlan(test_videos=args.test_videos, m0_iters=args.m0_iters, round_iters=args.round_iters)
+    )
     seeds: dict[str, dict] = {}
     for seed in range(args.first_seed, args.first_seed + args.seeds):
         folder = args.out / f"seed_{seed}"
