@@ -13,7 +13,8 @@ replaces M0 only if it beats M0, paired by video, by more than ``selftrain.pick_
         [--test-videos 160] [--m0-iters 500] [--round-iters 250] [--quick] [--set key=value ...]
 
 Writes ``<out>/pick_regret.json`` (autoqvis.benchmark format): per criterion and rule the regret per seed and
-its mean, the pick per seed, and each model's true AP50 per seed.
+its mean, the pick per seed, the worst seed's picked - M0 (the rule's safety), and each model's true AP50 per
+seed.
 """
 
 from __future__ import annotations
@@ -108,6 +109,7 @@ def main() -> None:
             "true " + METRIC: truth,
             "picked": {k: names[i] for k, i in chosen.items()},
             "regret": {k: best - truth[names[i]] for k, i in chosen.items()},
+            "picked - M0": {k: truth[names[i]] - truth[names[0]] for k, i in chosen.items()},
         }
         print(f"seed {seed}: {json.dumps(seeds[str(seed)])}", flush=True)
     rules = list(next(iter(seeds.values()))["regret"])
@@ -116,6 +118,8 @@ def main() -> None:
             "regret per seed": [round(s["regret"][rule], 2) for s in seeds.values()],
             "mean": round(float(np.mean([s["regret"][rule] for s in seeds.values()])), 2),
             "picked per seed": [s["picked"][rule] for s in seeds.values()],
+            # the safety the rule is for: how much worse than M0 the picked model is (the worst seed)
+            "worst picked - M0": round(min(s["picked - M0"][rule] for s in seeds.values()), 2),
         }
         for rule in rules
     }
