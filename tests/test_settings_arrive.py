@@ -113,6 +113,8 @@ CHANGED: dict[str, Any] = {
     "selection.fusion": "replace",
     "selection.fuse_iou": 0.7,
     "selection.min_eligible_frames": 1,
+    "selection.min_consistency": 0.3,
+    "selection.min_persistence": 0.2,
     # rounds
     "rounds.iters": 5,
     "rounds.batch_size": 3,
@@ -124,6 +126,8 @@ CHANGED: dict[str, Any] = {
     "selftrain.reset_each_round": False,
     "selftrain.select_metric": "JF",
     "selftrain.label_free_pick": "stability",
+    "selftrain.holdout": 0.5,
+    "selftrain.pick_margin": 3.0,
     # inference
     "inference.short_side": 40,
     "inference.max_size": 600,
@@ -484,6 +488,8 @@ def test_selection_settings_arrive_and_each_one_selects_again(videos, tmp_path, 
             {"discovery.max_area": area, "discovery.max_borders": borders}
         ),
         "drop_rarely_selected": lambda tracks, n: seen.update({"selection.min_frames": n}),
+        "drop_inconsistent": lambda tracks, c: seen.update({"selection.min_consistency": c}),
+        "drop_transient": lambda tracks, p: seen.update({"selection.min_persistence": p}),
     }
     for name, spy in record.items():
         _spy(monkeypatch, steps, name, spy)
@@ -555,10 +561,21 @@ def test_selftrain_settings_arrive_in_the_loop(tmp_path, monkeypatch):
 
     seen: dict[str, Any] = {}
     starts = []
-    monkeypatch.setattr(loop, "label_free_scores", lambda unlabeled, s: [{"stability": 0.5}] * len(unlabeled))
+    monkeypatch.setattr(
+        loop,
+        "label_free_per_video",
+        lambda unlabeled, s, teacher, held: [{"stability": {1: 0.5, 2: 0.5}}] * len(unlabeled),
+    )
     _spy(
         monkeypatch, loop, "pick_label_free", lambda scores, criterion: seen.update({"label_free": criterion})
     )
+    _spy(
+        monkeypatch,
+        loop,
+        "pick_safe",
+        lambda per_video, margin: seen.update({"selftrain.pick_margin": margin}),
+    )
+    _spy(monkeypatch, loop, "holdout_names", lambda names, f: seen.update({"selftrain.holdout": f}))
     _spy(monkeypatch, loop, "pick_best", lambda models, metric: seen.update({"metric": metric}))
     keys = _section("selftrain")
 
@@ -579,7 +596,11 @@ def test_selftrain_settings_arrive_in_the_loop(tmp_path, monkeypatch):
     seen["selftrain.num_rounds"] = len(starts) // 2
     # reset_each_round=false: round 2 starts from round 1's model
     seen["selftrain.reset_each_round"] = starts[1] == starts[0]
-    seen["selftrain.select_metric"], seen["selftrain.label_free_pick"] = seen["metric"], seen["label_free"]
+    seen["selftrain.select_metric"] = seen["metric"]
+    # pick_margin > 0: the safe rule chose, by the criterion best.json names
+    seen["selftrain.label_free_pick"] = json.loads((tmp_path / "run0" / "best.json").read_text())[
+        "label_free_criterion"
+    ]
     assert not _missing(seen, keys), _missing(seen, keys)
 
 

@@ -292,12 +292,19 @@ class SelectionConfig:
     fusion: Literal["fuse", "replace"] = "fuse"  # adaptive fusion with earlier rounds, or replace (ablation)
     fuse_iou: float = 0.5  # new and old label are one object if IoU >= this in any frame
     min_eligible_frames: int = 2  # a video is used only with >= this many eligible frames
+    # track filters after min_frames (not in the official code; 0 = off; bench/studies/label_precision.py):
+    # keep a track only if the mean IoU of its consecutive non-empty masks is >= min_consistency, and if it
+    # has a non-empty mask in >= min_persistence of the video's frames
+    min_consistency: float = 0.0
+    min_persistence: float = 0.0
 
     def __post_init__(self) -> None:
         check_section(
             self,
             "selection",
             {
+                "min_consistency": FRACTION,
+                "min_persistence": FRACTION,
                 "top_k": COUNT,
                 "nms_iou": FRACTION,
                 "score_min": FRACTION,
@@ -359,11 +366,22 @@ class SelfTrainConfig:
     # with a labelled validation set: the best model (M0 or a round) by this metric is reported as the result
     select_metric: SelectMetric = "AP50"
     # without one: the model with the best label-free criterion on the unlabeled videos (selftrain/pick.py):
-    # "quality" (mean Q of its objects), "stability", "agreement", or "last" (the last round)
-    label_free_pick: Literal["last", "quality", "stability", "agreement"] = "quality"
+    # "teacher" (agreement with MaskCut on the held-out videos), "quality" (mean Q of its objects),
+    # "stability", "agreement", or "last" (the last round)
+    label_free_pick: Literal["last", "teacher", "quality", "stability", "agreement"] = "teacher"
+    # fraction of the unlabeled videos (by a hash of the name) that give no pseudo-label to any round: the
+    # teacher criterion's videos. 0: every video is pseudo-labelled (the official loop)
+    holdout: float = 0.2
+    # a round replaces M0 only if its criterion beats M0's, paired by video, by more than this many standard
+    # errors; else best.json names M0 ("no criterion could tell; kept M0"). 0: the highest mean criterion
+    pick_margin: float = 2.0
 
     def __post_init__(self) -> None:
-        check_section(self, "selftrain", {"num_rounds": NON_NEGATIVE})
+        check_section(
+            self,
+            "selftrain",
+            {"num_rounds": NON_NEGATIVE, "holdout": Range(0.0, 0.9), "pick_margin": NON_NEGATIVE},
+        )
 
 
 @dataclass(frozen=True)

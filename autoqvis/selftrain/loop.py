@@ -34,7 +34,7 @@ from pathlib import Path
 
 from autoqvis.config import Config, TrainingConfig, config_to_dict, inference_settings
 from autoqvis.device import resolve_device
-from autoqvis.errors import DataError
+from autoqvis.errors import CheckpointError, DataError
 from autoqvis.evaluate.models import ModelScores
 from autoqvis.io.tracks import track_from_json, write_tracks
 from autoqvis.io.video import FrameList
@@ -48,7 +48,13 @@ from autoqvis.runs.fingerprint import Unit, hash_json, weights_identity
 from autoqvis.runs.layout import SelfTrainLayout, fingerprint_beside, run_relative
 from autoqvis.runs.step import open_step
 from autoqvis.selftrain.fuse import fuse_labels, replace_labels
-from autoqvis.selftrain.pick import label_free_scores, pick_label_free
+from autoqvis.selftrain.pick import (
+    holdout_names,
+    holdout_teacher,
+    label_free_per_video,
+    pick_label_free,
+    pick_safe,
+)
 from autoqvis.selftrain.pseudo_label import (
     SelectionStats,
     build_training_set,
@@ -171,6 +177,8 @@ class SelfTrainRun:
     resume: bool = True  # False: every unit of the run starts over (--no-resume)
     # the frozen ViT's tokens of the unlabeled frames, shared by the models that predict them
     tokens: TokenCache | None = field(default=None, init=False, repr=False, compare=False)
+    # each model's label-free criteria per unlabeled video (selftrain/pick.py), set by run()
+    per_video: list[dict[str, dict[int, float]]] | None = field(default=None, init=False, repr=False)
 
     @property
     def layout(self) -> SelfTrainLayout:
@@ -351,10 +359,12 @@ class SelfTrainRun:
             models = [self.result(M0_NAME, 0, m0)]
             model, labels = m0, None
             unlabeled = []  # each model's predictions on the unlabeled videos, for the label-free criteria
+            held = self.held_out()  # videos no round takes pseudo-labels from (the teacher criterion's)
             for k in range(1, self.cfg.selftrain.num_rounds + 1):
                 predictions = self.pseudo_label(k, model)
                 unlabeled.append(predictions)
-                labels, stats, training_set = self.select_and_fuse(k, predictions, labels)
+                selectable = {v: t for v, t in predictions.items() if v not in held}
+                labels, stats, training_set = self.select_and_fuse(k, selectable, labels)
                 if not training_set.videos:
                     log.warning(
                         "round %d: no video kept %d selected frames (see %s); the round keeps the previous model. "
@@ -375,12 +385,28 @@ class SelfTrainRun:
                 unlabeled.append(
                     self.predict_unlabeled(model, last, "last model: predict", "the last model's predictions")
                 )
-                for m, scores in zip(models, label_free_scores(unlabeled, self.cfg.selection), strict=True):
-                    m.label_free = scores
+                teacher = self.teacher(held)
+                self.per_video = label_free_per_video(unlabeled, self.cfg.selection, teacher, sorted(held))
+                if dist.is_main():  # every criterion per model and video (what the pick compares, paired)
+                    atomic_write_json(
+                        self.out / "label_free.json",
+                        {
+                            "held_out": sorted(held),
+                            "models": {
+                                m.name: {c: {str(v): x for v, x in pv.items()} for c, pv in p.items()}
+                                for m, p in zip(models, self.per_video, strict=True)
+                            },
+                        },
+                    )
+                for m, per_video in zip(models, self.per_video, strict=True):
+                    m.label_free = {
+                        c: (sum(v.values()) / len(v) if v else None) for c, v in per_video.items()
+                    }
         result = self.choose(models)
         if dist.is_main():
             rows = [
-                m.to_json(root=self.out) | ({"selected": True} if i == result.selected else {})
+                m.to_json(root=self.out)
+                | ({"selected": True, "rule": result.rule} if i == result.selected else {})
                 for i, m in enumerate(models)
             ]
             atomic_write_json(self.layout.summary, rows)
@@ -397,6 +423,12 @@ class SelfTrainRun:
                 models, best, f"highest {s.select_metric} on the validation set", s.select_metric
             )
         criterion = s.label_free_pick
+        if criterion != "last" and s.pick_margin > 0:
+            per_video = [p.get(criterion, {}) for p in self.per_video] if self.per_video else []
+            best, why = pick_safe(per_video, s.pick_margin)
+            rule = f"no validation set: label-free {criterion} on the unlabeled videos: {why}"
+            log.info("best model: %s (%s)", models[best].name, rule)
+            return SelfTrainResult(models, best, rule, criterion=criterion)
         scores = [m.label_free or {} for m in models]
         rule = (
             "no validation set: the last round"
@@ -404,6 +436,25 @@ class SelfTrainRun:
             else f"no validation set: highest label-free {criterion} on the unlabeled videos"
         )
         return SelfTrainResult(models, pick_label_free(scores, criterion), rule, criterion=criterion)
+
+    def held_out(self) -> set[int]:
+        """Ids of the unlabeled videos held out of every round's pseudo-labels (``selftrain.holdout``)."""
+        infos = self.videos.videos if self.videos is not None else []
+        names = holdout_names([v.name for v in infos], self.cfg.selftrain.holdout)
+        return {v.id for v in infos if v.name in names}
+
+    def teacher(self, held: set[int]) -> dict[int, dict[int, list]] | None:
+        """MaskCut's masks of the held-out videos' teacher frames (``holdout_teacher.json``), or None without
+        held-out videos or when the discovery ViT cannot be loaded (then the teacher criterion has no value)."""
+        if not held:
+            return None
+        try:
+            return holdout_teacher(
+                self.videos, held, self.cfg.discovery, self.out / "holdout_teacher.json", self.device
+            )
+        except CheckpointError as err:
+            log.warning("label-free teacher criterion: no MaskCut teacher (%s)", err)
+            return None
 
     def result(
         self, name: str, k: int, model: Path, stats: SelectionStats | None = None, note: str = ""

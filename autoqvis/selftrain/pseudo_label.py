@@ -16,7 +16,9 @@ from autoqvis.config import DiscoveryConfig, SelectionConfig
 from autoqvis.io.ytvis import YTVISDataset
 from autoqvis.selftrain.fuse import eligible_frames
 from autoqvis.selftrain.select import (
+    drop_inconsistent,
     drop_rarely_selected,
+    drop_transient,
     keep_confident,
     mark_selected,
     nms_any_frame,
@@ -92,6 +94,7 @@ def select_video(
     tracks = unselect_regions(tracks, regions.max_area, regions.max_borders)
     stats.steps["quality"].add(tracks, selected_only=True)
     tracks = drop_rarely_selected(tracks, cfg.min_frames)
+    tracks = drop_transient(drop_inconsistent(tracks, cfg.min_consistency), cfg.min_persistence)
     stats.steps["min_frames"].add(tracks)
     return tracks
 

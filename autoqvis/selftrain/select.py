@@ -14,6 +14,13 @@ A video's predictions arrive as top-k tracks sorted by score (``Track.masks`` pe
 
 Every threshold defaults to its :class:`~autoqvis.config.SelectionConfig` field (official values there).
 
+Track filters, not in the official code (each off at 0; measured in ``bench/studies/label_precision.py``):
+:func:`drop_inconsistent` (mean IoU of consecutive masks, ``selection.min_consistency``),
+:func:`drop_transient` (fraction of frames with a mask, ``selection.min_persistence``); and, for the study
+only (they need the frames or the teacher's masks, which the selection does not have):
+:func:`teacher_iou` (agreement with the MaskCut masks of the same frame) and
+:func:`autoqvis.predict.ranking.motion_contrast`.
+
 Retained tracks keep all their frames with the per-frame flags in ``Track.selected``.
 """
 
@@ -30,13 +37,18 @@ from autoqvis.config import DiscoveryConfig, SelectionConfig
 from autoqvis.structures import Track
 
 __all__ = [
+    "consistency",
+    "drop_inconsistent",
     "drop_rarely_selected",
+    "drop_transient",
     "frame_ious",
     "keep_confident",
     "mark_selected",
     "max_frame_iou",
     "nms_any_frame",
     "normalise_empty",
+    "persistence",
+    "teacher_iou",
     "unselect_regions",
 ]
 
@@ -125,3 +137,46 @@ def drop_rarely_selected(
     return [
         t for t in tracks if sum(s and m is not None for s, m in zip(t.selected or [], t.masks)) >= min_frames
     ]
+
+
+def consistency(track: Track) -> float:
+    """Mean IoU of the track's masks in consecutive frames where both are non-empty (1.0 with no such pair:
+    nothing to contradict it)."""
+    pairs = [(a, b) for a, b in zip(track.masks[:-1], track.masks[1:]) if a is not None and b is not None]
+    if not pairs:
+        return 1.0
+    ious = rle_utils.frame_ious([[a for a, _ in pairs]], [[b for _, b in pairs]])[0, 0]
+    return float(np.mean(ious))
+
+
+def persistence(track: Track) -> float:
+    """Fraction of the video's frames in which the track has a non-empty mask."""
+    return sum(m is not None for m in track.masks) / max(1, len(track.masks))
+
+
+def drop_inconsistent(tracks: Sequence[Track], min_consistency: float = 0.0) -> list[Track]:
+    """Keep a track only if :func:`consistency` >= ``min_consistency`` (0: every track)."""
+    if min_consistency <= 0:
+        return list(tracks)
+    return [t for t in tracks if consistency(t) >= min_consistency]
+
+
+def drop_transient(tracks: Sequence[Track], min_persistence: float = 0.0) -> list[Track]:
+    """Keep a track only if :func:`persistence` >= ``min_persistence`` (0: every track)."""
+    if min_persistence <= 0:
+        return list(tracks)
+    return [t for t in tracks if persistence(t) >= min_persistence]
+
+
+def teacher_iou(track: Track, teacher: dict[int, Sequence[dict]]) -> float | None:
+    """Mean, over the frames the teacher cut (frame index -> its RLE masks) where the track has a mask, of the
+    IoU of that mask with the teacher's best-matching one (0 with no teacher mask); None with no such frame."""
+    values = []
+    for t, cuts in teacher.items():
+        if t >= len(track.masks) or track.masks[t] is None:
+            continue
+        if not cuts:
+            values.append(0.0)
+            continue
+        values.append(float(rle_utils.frame_ious([[track.masks[t]]], [[c] for c in cuts])[0, :, 0].max()))
+    return float(np.mean(values)) if values else None

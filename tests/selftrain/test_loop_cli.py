@@ -16,6 +16,7 @@ from PIL import Image
 from autoqvis import rle
 from autoqvis.io.world import WorldConfig, render_video
 from autoqvis.io.ytvis import YTVISDataset, save_ytvis
+from autoqvis.selftrain.pick import KEPT_M0, pick_safe
 from autoqvis.structures import Track, VideoInfo
 from tests.conftest import TINY_SETTINGS
 
@@ -155,13 +156,20 @@ def test_selftrain_from_unlabeled_videos_and_plain_images(data, tmp_path):
     masks = json.loads((out / "discovery" / "pseudo_masks.json").read_text())
     assert len(masks["images"]) == 3 and masks["annotations"]
     best = json.loads((out / "best.json").read_text())
-    assert best["metric"] is None and best["label_free_criterion"] == "quality"
-    # no ground truth: the model of highest label-free quality on the unlabeled videos (the earlier on ties)
-    quality = {name: (v or {}).get("quality") for name, v in best["label_free"].items()}
-    assert set(quality) == {"M0 (synthetic only)", "round 1"}
-    ranked = sorted(
-        quality, key=lambda n: (-(quality[n] if quality[n] is not None else -1), n != "M0 (synthetic only)")
-    )
-    assert best["model"] == ranked[0]
+    assert best["metric"] is None and best["label_free_criterion"] == "teacher"
+    # no ground truth: the safe rule on the MaskCut teacher's agreement on the held-out videos (M0 unless a
+    # round beats it beyond the noise, paired by video)
+    per = json.loads((out / "label_free.json").read_text())
+    names = ["M0 (synthetic only)", "round 1"]
+    assert list(per["models"]) == names and len(per["held_out"]) >= 1
+    assert set(best["label_free"]) == set(names) and "teacher" in best["label_free"]["round 1"]
+    teacher = [{int(v): x for v, x in per["models"][n]["teacher"].items()} for n in names]
+    assert sorted(teacher[0]) == per["held_out"]  # scored on exactly the held-out videos
+    assert best["model"] == names[pick_safe(teacher, 2.0)[0]]
+    if best["model"] == names[0]:
+        assert KEPT_M0 in best["rule"] and KEPT_M0 in done.stdout
+    # the held-out videos gave round 1 no pseudo-label
+    labels = json.loads((out / "round_1" / "pseudo_labels.json").read_text())
+    assert not [a for a in labels["annotations"] if a["video_id"] in per["held_out"]]
     assert f"selected model: {best['model']}" in done.stdout and (out / "report.html").is_file()
     assert (out / "round_1" / "model_predictions").is_dir()

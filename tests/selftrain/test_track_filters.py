@@ -1,0 +1,62 @@
+"""The track filters of the selection (consistency, persistence, agreement with the teacher), by hand."""
+
+import numpy as np
+import pytest
+
+from autoqvis import rle
+from autoqvis.config import SelectionConfig
+from autoqvis.selftrain.pseudo_label import select_video
+from autoqvis.selftrain.select import (
+    consistency,
+    drop_inconsistent,
+    drop_transient,
+    persistence,
+    teacher_iou,
+)
+from autoqvis.structures import Track
+
+H, W = 8, 8
+
+
+def mask(x0, x1):
+    m = np.zeros((H, W), bool)
+    m[2:6, x0:x1] = True
+    return rle.encode(m)
+
+
+def track(spans, score=0.9, q=0.9):
+    masks = [None if s is None else mask(*s) for s in spans]
+    return Track(masks=masks, score=score, predicted_iou=[q] * len(spans))
+
+
+def test_consistency_and_persistence_by_hand():
+    steady = track([(0, 4)] * 4)
+    jumpy = track([(0, 4), (4, 8), (0, 4), (4, 8)])
+    gappy = track([(0, 4), None, (0, 4), (1, 4)])
+    assert consistency(steady) == 1.0 and consistency(jumpy) == 0.0
+    assert consistency(gappy) == pytest.approx(0.75)  # only the pair (2, 3) has both masks
+    assert consistency(track([(0, 4), None])) == 1.0  # no pair: nothing contradicts it
+    assert persistence(steady) == 1.0 and persistence(gappy) == 0.75
+    assert drop_inconsistent([steady, jumpy, gappy], 0.8) == [steady]
+    assert drop_inconsistent([steady, jumpy], 0.0) == [steady, jumpy]  # off
+    assert drop_transient([steady, gappy], 0.9) == [steady]
+    assert drop_transient([steady, gappy], 0.0) == [steady, gappy]
+
+
+def test_teacher_iou_by_hand():
+    t = track([(0, 4), (0, 4), None])
+    assert teacher_iou(t, {0: [mask(4, 8), mask(0, 4)]}) == 1.0  # the best-matching cut
+    assert teacher_iou(t, {0: [mask(0, 2)], 1: []}) == pytest.approx((0.5 + 0.0) / 2)
+    assert teacher_iou(t, {2: [mask(0, 4)]}) is None  # the track has no mask in the teacher's frames
+
+
+def test_the_filters_are_switches_of_the_selection_and_off_by_default():
+    steady = track([(0, 2)] * 4)
+    jumpy = track([(4, 6), (6, 8), (4, 6), (6, 8)], score=0.8)  # consecutive IoU 0
+    short = track([(2, 4), (2, 4), None, None], score=0.7)  # in half the frames
+    default = select_video([steady, jumpy, short], SelectionConfig(quality_min=0.5))
+    assert len(default) == 3
+    kept = select_video([steady, jumpy, short], SelectionConfig(quality_min=0.5, min_consistency=0.5))
+    assert [t.score for t in kept] == [0.9, 0.7]
+    kept = select_video([steady, jumpy, short], SelectionConfig(quality_min=0.5, min_persistence=0.75))
+    assert [t.score for t in kept] == [0.9, 0.8]
