@@ -485,10 +485,14 @@ class SelfTrainRun:
 
 
 def _tracks_hash(tracks: dict[int, list[Track]]) -> str:
+    """What a set of tracks per video is, for a fingerprint. A video without tracks counts as absent: labels read
+    back from their file list every video (the held-out ones with none), the same labels in memory only those
+    the selection saw."""
     return hash_json(
         [
             [vid, [[t.score, t.masks, t.predicted_iou, t.selected] for t in video_tracks]]
             for vid, video_tracks in sorted(tracks.items())
+            if video_tracks
         ]
     )
 
