@@ -24,9 +24,12 @@ demo: install
 demo-quick: install
 	$(VENV)/bin/autoqvis demo --quick
 
+# two test processes (pytest-xdist): the CI machine's two cores; TEST_WORKERS=0 runs them in one process
+TEST_WORKERS ?= 2
+
 test: install
 	$(PY) -m ruff check .
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS)
 
 test-slow: install
 	$(PY) -m pytest -q -m slow
