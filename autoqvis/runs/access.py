@@ -39,16 +39,21 @@ def kind_problem(path: str | Path, kind: str = "file") -> str | None:
         return None if kind in ("dir", "any") else "is a folder; pass a file"
     if stat.S_ISREG(mode):
         return None if kind in ("file", "any") else "is a file, not a folder; pass a folder"
-    what = (
-        "a FIFO (named pipe)"
-        if stat.S_ISFIFO(mode)
-        else "a socket"
-        if stat.S_ISSOCK(mode)
-        else "a device"
-        if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
-        else "not a regular file"
+    return (
+        f"is {special_kind(mode)}, not a {'folder' if kind == 'dir' else 'file'}; "
+        "autoqvis reads regular files only: pass one"
     )
-    return f"is {what}, not a {'folder' if kind == 'dir' else 'file'}; autoqvis reads regular files only: pass one"
+
+
+def special_kind(mode: int) -> str:
+    """What a file of ``mode`` (``st_mode``) that is neither a regular file nor a folder is, in words."""
+    if stat.S_ISFIFO(mode):
+        return "a FIFO (named pipe)"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    return "not a regular file"
 
 
 def file_problem(path: str | Path) -> str | None:

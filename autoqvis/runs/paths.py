@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from autoqvis.errors import DataError
-from autoqvis.runs.access import PERMISSION_HINT, file_problem, kind_problem
+from autoqvis.runs.access import PERMISSION_HINT, file_problem, kind_problem, special_kind
 
 __all__ = ["check_input", "check_output", "list_files", "output_problem"]
 
@@ -58,17 +58,7 @@ def output_problem(path: str | Path) -> str | None:
         )
     if stat.S_ISREG(mode):
         return None
-    what = (
-        "a folder"
-        if stat.S_ISDIR(mode)
-        else "a FIFO (named pipe)"
-        if stat.S_ISFIFO(mode)
-        else "a socket"
-        if stat.S_ISSOCK(mode)
-        else "a device"
-        if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
-        else "not a regular file"
-    )
+    what = "a folder" if stat.S_ISDIR(mode) else special_kind(mode)
     return f"is {what} where autoqvis writes a file; remove it or pass another --out"
 
 
