@@ -38,6 +38,7 @@ from autoqvis.io.ytvis import YTVISDataset, save_ytvis
 from autoqvis.report.run import write_run_report
 from autoqvis.runs.atomic import atomic_write_json
 from autoqvis.runs.fingerprint import Unit
+from autoqvis.runs.layout import WORLD_GT, WORLD_STILLS, WORLD_TEST, WORLD_UNLABELED, DemoLayout
 from autoqvis.runs.step import step
 from autoqvis.selftrain.loop import ModelResult, SelfTrainRun
 from autoqvis.selftrain.run import self_train as self_train_videos
@@ -145,7 +146,7 @@ def make_world(out: Path, plan: DemoPlan, seed: int = 0, resume: bool = True) ->
     """Stills (PNG), unlabeled videos and test videos (JPEG frame folders), test ground truth (YouTube-VIS);
     reused when the world's fingerprint (its sizes, counts and seed) matches."""
     paths = DemoInputs(
-        stills=out / "stills", unlabeled=out / "unlabeled", test=out / "test", gt=out / "test_gt.json"
+        stills=out / WORLD_STILLS, unlabeled=out / WORLD_UNLABELED, test=out / WORLD_TEST, gt=out / WORLD_GT
     )
     unit = Unit(
         "the generated world", out / "fingerprint.json", (paths.stills, paths.unlabeled, paths.test, paths.gt)
@@ -366,10 +367,10 @@ def _run_stages(out, plan, cfg, seed, videos, gt, gt_frames, every, on_stage, re
 
     with timer.stage(STAGES[0] if videos is None else "1/6 your videos"):
         if videos is None:
-            inputs = make_world(out / "data", plan, seed, resume)
+            inputs = make_world(DemoLayout(out).data, plan, seed, resume)
         else:
             inputs = DemoInputs(
-                stills=out / "discovery" / "pseudo_masks.frames",
+                stills=DemoLayout(out).discovery / "pseudo_masks.frames",
                 unlabeled=Path(videos),
                 test=Path(gt_frames) if gt_frames else None,
                 gt=Path(gt) if gt else None,
@@ -378,16 +379,18 @@ def _run_stages(out, plan, cfg, seed, videos, gt, gt_frames, every, on_stage, re
         weights = ensure_dinov2_weights()
         cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, vit_weights=str(weights)))
         if videos is None:
-            pseudo = discover_stills(inputs.stills, out / "discovery", cfg, weights, resume)
+            pseudo = discover_stills(inputs.stills, DemoLayout(out).discovery, cfg, weights, resume)
         else:
-            pseudo = discover_video_frames(Path(videos), every, out / "discovery", cfg, weights, resume)
+            pseudo = discover_video_frames(
+                Path(videos), every, DemoLayout(out).discovery, cfg, weights, resume
+            )
     with timer.stage(STAGES[2]):
-        synthetic = synthesize(pseudo, inputs.stills, out / "synthetic_previews", cfg, seed)
+        synthetic = synthesize(pseudo, inputs.stills, DemoLayout(out).synthetic_previews, cfg, seed)
     with timer.stage(STAGES[3]):
         main_run, models = self_train(out, inputs, synthetic, cfg, resume)
     with timer.stage(STAGES[4]):
         report = write_report(out, models, cfg, main_run, plan, timer.seconds)
-    result = DemoResult(plan, seed, models, timer.seconds, report, out / "results.json")
+    result = DemoResult(plan, seed, models, timer.seconds, report, DemoLayout(out).results)
     atomic_write_json(result.results, result.to_json())
     return result
 
@@ -413,14 +416,15 @@ def self_train(
     from the same M0 and videos; every model scored on the test videos when there is ground truth."""
     val = (inputs.gt, inputs.test) if inputs.gt is not None else None
     # the videos at their own size, decoded once for both runs
-    videos, _ = cache_videos(find_videos(inputs.unlabeled), out / "selftrain", None, resume=resume)
-    main = self_train_videos(cfg, out / "selftrain", videos, [synthetic], val=val, resume=resume)
+    layout = DemoLayout(out)
+    videos, _ = cache_videos(find_videos(inputs.unlabeled), layout.selftrain.root, None, resume=resume)
+    main = self_train_videos(cfg, layout.selftrain.root, videos, [synthetic], val=val, resume=resume)
     ablation_cfg = dataclasses.replace(
         cfg, selection=dataclasses.replace(cfg.selection, selection_score="confidence")
     )
     m0 = main.models[0].path
     ablation = self_train_videos(
-        ablation_cfg, out / "ablation_confidence", videos, [synthetic], val=val, m0=m0, resume=resume
+        ablation_cfg, layout.ablation.root, videos, [synthetic], val=val, m0=m0, resume=resume
     )
     rounds = ablation.models[1:]  # the same M0
     for m in rounds:

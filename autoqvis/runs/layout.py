@@ -34,6 +34,11 @@ __all__ = [
     "TRAIN_METRICS",
     "VIDEOS",
     "VIDEOS_FINGERPRINT",
+    "WORLD_GT",
+    "WORLD_STILLS",
+    "WORLD_TEST",
+    "WORLD_UNLABELED",
+    "DemoLayout",
     "SelfTrainLayout",
     "fingerprint_beside",
     "run_relative",
@@ -127,3 +132,65 @@ class SelfTrainLayout:
     @property
     def discovery(self) -> Path:
         return self.root / "discovery"
+
+
+# the generated world's folder (``OUT/data``): what make_world writes into it
+WORLD_STILLS, WORLD_UNLABELED, WORLD_TEST, WORLD_GT = "stills", "unlabeled", "test", "test_gt.json"
+
+
+@dataclass(frozen=True)
+class DemoLayout:
+    """Paths inside a demo folder (``autoqvis demo --out OUT``, and the demo-world studies in bench/)::
+
+    OUT/data/{stills,unlabeled,test}/, OUT/data/test_gt.json   the generated world (and its fingerprint.json)
+    OUT/discovery/                     MaskCut on the stills (or your videos' frames)
+    OUT/synthetic_previews/            ImageCut2Video previews
+    OUT/selftrain/                     the self-training run (a SelfTrainLayout)
+    OUT/ablation_confidence/           the confidence-only ablation's rounds, from the same M0
+    OUT/results.json, OUT/report.html  every model's scores; the report
+    """
+
+    root: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", Path(self.root))
+
+    @property
+    def data(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def stills(self) -> Path:
+        return self.data / WORLD_STILLS
+
+    @property
+    def unlabeled(self) -> Path:
+        return self.data / WORLD_UNLABELED
+
+    @property
+    def test(self) -> Path:
+        return self.data / WORLD_TEST
+
+    @property
+    def test_gt(self) -> Path:
+        return self.data / WORLD_GT
+
+    @property
+    def discovery(self) -> Path:
+        return self.root / "discovery"
+
+    @property
+    def synthetic_previews(self) -> Path:
+        return self.root / "synthetic_previews"
+
+    @property
+    def selftrain(self) -> SelfTrainLayout:
+        return SelfTrainLayout(self.root / "selftrain")
+
+    @property
+    def ablation(self) -> SelfTrainLayout:
+        return SelfTrainLayout(self.root / "ablation_confidence")
+
+    @property
+    def results(self) -> Path:
+        return self.root / "results.json"

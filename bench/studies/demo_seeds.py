@@ -23,6 +23,7 @@ import numpy as np
 
 from autoqvis.benchmark import bench_parser, standard_error, write_results
 from autoqvis.demo.pipeline import run_demo
+from autoqvis.runs.layout import DemoLayout
 
 KEYS = ("AP", "AP50", "AP75", "AR10")
 
@@ -52,7 +53,7 @@ def main() -> None:
     runs: list[dict[str, dict[str, float]]] = []
     for seed in range(args.first_seed, args.first_seed + args.seeds):
         out = args.out / f"seed_{seed}"
-        if not (out / "results.json").is_file():
+        if not DemoLayout(out).results.is_file():
             run_demo(
                 out,
                 quick=args.quick,
@@ -60,11 +61,11 @@ def main() -> None:
                 footage=args.footage,
                 overrides=[f"training.seed={seed}", *args.overrides],
             )
-        rows = json.loads((out / "results.json").read_text())["rows"]
+        rows = json.loads(DemoLayout(out).results.read_text())["rows"]
         runs.append({r["model"]: values(r) for r in rows})
     models = list(runs[0])
     columns = (*KEYS, "J&F", "AP50 alt", "labels")
-    results = json.loads((args.out / f"seed_{args.first_seed}" / "results.json").read_text())
+    results = json.loads(DemoLayout(args.out / f"seed_{args.first_seed}").results.read_text())
     ranking = ((results["rows"][0].get("metrics") or {}).get("ytvis_alt") or {}).get("ranking", "-")
     figures: dict = {"seeds": len(runs), "AP50 alt ranking": ranking, "models": {}, "paired": {}}
     for name in models:  # mean and std over seeds (AP50 alt: tracks ranked by the other score)

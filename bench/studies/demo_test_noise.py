@@ -27,9 +27,9 @@ from autoqvis.demo.pipeline import DemoPlan, truth_dataset
 from autoqvis.evaluate.models import ModelEvaluator
 from autoqvis.io.world import render_video
 from autoqvis.io.ytvis import save_ytvis
-from autoqvis.runs.layout import SelfTrainLayout
+from autoqvis.runs.layout import DemoLayout
 
-M0 = SelfTrainLayout(Path("selftrain")).model(0).as_posix()  # a demo run's M0, relative to the run
+M0 = DemoLayout(Path("")).selftrain.model(0).as_posix()  # a demo run's M0, relative to the run
 
 
 def render_test_set(folder: Path, plan: DemoPlan, seed: int, count: int) -> list[np.ndarray]:
@@ -56,7 +56,7 @@ def main() -> None:
         "--out", type=Path, help="the drawn test sets and the results (default RUN/test_noise)"
     )
     args = parser.parse_args()
-    saved = json.loads((args.run / "results.json").read_text())
+    saved = json.loads(DemoLayout(args.run).results.read_text())
     plan = DemoPlan(**saved["plan"])
     cfg = load_config([str(args.run / "config.yaml")])
     out = args.out or args.run / "test_noise"

@@ -45,6 +45,7 @@ from autoqvis.io.video import read_image
 from autoqvis.io.world import render_image, render_video
 from autoqvis.io.ytvis import load_ytvis
 from autoqvis.predict.ranking import motion_contrast, video_flows
+from autoqvis.runs.layout import DemoLayout, SelfTrainLayout
 from autoqvis.selftrain.pick import holdout_teacher
 from autoqvis.selftrain.pseudo_label import select_video
 from autoqvis.selftrain.select import teacher_iou
@@ -89,14 +90,16 @@ def study_seed(folder: Path, plan: DemoPlan, cfg: Config) -> dict[str, dict[str,
     seed = int(folder.name.split("_")[-1])
     if (folder / "plan.json").is_file():  # the plan the seed ran with (pick_regret.py writes it)
         plan = DemoPlan(**json.loads((folder / "plan.json").read_text()))
-    run = folder / "selftrain"
+    run = DemoLayout(folder).selftrain.root
     videos = load_ytvis(run / "videos.json", run / "frames", check_frames=False)
     truth = true_masks(plan, seed)
     teacher = holdout_teacher(
         videos, [v.id for v in videos.videos], cfg.discovery, folder / "label_precision_teacher.json"
     )
     features = {}  # (video id, track index) -> {"teacher": .., "motion": ..}
-    predictions = {v.id: read_tracks(run / "round_1" / "predictions" / f"{v.id}.json") for v in videos.videos}
+    predictions = {
+        v.id: read_tracks(SelfTrainLayout(run).predictions(1) / f"{v.id}.json") for v in videos.videos
+    }
     for v in videos.videos:
         flows = video_flows([read_image(p) for p in videos.frame_paths(v.id)])
         for i, t in enumerate(predictions[v.id]):

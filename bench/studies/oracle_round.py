@@ -24,7 +24,7 @@ from autoqvis.demo.pipeline import DemoPlan, ensure_dinov2_weights, truth_datase
 from autoqvis.demo.truth import unlabeled_truth
 from autoqvis.evaluate.models import ModelEvaluator
 from autoqvis.io.ytvis import load_ytvis, save_ytvis
-from autoqvis.runs.layout import SelfTrainLayout
+from autoqvis.runs.layout import DemoLayout
 from autoqvis.selftrain.loop import SelfTrainRun
 from autoqvis.synth.imagecut2video import ImageCut2Video, PseudoMaskImages
 
@@ -38,25 +38,25 @@ def main() -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     args = parser.parse_args()
     run = args.run
-    saved = json.loads((run / "results.json").read_text())
+    saved = json.loads(DemoLayout(run).results.read_text())
     plan, seed = DemoPlan(**saved["plan"]), saved.get("seed", 0)
     out = args.out or run / "oracle_round"
     out.mkdir(parents=True, exist_ok=True)
 
     save_ytvis(truth_dataset(unlabeled_truth(plan, seed), "video"), out / "true_tracks.json")
-    labels = load_ytvis(out / "true_tracks.json", frames_root=run / "data" / "unlabeled")
+    labels = load_ytvis(out / "true_tracks.json", frames_root=DemoLayout(run).unlabeled)
 
     cfg = load_config([str(run / "config.yaml")], args.overrides)
     weights = ensure_dinov2_weights()
     cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, vit_weights=str(weights)))
     synthetic = ImageCut2Video(
-        PseudoMaskImages(run / "discovery" / "pseudo_masks.json", run / "data" / "stills"),
+        PseudoMaskImages(DemoLayout(run).discovery / "pseudo_masks.json", DemoLayout(run).stills),
         cfg.synthesis,
         seed=cfg.training.seed,
     )
-    m0 = SelfTrainLayout(run / "selftrain").model(0)
+    m0 = DemoLayout(run).selftrain.model(0)
     model = SelfTrainRun(cfg, out, labels, [synthetic]).retrain(1, labels, m0)
-    scores = ModelEvaluator(run / "data" / "test_gt.json", run / "data" / "test", cfg)(model)
+    scores = ModelEvaluator(DemoLayout(run).test_gt, DemoLayout(run).test, cfg)(model)
     rows = [r for r in saved["rows"] if r.get("metrics")]
     rows.insert(1, {"model": "oracle round (true tracks)", "metrics": scores.to_json(samples=False)})
     figures = {}

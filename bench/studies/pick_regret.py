@@ -38,6 +38,7 @@ from autoqvis.demo.pipeline import (
 )
 from autoqvis.io.video import find_videos
 from autoqvis.runs.atomic import atomic_write_json
+from autoqvis.runs.layout import DemoLayout
 from autoqvis.selftrain.pick import CRITERIA, pick_label_free, pick_safe
 from autoqvis.selftrain.run import self_train
 from autoqvis.selftrain.videos import cache_videos
@@ -50,15 +51,16 @@ def run_seed(out: Path, plan: DemoPlan, seed: int, overrides: list[str]) -> Path
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / "plan.json", dataclasses.asdict(plan))  # for bench/studies/label_precision.py
     cfg = demo_config(plan, [f"training.seed={seed}", *overrides])
-    inputs = make_world(out / "data", plan, seed)
+    layout = DemoLayout(out)
+    inputs = make_world(layout.data, plan, seed)
     weights = ensure_dinov2_weights()
     cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, vit_weights=str(weights)))
     cfg = dataclasses.replace(cfg, discovery=dataclasses.replace(cfg.discovery, weights=str(weights)))
-    pseudo = discover_stills(inputs.stills, out / "discovery", cfg, weights)
-    synthetic = synthesize(pseudo, inputs.stills, out / "synthetic_previews", cfg, seed)
-    videos, _ = cache_videos(find_videos(inputs.unlabeled), out / "selftrain", None)
-    self_train(cfg, out / "selftrain", videos, [synthetic], val=(inputs.gt, inputs.test))
-    return out / "selftrain"
+    pseudo = discover_stills(inputs.stills, layout.discovery, cfg, weights)
+    synthetic = synthesize(pseudo, inputs.stills, layout.synthetic_previews, cfg, seed)
+    videos, _ = cache_videos(find_videos(inputs.unlabeled), layout.selftrain.root, None)
+    self_train(cfg, layout.selftrain.root, videos, [synthetic], val=(inputs.gt, inputs.test))
+    return layout.selftrain.root
 
 
 def picks(run: Path, margin: float) -> tuple[dict[str, float], dict[str, int]]:
@@ -99,7 +101,7 @@ def main() -> None:
     seeds: dict[str, dict] = {}
     for seed in range(args.first_seed, args.first_seed + args.seeds):
         folder = args.out / f"seed_{seed}"
-        run = folder / "selftrain"
+        run = DemoLayout(folder).selftrain.root
         if not (run / "label_free.json").is_file() or not (run / "best.json").is_file():
             run = run_seed(folder, plan, seed, args.overrides)
         truth, chosen = picks(run, args.margin)

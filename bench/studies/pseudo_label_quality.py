@@ -23,11 +23,11 @@ from autoqvis.benchmark import bench_parser, write_results
 from autoqvis.demo.pipeline import DemoPlan
 from autoqvis.demo.truth import unlabeled_truth
 from autoqvis.io.ytvis import load_ytvis
-from autoqvis.runs.layout import SelfTrainLayout
+from autoqvis.runs.layout import DemoLayout
 
 RUNS = {
-    "quality-guided": "selftrain",
-    "confidence-only": "ablation_confidence",
+    "quality-guided": lambda demo: demo.selftrain,
+    "confidence-only": lambda demo: demo.ablation,
 }  # a demo run's self-trainings
 
 
@@ -64,14 +64,14 @@ def main() -> None:
     parser.add_argument("--seed", type=int, help="the world's seed (default: the run's, else 0)")
     args = parser.parse_args()
     plan, seed = DemoPlan.quick() if args.quick else DemoPlan(), 0
-    results = args.run / "results.json"
+    results = DemoLayout(args.run).results
     if results.is_file():  # the run's own plan (sizes, footage) and seed
         saved = json.loads(results.read_text())
         plan, seed = DemoPlan(**saved["plan"]), saved.get("seed", 0)
     truth = unlabeled_truth(plan, seed if args.seed is None else args.seed)
     figures = {}
-    for name, folder in RUNS.items():
-        layout, k = SelfTrainLayout(args.run / folder), 1
+    for name, run_of in RUNS.items():
+        layout, k = run_of(DemoLayout(args.run)), 1
         while layout.pseudo_labels(k).is_file():
             figures[f"{name}, round {k}"] = round_precision(layout.pseudo_labels(k), truth)
             k += 1
