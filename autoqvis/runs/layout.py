@@ -13,6 +13,8 @@ A self-training run (``autoqvis selftrain --out RUN``)::
     RUN/round_k/model/                      the model of round k
     RUN/round_k/model_predictions/          the last model's tracks (label-free pick)
     RUN/<stage>/metrics.json                a model's scores on the validation set (metrics.fingerprint.json)
+    RUN/label_free.json                     every label-free criterion per model and unlabeled video
+    RUN/holdout_teacher.json                MaskCut's masks of the held-out videos (the teacher criterion)
     RUN/summary.json, RUN/best.json         every model's scores; the model to use
 
 A training run (``autoqvis train --out RUN``): ``RUN/model/`` (the finished model), ``RUN/last.pt`` (the
@@ -116,6 +118,16 @@ class SelfTrainLayout:
     @property
     def summary(self) -> Path:
         return self.root / SUMMARY
+
+    @property
+    def label_free(self) -> Path:
+        """Every label-free criterion per model and unlabeled video (what the pick compares)."""
+        return self.root / "label_free.json"
+
+    @property
+    def holdout_teacher(self) -> Path:
+        """MaskCut's masks of the held-out videos' teacher frames (the teacher criterion's cache)."""
+        return self.root / "holdout_teacher.json"
 
     @property
     def videos(self) -> Path:

@@ -52,6 +52,7 @@ from autoqvis.selftrain.pick import (
     holdout_names,
     holdout_teacher,
     label_free_per_video,
+    mean_scores,
     pick_label_free,
     pick_safe,
 )
@@ -389,7 +390,7 @@ class SelfTrainRun:
                 self.per_video = label_free_per_video(unlabeled, self.cfg.selection, teacher, sorted(held))
                 if dist.is_main():  # every criterion per model and video (what the pick compares, paired)
                     atomic_write_json(
-                        self.out / "label_free.json",
+                        self.layout.label_free,
                         {
                             "held_out": sorted(held),
                             "models": {
@@ -399,9 +400,7 @@ class SelfTrainRun:
                         },
                     )
                 for m, per_video in zip(models, self.per_video, strict=True):
-                    m.label_free = {
-                        c: (sum(v.values()) / len(v) if v else None) for c, v in per_video.items()
-                    }
+                    m.label_free = mean_scores(per_video)
         result = self.choose(models)
         if dist.is_main():
             rows = [
@@ -450,7 +449,7 @@ class SelfTrainRun:
             return None
         try:
             return holdout_teacher(
-                self.videos, held, self.cfg.discovery, self.out / "holdout_teacher.json", self.device
+                self.videos, held, self.cfg.discovery, self.layout.holdout_teacher, self.device
             )
         except CheckpointError as err:
             log.warning("label-free teacher criterion: no MaskCut teacher (%s)", err)

@@ -47,6 +47,7 @@ __all__ = [
     "holdout_names",
     "label_free_per_video",
     "label_free_scores",
+    "mean_scores",
     "pick_label_free",
     "pick_safe",
     "teacher_agreement",
@@ -164,10 +165,12 @@ def label_free_scores(
     held_out: Sequence[int] = (),
 ) -> list[dict[str, float | None]]:
     """Every criterion for every model, the mean over its videos (None where no video gave a value)."""
-    return [
-        {c: (float(np.mean(list(v.values()))) if v else None) for c, v in m.items()}
-        for m in label_free_per_video(predictions, cfg, teacher, held_out)
-    ]
+    return [mean_scores(m) for m in label_free_per_video(predictions, cfg, teacher, held_out)]
+
+
+def mean_scores(per_video: Mapping[str, Mapping[int, float]]) -> dict[str, float | None]:
+    """One model's criteria (``criterion -> video -> value``) as the mean over its videos (None: no video)."""
+    return {c: (float(np.mean(list(v.values()))) if v else None) for c, v in per_video.items()}
 
 
 def pick_label_free(scores: Sequence[Mapping[str, float | None]], criterion: str) -> int:

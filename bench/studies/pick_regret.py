@@ -38,7 +38,7 @@ from autoqvis.demo.pipeline import (
 )
 from autoqvis.io.video import find_videos
 from autoqvis.runs.atomic import atomic_write_json
-from autoqvis.runs.layout import DemoLayout
+from autoqvis.runs.layout import DemoLayout, SelfTrainLayout
 from autoqvis.selftrain.pick import CRITERIA, pick_label_free, pick_safe
 from autoqvis.selftrain.run import self_train
 from autoqvis.selftrain.videos import cache_videos
@@ -65,10 +65,11 @@ def run_seed(out: Path, plan: DemoPlan, seed: int, overrides: list[str]) -> Path
 
 def picks(run: Path, margin: float) -> tuple[dict[str, float], dict[str, int]]:
     """Each model's true score, and each criterion's pick under each rule (index into the models)."""
-    rows = json.loads((run / "summary.json").read_text())
+    layout = SelfTrainLayout(run)
+    rows = json.loads(layout.summary.read_text())
     truth = {r["model"]: float(r["metrics"]["ytvis"][METRIC]) for r in rows}
     names = [r["model"] for r in rows]
-    per = json.loads((run / "label_free.json").read_text())["models"]
+    per = json.loads(layout.label_free.read_text())["models"]
     chosen = {"last": len(names) - 1}
     for c in CRITERIA:
         per_video = [{int(v): x for v, x in per[n][c].items()} for n in names]
@@ -101,8 +102,9 @@ def main() -> None:
     seeds: dict[str, dict] = {}
     for seed in range(args.first_seed, args.first_seed + args.seeds):
         folder = args.out / f"seed_{seed}"
-        run = DemoLayout(folder).selftrain.root
-        if not (run / "label_free.json").is_file() or not (run / "best.json").is_file():
+        layout = DemoLayout(folder).selftrain
+        run = layout.root
+        if not layout.label_free.is_file() or not layout.best.is_file():
             run = run_seed(folder, plan, seed, args.overrides)
         truth, chosen = picks(run, args.margin)
         names = list(truth)
