@@ -29,7 +29,7 @@ from autoqvis.io.ytvis import YTVISDataset, load_ytvis
 from autoqvis.model import load_model
 from autoqvis.model.vit_backbone import TokenCache, use_token_cache
 from autoqvis.predict.predict import finish_tracks, id_map, segment_video
-from autoqvis.predict.ranking import track_features
+from autoqvis.predict.ranking import rank_tracks, track_features
 from autoqvis.runs.atomic import atomic_write_json
 from autoqvis.structures import Track
 
@@ -242,7 +242,7 @@ def score_tracks(
     raw: dict[str, list[Track]], root: Path, gts: dict, cfg: Config, best_of: int
 ) -> dict[str, dict]:
     """Per sequence: J, F, J&F of the top track of the configured ranking (with the configured CRF
-    refinement), the best J&F among its first ``best_of`` tracks, the DAVIS-2017 unsupervised J&F of its
+    refinement; ``no_crf``: the same ranking's top track unrefined), the best J&F among its first ``best_of`` tracks, the DAVIS-2017 unsupervised J&F of its
     first 20, and every raw track's features and J&F (for ranking studies)."""
     options = cfg.inference
     out = {}
@@ -257,7 +257,9 @@ def score_tracks(
         proposals = np.stack([id_map(final, t, hw, RAW_TOP_K) for t in range(len(gt))])
         (u,) = evaluate_sequence_unsupervised(q, gt.astype(np.uint8), proposals, max_proposals=RAW_TOP_K)
         per_track = [s["J&F"] for s in scores]
+        plain = rank_tracks(raw[q], options.track_score, source.frame_size())  # the ranking, no CRF
         out[q] = top | {
+            "no_crf": known.get(id(plain[0].masks)) if plain else jf(q, gt, np.zeros_like(gt)),
             f"best_of_{best_of}": max(per_track, default=0.0),
             "2017": (float(u.j.mean()) + float(u.f.mean())) / 2,
             "tracks": [

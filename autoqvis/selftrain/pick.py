@@ -30,6 +30,7 @@ before; :func:`pick_label_free`). ``last`` is the last round whatever it is wort
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -63,16 +64,14 @@ Teacher = Mapping[int, Mapping[int, Sequence[dict]]]  # video id -> frame index 
 
 def holdout_names(names: Sequence[str], fraction: float) -> set[str]:
     """The videos held out of every round's pseudo-labels: those whose name hashes below ``fraction`` (the
-    same in every run and on every machine), at least one when ``fraction`` > 0 and never all of them."""
+    same in every run and on every machine), at least one when ``fraction`` > 0, at most ``ceil(fraction x
+    n)`` (the lowest hashes: a few videos may hash low together) and never all of them."""
     if fraction <= 0 or len(names) < 2:
         return set()
     rank = {n: int(hashlib.sha256(n.encode()).hexdigest()[:12], 16) / 16**12 for n in names}
-    held = {n for n in names if rank[n] < fraction}
-    if not held:
-        held = {min(names, key=rank.get)}
-    if len(held) == len(names):
-        held.discard(max(names, key=rank.get))
-    return held
+    ordered = sorted(set(names), key=rank.get)
+    most = min(max(math.ceil(fraction * len(ordered) - 1e-9), 1), len(ordered) - 1)
+    return set(ordered[: min(max(sum(rank[n] < fraction for n in ordered), 1), most)])
 
 
 def _objects(tracks: Sequence[Track], cfg: SelectionConfig) -> list[Track]:

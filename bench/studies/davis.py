@@ -266,7 +266,12 @@ def training_curve(path: Path) -> dict[str, float]:
 # report
 
 
-def mean_of(per_sequence: dict[str, dict], key: str = "J&F") -> float:
+def mean_of(per_sequence: dict[str, dict], key: str = "J&F") -> float | None:
+    """Mean over sequences of ``key`` (``no_crf``: the J&F of the top track without the CRF; None in a record
+    scored before it was kept)."""
+    if key == "no_crf":
+        values = [v["no_crf"]["J&F"] for v in per_sequence.values() if v.get("no_crf")]
+        return float(np.mean(values)) if len(values) == len(per_sequence) else None
     return float(np.mean([v[key] for v in per_sequence.values()]))
 
 
@@ -286,7 +291,7 @@ def report(
     print(
         f"{'model':40s} "
         + " ".join(f"{q[:9]:>9s}" for q in seqs)
-        + f"   J     F    J&F +- SE (seeds)   best of {best_of}     2017-unsup."
+        + f"   J     F    J&F +- SE (seeds)   best of {best_of}     2017-unsup.     no CRF"
     )
     rows = ([(MASKCUT, [baseline])] if baseline else []) + [
         (n, [s["models"][n] for s in seeds.values() if n in s["models"]]) for n in names
@@ -298,6 +303,8 @@ def report(
         if name != MASKCUT:
             extra = f"  {mean_se([mean_of(r, f'best_of_{best_of}') for r in runs])}"
             extra += f"  {mean_se([mean_of(r, '2017') for r in runs])}"
+            plain = [v for r in runs if (v := mean_of(r, "no_crf")) is not None]
+            extra += f"  {mean_se(plain)}" if plain else ""
         print(
             f"{name:40s} {cells}  {100 * j:5.1f} {100 * f:5.1f}  {mean_se([mean_of(r) for r in runs])}{extra}"
         )
@@ -316,18 +323,20 @@ def report(
         ]
         if diffs:
             per = ", ".join(f"{100 * d:+.1f}" for d in diffs)
-            label = f"{a} - {b}" + ("" if key == "J&F" else f" ({key})")
+            label = f"{a} - {b}" + ("" if key == "J&F" else " (no CRF)")
             print(f"{label:78s} {mean_se(diffs)}   ({per})")
 
     m0 = names[0]
     rounds = [n for n in names if n.startswith("round")]
     if baseline:
         paired(m0, MASKCUT)
-    for n in names[1:]:
-        paired(n, m0)
-    for control in CONTROL_NAMES:
-        for n in rounds:
-            paired(n, control)
+    for key in ("J&F", "no_crf"):
+        for n in names[1:]:
+            paired(n, m0, key)
+        for control in CONTROL_NAMES:
+            for n in rounds:
+                paired(n, control, key)
+        paired(CONTROL_NAMES[2], CONTROL_NAMES[0], key)  # the headroom: what true labels give over none
     m0s = [mean_of(s["models"][m0]) for s in seeds.values()]
     spread = 100 * np.std(m0s, ddof=1) if len(m0s) > 1 else 0.0
     print(f"M0 spread over seeds: std {spread:.1f}, range {100 * (max(m0s) - min(m0s)):.1f} J&F")
@@ -484,6 +493,8 @@ def summary(seeds: dict[int, dict], baseline: dict | None, args: argparse.Namesp
         }
         row[f"best_of_{args.best_of}"] = float(np.mean([mean_of(r, f"best_of_{args.best_of}") for r in runs]))
         row["2017"] = float(np.mean([mean_of(r, "2017") for r in runs]))
+        plain = [v for r in runs if (v := mean_of(r, "no_crf")) is not None]
+        row["no_crf"] = float(np.mean(plain)) if plain else None
         models[name] = row
     return {
         "root": str(args.root),

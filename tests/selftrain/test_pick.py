@@ -1,5 +1,7 @@
 """Label-free criteria for choosing among M0 and the rounds, on hand-made predictions."""
 
+import hashlib
+
 import numpy as np
 import pytest
 
@@ -68,6 +70,14 @@ def test_holdout_is_deterministic_by_name_never_empty_nor_everything():
     assert len(holdout_names(names[:2], 0.01)) == 1  # at least one
     assert len(holdout_names(names[:5], 0.99)) == 4  # never every video
     assert holdout_names(names, 0.0) == set() and holdout_names(names[:1], 0.5) == set()
+
+
+def test_holdout_takes_at_most_its_share_even_when_several_names_hash_low():
+    rank = {n: int(hashlib.sha256(n.encode()).hexdigest()[:12], 16) / 16**12 for n in map(str, range(200))}
+    low = sorted((n for n in rank if rank[n] < 0.2), key=rank.get)[:2]  # two names that both hash below 0.2
+    high = [n for n in rank if rank[n] > 0.5][:2]
+    assert holdout_names([*low, *high], 0.2) == {low[0]}  # ceil(0.2 x 4) = 1, the lowest hash
+    assert len(holdout_names([str(i) for i in range(10)], 0.2)) <= 2
 
 
 def test_teacher_agreement_counts_missed_objects_and_objects_on_background():
