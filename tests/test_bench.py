@@ -13,6 +13,7 @@ import ast
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -335,3 +336,52 @@ def test_documented_commands_use_real_flags(helps, doc):
         known = set(re.findall(r"--[a-z][a-z0-9-]*", helps[script][1]))
         unknown = [f for f in re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", rest) if f not in known]
         assert not unknown, f"{doc}: {script} has no {unknown} (in {rest.strip()!r})"
+
+
+# ---------------------------------------------------------------------------------------------------
+# label precision on real footage (bench/studies/label_precision.py --davis-root)
+
+
+def test_label_precision_on_a_davis_pool_scores_labels_against_the_annotated_object(tmp_path):
+    """A davis.py seed whose M0 put forward the true object and a patch of background in every frame: the
+    official selection keeps both (half the labels on the object, half on background); agreeing with the
+    teacher, whose cuts are the true masks, keeps the object only."""
+    import numpy as np
+
+    from autoqvis import rle
+    from autoqvis.evaluate.davis_bench import truth
+    from autoqvis.io.tracks import write_tracks
+    from autoqvis.runs.layout import SelfTrainLayout
+    from autoqvis.selftrain.videos import cache_videos
+    from autoqvis.structures import Track
+
+    if not DAVIS.is_dir():
+        pytest.skip("shared DAVIS data not found")
+    root = tmp_path / "pool"
+    for part, ext in (("JPEGImages", "jpg"), ("Annotations", "png")):
+        (root / part / "480p" / "dog").mkdir(parents=True)
+        for t in range(6):
+            shutil.copy(DAVIS / part / "480p" / "dog" / f"{t:05d}.{ext}", root / part / "480p" / "dog")
+    run = tmp_path / "davis_run"
+    videos, _ = cache_videos([root / "JPEGImages" / "480p" / "dog"], run / "videos", None)
+    gt = truth(root)["dog"]
+    corner = np.zeros_like(gt[0])
+    corner[:30, :30] = True
+    tracks = [
+        Track(masks=[rle.encode(m) for m in gt], score=0.9, predicted_iou=[0.9] * 6),
+        Track(masks=[rle.encode(corner)] * 6, score=0.8, predicted_iou=[0.9] * 6),
+    ]
+    write_tracks(SelfTrainLayout(run / "seed_0").predictions(1) / f"{videos.videos[0].id}.json", tracks)
+    images = [{"id": t, "file_name": f"dog/{t:05d}.jpg"} for t in (0, 3)]
+    cuts = [{"image_id": t, "segmentation": rle.encode(gt[t])} for t in (0, 3)]
+    cache = tmp_path / "discovery" / "pool"
+    cache.mkdir(parents=True)
+    (cache / "maskcut_every3.json").write_text(json.dumps({"images": images, "annotations": cuts}))
+    argv = [str(run / "seed_0"), "--davis-root", str(root), "--discovery-cache", str(tmp_path / "discovery")]
+    job = [str(REPO / "bench/studies/label_precision.py"), "--out", str(tmp_path), *argv]
+    code, output = run_scripts([("labels", job)], tmp_path)["labels"]
+    assert code == 0, output
+    figures = json.loads((tmp_path / "label_precision.json").read_text())["figures"]["pooled over seeds"]
+    assert figures["official"]["precision"] == 0.5 and figures["official"]["background"] == 0.5
+    assert figures["teacher_iou 0.5"]["precision"] == 1.0 and figures["teacher_iou 0.5"]["background"] == 0.0
+    assert figures["teacher_iou 0.5"]["kept_of_official"] == 0.5

@@ -388,7 +388,7 @@ def main() -> None:
         help="the unlabeled training videos: the scored ones (transductive), --train-root (inductive) or both",
     )
     parser.add_argument("--out", type=Path, default=Path("runs/bench_davis"))
-    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--seeds", type=int, default=3, help="0: only the discovery (cached)")
     parser.add_argument("--first-seed", type=int, default=0)
     parser.add_argument("--every", type=int, default=3, help="training pool: every k-th frame")
     parser.add_argument("--fixed-size", type=int, default=320, help="MaskCut input size (official 480)")
@@ -468,6 +468,10 @@ def main() -> None:
             + ", ".join(f"{n} {100 * mean_of(v):.1f}" for n, v in seeds[seed]["models"].items()),
             flush=True,
         )
+    if not seeds:  # --seeds 0: the discovery (cached for later runs) and its controls only
+        for name, controls in discovery.items():
+            print(f"discovery on {name}: {json.dumps({k: round(v, 3) for k, v in controls.items()})}")
+        return
     print(
         f"\nDAVIS-2016 protocol on {len(scored_gts)} sequences of {args.root}; pool {args.pool}; profile "
         f"{PROFILE} {args.config or ''} {args.overrides or ''}; short side {args.short_side}"
