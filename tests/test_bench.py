@@ -385,3 +385,41 @@ def test_label_precision_on_a_davis_pool_scores_labels_against_the_annotated_obj
     assert figures["official"]["precision"] == 0.5 and figures["official"]["background"] == 0.5
     assert figures["teacher_iou 0.5"]["precision"] == 1.0 and figures["teacher_iou 0.5"]["background"] == 0.0
     assert figures["teacher_iou 0.5"]["kept_of_official"] == 0.5
+
+
+def test_headroom_is_the_ceiling_minus_synthetic_only_paired_by_seed(tmp_path):
+    """Two fabricated davis.py runs: the headroom, with and without the CRF, per seed and paired."""
+
+    def seed(m0: float, synthetic: float, ceiling: float, plain: bool = True) -> dict:
+        def scores(v: float) -> dict:
+            row = {"J&F": v} | ({"no_crf": {"J&F": v - 0.1}} if plain else {})
+            return {"a": row, "b": row}
+
+        models = {"M0": scores(m0), "synthetic only": scores(synthetic)}
+        return {"models": models | {"supervised ceiling (true masks)": scores(ceiling)}, "seconds": {"x": 60}}
+
+    runs = []
+    for name, side, seeds in (
+        ("small", 160, [seed(0.6, 0.61, 0.62), seed(0.5, 0.5, 0.54)]),
+        ("big", 224, [seed(0.6, 0.6, 0.7, plain=False)]),
+    ):
+        run = tmp_path / name
+        for i, record in enumerate(seeds):
+            (run / f"seed_{i}").mkdir(parents=True)
+            (run / f"seed_{i}" / "bench.json").write_text(json.dumps(record))
+        config = {
+            "inference": {"short_side": side},
+            "training": {"max_iters": 1000},
+            "rounds": {"iters": 500},
+        }
+        (run / "settings.json").write_text(json.dumps({"config": config}))
+        runs.append(str(run))
+    job = [str(REPO / "bench/studies/headroom.py"), "--out", str(tmp_path), *runs]
+    code, output = run_scripts([("headroom", job)], tmp_path)["headroom"]
+    assert code == 0, output
+    figures = json.loads((tmp_path / "headroom.json").read_text())["figures"]
+    small = figures["small"]["crf"]["supervised ceiling (true masks) - synthetic only"]
+    assert small["mean"] == pytest.approx(2.5) and small["per_seed"] == pytest.approx([1.0, 4.0])
+    assert figures["small"]["no_crf"]["M0"]["mean"] == pytest.approx(45.0)
+    assert figures["big"]["differs_from_first"] == {"inference.short_side": 224}
+    assert "no_crf" not in figures["big"]  # scored before the unrefined top track was kept
