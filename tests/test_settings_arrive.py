@@ -115,6 +115,7 @@ CHANGED: dict[str, Any] = {
     "selection.min_eligible_frames": 1,
     "selection.min_consistency": 0.3,
     "selection.min_persistence": 0.2,
+    "selection.min_teacher_iou": 0.2,
     # rounds
     "rounds.iters": 5,
     "rounds.batch_size": 3,
@@ -490,7 +491,10 @@ def test_selection_settings_arrive_and_each_one_selects_again(videos, tmp_path, 
         "drop_rarely_selected": lambda tracks, n: seen.update({"selection.min_frames": n}),
         "drop_inconsistent": lambda tracks, c: seen.update({"selection.min_consistency": c}),
         "drop_transient": lambda tracks, p: seen.update({"selection.min_persistence": p}),
+        "drop_disagreeing": lambda tracks, teacher, m: seen.update({"selection.min_teacher_iou": m}),
     }
+    # the teacher's cuts (MaskCut needs the discovery weights): none on any frame
+    monkeypatch.setattr(loop, "teacher_cuts", lambda videos, ids, *a: {i: {} for i in ids})
     for name, spy in record.items():
         _spy(monkeypatch, steps, name, spy)
     _spy(monkeypatch, loop, "replace_labels", lambda old, new: seen.update({"selection.fusion": "replace"}))

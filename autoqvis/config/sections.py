@@ -297,6 +297,10 @@ class SelectionConfig:
     # has a non-empty mask in >= min_persistence of the video's frames
     min_consistency: float = 0.0
     min_persistence: float = 0.0
+    # keep a track only if it agrees with the MaskCut teacher: the mean IoU of its masks with the teacher's
+    # best-matching cut, over the frames the teacher cuts (every third frame, t % 3 == 1), is >= this. Runs
+    # MaskCut (the discovery section) on those frames of every unlabeled video once per run; 0 = off
+    min_teacher_iou: float = 0.0
 
     def __post_init__(self) -> None:
         check_section(
@@ -305,6 +309,7 @@ class SelectionConfig:
             {
                 "min_consistency": FRACTION,
                 "min_persistence": FRACTION,
+                "min_teacher_iou": FRACTION,
                 "top_k": COUNT,
                 "nms_iou": FRACTION,
                 "score_min": FRACTION,

@@ -15,6 +15,7 @@ A self-training run (``autoqvis selftrain --out RUN``)::
     RUN/<stage>/metrics.json                a model's scores on the validation set (metrics.fingerprint.json)
     RUN/label_free.json                     every label-free criterion per model and unlabeled video
     RUN/holdout_teacher.json                MaskCut's masks of the held-out videos (the teacher criterion)
+    RUN/pool_teacher.json                   MaskCut's masks of the other videos (selection.min_teacher_iou)
     RUN/summary.json, RUN/best.json         every model's scores; the model to use
 
 A training run (``autoqvis train --out RUN``): ``RUN/model/`` (the finished model), ``RUN/last.pt`` (the
@@ -128,6 +129,11 @@ class SelfTrainLayout:
     def holdout_teacher(self) -> Path:
         """MaskCut's masks of the held-out videos' teacher frames (the teacher criterion's cache)."""
         return self.root / "holdout_teacher.json"
+
+    @property
+    def pool_teacher(self) -> Path:
+        """MaskCut's masks of the pseudo-labelled videos' teacher frames (``selection.min_teacher_iou``)."""
+        return self.root / "pool_teacher.json"
 
     @property
     def videos(self) -> Path:

@@ -50,11 +50,11 @@ from autoqvis.runs.step import open_step
 from autoqvis.selftrain.fuse import fuse_labels, replace_labels
 from autoqvis.selftrain.pick import (
     holdout_names,
-    holdout_teacher,
     label_free_per_video,
     mean_scores,
     pick_label_free,
     pick_safe,
+    teacher_cuts,
 )
 from autoqvis.selftrain.pseudo_label import (
     SelectionStats,
@@ -285,6 +285,10 @@ class SelfTrainRun:
             },
             "predictions": _tracks_hash(predictions),
             "previous": None if previous is None else _tracks_hash(previous),
+            # the teacher's cuts (selection.min_teacher_iou) are MaskCut with the discovery section
+            "teacher": config_to_dict(self.cfg)["discovery"]
+            if self.cfg.selection.min_teacher_iou > 0
+            else None,
             "videos": self.videos.content_hash(),
         }
         finished = [train_path, labels_path, stats_path]
@@ -299,7 +303,11 @@ class SelfTrainRun:
         s = self.cfg.selection
         stats = SelectionStats()
         regions = self.cfg.discovery
-        selected = {vid: select_video(tracks, s, stats, regions) for vid, tracks in predictions.items()}
+        teacher = self.pool_teacher(sorted(predictions)) if s.min_teacher_iou > 0 else {}
+        selected = {
+            vid: select_video(tracks, s, stats, regions, teacher.get(vid, {}))
+            for vid, tracks in predictions.items()
+        }
         if previous is None:
             labels = selected
         elif s.fusion == "fuse":
@@ -448,12 +456,23 @@ class SelfTrainRun:
         if not held:
             return None
         try:
-            return holdout_teacher(
+            return teacher_cuts(
                 self.videos, held, self.cfg.discovery, self.layout.holdout_teacher, self.device
             )
         except CheckpointError as err:
             log.warning("label-free teacher criterion: no MaskCut teacher (%s)", err)
             return None
+
+    def pool_teacher(self, ids: list[int]) -> dict[int, dict[int, list]]:
+        """MaskCut's cuts of the teacher frames of the videos ``ids`` (``pool_teacher.json``, made once per
+        run), for ``selection.min_teacher_iou``; the discovery weights must load."""
+        try:
+            return teacher_cuts(self.videos, ids, self.cfg.discovery, self.layout.pool_teacher, self.device)
+        except CheckpointError as err:
+            raise CheckpointError(
+                f"selection.min_teacher_iou needs the MaskCut teacher, whose ViT did not load ({err}); pass "
+                "discovery.weights or set selection.min_teacher_iou=0"
+            ) from err
 
     def result(
         self, name: str, k: int, model: Path, stats: SelectionStats | None = None, note: str = ""

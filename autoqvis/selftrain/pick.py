@@ -52,6 +52,7 @@ __all__ = [
     "pick_label_free",
     "pick_safe",
     "teacher_agreement",
+    "teacher_cuts",
 ]
 
 CRITERIA = ("teacher", "quality", "stability", "agreement")
@@ -214,11 +215,10 @@ def teacher_frames(num_frames: int) -> list[int]:
     return frames or list(range(min(1, num_frames)))
 
 
-def holdout_teacher(
-    videos, held: Sequence[int], cfg, path, device: str = "cpu"
-) -> dict[int, dict[int, list]]:
+def teacher_cuts(videos, held: Sequence[int], cfg, path, device: str = "cpu") -> dict[int, dict[int, list]]:
     """MaskCut (``cfg``: the discovery section, its region rule included) on :func:`teacher_frames` of the
-    ``held`` videos of ``videos`` (a :class:`~autoqvis.io.ytvis.YTVISDataset` frame cache): video id -> frame
+    ``held`` videos of ``videos`` (the held-out videos for the teacher criterion, the others for
+    ``selection.min_teacher_iou``) (a :class:`~autoqvis.io.ytvis.YTVISDataset` frame cache): video id -> frame
     -> RLE masks. Written to ``path`` and reused while the settings, videos and frames are the same."""
     import json
     from pathlib import Path

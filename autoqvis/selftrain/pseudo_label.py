@@ -16,6 +16,7 @@ from autoqvis.config import DiscoveryConfig, SelectionConfig
 from autoqvis.io.ytvis import YTVISDataset
 from autoqvis.selftrain.fuse import eligible_frames
 from autoqvis.selftrain.select import (
+    drop_disagreeing,
     drop_inconsistent,
     drop_rarely_selected,
     drop_transient,
@@ -78,10 +79,14 @@ def select_video(
     cfg: SelectionConfig,
     stats: SelectionStats | None = None,
     regions: DiscoveryConfig | None = None,
+    teacher: Mapping[int, Sequence[dict]] | None = None,
 ) -> list[Track]:
     """NMS in any frame -> score >= score_min -> mark frames by quality (frames whose mask is a background
     region by the one region rule, ``regions.max_area`` / ``max_borders`` of the discovery section, unmarked;
-    default: the section's, no rule) -> keep tracks selected often enough."""
+    default: the section's, no rule) -> keep tracks selected often enough -> the track filters (the last needs
+    ``teacher``, the MaskCut cuts of this video: frame index -> RLE masks, when ``min_teacher_iou`` > 0)."""
+    if cfg.min_teacher_iou > 0 and teacher is None:
+        raise ValueError("selection.min_teacher_iou > 0 needs the teacher's cuts of the video's frames")
     regions = regions or DiscoveryConfig()
     stats = stats or SelectionStats()
     tracks = [normalise_empty(t) for t in tracks]
@@ -95,6 +100,7 @@ def select_video(
     stats.steps["quality"].add(tracks, selected_only=True)
     tracks = drop_rarely_selected(tracks, cfg.min_frames)
     tracks = drop_transient(drop_inconsistent(tracks, cfg.min_consistency), cfg.min_persistence)
+    tracks = drop_disagreeing(tracks, teacher or {}, cfg.min_teacher_iou)
     stats.steps["min_frames"].add(tracks)
     return tracks
 

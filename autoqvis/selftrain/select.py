@@ -16,10 +16,10 @@ Every threshold defaults to its :class:`~autoqvis.config.SelectionConfig` field 
 
 Track filters, not in the official code (each off at 0; measured in ``bench/studies/label_precision.py``):
 :func:`drop_inconsistent` (mean IoU of consecutive masks, ``selection.min_consistency``),
-:func:`drop_transient` (fraction of frames with a mask, ``selection.min_persistence``); and, for the study
-only (they need the frames or the teacher's masks, which the selection does not have):
-:func:`teacher_iou` (agreement with the MaskCut masks of the same frame) and
-:func:`autoqvis.predict.ranking.motion_contrast`.
+:func:`drop_transient` (fraction of frames with a mask, ``selection.min_persistence``),
+:func:`drop_disagreeing` (:func:`teacher_iou`: agreement with the MaskCut masks of the same frames,
+``selection.min_teacher_iou``; the self-training loop runs the teacher); and, for the study only (it needs the
+frames' flow): :func:`autoqvis.predict.ranking.motion_contrast`.
 
 Retained tracks keep all their frames with the per-frame flags in ``Track.selected``.
 """
@@ -38,6 +38,7 @@ from autoqvis.structures import Track
 
 __all__ = [
     "consistency",
+    "drop_disagreeing",
     "drop_inconsistent",
     "drop_rarely_selected",
     "drop_transient",
@@ -180,3 +181,14 @@ def teacher_iou(track: Track, teacher: dict[int, Sequence[dict]]) -> float | Non
             continue
         values.append(float(rle_utils.frame_ious([[track.masks[t]]], [[c] for c in cuts])[0, :, 0].max()))
     return float(np.mean(values)) if values else None
+
+
+def drop_disagreeing(
+    tracks: Sequence[Track], teacher: dict[int, Sequence[dict]], min_iou: float = 0.0
+) -> list[Track]:
+    """Keep a track only if :func:`teacher_iou` with ``teacher`` (frame index -> the teacher's RLE cuts) is >=
+    ``min_iou`` (0: every track); a track with no mask on any frame the teacher cut cannot agree and is
+    dropped."""
+    if min_iou <= 0:
+        return list(tracks)
+    return [t for t in tracks if (v := teacher_iou(t, teacher)) is not None and v >= min_iou]

@@ -53,7 +53,7 @@ from autoqvis.io.world import render_image, render_video
 from autoqvis.io.ytvis import load_ytvis
 from autoqvis.predict.ranking import motion_contrast, video_flows
 from autoqvis.runs.layout import VIDEOS, DemoLayout, SelfTrainLayout
-from autoqvis.selftrain.pick import holdout_teacher
+from autoqvis.selftrain.pick import teacher_cuts
 from autoqvis.selftrain.pseudo_label import select_video
 from autoqvis.selftrain.select import teacher_iou
 
@@ -100,7 +100,7 @@ def study_seed(folder: Path, plan: DemoPlan, cfg: Config) -> dict[str, dict[str,
     run = DemoLayout(folder).selftrain.root
     videos = load_ytvis(run / "videos.json", run / "frames", check_frames=False)
     truth = true_masks(plan, seed)
-    teacher = holdout_teacher(
+    teacher = teacher_cuts(
         videos, [v.id for v in videos.videos], cfg.discovery, folder / "label_precision_teacher.json"
     )
     truths = {v.id: truth[int(v.name.split("_")[-1])] for v in videos.videos}

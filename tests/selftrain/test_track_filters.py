@@ -8,6 +8,7 @@ from autoqvis.config import SelectionConfig
 from autoqvis.selftrain.pseudo_label import select_video
 from autoqvis.selftrain.select import (
     consistency,
+    drop_disagreeing,
     drop_inconsistent,
     drop_transient,
     persistence,
@@ -60,3 +61,18 @@ def test_the_filters_are_switches_of_the_selection_and_off_by_default():
     assert [t.score for t in kept] == [0.9, 0.7]
     kept = select_video([steady, jumpy, short], SelectionConfig(quality_min=0.5, min_persistence=0.75))
     assert [t.score for t in kept] == [0.9, 0.8]
+
+
+def test_agreement_with_the_teacher_is_a_switch_of_the_selection():
+    on_object = track([(0, 2)] * 4)
+    on_background = track([(4, 8)] * 4, score=0.8)
+    unseen = track([(2, 4), None, None, None], score=0.7)  # no mask on the frames the teacher cut
+    teacher = {1: [mask(0, 2)], 2: [mask(0, 3)]}  # frame -> the teacher's cuts
+    tracks = [on_object, on_background, unseen]
+    assert drop_disagreeing(tracks, teacher, 0.0) == tracks  # off
+    assert drop_disagreeing(tracks, teacher, 0.5) == [on_object]  # IoU (1 + 2/3) / 2 with the cuts
+    assert drop_disagreeing(tracks, teacher, 0.9) == []
+    cfg = SelectionConfig(quality_min=0.5, min_frames=1, min_teacher_iou=0.5)
+    assert [t.score for t in select_video(tracks, cfg, teacher=teacher)] == [0.9]
+    with pytest.raises(ValueError, match="min_teacher_iou"):
+        select_video(tracks, cfg)  # the filter without the teacher's cuts
