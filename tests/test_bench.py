@@ -377,6 +377,7 @@ def test_label_precision_on_a_davis_pool_scores_labels_against_the_annotated_obj
     cache = tmp_path / "discovery" / "pool"
     cache.mkdir(parents=True)
     (cache / "maskcut_every3.json").write_text(json.dumps({"images": images, "annotations": cuts}))
+    (cache / "maskcut_every3.fingerprint.json").write_text("{}")  # beside the cuts, as davis.py writes it
     argv = [str(run / "seed_0"), "--davis-root", str(root), "--discovery-cache", str(tmp_path / "discovery")]
     job = [str(REPO / "bench/studies/label_precision.py"), "--out", str(tmp_path), *argv]
     code, output = run_scripts([("labels", job)], tmp_path)["labels"]

@@ -4,7 +4,8 @@ Models (random weights for the heads; the small model's frozen ViT is the DINOv2
 
 - ``small``: the demo's model (tiny decoder on a frozen DINOv2-S backbone with the image stem) on demo-world
   clips at 96x128, batch 2, 3 frames, 1,024 points, as ``autoqvis demo`` trains M0;
-- ``small-160``: the same model at short side 160 (213 wide), as ``bench/davis.py`` trains it;
+- ``small-160``: the same model at short side 160 (213 wide), as ``bench/studies/davis.py`` trains it;
+- ``small-224``: the same at short side 224 (298 wide), ``davis.py --short-side 224``;
 - ``paper_r50``: the official model (ResNet-50, 100 queries) at batch 1, 3 frames of 240x320.
 
 Each iteration is one full optimiser step of :class:`autoqvis.train.trainer.Trainer` (forward, losses,
@@ -46,6 +47,7 @@ MODELS = {
     # name: (overrides, clip height, width, batch size)
     "small": (SMALL, 96, 128),
     "small-160": (SMALL, 160, 213),
+    "small-224": (SMALL, 224, 298),
     "paper_r50": (["model.preset=paper_r50", "training.batch_size=1", "training.num_points=12544"], 240, 320),
 }
 

@@ -242,7 +242,13 @@ def main() -> None:
     plan = DemoPlan.quick() if args.quick else DemoPlan(test_videos=args.test_videos)
     if args.davis_root:  # the selection of the small_data profile davis.py runs; the teacher from its cache
         cfg = load_config(["small_data"], args.overrides)
-        found = sorted((args.discovery_cache / args.davis_root.resolve().name).glob("maskcut_every*.json"))
+        found = [  # the cuts, not their fingerprint
+            p
+            for p in sorted(
+                (args.discovery_cache / args.davis_root.resolve().name).glob("maskcut_every*.json")
+            )
+            if not p.name.endswith(".fingerprint.json")
+        ]
         if not found:
             raise SystemExit(
                 f"no MaskCut cache of {args.davis_root} in {args.discovery_cache}; run davis.py first"
