@@ -396,7 +396,7 @@ def test_headroom_is_the_ceiling_minus_synthetic_only_paired_by_seed(tmp_path):
             row = {"J&F": v} | ({"no_crf": {"J&F": v - 0.1}} if plain else {})
             return {"a": row, "b": row}
 
-        models = {"M0": scores(m0), "synthetic only": scores(synthetic)}
+        models = {"M0 (synthetic only)": scores(m0), "synthetic only": scores(synthetic)}
         return {"models": models | {"supervised ceiling (true masks)": scores(ceiling)}, "seconds": {"x": 60}}
 
     runs = []
@@ -421,6 +421,6 @@ def test_headroom_is_the_ceiling_minus_synthetic_only_paired_by_seed(tmp_path):
     figures = json.loads((tmp_path / "headroom.json").read_text())["figures"]
     small = figures["small"]["crf"]["supervised ceiling (true masks) - synthetic only"]
     assert small["mean"] == pytest.approx(2.5) and small["per_seed"] == pytest.approx([1.0, 4.0])
-    assert figures["small"]["no_crf"]["M0"]["mean"] == pytest.approx(45.0)
+    assert figures["small"]["no_crf"]["M0 (synthetic only)"]["mean"] == pytest.approx(45.0)
     assert figures["big"]["differs_from_first"] == {"inference.short_side": 224}
     assert "no_crf" not in figures["big"]  # scored before the unrefined top track was kept

@@ -26,8 +26,9 @@ from pathlib import Path
 import numpy as np
 
 from autoqvis.benchmark import bench_parser, paired_difference, standard_error, write_results
+from autoqvis.selftrain.loop import M0_NAME
 
-M0, SYNTHETIC, CEILING = "M0", "synthetic only", "supervised ceiling (true masks)"
+M0, SYNTHETIC, CEILING = M0_NAME, "synthetic only", "supervised ceiling (true masks)"  # davis.py's names
 
 
 def mean_jf(per_sequence: dict[str, dict], crf: bool = True) -> float | None:

@@ -112,7 +112,8 @@ def study_davis_seed(
 ) -> dict[str, dict[str, float]]:
     """A seed folder of ``bench/studies/davis.py`` (its pool videos cached beside it in ``videos/``): the truth
     is the pool root's one annotated object per video, the teacher MaskCut's cuts of the discovery cache
-    (``discovery``: frames 0, 3, 6, ... as the training pool took them)."""
+    (``discovery``: frames 0, 3, 6, ... as the training pool took them), without the cuts the profile's region
+    rule calls background regions, as the loop's teacher (``selection.min_teacher_iou``) has none."""
     videos = load_ytvis(
         folder.parent / "videos" / VIDEOS, folder.parent / "videos" / "frames", check_frames=False
     )
@@ -124,9 +125,11 @@ def study_davis_seed(
     for path in by_image.values():
         if path.parent.name in ids:
             teacher[ids[path.parent.name]].setdefault(int(path.stem), [])
+    rule = cfg.discovery  # the teacher's cuts pass the profile's region rule, as the loop's teacher's do
     for a in cuts["annotations"]:
         path = by_image[a["image_id"]]
-        if path.parent.name in ids:
+        region = rle.is_region_sized(rle.decode(a["segmentation"]), rule.max_area, rule.max_borders)
+        if path.parent.name in ids and not region:
             teacher[ids[path.parent.name]][int(path.stem)].append(a["segmentation"])
     truths = {v.id: gts[v.name][None] for v in videos.videos if v.name in gts}
     return count_variants(videos, SelfTrainLayout(folder).predictions(1), teacher, truths, cfg, samples)
