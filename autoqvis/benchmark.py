@@ -30,6 +30,7 @@ __all__ = [
     "DEFAULT_OUT",
     "bench_parser",
     "commit",
+    "flat_items",
     "hardware_line",
     "paired_difference",
     "print_results",
@@ -117,14 +118,15 @@ def print_results(record: dict[str, Any]) -> None:
     """Print a record: its header lines, then the figures, one ``key: value`` a line (nested keys dotted)."""
     print(f"# {record['benchmark']}: {record['command']}")
     print(f"# commit {record.get('commit') or 'unknown'} | {record['hardware']} | {record.get('time', '')}")
-    for key, value in _flatten(record["figures"]):
+    for key, value in flat_items(record["figures"]):
         print(f"{key}: {_format(value)}")
 
 
-def _flatten(value: Any, prefix: str = ""):
+def flat_items(value: Any, prefix: str = ""):
+    """``(dotted key, value)`` of every leaf of nested dicts (``{"a": {"b": 1}}`` -> ``("a.b", 1)``)."""
     if isinstance(value, dict):
         for k, v in value.items():
-            yield from _flatten(v, f"{prefix}.{k}" if prefix else str(k))
+            yield from flat_items(v, f"{prefix}.{k}" if prefix else str(k))
     else:
         yield prefix, value
 

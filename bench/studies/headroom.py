@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from autoqvis.benchmark import bench_parser, paired_difference, standard_error, write_results
+from autoqvis.benchmark import bench_parser, flat_items, paired_difference, standard_error, write_results
 from autoqvis.selftrain.loop import M0_NAME
 
 M0, SYNTHETIC, CEILING = M0_NAME, "synthetic only", "supervised ceiling (true masks)"  # davis.py's names
@@ -39,22 +39,12 @@ def mean_jf(per_sequence: dict[str, dict], crf: bool = True) -> float | None:
     return 100 * float(np.mean(plain)) if len(plain) == len(per_sequence) else None
 
 
-def flat(d: dict, prefix: str = "") -> dict[str, object]:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out |= flat(v, f"{prefix}{k}.")
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
 def student(run: Path) -> dict[str, object]:
     """The run's configuration, flattened (``section.key`` -> value)."""
     path = run / "settings.json"
     if not path.is_file():
         raise SystemExit(f"{run}: no settings.json; expected a bench/studies/davis.py run folder")
-    return flat(json.loads(path.read_text())["config"])
+    return dict(flat_items(json.loads(path.read_text())["config"]))
 
 
 def seeds_of(run: Path) -> dict[int, dict]:
