@@ -1,11 +1,10 @@
 """Label-free criteria for choosing among M0 and the rounds, on hand-made predictions."""
 
+import functools
 import hashlib
 
-import numpy as np
 import pytest
 
-from autoqvis import rle
 from autoqvis.config import SelectionConfig
 from autoqvis.selftrain.pick import (
     KEPT_M0,
@@ -17,19 +16,10 @@ from autoqvis.selftrain.pick import (
     teacher_agreement,
     teacher_frames,
 )
-from autoqvis.structures import Track
+from tests.selftrain.toy import mask
+from tests.selftrain.toy import track as toy_track
 
-H, W = 8, 8
-
-
-def mask(x0, x1):
-    m = np.zeros((H, W), bool)
-    m[2:6, x0:x1] = True
-    return rle.encode(m)
-
-
-def track(spans, score=0.9, q=0.8):
-    return Track(masks=[mask(*s) for s in spans], score=score, predicted_iou=[q] * len(spans))
+track = functools.partial(toy_track, q=0.8)  # these cases' predicted IoU unless one says otherwise
 
 
 def test_each_criterion_on_a_toy_run():

@@ -1,9 +1,7 @@
 """The track filters of the selection (consistency, persistence, agreement with the teacher), by hand."""
 
-import numpy as np
 import pytest
 
-from autoqvis import rle
 from autoqvis.config import SelectionConfig
 from autoqvis.selftrain.pseudo_label import select_video
 from autoqvis.selftrain.select import (
@@ -14,20 +12,7 @@ from autoqvis.selftrain.select import (
     persistence,
     teacher_iou,
 )
-from autoqvis.structures import Track
-
-H, W = 8, 8
-
-
-def mask(x0, x1):
-    m = np.zeros((H, W), bool)
-    m[2:6, x0:x1] = True
-    return rle.encode(m)
-
-
-def track(spans, score=0.9, q=0.9):
-    masks = [None if s is None else mask(*s) for s in spans]
-    return Track(masks=masks, score=score, predicted_iou=[q] * len(spans))
+from tests.selftrain.toy import mask, track
 
 
 def test_consistency_and_persistence_by_hand():
