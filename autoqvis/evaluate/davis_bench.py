@@ -45,6 +45,7 @@ __all__ = [
     "label_controls",
     "maskcut_baseline",
     "masks_by_frame",
+    "mean_score",
     "raw_tracks",
     "score_model",
     "score_tracks",
@@ -242,8 +243,9 @@ def score_tracks(
     raw: dict[str, list[Track]], root: Path, gts: dict, cfg: Config, best_of: int
 ) -> dict[str, dict]:
     """Per sequence: J, F, J&F of the top track of the configured ranking (with the configured CRF
-    refinement; ``no_crf``: the same ranking's top track unrefined), the best J&F among its first ``best_of`` tracks, the DAVIS-2017 unsupervised J&F of its
-    first 20, and every raw track's features and J&F (for ranking studies)."""
+    refinement; ``no_crf``: the same ranking's top track unrefined), the best J&F among its first ``best_of``
+    tracks, the DAVIS-2017 unsupervised J&F of its first 20, and every raw track's features and J&F (for
+    ranking studies)."""
     options = cfg.inference
     out = {}
     for q, gt in gts.items():
@@ -268,6 +270,15 @@ def score_tracks(
             ],
         }
     return out
+
+
+def mean_score(per_sequence: dict[str, dict], key: str = "J&F") -> float | None:
+    """Mean over sequences of one figure of a :func:`score_tracks` record: ``key`` per sequence, or with
+    ``no_crf`` the J&F of the top track without the CRF (None for a record scored before it was kept)."""
+    if key == "no_crf":
+        values = [v["no_crf"]["J&F"] for v in per_sequence.values() if v.get("no_crf")]
+        return float(np.mean(values)) if len(values) == len(per_sequence) else None
+    return float(np.mean([v[key] for v in per_sequence.values()]))
 
 
 def score_model(

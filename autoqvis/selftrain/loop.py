@@ -286,9 +286,7 @@ class SelfTrainRun:
             "predictions": _tracks_hash(predictions),
             "previous": None if previous is None else _tracks_hash(previous),
             # the teacher's cuts (selection.min_teacher_iou) are MaskCut with the discovery section
-            "teacher": config_to_dict(self.cfg)["discovery"]
-            if self.cfg.selection.min_teacher_iou > 0
-            else None,
+            "teacher": config_to_dict(self.cfg.discovery) if self.cfg.selection.min_teacher_iou > 0 else None,
             "videos": self.videos.content_hash(),
         }
         finished = [train_path, labels_path, stats_path]

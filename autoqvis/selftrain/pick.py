@@ -71,6 +71,7 @@ def holdout_names(names: Sequence[str], fraction: float) -> set[str]:
         return set()
     rank = {n: int(hashlib.sha256(n.encode()).hexdigest()[:12], 16) / 16**12 for n in names}
     ordered = sorted(set(names), key=rank.get)
+    # (- 1e-9: a product such as 0.7 x 10 = 7.000000000000001 must not round up to 8)
     most = min(max(math.ceil(fraction * len(ordered) - 1e-9), 1), len(ordered) - 1)
     return set(ordered[: min(max(sum(rank[n] < fraction for n in ordered), 1), most)])
 
@@ -215,11 +216,11 @@ def teacher_frames(num_frames: int) -> list[int]:
     return frames or list(range(min(1, num_frames)))
 
 
-def teacher_cuts(videos, held: Sequence[int], cfg, path, device: str = "cpu") -> dict[int, dict[int, list]]:
+def teacher_cuts(videos, ids: Sequence[int], cfg, path, device: str = "cpu") -> dict[int, dict[int, list]]:
     """MaskCut (``cfg``: the discovery section, its region rule included) on :func:`teacher_frames` of the
-    ``held`` videos of ``videos`` (the held-out videos for the teacher criterion, the others for
-    ``selection.min_teacher_iou``) (a :class:`~autoqvis.io.ytvis.YTVISDataset` frame cache): video id -> frame
-    -> RLE masks. Written to ``path`` and reused while the settings, videos and frames are the same."""
+    videos ``ids`` of ``videos`` (a :class:`~autoqvis.io.ytvis.YTVISDataset` frame cache; the held-out videos
+    for the teacher criterion, the others for ``selection.min_teacher_iou``): video id -> frame -> RLE masks.
+    Written to ``path`` and reused while the settings, videos and frames are the same."""
     import json
     from pathlib import Path
 
@@ -231,7 +232,7 @@ def teacher_cuts(videos, held: Sequence[int], cfg, path, device: str = "cpu") ->
 
     path = Path(path)
     by_id = {v.id: v for v in videos.videos}
-    wanted = {vid: teacher_frames(by_id[vid].length) for vid in sorted(held)}
+    wanted = {vid: teacher_frames(by_id[vid].length) for vid in sorted(ids)}
     fingerprint = {
         "discovery": config_to_dict(cfg),
         "videos": videos.content_hash(),

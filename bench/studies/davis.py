@@ -64,6 +64,7 @@ from autoqvis.evaluate.davis_bench import (
     label_controls,
     maskcut_baseline,
     masks_by_frame,
+    mean_score,
     score_model,
     scored_record,
     scoring_settings,
@@ -266,15 +267,6 @@ def training_curve(path: Path) -> dict[str, float]:
 # report
 
 
-def mean_of(per_sequence: dict[str, dict], key: str = "J&F") -> float | None:
-    """Mean over sequences of ``key`` (``no_crf``: the J&F of the top track without the CRF; None in a record
-    scored before it was kept)."""
-    if key == "no_crf":
-        values = [v["no_crf"]["J&F"] for v in per_sequence.values() if v.get("no_crf")]
-        return float(np.mean(values)) if len(values) == len(per_sequence) else None
-    return float(np.mean([v[key] for v in per_sequence.values()]))
-
-
 def mean_se(values: list[float]) -> str:
     return f"{100 * np.mean(values):6.1f} +- {100 * standard_error(values):4.1f}"
 
@@ -298,22 +290,22 @@ def report(
     ]
     for name, runs in rows:
         cells = " ".join(f"{100 * np.mean([r[q]['J&F'] for r in runs]):9.1f}" for q in seqs)
-        j, f = (np.mean([mean_of(r, k) for r in runs]) for k in ("J", "F"))
+        j, f = (np.mean([mean_score(r, k) for r in runs]) for k in ("J", "F"))
         extra = ""
         if name != MASKCUT:
-            extra = f"  {mean_se([mean_of(r, f'best_of_{best_of}') for r in runs])}"
-            extra += f"  {mean_se([mean_of(r, '2017') for r in runs])}"
-            plain = [v for r in runs if (v := mean_of(r, "no_crf")) is not None]
+            extra = f"  {mean_se([mean_score(r, f'best_of_{best_of}') for r in runs])}"
+            extra += f"  {mean_se([mean_score(r, '2017') for r in runs])}"
+            plain = [v for r in runs if (v := mean_score(r, "no_crf")) is not None]
             extra += f"  {mean_se(plain)}" if plain else ""
         print(
-            f"{name:40s} {cells}  {100 * j:5.1f} {100 * f:5.1f}  {mean_se([mean_of(r) for r in runs])}{extra}"
+            f"{name:40s} {cells}  {100 * j:5.1f} {100 * f:5.1f}  {mean_se([mean_score(r) for r in runs])}{extra}"
         )
     print("\n== paired differences of mean J&F (x100), mean +- SE over seeds; per seed")
 
     def value(s: dict, name: str, key: str = "J&F") -> float | None:
         if name == MASKCUT:
-            return mean_of(baseline, key) if baseline and key == "J&F" else None
-        return mean_of(s["models"][name], key) if name in s["models"] else None
+            return mean_score(baseline, key) if baseline and key == "J&F" else None
+        return mean_score(s["models"][name], key) if name in s["models"] else None
 
     def paired(a: str, b: str, key: str = "J&F") -> None:
         diffs = [
@@ -337,13 +329,13 @@ def report(
             for n in rounds:
                 paired(n, control, key)
         paired(CONTROL_NAMES[2], CONTROL_NAMES[0], key)  # the headroom: what true labels give over none
-    m0s = [mean_of(s["models"][m0]) for s in seeds.values()]
+    m0s = [mean_score(s["models"][m0]) for s in seeds.values()]
     spread = 100 * np.std(m0s, ddof=1) if len(m0s) > 1 else 0.0
     print(f"M0 spread over seeds: std {spread:.1f}, range {100 * (max(m0s) - min(m0s)):.1f} J&F")
     print("\n== label-free pick (no ground truth): picked vs truly best model per seed")
     losses, picks = [], []
     for seed, s in seeds.items():
-        jfs = {n: mean_of(s["models"][n]) for n in names if n == m0 or n.startswith("round")}
+        jfs = {n: mean_score(s["models"][n]) for n in names if n == m0 or n.startswith("round")}
         best = max(jfs, key=jfs.get)
         losses.append(jfs[best] - jfs[s["picked"]])
         picks.append(jfs[s["picked"]] - jfs[m0])
@@ -465,7 +457,7 @@ def main() -> None:
         )
         print(
             f"seed {seed} {how} ({sum(seeds[seed]['seconds'].values()):.0f} s): "
-            + ", ".join(f"{n} {100 * mean_of(v):.1f}" for n, v in seeds[seed]["models"].items()),
+            + ", ".join(f"{n} {100 * mean_score(v):.1f}" for n, v in seeds[seed]["models"].items()),
             flush=True,
         )
     if not seeds:  # --seeds 0: the discovery (cached for later runs) and its controls only
@@ -492,19 +484,21 @@ def summary(seeds: dict[int, dict], baseline: dict | None, args: argparse.Namesp
     for name in names:
         runs = [s["models"][name] for s in seeds.values() if name in s["models"]]
         row = {
-            "J&F": float(np.mean([mean_of(r) for r in runs])),
-            "se": standard_error([mean_of(r) for r in runs]),
+            "J&F": float(np.mean([mean_score(r) for r in runs])),
+            "se": standard_error([mean_score(r) for r in runs]),
         }
-        row[f"best_of_{args.best_of}"] = float(np.mean([mean_of(r, f"best_of_{args.best_of}") for r in runs]))
-        row["2017"] = float(np.mean([mean_of(r, "2017") for r in runs]))
-        plain = [v for r in runs if (v := mean_of(r, "no_crf")) is not None]
+        row[f"best_of_{args.best_of}"] = float(
+            np.mean([mean_score(r, f"best_of_{args.best_of}") for r in runs])
+        )
+        row["2017"] = float(np.mean([mean_score(r, "2017") for r in runs]))
+        plain = [v for r in runs if (v := mean_score(r, "no_crf")) is not None]
         row["no_crf"] = float(np.mean(plain)) if plain else None
         models[name] = row
     return {
         "root": str(args.root),
         "pool": args.pool,
         "seeds": sorted(seeds),
-        "maskcut_baseline_J&F": None if baseline is None else mean_of(baseline),
+        "maskcut_baseline_J&F": None if baseline is None else mean_score(baseline),
         "models": models,
         "picked": {str(k): s["picked"] for k, s in seeds.items()},
         "seconds": {str(k): s["seconds"] for k, s in seeds.items()},

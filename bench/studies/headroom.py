@@ -26,17 +26,10 @@ from pathlib import Path
 import numpy as np
 
 from autoqvis.benchmark import bench_parser, flat_items, paired_difference, standard_error, write_results
+from autoqvis.evaluate.davis_bench import mean_score
 from autoqvis.selftrain.loop import M0_NAME
 
 M0, SYNTHETIC, CEILING = M0_NAME, "synthetic only", "supervised ceiling (true masks)"  # davis.py's names
-
-
-def mean_jf(per_sequence: dict[str, dict], crf: bool = True) -> float | None:
-    """Mean J&F x100 over the scored sequences, of the top track with the CRF or without it (None: not kept)."""
-    if crf:
-        return 100 * float(np.mean([v["J&F"] for v in per_sequence.values()]))
-    plain = [v["no_crf"]["J&F"] for v in per_sequence.values() if v.get("no_crf")]
-    return 100 * float(np.mean(plain)) if len(plain) == len(per_sequence) else None
 
 
 def student(run: Path) -> dict[str, object]:
@@ -70,11 +63,13 @@ def figures_of(run: Path, first: dict[str, object]) -> dict:
         "seeds": sorted(seeds),
         "wall_minutes": {s: round(sum(r["seconds"].values()) / 60, 1) for s, r in seeds.items()},
     }
-    for crf in (True, False):
-        key = "crf" if crf else "no_crf"
-        values = {m: [mean_jf(r["models"][m], crf) for r in seeds.values()] for m in (M0, SYNTHETIC, CEILING)}
-        if any(v is None for vs in values.values() for v in vs):
+    for key, figure in (("crf", "J&F"), ("no_crf", "no_crf")):  # the top track with the CRF, and without it
+        scores = {
+            m: [mean_score(r["models"][m], figure) for r in seeds.values()] for m in (M0, SYNTHETIC, CEILING)
+        }
+        if any(v is None for vs in scores.values() for v in vs):
             continue
+        values = {m: [100 * v for v in vs] for m, vs in scores.items()}
         out[key] = {m: {"mean": float(np.mean(v)), "se": standard_error(v)} for m, v in values.items()}
         for a, b in ((CEILING, SYNTHETIC), (CEILING, M0), (SYNTHETIC, M0)):
             mean, se = paired_difference(values[a], values[b])
